@@ -1,0 +1,210 @@
+//! Vocos-style decoder: causal ConvNeXt blocks at the frame rate, a head predicting STFT
+//! log-magnitude and phase, and an inverse STFT by matrix product and overlap-add.
+//!
+//! Everything is causal in frames, so `DecoderStream` (chunks of any size, carrying each
+//! block's last `kernel - 1` inputs and the overlap-add tail) gives exactly the whole decode.
+
+use super::{CodecConfig, ResidualVq};
+use crate::model::nn::{linear, CausalDepthwise, LayerNorm};
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
+
+struct ConvNeXtBlock {
+    dw: CausalDepthwise,
+    norm: LayerNorm,
+    up: Linear,
+    down: Linear,
+    /// Layer scale: starts small so the deep stack starts near identity.
+    gamma: Tensor,
+}
+
+impl ConvNeXtBlock {
+    fn new(cfg: &CodecConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.decoder_dim;
+        Ok(Self {
+            dw: CausalDepthwise::new(d, cfg.decoder_kernel, vb.pp("dw"))?,
+            norm: LayerNorm::new(d, vb.pp("norm"))?,
+            up: linear(d, cfg.decoder_mlp, vb.pp("up"))?,
+            down: linear(cfg.decoder_mlp, d, vb.pp("down"))?,
+            gamma: vb.get_with_hints(d, "gamma", candle_nn::Init::Const(0.1))?,
+        })
+    }
+
+    /// `x_hist` is [batch, history + t, dim] (history = kernel - 1 frames); returns [batch, t, dim].
+    fn forward_with_history(&self, x_hist: &Tensor) -> Result<Tensor> {
+        let h = self.dw.kernel() - 1;
+        let t = x_hist.dim(1)? - h;
+        let x = x_hist.narrow(1, h, t)?;
+        let y = self.dw.forward_with_history(x_hist)?;
+        let y = self.down.forward(&self.up.forward(&self.norm.forward(&y)?)?.gelu()?)?;
+        x + y.broadcast_mul(&self.gamma)?
+    }
+}
+
+pub struct Decoder {
+    input: Linear,
+    blocks: Vec<ConvNeXtBlock>,
+    norm: LayerNorm,
+    head: Linear,
+    /// [2 * bins, n_fft]: inverse real DFT times the synthesis window.
+    istft_basis: Tensor,
+    hop: usize,
+    n_fft: usize,
+    bins: usize,
+    kernel: usize,
+}
+
+fn istft_basis(n_fft: usize) -> Vec<f32> {
+    let bins = n_fft / 2 + 1;
+    let mut basis = vec![0f32; 2 * bins * n_fft];
+    let tau = 2.0 * std::f64::consts::PI;
+    for k in 0..bins {
+        // Inner bins appear twice in the full spectrum.
+        let scale = if k == 0 || k == n_fft / 2 { 1.0 } else { 2.0 } / n_fft as f64;
+        for n in 0..n_fft {
+            let w = 0.5 - 0.5 * (tau * n as f64 / n_fft as f64).cos();
+            let ph = tau * (k * n) as f64 / n_fft as f64;
+            basis[k * n_fft + n] = (scale * w * ph.cos()) as f32;
+            basis[(bins + k) * n_fft + n] = (-scale * w * ph.sin()) as f32;
+        }
+    }
+    basis
+}
+
+impl Decoder {
+    pub fn new(cfg: &CodecConfig, vb: VarBuilder) -> Result<Self> {
+        let bins = cfg.n_fft / 2 + 1;
+        let blocks = (0..cfg.decoder_layers)
+            .map(|i| ConvNeXtBlock::new(cfg, vb.pp(format!("block{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            input: linear(cfg.latent_dim, cfg.decoder_dim, vb.pp("input"))?,
+            blocks,
+            norm: LayerNorm::new(cfg.decoder_dim, vb.pp("norm"))?,
+            head: linear(cfg.decoder_dim, 2 * bins, vb.pp("head"))?,
+            istft_basis: Tensor::from_vec(istft_basis(cfg.n_fft), (2 * bins, cfg.n_fft), vb.device())?,
+            hop: cfg.hop(),
+            n_fft: cfg.n_fft,
+            bins,
+            kernel: cfg.decoder_kernel,
+        })
+    }
+
+    /// Latents [batch, t, latent] with per-block histories → windowed frames [batch, t, n_fft].
+    fn frames(&self, z: &Tensor, histories: Option<&mut Vec<Tensor>>) -> Result<Tensor> {
+        let mut x = self.input.forward(z)?;
+        let h = self.kernel - 1;
+        let mut hist_out = Vec::with_capacity(self.blocks.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            let x_hist = match &histories {
+                Some(hs) => Tensor::cat(&[&hs[i], &x], 1)?,
+                None => x.pad_with_zeros(1, h, 0)?,
+            };
+            if h > 0 {
+                let n = x_hist.dim(1)?;
+                hist_out.push(x_hist.narrow(1, n - h, h)?);
+            }
+            x = block.forward_with_history(&x_hist)?;
+        }
+        if let Some(hs) = histories {
+            if h > 0 {
+                *hs = hist_out;
+            }
+        }
+        let spec = self.head.forward(&self.norm.forward(&x)?)?;
+        // Log-magnitude (clamped so exp cannot overflow) and phase, as in Vocos.
+        let mag = spec.narrow(D::Minus1, 0, self.bins)?.clamp(-30.0, 8.0)?.exp()?;
+        let phase = spec.narrow(D::Minus1, self.bins, self.bins)?;
+        let re = (&mag * phase.cos()?)?;
+        let im = (&mag * phase.sin()?)?;
+        Tensor::cat(&[re, im], D::Minus1)?.broadcast_matmul(&self.istft_basis)
+    }
+
+    /// Overlap-add frames [batch, t, n_fft] into [batch, (t + r - 1) * hop] where r = n_fft / hop.
+    fn overlap_add(&self, frames: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = frames.dims3()?;
+        let r = self.n_fft / self.hop;
+        let parts = frames.reshape((b, t, r, self.hop))?;
+        let mut out: Option<Tensor> = None;
+        for k in 0..r {
+            let p = parts.narrow(2, k, 1)?.squeeze(2)?.pad_with_zeros(1, k, r - 1 - k)?;
+            out = Some(match out {
+                None => p,
+                Some(o) => (o + p)?,
+            });
+        }
+        out.expect("r >= 1").reshape((b, (t + r - 1) * self.hop))
+    }
+
+    /// Latents [batch, frames, latent] → audio [batch, frames * hop], aligned with the encoder's input.
+    pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
+        let t = z.dim(1)?;
+        let full = self.overlap_add(&self.frames(z, None)?)?;
+        let delay = (self.n_fft - self.hop) / 2;
+        full.narrow(1, delay, t * self.hop)
+    }
+}
+
+/// Chunked decoding with carried state; output equals `Decoder::forward` on the concatenation.
+pub struct DecoderStream<'a> {
+    decoder: &'a Decoder,
+    quantizer: &'a ResidualVq,
+    histories: Vec<Tensor>,
+    /// Overlap-add tail not yet complete: (r - 1) * hop samples.
+    tail: Vec<f32>,
+    /// Start-up samples still to drop (the decoder's alignment delay).
+    to_drop: usize,
+}
+
+impl<'a> DecoderStream<'a> {
+    pub fn new(decoder: &'a Decoder, quantizer: &'a ResidualVq) -> Self {
+        let r = decoder.n_fft / decoder.hop;
+        Self {
+            decoder,
+            quantizer,
+            histories: Vec::new(),
+            tail: vec![0.0; (r - 1) * decoder.hop],
+            to_drop: (decoder.n_fft - decoder.hop) / 2,
+        }
+    }
+
+    /// Samples of latency between a frame going in and its audio being complete.
+    pub fn delay_samples(&self) -> usize {
+        (self.decoder.n_fft - self.decoder.hop) / 2
+    }
+
+    /// Decode code frames [frames, levels] (u32) and return the audio completed by them.
+    pub fn push_codes(&mut self, codes: &Tensor) -> Result<Vec<f32>> {
+        let z = self.quantizer.decode(&codes.unsqueeze(0)?)?;
+        self.push_latents(&z)
+    }
+
+    /// Decode latents [1, frames, latent].
+    pub fn push_latents(&mut self, z: &Tensor) -> Result<Vec<f32>> {
+        let t = z.dim(1)?;
+        if t == 0 {
+            return Ok(Vec::new());
+        }
+        if self.histories.is_empty() {
+            let h = self.decoder.kernel - 1;
+            let d = self.decoder.input.weight().dim(0)?;
+            self.histories = (0..self.decoder.blocks.len())
+                .map(|_| Tensor::zeros((1, h, d), z.dtype(), z.device()))
+                .collect::<Result<Vec<_>>>()?;
+        }
+        let frames = self.decoder.frames(z, Some(&mut self.histories))?;
+        let ola = self.decoder.overlap_add(&frames)?.squeeze(0)?.to_vec1::<f32>()?;
+        let hop = self.decoder.hop;
+        let mut out = ola;
+        for (o, t) in out.iter_mut().zip(&self.tail) {
+            *o += *t;
+        }
+        // The first t * hop samples are complete; the rest is the new tail.
+        let tail_len = self.tail.len();
+        self.tail.copy_from_slice(&out[t * hop..t * hop + tail_len]);
+        out.truncate(t * hop);
+        let drop = self.to_drop.min(out.len());
+        self.to_drop -= drop;
+        Ok(out.split_off(drop))
+    }
+}

@@ -1,0 +1,150 @@
+use super::*;
+use crate::model::spectral::SpectralDistances;
+use crate::model::weights;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use std::collections::HashMap;
+
+fn tiny() -> (CodecConfig, VarMap, Codec) {
+    let cfg = CodecConfig::tiny();
+    let vm = VarMap::new();
+    let codec = Codec::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    (cfg, vm, codec)
+}
+
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.5
+        })
+        .collect()
+}
+
+#[test]
+fn encode_decode_shapes_and_bitrate() {
+    let (cfg, _, codec) = tiny();
+    assert_eq!(cfg.hop(), 320);
+    assert_eq!(CodecConfig::default().bitrate(), 5400.0);
+    let x = Tensor::from_vec(noise(2 * 3200, 1), (2, 3200), &Device::Cpu).unwrap();
+    let codes = codec.encode(&x).unwrap();
+    assert_eq!(codes.dims(), &[2, 10, cfg.n_codebooks]);
+    let y = codec.decode(&codes).unwrap();
+    assert_eq!(y.dims(), &[2, 3200]);
+    // Encoder input that is not a whole number of frames is an error, not a panic.
+    assert!(codec.encode(&Tensor::zeros((1, 100), DType::F32, &Device::Cpu).unwrap()).is_err());
+    // Out-of-range codes are an error.
+    let bad = Tensor::full(99u32, (1, 2, cfg.n_codebooks), &Device::Cpu).unwrap();
+    assert!(codec.decode(&bad).unwrap_err().to_string().contains("out of range"));
+}
+
+#[test]
+fn streaming_decode_in_any_chunks_equals_whole_decode() {
+    let (_, _, codec) = tiny();
+    let x = Tensor::from_vec(noise(40 * 320, 2), (1, 40 * 320), &Device::Cpu).unwrap();
+    let codes = codec.encode(&x).unwrap().squeeze(0).unwrap();
+    let whole = codec.decode(&codes.unsqueeze(0).unwrap()).unwrap().squeeze(0).unwrap().to_vec1::<f32>().unwrap();
+    for chunk in [1usize, 2, 3, 7, 40] {
+        let mut stream = codec.stream();
+        let mut out = Vec::new();
+        let mut t = 0;
+        while t < 40 {
+            let n = chunk.min(40 - t);
+            out.extend(stream.push_codes(&codes.narrow(0, t, n).unwrap()).unwrap());
+            t += n;
+        }
+        // The stream has emitted every sample that the whole decode has complete.
+        assert_eq!(out.len(), 40 * 320 - stream.delay_samples());
+        let max_diff = out.iter().zip(&whole).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(max_diff < 1e-4, "chunk {chunk}: max difference {max_diff}");
+    }
+}
+
+#[test]
+fn every_trainable_parameter_gets_a_gradient() {
+    let (cfg, vm, codec) = tiny();
+    let x = Tensor::from_vec(noise(2 * 6400, 3), (2, 6400), &Device::Cpu).unwrap();
+    let z = codec.encoder.forward(&x).unwrap();
+    let vq = codec.quantizer.forward_train(&z).unwrap();
+    let y = codec.decoder.forward(&vq.quantized).unwrap();
+    let spectral = SpectralDistances::new(cfg.sample_rate, &Device::Cpu).unwrap();
+    let loss = (spectral.mr_stft(&y, &x).unwrap() + spectral.log_mel_l1(&y, &x).unwrap() + vq.commitment).unwrap();
+    let grads = loss.backward().unwrap();
+    for (name, var) in vm.data().lock().unwrap().iter() {
+        if name.contains("codebook") {
+            continue; // EMA-updated, not by gradient
+        }
+        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name} gets no gradient"));
+        let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(norm > 0.0, "{name} has a zero gradient");
+    }
+}
+
+fn tensors(vm: &VarMap) -> HashMap<String, Tensor> {
+    vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+}
+
+#[test]
+fn weights_round_trip_and_bad_files_get_clear_errors() {
+    let (cfg, vm, codec) = tiny();
+    let bytes = weights::to_bytes(KIND, &cfg, &tensors(&vm), DType::F32).unwrap();
+    let loaded = Codec::from_bytes(&bytes, &Device::Cpu).unwrap();
+    let x = Tensor::from_vec(noise(3200, 4), (1, 3200), &Device::Cpu).unwrap();
+    let a = codec.decode(&codec.encode(&x).unwrap()).unwrap().to_vec2::<f32>().unwrap();
+    let b = loaded.decode(&loaded.encode(&x).unwrap()).unwrap().to_vec2::<f32>().unwrap();
+    assert_eq!(a, b);
+
+    let err = |bytes: &[u8]| Codec::from_bytes(bytes, &Device::Cpu).err().expect("must fail").to_string();
+    assert!(err(&bytes[..bytes.len() / 2]).contains("truncated or corrupt"));
+    assert!(err(b"not a model").contains("truncated or corrupt"));
+
+    let other_kind = weights::to_bytes("cantor-prior", &cfg, &tensors(&vm), DType::F32).unwrap();
+    assert!(err(&other_kind).contains("'cantor-prior' model, expected 'cantor-codec'"));
+
+    let mut t = tensors(&vm);
+    t.insert("decoder.head.weight".into(), Tensor::zeros((3, 3), DType::F32, &Device::Cpu).unwrap());
+    let e = err(&weights::to_bytes(KIND, &cfg, &t, DType::F32).unwrap());
+    assert!(e.contains("decoder.head.weight") && e.contains("shape"), "{e}");
+
+    let mut t = tensors(&vm);
+    let shape = t["encoder.input.weight"].dims().to_vec();
+    t.insert("encoder.input.weight".into(), Tensor::full(f32::NAN, shape, &Device::Cpu).unwrap());
+    let e = err(&weights::to_bytes(KIND, &cfg, &t, DType::F32).unwrap());
+    assert!(e.contains("encoder.input.weight") && e.contains("NaN"), "{e}");
+
+    let mut t = tensors(&vm);
+    t.remove("quantizer.level1.codebook");
+    assert!(err(&weights::to_bytes(KIND, &cfg, &t, DType::F32).unwrap()).contains("'quantizer.level1.codebook' is missing"));
+
+    // A future format version is refused by name.
+    let mut meta = HashMap::new();
+    meta.insert("cantor.kind".to_string(), KIND.to_string());
+    meta.insert("cantor.version".to_string(), "99".to_string());
+    meta.insert("cantor.config".to_string(), serde_json::to_string(&cfg).unwrap());
+    let t = tensors(&vm);
+    let v99 = safetensors::serialize(t.iter().map(|(k, v)| (k.as_str(), v)), Some(meta)).unwrap();
+    assert!(err(&v99).contains("format version 99"));
+
+    // f16 storage loads and stays close.
+    let half = weights::to_bytes(KIND, &cfg, &tensors(&vm), DType::F16).unwrap();
+    assert!(half.len() < bytes.len() * 6 / 10);
+    Codec::from_bytes(&half, &Device::Cpu).unwrap();
+}
+
+#[test]
+fn encoder_latents_start_at_a_usable_scale_and_vary_over_time() {
+    // Guards the initialisation: with PyTorch-default weights the latents started at 1e-4 and
+    // training collapsed every codebook onto one code.
+    let cfg = CodecConfig::default();
+    let vm = VarMap::new();
+    let codec = Codec::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let x: Vec<f32> = (0..24000).map(|i| ((i as f32 * 0.05).sin() * (i as f32 * 0.0003).sin()) * 0.14).collect();
+    let x = Tensor::from_vec(x, (1, 24000), &Device::Cpu).unwrap();
+    let z = codec.encoder.forward(&x).unwrap().squeeze(0).unwrap();
+    let mean = z.mean_keepdim(0).unwrap();
+    let dev = z.broadcast_sub(&mean).unwrap().sqr().unwrap().mean_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+    let rms = z.sqr().unwrap().mean_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+    assert!(rms > 5e-3, "latent rms {rms}");
+    assert!(dev > 0.5 * rms, "latents barely change over time: deviation {dev} of rms {rms}");
+}

@@ -1,0 +1,98 @@
+//! The conditioning vocabulary: the labels the corpus carries and the prior is steered by.
+//!
+//! One definition shared by the dataset builder (which writes the labels), the prior (which
+//! embeds them) and the plugin (whose style / instrument / key parameters map onto them).
+//! Indices are part of the trained model: append new entries, never reorder.
+
+/// Musical styles with real weight in the corpus (rare dance types are merged into a neighbour:
+/// slip jigs, under an hour, into jigs; waltzes into airs; strathspeys into reels).
+pub const STYLES: [&str; 6] = ["chorale", "air", "jig", "reel", "hornpipe", "march/polka"];
+
+/// General MIDI instrument families the corpus is rendered with, and their GM programs (0-based).
+/// The first program of each family is its most typical voice.
+pub const INSTRUMENT_FAMILIES: [(&str, &[u8]); 8] = [
+    ("piano", &[0, 1, 4]),           // acoustic grand, bright, electric piano
+    ("strings", &[40, 48, 42, 49]),  // violin, string ensemble, cello, slow strings
+    ("organ", &[19, 16, 21]),        // church organ, drawbar organ, accordion
+    ("winds", &[73, 71, 68, 74]),    // flute, clarinet, oboe, recorder
+    ("brass", &[61, 56, 60]),        // brass section, trumpet, french horn
+    ("plucked", &[24, 46, 25, 105]), // nylon guitar, harp, steel guitar, banjo
+    ("choir/pads", &[52, 53, 89]),   // choir aahs, voice oohs, warm pad
+    ("mallets", &[11, 12, 8]),       // vibraphone, marimba, celesta
+];
+
+/// Pitch-class names, index = semitones above C.
+pub const KEY_NAMES: [&str; 12] = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"];
+
+/// Modes the corpus labels (church modes in the ABC books are folded onto the nearer of the two).
+pub const MODES: [&str; 2] = ["major", "minor"];
+
+/// Tempo range (beats per minute) the corpus covers and the prior is conditioned over.
+pub const BPM_RANGE: (f32, f32) = (60.0, 180.0);
+
+/// Index of a style name, case-insensitive.
+pub fn style_index(name: &str) -> Option<usize> {
+    STYLES.iter().position(|s| s.eq_ignore_ascii_case(name))
+}
+
+/// Index of an instrument family name, case-insensitive.
+pub fn instrument_index(name: &str) -> Option<usize> {
+    INSTRUMENT_FAMILIES.iter().position(|(s, _)| s.eq_ignore_ascii_case(name))
+}
+
+/// Pitch class of a tonic name such as "D", "f#", "Bb", "E-" (music21 spells flats with '-').
+pub fn pitch_class(name: &str) -> Option<u8> {
+    let mut chars = name.trim().chars();
+    let letter = chars.next()?.to_ascii_uppercase();
+    let base: i32 = match letter {
+        'C' => 0,
+        'D' => 2,
+        'E' => 4,
+        'F' => 5,
+        'G' => 7,
+        'A' => 9,
+        'B' => 11,
+        _ => return None,
+    };
+    let mut pc = base;
+    for c in chars {
+        match c {
+            '#' | 's' => pc += 1,
+            'b' | '-' => pc -= 1,
+            _ => return None,
+        }
+    }
+    Some(pc.rem_euclid(12) as u8)
+}
+
+/// Index of a mode name ("major"/"minor", and church modes folded onto them).
+pub fn mode_index(name: &str) -> Option<usize> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "major" | "maj" | "ionian" | "mixolydian" | "lydian" => Some(0),
+        "minor" | "min" | "m" | "aeolian" | "dorian" | "phrygian" | "locrian" => Some(1),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pitch_classes_parse_both_spellings() {
+        assert_eq!(pitch_class("C"), Some(0));
+        assert_eq!(pitch_class("F#"), Some(6));
+        assert_eq!(pitch_class("B-"), Some(10));
+        assert_eq!(pitch_class("Bb"), Some(10));
+        assert_eq!(pitch_class("c-"), Some(11));
+        assert_eq!(pitch_class("H"), None);
+    }
+
+    #[test]
+    fn names_resolve_to_indices() {
+        assert_eq!(style_index("Reel"), Some(3));
+        assert_eq!(instrument_index("mallets"), Some(7));
+        assert_eq!(mode_index("dorian"), Some(1));
+        assert_eq!(mode_index("weird"), None);
+    }
+}

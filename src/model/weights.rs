@@ -1,0 +1,135 @@
+//! Model files: safetensors with a header naming the model kind, the format version and the
+//! model's config, checked tensor by tensor on load so a bad file gets an error that names the
+//! problem (truncated, wrong kind, unknown version, missing/extra/wrong-shaped/non-finite tensor).
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::HashMap;
+
+/// Version of the file layout; bumped when a change makes old files unreadable.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("the model file is not valid safetensors (truncated or corrupt?): {0}")]
+    Corrupt(String),
+    #[error("the model file has no Cantor header (metadata key '{0}' missing)")]
+    MissingHeader(&'static str),
+    #[error("the model file holds a '{found}' model, expected '{expected}'")]
+    WrongKind { expected: String, found: String },
+    #[error("the model file has format version {found}; this build reads version {supported}")]
+    UnsupportedVersion { found: String, supported: u32 },
+    #[error("the model file's config is invalid: {0}")]
+    BadConfig(String),
+    #[error("tensor '{0}' is missing from the model file")]
+    MissingTensor(String),
+    #[error("tensor '{0}' in the model file is not part of this model")]
+    UnexpectedTensor(String),
+    #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
+    WrongShape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("tensor '{0}' contains NaN or infinite values")]
+    NonFinite(String),
+    #[error("{0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serialise `tensors` with the Cantor header. Tensors are stored in `dtype` (F16 halves the size).
+pub fn to_bytes<C: Serialize>(
+    kind: &str,
+    config: &C,
+    tensors: &HashMap<String, Tensor>,
+    dtype: DType,
+) -> Result<Vec<u8>, WeightsError> {
+    let config = serde_json::to_string(config).map_err(|e| WeightsError::BadConfig(e.to_string()))?;
+    let meta: HashMap<String, String> = [
+        ("cantor.kind".to_string(), kind.to_string()),
+        ("cantor.version".to_string(), FORMAT_VERSION.to_string()),
+        ("cantor.config".to_string(), config),
+    ]
+    .into_iter()
+    .collect();
+    let mut converted: Vec<(String, Tensor)> = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        converted.push((name.clone(), t.to_dtype(dtype)?.contiguous()?));
+    }
+    converted.sort_by(|a, b| a.0.cmp(&b.0));
+    safetensors::serialize(converted.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
+        .map_err(|e| WeightsError::Corrupt(e.to_string()))
+}
+
+/// Write atomically (temporary file, then rename) so an interrupted save never leaves a torn file.
+pub fn save<C: Serialize>(
+    path: &std::path::Path,
+    kind: &str,
+    config: &C,
+    tensors: &HashMap<String, Tensor>,
+    dtype: DType,
+) -> Result<(), WeightsError> {
+    let bytes = to_bytes(kind, config, tensors, dtype)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// A parsed, not yet validated model file.
+pub struct RawModelFile<C> {
+    pub config: C,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+/// Parse the header and tensors of a model file of `kind` (all tensors converted to f32).
+pub fn parse<C: DeserializeOwned>(bytes: &[u8], kind: &str, device: &Device) -> Result<RawModelFile<C>, WeightsError> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| WeightsError::Corrupt(e.to_string()))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    let found_kind = meta.get("cantor.kind").ok_or(WeightsError::MissingHeader("cantor.kind"))?;
+    if found_kind != kind {
+        return Err(WeightsError::WrongKind { expected: kind.into(), found: found_kind.clone() });
+    }
+    let version = meta.get("cantor.version").ok_or(WeightsError::MissingHeader("cantor.version"))?;
+    if version.parse::<u32>().ok() != Some(FORMAT_VERSION) {
+        return Err(WeightsError::UnsupportedVersion { found: version.clone(), supported: FORMAT_VERSION });
+    }
+    let config = meta.get("cantor.config").ok_or(WeightsError::MissingHeader("cantor.config"))?;
+    let config: C = serde_json::from_str(config).map_err(|e| WeightsError::BadConfig(e.to_string()))?;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Corrupt(e.to_string()))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        let t = candle_core::safetensors::Load::load(&view, device)?.to_dtype(DType::F32)?;
+        tensors.insert(name.to_string(), t);
+    }
+    Ok(RawModelFile { config, tensors })
+}
+
+/// Check `tensors` against what `build` creates (names and shapes) and that all are finite,
+/// then build the model from them.
+pub fn build_checked<C, M>(
+    config: &C,
+    tensors: HashMap<String, Tensor>,
+    device: &Device,
+    build: impl Fn(&C, VarBuilder) -> candle_core::Result<M>,
+) -> Result<M, WeightsError> {
+    let reference = VarMap::new();
+    build(config, VarBuilder::from_varmap(&reference, DType::F32, device))?;
+    let expected: HashMap<String, Vec<usize>> =
+        reference.data().lock().expect("fresh varmap").iter().map(|(k, v)| (k.clone(), v.dims().to_vec())).collect();
+    let mut names: Vec<&String> = expected.keys().collect();
+    names.sort();
+    for name in names {
+        let t = tensors.get(name).ok_or_else(|| WeightsError::MissingTensor(name.clone()))?;
+        if t.dims() != expected[name].as_slice() {
+            return Err(WeightsError::WrongShape { name: name.clone(), expected: expected[name].clone(), found: t.dims().to_vec() });
+        }
+        let finite = t.flatten_all()?.to_vec1::<f32>()?.iter().all(|v| v.is_finite());
+        if !finite {
+            return Err(WeightsError::NonFinite(name.clone()));
+        }
+    }
+    if let Some(extra) = tensors.keys().find(|k| !expected.contains_key(*k)) {
+        return Err(WeightsError::UnexpectedTensor(extra.clone()));
+    }
+    Ok(build(config, VarBuilder::from_tensors(tensors, DType::F32, device))?)
+}

@@ -1,0 +1,106 @@
+//! Cantor's developer tasks: `cargo xtask <command>`.
+//!
+//! - `bundle cantor --release`: build the CLAP and VST3 bundles (nice-plug-xtask).
+//! - `dataset export|build|render`: the training corpus.
+//! - `train codec`: train the codec (resumable).
+
+mod dataset;
+mod train;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Cantor's build, dataset and training tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The training corpus.
+    Dataset {
+        #[command(subcommand)]
+        command: DatasetCommand,
+    },
+    /// Train a model.
+    Train {
+        #[command(subcommand)]
+        model: TrainCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// Export the licence-clean music21 scores to MIDI (assets/corpus; resumes).
+    Export {
+        /// Comma-separated collections (default: all allowed ones).
+        #[arg(long)]
+        collections: Option<String>,
+        /// At most this many pieces per collection.
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
+    /// Write the clip manifest (recipes and labels) and print hours per label.
+    Build {
+        #[command(flatten)]
+        opts: DatasetOpts,
+    },
+    /// Build, then render clips to WAV in the cache (resumes; skips clips already rendered).
+    Render {
+        #[command(flatten)]
+        opts: DatasetOpts,
+        /// Only this split (train, valid, test).
+        #[arg(long)]
+        split: Option<String>,
+        /// At most this many clips (0: all), taken evenly across the manifest.
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct DatasetOpts {
+    /// The one-minute corpus used by tests.
+    #[arg(long)]
+    quick: bool,
+    /// Seed of every random choice (instrument, tempo, key, split...).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl DatasetOpts {
+    fn config(&self) -> dataset::recipe::DatasetConfig {
+        let mut cfg = if self.quick { dataset::recipe::DatasetConfig::quick() } else { Default::default() };
+        if let Some(s) = self.seed {
+            cfg.seed = s;
+            cfg.name = format!("{}-seed{s}", cfg.name);
+        }
+        cfg
+    }
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// The audio codec.
+    Codec(train::codec::CodecTrainArgs),
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Bundling is nice-plug-xtask's job.
+    if matches!(args.first().map(String::as_str), Some("bundle" | "bundle-universal" | "known-packages")) {
+        return nice_plug_xtask::main_with_args("cargo xtask", args);
+    }
+    match Cli::parse().command {
+        Command::Dataset { command } => match command {
+            DatasetCommand::Export { collections, limit } => dataset::export(collections.as_deref(), limit),
+            DatasetCommand::Build { opts } => dataset::build_and_render(&opts.config(), None, 0).map(|_| ()),
+            DatasetCommand::Render { opts, split, limit } => {
+                dataset::build_and_render(&opts.config(), Some(split.as_deref()), limit).map(|_| ())
+            }
+        },
+        Command::Train { model: TrainCommand::Codec(args) } => train::codec::train(&args),
+    }
+}

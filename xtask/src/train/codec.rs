@@ -1,0 +1,480 @@
+//! Codec training: multi-resolution STFT + log-mel losses, EMA codebooks with dead-code restarts,
+//! AdamW, checkpoints every few minutes with exact resume (weights, moments, EMA state, step; the
+//! data order is a pure function of the step).
+
+use super::optim::AdamW;
+use crate::dataset::recipe::{ClipRecipe, DatasetConfig};
+use crate::dataset::{repo_root, ClipSource, Dataset};
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use cantor::model::codec::{Codec, CodecConfig, KIND};
+use cantor::model::spectral::SpectralDistances;
+use cantor::model::weights;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CodecTrainArgs {
+    /// Stop at this total step count.
+    #[arg(long, default_value_t = 200_000)]
+    pub steps: u64,
+    /// Stop after this many minutes (a checkpoint is written first).
+    #[arg(long, default_value_t = 0.0)]
+    pub minutes: f64,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Crop length in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub seconds: f64,
+    #[arg(long, default_value_t = 4e-4)]
+    pub lr: f64,
+    /// Minutes between checkpoints.
+    #[arg(long, default_value_t = 4.0)]
+    pub checkpoint_minutes: f64,
+    /// Steps between validations.
+    #[arg(long, default_value_t = 500)]
+    pub valid_every: u64,
+    /// Checkpoint folder (default: cache/train/codec).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Use the quick corpus (tests, smoke runs).
+    #[arg(long)]
+    pub quick: bool,
+    /// Tiny model (tests, smoke runs).
+    #[arg(long)]
+    pub tiny: bool,
+    /// Steps trained as a plain autoencoder before quantisation is switched on.
+    #[arg(long, default_value_t = 400)]
+    pub ae_warmup_steps: u64,
+    /// Copy the latest checkpoint and best weights into assets/ (to commit) and exit.
+    #[arg(long)]
+    pub publish: bool,
+}
+
+/// The committed resume point and shipped weights.
+pub fn published_checkpoint() -> PathBuf {
+    repo_root().join("assets/training/codec-checkpoint.safetensors")
+}
+pub fn published_weights() -> PathBuf {
+    repo_root().join("assets/models/codec.safetensors")
+}
+pub fn log_path() -> PathBuf {
+    repo_root().join("assets/training/codec-log.jsonl")
+}
+
+const EMA_DECAY: f64 = 0.99;
+/// A code not chosen for this many steps (about 60k assignments) is restarted from a recent
+/// encoder output: Jukebox's fix for codebook collapse, in a form that reacts within a few
+/// minutes at our small batches (an EMA-use threshold took ~300 steps to notice a dead code).
+const RESTART_IDLE_STEPS: u32 = 100;
+const COMMITMENT_WEIGHT: f64 = 0.1;
+const WARMUP_STEPS: u64 = 500;
+const GRAD_CLIP: f64 = 1.0;
+const SEED: u64 = 7;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainState {
+    step: u64,
+    best_valid_mel: f64,
+    config: CodecConfig,
+}
+
+/// EMA codebook statistics, per level: cluster sizes [K] and vector sums [K * D].
+struct EmaCodebooks {
+    size: Vec<Vec<f32>>,
+    sum: Vec<Vec<f32>>,
+    /// Code use counts since the last log line.
+    window_counts: Vec<Vec<u64>>,
+    /// Steps since each code was last chosen.
+    idle: Vec<Vec<u32>>,
+    restarts: u64,
+}
+
+impl EmaCodebooks {
+    fn new(cfg: &CodecConfig) -> Self {
+        let (l, k, d) = (cfg.n_codebooks, cfg.codebook_size, cfg.latent_dim);
+        Self { size: vec![vec![0.0; k]; l], sum: vec![vec![0.0; k * d]; l], window_counts: vec![vec![0; k]; l], idle: vec![vec![RESTART_IDLE_STEPS; k]; l], restarts: 0 }
+    }
+
+    /// Update level `level` from its inputs [n, d] and chosen codes [n]; write the codebook.
+    fn update(&mut self, level: usize, inputs: &Tensor, codes: &[u32], codebook: &Var, rng: &mut ChaCha8Rng) -> Result<()> {
+        let (n, d) = inputs.dims2()?;
+        let x = inputs.flatten_all()?.to_vec1::<f32>()?;
+        let k = self.size[level].len();
+        let mut count = vec![0f32; k];
+        let mut sum = vec![0f32; k * d];
+        for (i, &c) in codes.iter().enumerate() {
+            let c = c as usize;
+            count[c] += 1.0;
+            self.window_counts[level][c] += 1;
+            for j in 0..d {
+                sum[c * d + j] += x[i * d + j];
+            }
+        }
+        let decay = EMA_DECAY as f32;
+        let size = &mut self.size[level];
+        let esum = &mut self.sum[level];
+        for c in 0..k {
+            size[c] = decay * size[c] + (1.0 - decay) * count[c];
+            for j in 0..d {
+                esum[c * d + j] = decay * esum[c * d + j] + (1.0 - decay) * sum[c * d + j];
+            }
+        }
+        let mut book = vec![0f32; k * d];
+        // EMA use of a code that gets its even share of the n inputs every step.
+        let even = n as f32 / k as f32;
+        let idle = &mut self.idle[level];
+        for c in 0..k {
+            idle[c] = if count[c] > 0.0 { 0 } else { idle[c].saturating_add(1) };
+            if idle[c] >= RESTART_IDLE_STEPS {
+                idle[c] = 0;
+                // Restart from a random recent input, weighted as an evenly used code.
+                let i = rng.random_range(0..n);
+                size[c] = even;
+                for j in 0..d {
+                    esum[c * d + j] = x[i * d + j] * size[c];
+                }
+                self.restarts += 1;
+            }
+            for j in 0..d {
+                book[c * d + j] = esum[c * d + j] / size[c];
+            }
+        }
+        codebook.set(&Tensor::from_vec(book, (k, d), inputs.device())?)?;
+        Ok(())
+    }
+
+    fn tensors(&self, device: &Device) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        for l in 0..self.size.len() {
+            out.insert(format!("ema.size.{l}"), Tensor::new(self.size[l].as_slice(), device)?);
+            out.insert(format!("ema.sum.{l}"), Tensor::new(self.sum[l].as_slice(), device)?);
+            let idle: Vec<f32> = self.idle[l].iter().map(|&v| v as f32).collect();
+            out.insert(format!("ema.idle.{l}"), Tensor::new(idle.as_slice(), device)?);
+        }
+        Ok(out)
+    }
+
+    fn load(&mut self, t: &HashMap<String, Tensor>) -> Result<()> {
+        for l in 0..self.size.len() {
+            if let (Some(s), Some(m)) = (t.get(&format!("ema.size.{l}")), t.get(&format!("ema.sum.{l}"))) {
+                self.size[l] = s.to_dtype(DType::F32)?.to_vec1()?;
+                self.sum[l] = m.to_dtype(DType::F32)?.to_vec1()?;
+            }
+            if let Some(i) = t.get(&format!("ema.idle.{l}")) {
+                self.idle[l] = i.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().map(|&v| v as u32).collect();
+            }
+        }
+        Ok(())
+    }
+
+    /// Per level: fraction of codes used in the window, and perplexity of their use.
+    fn usage(&mut self) -> Vec<(f64, f64)> {
+        let out = self
+            .window_counts
+            .iter()
+            .map(|counts| {
+                let total: u64 = counts.iter().sum();
+                let used = counts.iter().filter(|&&c| c > 0).count() as f64 / counts.len() as f64;
+                let h: f64 = counts
+                    .iter()
+                    .filter(|&&c| c > 0)
+                    .map(|&c| {
+                        let p = c as f64 / total.max(1) as f64;
+                        -p * p.ln()
+                    })
+                    .sum();
+                (used, h.exp())
+            })
+            .collect();
+        self.window_counts.iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v = 0));
+        out
+    }
+}
+
+/// A batch of crops [batch, samples] for `step`: a pure function of (seed, step).
+fn make_batch(source: &mut ClipSource, clips: &[&ClipRecipe], step: u64, batch: usize, seconds: f64, sr: u32) -> Result<Vec<f32>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ step.wrapping_mul(0x9E3779B97F4A7C15));
+    let n = (seconds * sr as f64) as usize;
+    let mut out = Vec::with_capacity(batch * n);
+    let mut got = 0;
+    let mut tries = 0;
+    while got < batch {
+        tries += 1;
+        let clip = clips[rng.random_range(0..clips.len())];
+        let max_off = (clip.seconds - seconds).max(0.0);
+        let offset = rng.random_range(0.0..=max_off);
+        // Half a second of warm-up so notes already sounding are not re-attacked inside the crop.
+        let warm = offset.min(0.5);
+        let gain = 10f32.powf(rng.random_range(-8.0..2.0) / 20.0);
+        let audio = source.render_span(clip, offset - warm, seconds + warm)?;
+        let skip = audio.len() - n;
+        let crop = &audio[skip..];
+        let rms = (crop.iter().map(|v| v * v).sum::<f32>() / n as f32).sqrt();
+        if rms < 1e-3 && tries < batch * 4 {
+            continue; // a rest: draw again (deterministically)
+        }
+        out.extend(crop.iter().map(|v| v * gain));
+        got += 1;
+    }
+    Ok(out)
+}
+
+fn var_tensors(vm: &VarMap) -> HashMap<String, Tensor> {
+    vm.data().lock().expect("varmap").iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+}
+
+pub fn train(args: &CodecTrainArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let out = args.out.clone().unwrap_or_else(|| crate::dataset::cache_dir().join("train/codec"));
+    std::fs::create_dir_all(&out)?;
+    let ckpt_path = out.join("checkpoint.safetensors");
+    let state_path = out.join("state.json");
+    // Runs into a custom folder (tests, experiments) log there; the real run logs to assets/.
+    let log = if args.out.is_some() { out.join("log.jsonl") } else { log_path() };
+    let best_path = out.join("best.safetensors");
+    if args.publish {
+        return publish(&ckpt_path, &state_path, &best_path);
+    }
+
+    let ds_cfg = if args.quick { DatasetConfig::quick() } else { DatasetConfig::default() };
+    let dataset = Dataset::build(&ds_cfg)?;
+    let train_clips: Vec<ClipRecipe> = dataset.split("train").cloned().collect();
+    let valid_clips: Vec<ClipRecipe> = dataset.split("valid").cloned().collect();
+    anyhow::ensure!(!train_clips.is_empty() && !valid_clips.is_empty(), "the corpus has no train or valid clips");
+
+    // Resume: the cache checkpoint (bit-exact), else the committed one, else a fresh start.
+    let resume_from = [ckpt_path.clone(), published_checkpoint()].into_iter().find(|p| p.exists());
+    let mut state = TrainState {
+        step: 0,
+        best_valid_mel: f64::INFINITY,
+        config: if args.tiny { CodecConfig::tiny() } else { CodecConfig::default() },
+    };
+    let mut saved: HashMap<String, Tensor> = HashMap::new();
+    if let Some(p) = &resume_from {
+        let bytes = std::fs::read(p)?;
+        let raw = weights::parse::<TrainState>(&bytes, "cantor-codec-checkpoint", &device)
+            .with_context(|| format!("reading checkpoint {}", p.display()))?;
+        state = raw.config;
+        saved = raw.tensors;
+        println!("resuming from {} at step {}", p.display(), state.step);
+    }
+    let cfg = state.config.clone();
+    let vm = VarMap::new();
+    let codec = Codec::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device))?;
+    {
+        let data = vm.data().lock().expect("varmap");
+        for (name, var) in data.iter() {
+            if let Some(t) = saved.get(name) {
+                var.set(&t.to_dtype(DType::F32)?)?;
+            }
+        }
+    }
+    let params: Vec<(String, Var)> =
+        vm.data().lock().expect("varmap").iter().filter(|(k, _)| !k.contains("codebook")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let codebook_vars: Vec<Var> = (0..cfg.n_codebooks)
+        .map(|l| vm.data().lock().expect("varmap")[&format!("quantizer.level{l}.codebook")].clone())
+        .collect();
+    let n_params: usize = params.iter().map(|(_, v)| v.elem_count()).sum();
+    println!(
+        "codec: {n_params} trainable parameters, {} Hz, hop {}, {} x {} codes, {:.0} bit/s",
+        cfg.sample_rate,
+        cfg.hop(),
+        cfg.n_codebooks,
+        cfg.codebook_size,
+        cfg.bitrate()
+    );
+    let mut opt = AdamW::new(params)?;
+    opt.load_state(&saved, state.step)?;
+    let mut ema = EmaCodebooks::new(&cfg);
+    ema.load(&saved)?;
+    drop(saved);
+
+    let spectral = SpectralDistances::new(cfg.sample_rate, &device)?;
+    let crop = ((args.seconds * cfg.sample_rate as f64) as usize / cfg.hop()) * cfg.hop();
+    let crop_s = crop as f64 / cfg.sample_rate as f64;
+
+    // Fixed validation crops.
+    let mut source = ClipSource::new(cfg.sample_rate);
+    let vrefs: Vec<&ClipRecipe> = valid_clips.iter().collect();
+    let valid = make_batch(&mut source, &vrefs, u64::MAX, 16, crop_s, cfg.sample_rate)?;
+    let valid = Tensor::from_vec(valid, (16, crop), &device)?;
+
+    // Batches are rendered on a second thread while the model trains.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(u64, Vec<f32>)>>(2);
+    {
+        let clips = train_clips.clone();
+        let (batch, sr, start) = (args.batch, cfg.sample_rate, state.step);
+        std::thread::spawn(move || {
+            let mut source = ClipSource::new(sr);
+            let refs: Vec<&ClipRecipe> = clips.iter().collect();
+            for step in start.. {
+                let b = make_batch(&mut source, &refs, step, batch, crop_s, sr).map(|b| (step, b));
+                if tx.send(b).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    let started = Instant::now();
+    let mut last_ckpt = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0xC0DEC ^ state.step);
+    let mut acc = (0f64, 0f64, 0f64, 0u64);
+    let mut window_start = Instant::now();
+    while state.step < args.steps {
+        let (step, batch) = rx.recv().context("batch thread stopped")??;
+        debug_assert_eq!(step, state.step);
+        let x = Tensor::from_vec(batch, (args.batch, crop), &device)?;
+        let z = codec.encoder.forward(&x)?;
+        let vq = codec.quantizer.forward_train(&z)?;
+        // Plain autoencoder first: early reconstruction gradients all push the same way (more
+        // energy) and collapsed the codebooks when quantising from step 0. The EMA codebooks
+        // follow the latents meanwhile, so quantisation starts from a codebook that fits them.
+        let quantizing = state.step >= args.ae_warmup_steps;
+        let decoder_in = if quantizing { &vq.quantized } else { &z };
+        let y = codec.decoder.forward(decoder_in)?;
+        let (stft, mel) = spectral.both(&y, &x)?;
+        let commitment_weight = if quantizing { COMMITMENT_WEIGHT } else { 0.0 };
+        let loss = ((&stft + &mel)? + (&vq.commitment * commitment_weight)?)?;
+        let grads = loss.backward()?;
+        let norm = opt.grad_norm(&grads)?;
+        let scale = if norm.is_finite() && norm > GRAD_CLIP { GRAD_CLIP / norm } else { 1.0 };
+        let lr = args.lr * ((state.step + 1) as f64 / WARMUP_STEPS as f64).min(1.0);
+        if norm.is_finite() {
+            opt.step(&grads, lr, scale)?;
+        } else {
+            println!("step {}: non-finite gradient norm, update skipped", state.step);
+        }
+        let codes = vq.codes.flatten_to(1)?; // [b*f, levels]
+        for l in 0..cfg.n_codebooks {
+            let idx = codes.narrow(1, l, 1)?.flatten_all()?.to_vec1::<u32>()?;
+            ema.update(l, &vq.level_inputs[l], &idx, &codebook_vars[l], &mut rng)?;
+        }
+        state.step += 1;
+        acc.0 += stft.to_scalar::<f32>()? as f64;
+        acc.1 += mel.to_scalar::<f32>()? as f64;
+        acc.2 += vq.commitment.to_scalar::<f32>()? as f64;
+        acc.3 += 1;
+
+        let log_now = state.step % 50 == 0;
+        let valid_now = state.step % args.valid_every == 0;
+        if log_now || valid_now {
+            let usage = ema.usage();
+            let mut rec = serde_json::json!({
+                "step": state.step,
+                "stft": acc.0 / acc.3 as f64,
+                "mel": acc.1 / acc.3 as f64,
+                "commit": acc.2 / acc.3 as f64,
+                "grad_norm": norm,
+                "lr": lr,
+                "s_per_step": window_start.elapsed().as_secs_f64() / acc.3 as f64,
+                "code_use": usage.iter().map(|u| (u.0 * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+                "perplexity": usage.iter().map(|u| u.1.round()).collect::<Vec<_>>(),
+                "restarts": ema.restarts,
+                "wall_s": started.elapsed().as_secs_f64().round(),
+            });
+            if valid_now {
+                let (vm_mel, vm_stft) = validate(&codec, &spectral, &valid)?;
+                rec["valid_mel"] = vm_mel.into();
+                rec["valid_stft"] = vm_stft.into();
+                if vm_mel < state.best_valid_mel {
+                    state.best_valid_mel = vm_mel;
+                    save_inference(&best_path, &cfg, &vm)?;
+                    rec["best"] = true.into();
+                }
+            }
+            println!("{rec}");
+            super::log_line(&log, &rec)?;
+            acc = (0.0, 0.0, 0.0, 0);
+            window_start = Instant::now();
+        }
+        let out_of_time = args.minutes > 0.0 && started.elapsed().as_secs_f64() > args.minutes * 60.0;
+        if last_ckpt.elapsed().as_secs_f64() > args.checkpoint_minutes * 60.0 || out_of_time || state.step == args.steps {
+            save_checkpoint(&ckpt_path, &state_path, &state, &vm, &opt, &ema, DType::F32)?;
+            last_ckpt = Instant::now();
+        }
+        if out_of_time {
+            println!("time limit reached at step {}", state.step);
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn validate(codec: &Codec, spectral: &SpectralDistances, x: &Tensor) -> Result<(f64, f64)> {
+    let y = codec.decode(&codec.encode(x)?)?;
+    let (stft, mel) = spectral.both(&y, x)?;
+    Ok((mel.to_scalar::<f32>()? as f64, stft.to_scalar::<f32>()? as f64))
+}
+
+fn save_inference(path: &Path, cfg: &CodecConfig, vm: &VarMap) -> Result<()> {
+    weights::save(path, KIND, cfg, &var_tensors(vm), DType::F16)?;
+    Ok(())
+}
+
+fn save_checkpoint(
+    path: &Path,
+    state_path: &Path,
+    state: &TrainState,
+    vm: &VarMap,
+    opt: &AdamW,
+    ema: &EmaCodebooks,
+    moments: DType,
+) -> Result<()> {
+    let mut t = var_tensors(vm);
+    for (k, v) in opt.state() {
+        t.insert(k, v.to_dtype(moments)?);
+    }
+    t.extend(ema.tensors(&Device::Cpu)?);
+    weights::save(path, "cantor-codec-checkpoint", state, &t, DType::F32)?;
+    std::fs::write(state_path, serde_json::to_string_pretty(state)?)?;
+    Ok(())
+}
+
+/// Copy the cache checkpoint (moments stored as f16 to halve its size) and best weights into assets/.
+fn publish(ckpt: &Path, state_path: &Path, best: &Path) -> Result<()> {
+    let device = Device::Cpu;
+    let bytes = std::fs::read(ckpt).with_context(|| format!("no checkpoint at {}", ckpt.display()))?;
+    let raw = weights::parse::<TrainState>(&bytes, "cantor-codec-checkpoint", &device)?;
+    let mut f32_part = HashMap::new();
+    let mut f16_part = HashMap::new();
+    for (k, v) in raw.tensors {
+        if k.starts_with("adam.") {
+            f16_part.insert(k, v);
+        } else {
+            f32_part.insert(k, v);
+        }
+    }
+    // Two dtypes in one file: write f16 moments by converting before serialising.
+    let mut all: Vec<(String, Tensor)> = f32_part.into_iter().collect();
+    for (k, v) in f16_part {
+        all.push((k, v.to_dtype(DType::F16)?));
+    }
+    let meta: HashMap<String, String> = [
+        ("cantor.kind".to_string(), "cantor-codec-checkpoint".to_string()),
+        ("cantor.version".to_string(), weights::FORMAT_VERSION.to_string()),
+        ("cantor.config".to_string(), serde_json::to_string(&raw.config)?),
+    ]
+    .into_iter()
+    .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let out = safetensors::serialize(all.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))?;
+    std::fs::create_dir_all(published_checkpoint().parent().expect("has parent"))?;
+    std::fs::write(published_checkpoint(), out)?;
+    std::fs::create_dir_all(published_weights().parent().expect("has parent"))?;
+    std::fs::copy(best, published_weights()).with_context(|| format!("no best weights at {}", best.display()))?;
+    println!(
+        "published step {} ({}) to {} and {}",
+        raw.config.step,
+        std::fs::read_to_string(state_path).unwrap_or_default().len(),
+        published_checkpoint().display(),
+        published_weights().display()
+    );
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! AdamW with its moments in plain tensors, so a checkpoint can save and restore them and a
+//! resumed run continues exactly (candle-nn's AdamW keeps its state private).
+
+use anyhow::Result;
+use candle_core::{Tensor, Var};
+use std::collections::HashMap;
+
+pub struct AdamW {
+    /// (name, parameter) in a fixed order.
+    params: Vec<(String, Var)>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    pub step: u64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl AdamW {
+    pub fn new(mut params: Vec<(String, Var)>) -> Result<Self> {
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let m = params.iter().map(|(_, p)| p.zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
+        let v = params.iter().map(|(_, p)| p.zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self { params, m, v, step: 0, beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 1e-4 })
+    }
+
+    /// One update with learning rate `lr`; gradients are scaled by `grad_scale` (clipping).
+    pub fn step(&mut self, grads: &candle_core::backprop::GradStore, lr: f64, grad_scale: f64) -> Result<()> {
+        self.step += 1;
+        let bc1 = 1.0 - self.beta1.powi(self.step as i32);
+        let bc2 = 1.0 - self.beta2.powi(self.step as i32);
+        for (i, (_, p)) in self.params.iter().enumerate() {
+            let Some(g) = grads.get(p.as_tensor()) else { continue };
+            // Detached: gradient tensors can carry the forward graph, which would then live on in the moments.
+            let g = (g.detach() * grad_scale)?;
+            self.m[i] = ((&self.m[i] * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
+            self.v[i] = ((&self.v[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+            let update = ((&self.m[i] / bc1)? / ((&self.v[i] / bc2)?.sqrt()? + self.eps)?)?;
+            let decayed = (p.as_tensor() * (1.0 - lr * self.weight_decay))?;
+            p.set(&(decayed - (update * lr)?)?)?;
+        }
+        Ok(())
+    }
+
+    /// Global L2 norm of the gradients.
+    pub fn grad_norm(&self, grads: &candle_core::backprop::GradStore) -> Result<f64> {
+        let mut total = 0f64;
+        for (_, p) in &self.params {
+            if let Some(g) = grads.get(p.as_tensor()) {
+                total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            }
+        }
+        Ok(total.sqrt())
+    }
+
+    /// Moments as named tensors (`adam.m.<param>`, `adam.v.<param>`) for a checkpoint.
+    pub fn state(&self) -> HashMap<String, Tensor> {
+        let mut out = HashMap::new();
+        for (i, (name, _)) in self.params.iter().enumerate() {
+            out.insert(format!("adam.m.{name}"), self.m[i].clone());
+            out.insert(format!("adam.v.{name}"), self.v[i].clone());
+        }
+        out
+    }
+
+    /// Restore moments saved by `state` (missing ones stay zero, e.g. after adding a layer).
+    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, step: u64) -> Result<()> {
+        for (i, (name, p)) in self.params.iter().enumerate() {
+            if let Some(m) = tensors.get(&format!("adam.m.{name}")) {
+                self.m[i] = m.to_dtype(p.dtype())?.reshape(p.shape())?;
+            }
+            if let Some(v) = tensors.get(&format!("adam.v.{name}")) {
+                self.v[i] = v.to_dtype(p.dtype())?.reshape(p.shape())?;
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}
