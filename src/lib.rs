@@ -4,4 +4,5 @@
 //! - `audio`: resampling and WAV I/O.
 
 pub mod audio;
+pub mod engine;
 pub mod model;

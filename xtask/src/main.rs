@@ -5,6 +5,7 @@
 //! - `train codec`: train the codec (resumable).
 
 mod dataset;
+mod eval;
 mod train;
 
 use anyhow::Result;
@@ -28,6 +29,46 @@ enum Command {
     Train {
         #[command(subcommand)]
         model: TrainCommand,
+    },
+    /// Measure quality against baselines; writes EVAL.md.
+    Eval {
+        #[command(subcommand)]
+        model: EvalCommand,
+    },
+    /// Measure speed; writes BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        model: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// The codec against Opus 6 and 12 kbit/s on the test split.
+    Codec {
+        /// Weights file (default: assets/models/codec.safetensors).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// Number of test clips.
+        #[arg(long, default_value_t = 40)]
+        clips: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The streaming codec decoder on one thread.
+    Codec {
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// Frames per chunk (3 frames = 40 ms at 75 frames/s).
+        #[arg(long, default_value_t = 3)]
+        chunk_frames: usize,
+        /// Seconds of audio decoded per run.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
 }
 
@@ -102,5 +143,9 @@ fn main() -> Result<()> {
             }
         },
         Command::Train { model: TrainCommand::Codec(args) } => train::codec::train(&args),
+        Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
+        Command::Bench { model: BenchCommand::Codec { weights, chunk_frames, seconds, runs } } => {
+            eval::codec::bench(&weights, chunk_frames, seconds, runs)
+        }
     }
 }

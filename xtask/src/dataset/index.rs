@@ -21,8 +21,6 @@ pub struct PieceMeta {
     #[serde(default)]
     pub abc_notes: Vec<String>,
     #[serde(default)]
-    pub licence: String,
-    #[serde(default)]
     pub midi: Option<String>,
     #[serde(default)]
     pub key_pitch_class: u8,

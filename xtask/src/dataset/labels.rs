@@ -9,7 +9,6 @@
 //!    songs merged: too few to stand alone); 2/4 march/polka; common and cut time reel.
 
 use super::index::PieceMeta;
-use cantor::model::vocab::STYLES;
 
 const DANCE_WORDS: [(&str, &str); 17] = [
     ("slip jig", "jig"),
@@ -75,15 +74,16 @@ pub fn style_of(meta: &PieceMeta) -> &'static str {
     }
 }
 
-/// Check at compile-time-ish that every label this module can return is in the vocabulary.
-pub fn all_styles_known() -> bool {
-    DANCE_WORDS.iter().all(|(_, s)| STYLES.contains(s))
-        && ["chorale", "air", "jig", "march/polka", "reel"].iter().all(|s| STYLES.contains(s))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cantor::model::vocab::STYLES;
+
+    /// Every label this module can return is in the vocabulary.
+    fn all_styles_known() -> bool {
+        DANCE_WORDS.iter().all(|(_, s)| STYLES.contains(s))
+            && ["chorale", "air", "jig", "march/polka", "reel"].iter().all(|s| STYLES.contains(s))
+    }
 
     fn meta(collection: &str, id: &str, rhythm: &str, title: &str, ts: &str, notes: &[&str]) -> PieceMeta {
         serde_json::from_value(serde_json::json!({

@@ -1,0 +1,276 @@
+//! The generator thread: owns the frame source (the model), resamples to the host rate,
+//! and keeps the ring buffer filled `ahead_s` seconds ahead of the audio thread.
+
+use super::{EngineShared, FrameSource};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use ringbuf::traits::{Observer, Producer};
+use ringbuf::HeapProd;
+use rubato::{FftFixedIn, Resampler};
+use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Messages to the generator. Sent with `try_send` from the audio thread (bounded channel,
+/// no allocation) and with `send` from the plugin's main thread.
+pub enum Command {
+    /// Restart generation for reset epoch `epoch` from `position` host samples with `seed`.
+    Reset { epoch: u64, seed: u64, position: u64 },
+    /// Replace the source (a new model); generation restarts at the current epoch.
+    Swap(Box<dyn FrameSource>),
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct GeneratorConfig {
+    pub host_rate: u32,
+    /// Ring capacity in seconds (the largest responsiveness setting).
+    pub max_ahead_s: f64,
+    pub seed: u64,
+}
+
+/// Handle to the thread; dropping it stops and joins the thread (never on the audio thread).
+pub struct Generator {
+    handle: Option<JoinHandle<()>>,
+    commands: Sender<Command>,
+}
+
+impl Generator {
+    pub(super) fn spawn(
+        source: Box<dyn FrameSource>,
+        producer: HeapProd<f32>,
+        rx: Receiver<Command>,
+        tx: Sender<Command>,
+        shared: Arc<EngineShared>,
+        config: GeneratorConfig,
+    ) -> std::io::Result<Self> {
+        let handle = std::thread::Builder::new()
+            .name("cantor-generator".into())
+            .spawn(move || Worker::new(source, producer, rx, shared, config).run())?;
+        Ok(Self { handle: Some(handle), commands: tx })
+    }
+
+    /// Send a command from a non-audio thread (blocks only if 64 commands are queued).
+    pub fn send(&self, command: Command) {
+        let _ = self.commands.send(command);
+    }
+
+    /// Stop the thread and wait for it.
+    pub fn stop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = self.commands.send(Command::Shutdown);
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Streaming mono resampler from the source rate to the host rate (pass-through when equal).
+struct StreamResampler {
+    inner: Option<FftFixedIn<f32>>,
+    input: Vec<f32>,
+    output: Vec<Vec<f32>>,
+}
+
+impl StreamResampler {
+    fn new(from: u32, to: u32) -> Result<Self, String> {
+        let inner = if from == to {
+            None
+        } else {
+            Some(FftFixedIn::<f32>::new(from as usize, to as usize, 512, 2, 1).map_err(|e| format!("resampler: {e}"))?)
+        };
+        let output = vec![vec![0f32; inner.as_ref().map_or(0, |r| r.output_frames_max())]];
+        Ok(Self { inner, input: Vec::new(), output })
+    }
+
+    fn reset(&mut self) {
+        if let Some(r) = &mut self.inner {
+            r.reset();
+        }
+        self.input.clear();
+    }
+
+    /// Resample `x`, appending whatever is complete to `out`.
+    fn process(&mut self, x: &[f32], out: &mut Vec<f32>) -> Result<(), String> {
+        let Some(r) = &mut self.inner else {
+            out.extend_from_slice(x);
+            return Ok(());
+        };
+        self.input.extend_from_slice(x);
+        let mut used = 0;
+        loop {
+            let need = r.input_frames_next();
+            if self.input.len() - used < need {
+                break;
+            }
+            let (_, n) = r
+                .process_into_buffer(&[&self.input[used..used + need]], &mut self.output, None)
+                .map_err(|e| format!("resampling: {e}"))?;
+            out.extend_from_slice(&self.output[0][..n]);
+            used += need;
+        }
+        self.input.drain(..used);
+        Ok(())
+    }
+}
+
+struct Worker {
+    source: Box<dyn FrameSource>,
+    producer: HeapProd<f32>,
+    rx: Receiver<Command>,
+    shared: Arc<EngineShared>,
+    config: GeneratorConfig,
+    resampler: StreamResampler,
+    /// Interleaved stereo frames generated but not yet in the ring.
+    pending: Vec<f32>,
+    mono: Vec<f32>,
+    resampled: Vec<f32>,
+    /// Stereo frames pushed into the ring since the engine started.
+    pushed_frames: u64,
+    seed: u64,
+    failed: bool,
+}
+
+impl Worker {
+    fn new(
+        source: Box<dyn FrameSource>,
+        producer: HeapProd<f32>,
+        rx: Receiver<Command>,
+        shared: Arc<EngineShared>,
+        config: GeneratorConfig,
+    ) -> Self {
+        let (resampler, failed) = match StreamResampler::new(source.sample_rate(), config.host_rate) {
+            Ok(r) => (r, false),
+            Err(e) => {
+                shared.set_error(e);
+                (StreamResampler { inner: None, input: Vec::new(), output: Vec::new() }, true)
+            }
+        };
+        Self {
+            source,
+            producer,
+            rx,
+            shared,
+            config,
+            resampler,
+            pending: Vec::new(),
+            mono: Vec::new(),
+            resampled: Vec::new(),
+            pushed_frames: 0,
+            seed: config.seed,
+            failed,
+        }
+    }
+
+    fn run(mut self) {
+        self.shared.running.store(true, Relaxed);
+        self.reset(0, self.config.seed, 0);
+        loop {
+            // Commands first; when there is nothing to do, wait on the channel so a command wakes us.
+            let idle = self.failed || !self.needs_audio();
+            let cmd = if idle {
+                match self.rx.recv_timeout(Duration::from_millis(2)) {
+                    Ok(c) => Some(c),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                self.rx.try_recv().ok()
+            };
+            match cmd {
+                Some(Command::Shutdown) => break,
+                Some(Command::Reset { epoch, seed, position }) => self.reset(epoch, seed, position),
+                Some(Command::Swap(source)) => {
+                    self.source = source;
+                    match StreamResampler::new(self.source.sample_rate(), self.config.host_rate) {
+                        Ok(r) => {
+                            self.resampler = r;
+                            self.failed = false;
+                            if let Ok(mut e) = self.shared.error.lock() {
+                                *e = None;
+                            }
+                        }
+                        Err(e) => {
+                            self.shared.set_error(e);
+                            self.failed = true;
+                        }
+                    }
+                    let epoch = self.shared.produced_epoch.load(Relaxed);
+                    self.reset(epoch, self.seed, 0);
+                }
+                None => {}
+            }
+            self.push_pending();
+            if !self.failed && self.needs_audio() && self.pending.is_empty() {
+                self.generate();
+            }
+        }
+        self.shared.running.store(false, Relaxed);
+    }
+
+    /// Discard queued audio, restart the source, and publish where the new epoch starts.
+    fn reset(&mut self, epoch: u64, seed: u64, position: u64) {
+        self.seed = seed;
+        self.pending.clear();
+        self.resampler.reset();
+        let src_pos = (position as f64 * self.source.sample_rate() as f64 / self.config.host_rate as f64).round() as u64;
+        self.source.reset(seed, src_pos);
+        self.shared.epoch_start_frame.store(self.pushed_frames, Relaxed);
+        self.shared.produced_epoch.store(epoch, Release);
+    }
+
+    fn needs_audio(&self) -> bool {
+        let ahead = (self.shared.ahead_s.load(Relaxed).clamp(0.01, self.config.max_ahead_s as f32) as f64
+            * self.config.host_rate as f64) as usize;
+        (self.producer.occupied_len() + self.pending.len()) / 2 < ahead
+    }
+
+    fn push_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // Whole frames only, so the interleaving never slips.
+        let room = self.producer.vacant_len() / 2 * 2;
+        let n = self.producer.push_slice(&self.pending[..room.min(self.pending.len())]);
+        self.pushed_frames += n as u64 / 2;
+        self.pending.drain(..n);
+    }
+
+    fn generate(&mut self) {
+        let knobs = self.shared.knobs();
+        self.mono.clear();
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.source.render(&knobs, &mut self.mono)));
+        let result = match result {
+            Ok(r) => r,
+            Err(_) => Err(format!("the generator ({}) crashed", self.source.name())),
+        };
+        if let Err(e) = result {
+            self.shared.set_error(e);
+            self.failed = true;
+            return;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let audio_s = self.mono.len() as f64 / self.source.sample_rate() as f64;
+        if audio_s > 0.0 {
+            self.shared.load_permille.store((1000.0 * elapsed / audio_s) as u32, Relaxed);
+        }
+        self.resampled.clear();
+        if let Err(e) = self.resampler.process(&self.mono, &mut self.resampled) {
+            self.shared.set_error(e);
+            self.failed = true;
+            return;
+        }
+        self.pending.reserve(self.resampled.len() * 2);
+        for &s in &self.resampled {
+            self.pending.push(s);
+            self.pending.push(s);
+        }
+        self.shared.generated_frames.fetch_add(self.resampled.len() as u64, Relaxed);
+    }
+}

@@ -1,0 +1,59 @@
+//! The real-time bridge between a generator thread (which owns the model) and the audio callback.
+//!
+//! ```text
+//!  audio thread                         generator thread
+//!  ────────────                         ────────────────
+//!  AudioReader::process ──try_send──►  Command channel (bounded)
+//!        ▲                                   │
+//!        │ pop frames                        ▼
+//!  ringbuf SPSC (interleaved stereo, ◄── push ── FrameSource::render → resample → stereo
+//!  pre-allocated, host rate)
+//!        │
+//!  EngineShared atomics (knobs in, buffer fill / underruns / epochs out) shared by all three
+//! ```
+//!
+//! The audio side never allocates, locks or waits in real-time mode: it reads atomics, pops
+//! from the ring, applies smoothed gain and fades, and counts underruns. In offline mode it may
+//! wait (bounded) for the generator so a bounce has no gaps.
+
+pub mod generator;
+pub mod reader;
+pub mod shared;
+pub mod source;
+
+pub use generator::{Command, Generator, GeneratorConfig};
+pub use reader::{AudioReader, ProcessMode};
+pub use shared::{EngineShared, KnobSnapshot};
+pub use source::FrameSource;
+
+use ringbuf::traits::Split;
+use ringbuf::HeapRb;
+use std::sync::Arc;
+
+/// Everything one plugin instance needs while active: the generator thread and the audio-side
+/// reader, created together so they share one ring buffer and one set of atomics.
+pub struct Engine {
+    pub generator: Generator,
+    pub reader: AudioReader,
+    pub shared: Arc<EngineShared>,
+}
+
+impl Engine {
+    /// Start a generator thread for `source` producing stereo at `host_rate`, with room for
+    /// `max_ahead_s` seconds of audio in the ring (allocated here, never on the audio thread).
+    pub fn start(
+        source: Box<dyn FrameSource>,
+        shared: Arc<EngineShared>,
+        config: GeneratorConfig,
+    ) -> std::io::Result<Self> {
+        let capacity = (config.host_rate as f64 * config.max_ahead_s).ceil() as usize * 2;
+        let (producer, consumer) = HeapRb::<f32>::new(capacity.max(1024)).split();
+        let (tx, rx) = crossbeam_channel::bounded(64);
+        let reader = AudioReader::new(consumer, tx.clone(), shared.clone(), config.host_rate);
+        let generator = Generator::spawn(source, producer, rx, tx, shared.clone(), config)?;
+        Ok(Self { generator, reader, shared })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+//! The audio-thread side: pop frames, apply smoothed gain and fades, count underruns.
+//! Nothing here allocates, locks, or (in real-time mode) waits.
+
+use super::{Command, EngineShared};
+use crossbeam_channel::Sender;
+use ringbuf::traits::{Consumer, Observer};
+use ringbuf::HeapCons;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How the host runs us: real time (never wait) or offline bounce (wait for the generator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessMode {
+    Realtime,
+    Offline,
+}
+
+/// Length of fades after a reset, on underrun and on recovery.
+pub const FADE_SECONDS: f32 = 0.005;
+/// Time constant of the output gain smoother.
+const GAIN_SMOOTHING_SECONDS: f32 = 0.01;
+/// Longest an offline block waits for the generator before giving up (and counting it).
+pub const OFFLINE_WAIT_LIMIT: Duration = Duration::from_secs(30);
+/// Frames popped per inner step (a stack buffer; no allocation).
+const CHUNK: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Playing,
+    /// Fading the old audio out before a reset takes effect.
+    ResetFadeOut,
+    /// Waiting for the generator's first frame of the requested epoch (silence meanwhile).
+    WaitEpoch,
+    /// Ran dry; silent until enough audio is buffered again.
+    Underrun,
+}
+
+pub struct AudioReader {
+    consumer: HeapCons<f32>,
+    commands: Sender<Command>,
+    shared: Arc<EngineShared>,
+    phase: Phase,
+    /// Reset epoch this reader is waiting for / playing.
+    epoch: u64,
+    /// A reset the channel was too full to take; retried on the next block.
+    unsent_reset: Option<(u64, u64)>,
+    /// Stereo frames popped since start (matches the generator's pushed count).
+    popped: u64,
+    level: f32,
+    fade_step: f32,
+    gain: f32,
+    gain_coef: f32,
+    resume_frames: usize,
+}
+
+impl AudioReader {
+    pub(super) fn new(consumer: HeapCons<f32>, commands: Sender<Command>, shared: Arc<EngineShared>, host_rate: u32) -> Self {
+        let fade_len = (FADE_SECONDS * host_rate as f32).max(1.0);
+        let capacity = consumer.capacity().get() / 2;
+        Self {
+            consumer,
+            commands,
+            gain: shared.gain.load(Relaxed),
+            shared,
+            phase: Phase::WaitEpoch,
+            epoch: 0,
+            unsent_reset: None,
+            popped: 0,
+            level: 0.0,
+            fade_step: 1.0 / fade_len,
+            gain_coef: 1.0 - (-1.0 / (GAIN_SMOOTHING_SECONDS * host_rate as f32)).exp(),
+            // After an underrun, wait for 4 fades' worth of audio (or a quarter ring) before resuming.
+            resume_frames: ((fade_len as usize) * 4).min(capacity / 4).max(1),
+        }
+    }
+
+    /// Restart generation from `position` (host samples) with `seed`: fades out, then waits for
+    /// the generator's new audio and fades it in. Safe on the audio thread (try_send only).
+    pub fn request_reset(&mut self, seed: u64, position: u64) {
+        self.epoch += 1;
+        self.shared.requested_epoch.store(self.epoch, Relaxed);
+        if self.commands.try_send(Command::Reset { epoch: self.epoch, seed, position }).is_err() {
+            self.unsent_reset = Some((seed, position));
+        } else {
+            self.unsent_reset = None;
+        }
+        self.phase = if self.level > 0.0 { Phase::ResetFadeOut } else { Phase::WaitEpoch };
+    }
+
+    /// Fill `left` and `right` (equal lengths; the shorter one bounds the block).
+    pub fn process(&mut self, left: &mut [f32], right: &mut [f32], mode: ProcessMode) {
+        let n = left.len().min(right.len());
+        if let Some((seed, position)) = self.unsent_reset {
+            if self.commands.try_send(Command::Reset { epoch: self.epoch, seed, position }).is_ok() {
+                self.unsent_reset = None;
+            }
+        }
+        let target_gain = {
+            let g = self.shared.gain.load(Relaxed);
+            if g.is_finite() { g.clamp(0.0, 16.0) } else { 0.0 }
+        };
+        let mut deadline = None;
+        let mut buf = [0f32; 2 * CHUNK];
+        let mut i = 0;
+        while i < n {
+            let avail = self.consumer.occupied_len() / 2;
+            match self.phase {
+                Phase::WaitEpoch => {
+                    if self.shared.produced_epoch.load(Acquire) == self.epoch {
+                        let start = self.shared.epoch_start_frame.load(Relaxed);
+                        // Drop the audio generated before the reset.
+                        let stale = (start.saturating_sub(self.popped) as usize).min(avail).min(CHUNK);
+                        if stale > 0 {
+                            self.popped += self.consumer.pop_slice(&mut buf[..2 * stale]) as u64 / 2;
+                            continue;
+                        }
+                        if self.popped >= start {
+                            self.phase = Phase::Playing;
+                            self.level = 0.0;
+                            continue;
+                        }
+                    }
+                    if !self.wait(mode, &mut deadline) {
+                        silence(&mut left[i..n], &mut right[i..n]);
+                        break;
+                    }
+                }
+                Phase::Underrun => {
+                    if avail >= self.resume_frames || (mode == ProcessMode::Offline && avail > 0) {
+                        self.phase = Phase::Playing;
+                        continue;
+                    }
+                    if !self.wait(mode, &mut deadline) {
+                        silence(&mut left[i..n], &mut right[i..n]);
+                        break;
+                    }
+                }
+                Phase::Playing | Phase::ResetFadeOut => {
+                    if avail == 0 {
+                        if self.phase == Phase::ResetFadeOut {
+                            self.phase = Phase::WaitEpoch;
+                            self.level = 0.0;
+                            continue;
+                        }
+                        if mode == ProcessMode::Offline {
+                            if !self.wait(mode, &mut deadline) {
+                                silence(&mut left[i..n], &mut right[i..n]);
+                                break;
+                            }
+                            continue;
+                        }
+                        self.shared.underruns.fetch_add(1, Relaxed);
+                        self.phase = Phase::Underrun;
+                        self.level = 0.0;
+                        continue;
+                    }
+                    let k = CHUNK.min(n - i).min(avail);
+                    // The last fade's worth of buffered audio is a reserve: dipping into it means
+                    // the generator is behind, so fade out over what is left instead of clicking.
+                    let fading_out = self.phase == Phase::ResetFadeOut
+                        || (mode == ProcessMode::Realtime && (avail as f32) * self.fade_step <= 1.0);
+                    let step = if fading_out {
+                        if self.phase == Phase::ResetFadeOut { -self.fade_step } else { -self.level / avail as f32 }
+                    } else {
+                        self.fade_step
+                    };
+                    let got = self.consumer.pop_slice(&mut buf[..2 * k]) / 2;
+                    self.popped += got as u64;
+                    for j in 0..got {
+                        self.gain += (target_gain - self.gain) * self.gain_coef;
+                        self.level = (self.level + step).clamp(0.0, 1.0);
+                        let g = self.gain * self.level;
+                        left[i + j] = buf[2 * j] * g;
+                        right[i + j] = buf[2 * j + 1] * g;
+                    }
+                    i += got;
+                    if self.phase == Phase::ResetFadeOut && self.level <= 0.0 {
+                        self.phase = Phase::WaitEpoch;
+                    }
+                }
+            }
+        }
+        self.shared.buffered_frames.store((self.consumer.occupied_len() / 2) as u32, Relaxed);
+    }
+
+    /// Offline: sleep briefly and report whether to keep waiting. Real time: never wait.
+    fn wait(&self, mode: ProcessMode, deadline: &mut Option<Instant>) -> bool {
+        if mode == ProcessMode::Realtime {
+            return false;
+        }
+        let limit = *deadline.get_or_insert_with(|| Instant::now() + OFFLINE_WAIT_LIMIT);
+        if Instant::now() >= limit {
+            self.shared.offline_timeouts.fetch_add(1, Relaxed);
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+        true
+    }
+}
+
+fn silence(left: &mut [f32], right: &mut [f32]) {
+    left.fill(0.0);
+    right.fill(0.0);
+}

@@ -1,0 +1,96 @@
+//! Lock-free state shared by the editor/host parameters, the audio thread and the generator.
+
+use atomic_float::AtomicF32;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// Knob values as the generator reads them, once per generated block.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KnobSnapshot {
+    pub temperature: f32,
+    pub top_k: u32,
+    pub top_p: f32,
+    pub guidance: f32,
+    pub tempo_bpm: f32,
+    /// Seconds of audio the generator keeps ready (responsiveness against safety).
+    pub ahead_s: f32,
+}
+
+/// Atomics shared by one engine's three sides. Written by one side each (noted per field).
+pub struct EngineShared {
+    // Knobs: written by the plugin's parameter sync, read by the generator.
+    pub temperature: AtomicF32,
+    pub top_k: AtomicU32,
+    pub top_p: AtomicF32,
+    pub guidance: AtomicF32,
+    pub tempo_bpm: AtomicF32,
+    pub ahead_s: AtomicF32,
+    /// Output gain (linear), read by the audio thread.
+    pub gain: AtomicF32,
+    // Status: written by the audio thread, read by the editor.
+    /// Frames waiting in the ring at the last process call.
+    pub buffered_frames: AtomicU32,
+    pub underruns: AtomicU64,
+    /// Offline waits that hit their limit (each logged by the generator side).
+    pub offline_timeouts: AtomicU64,
+    // Reset handshake: the audio thread bumps `requested_epoch`; the generator answers by
+    // storing the ring position where the new epoch's audio starts, then `produced_epoch`.
+    pub requested_epoch: AtomicU64,
+    pub produced_epoch: AtomicU64,
+    pub epoch_start_frame: AtomicU64,
+    // Generator status: written by the generator, read by the editor.
+    pub generated_frames: AtomicU64,
+    /// Generator compute time per second of audio, in per mille (real-time factor = 1000 / this).
+    pub load_permille: AtomicU32,
+    pub running: AtomicBool,
+    /// Why the generator stopped or is silent, in plain words (never touched by the audio thread).
+    pub error: Mutex<Option<String>>,
+}
+
+impl Default for EngineShared {
+    fn default() -> Self {
+        Self {
+            temperature: AtomicF32::new(1.0),
+            top_k: AtomicU32::new(0),
+            top_p: AtomicF32::new(1.0),
+            guidance: AtomicF32::new(1.0),
+            tempo_bpm: AtomicF32::new(120.0),
+            ahead_s: AtomicF32::new(0.25),
+            gain: AtomicF32::new(1.0),
+            buffered_frames: AtomicU32::new(0),
+            underruns: AtomicU64::new(0),
+            offline_timeouts: AtomicU64::new(0),
+            requested_epoch: AtomicU64::new(0),
+            produced_epoch: AtomicU64::new(0),
+            epoch_start_frame: AtomicU64::new(0),
+            generated_frames: AtomicU64::new(0),
+            load_permille: AtomicU32::new(0),
+            running: AtomicBool::new(false),
+            error: Mutex::new(None),
+        }
+    }
+}
+
+impl EngineShared {
+    pub fn knobs(&self) -> KnobSnapshot {
+        KnobSnapshot {
+            temperature: self.temperature.load(Relaxed),
+            top_k: self.top_k.load(Relaxed),
+            top_p: self.top_p.load(Relaxed),
+            guidance: self.guidance.load(Relaxed),
+            tempo_bpm: self.tempo_bpm.load(Relaxed),
+            ahead_s: self.ahead_s.load(Relaxed),
+        }
+    }
+
+    /// Record why the generator is silent (generator and plugin threads only).
+    pub fn set_error(&self, message: impl Into<String>) {
+        if let Ok(mut e) = self.error.lock() {
+            *e = Some(message.into());
+        }
+    }
+
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().ok().and_then(|e| e.clone())
+    }
+}

@@ -1,0 +1,194 @@
+use super::source::CountingSource;
+use super::*;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Wraps a source with random delays, so thread timing differs run to run.
+struct Jittery<S> {
+    inner: S,
+    state: u64,
+    max_us: u64,
+}
+
+impl<S: FrameSource> FrameSource for Jittery<S> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn sample_rate(&self) -> u32 {
+        self.inner.sample_rate()
+    }
+    fn reset(&mut self, seed: u64, position: u64) {
+        self.inner.reset(seed, position)
+    }
+    fn render(&mut self, knobs: &KnobSnapshot, out: &mut Vec<f32>) -> Result<(), String> {
+        self.state = self.state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(std::time::Duration::from_micros((self.state >> 33) % (self.max_us + 1)));
+        self.inner.render(knobs, out)
+    }
+}
+
+/// A constant signal, to make any click visible as a step.
+struct Dc {
+    rate: u32,
+    delay_us: u64,
+}
+
+impl FrameSource for Dc {
+    fn name(&self) -> &str {
+        "dc"
+    }
+    fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+    fn reset(&mut self, _: u64, _: u64) {}
+    fn render(&mut self, _: &KnobSnapshot, out: &mut Vec<f32>) -> Result<(), String> {
+        std::thread::sleep(std::time::Duration::from_micros(self.delay_us));
+        out.extend(std::iter::repeat_n(0.5, 64));
+        Ok(())
+    }
+}
+
+fn block_sizes(seed: u64) -> impl Iterator<Item = usize> {
+    let mut s = seed;
+    std::iter::from_fn(move || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        Some(1 + ((s >> 33) % 700) as usize)
+    })
+}
+
+fn engine(source: Box<dyn FrameSource>, host_rate: u32, ahead_s: f32) -> Engine {
+    let shared = Arc::new(EngineShared::default());
+    shared.ahead_s.store(ahead_s, Relaxed);
+    Engine::start(source, shared, GeneratorConfig { host_rate, max_ahead_s: 1.0, seed: 1 }).unwrap()
+}
+
+fn render_offline(e: &mut Engine, frames: usize, seed: u64) -> Vec<f32> {
+    let mut out = Vec::new();
+    let (mut l, mut r) = (vec![0f32; 700], vec![0f32; 700]);
+    for n in block_sizes(seed) {
+        if out.len() >= frames {
+            break;
+        }
+        e.reader.process(&mut l[..n], &mut r[..n], ProcessMode::Offline);
+        assert_eq!(l[..n], r[..n]);
+        out.extend_from_slice(&l[..n]);
+    }
+    out.truncate(frames);
+    out
+}
+
+#[test]
+fn offline_stream_loses_and_duplicates_no_frame() {
+    let src = Jittery { inner: CountingSource::new(48_000, 300), state: 3, max_us: 300 };
+    // A small ring (10 ms ahead) so the producer wraps and waits thousands of times.
+    let mut e = engine(Box::new(src), 48_000, 0.01);
+    let out = render_offline(&mut e, 200_000, 7);
+    let fade = (reader::FADE_SECONDS * 48_000.0) as usize;
+    for k in fade + 1..out.len() {
+        assert_eq!(out[k], out[k - 1] + 1.0, "frame {k}: {} follows {}", out[k], out[k - 1]);
+    }
+    assert_eq!(out[fade + 1], (fade + 1) as f32);
+    assert_eq!(e.shared.underruns.load(Relaxed), 0);
+    assert_eq!(e.shared.offline_timeouts.load(Relaxed), 0);
+}
+
+#[test]
+fn two_offline_renders_are_bit_identical() {
+    let make = |jitter_seed| {
+        let src = Jittery { inner: CountingSource::new(24_000, 333), state: jitter_seed, max_us: 500 };
+        engine(Box::new(src), 44_100, 0.02)
+    };
+    let a = render_offline(&mut make(1), 60_000, 11);
+    let b = render_offline(&mut make(2), 60_000, 12);
+    assert_eq!(a.len(), 60_000);
+    assert!(a == b, "offline renders differ");
+}
+
+#[test]
+fn resampled_stream_is_continuous() {
+    // A 24 kHz counting ramp resampled to 44.1 kHz stays a ramp of slope 24000/44100.
+    let mut e = engine(Box::new(CountingSource::new(24_000, 100)), 44_100, 0.05);
+    let out = render_offline(&mut e, 40_000, 3);
+    let slope = 24_000.0 / 44_100.0;
+    let worst = out[5_000..39_000].windows(2).map(|w| ((w[1] - w[0]) - slope).abs()).fold(0.0, f32::max);
+    assert!(worst < 0.05, "ramp slope deviates by {worst}");
+}
+
+#[test]
+fn underrun_fades_out_and_recovery_fades_in_without_clicks() {
+    // The source is slower than real time, so the reader keeps running dry.
+    let mut e = engine(Box::new(Dc { rate: 48_000, delay_us: 2_500 }), 48_000, 0.02);
+    let (mut l, mut r) = (vec![0f32; 64], vec![0f32; 64]);
+    let mut out = Vec::new();
+    for _ in 0..3000 {
+        e.reader.process(&mut l, &mut r, ProcessMode::Realtime);
+        out.extend_from_slice(&l);
+        std::thread::sleep(std::time::Duration::from_micros(400));
+    }
+    let underruns = e.shared.underruns.load(Relaxed);
+    assert!(underruns >= 2, "the test should provoke underruns, got {underruns}");
+    assert!(out.iter().any(|&v| v > 0.49), "audio never came through");
+    // A hard cut of the 0.5 DC would be a 0.5 step; fades keep steps far below that.
+    let worst = out.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0, f32::max);
+    assert!(worst < 0.01, "largest step between samples {worst}");
+}
+
+#[test]
+fn reset_restarts_from_the_requested_position_after_a_fade() {
+    let mut e = engine(Box::new(CountingSource::new(48_000, 256)), 48_000, 0.05);
+    let _ = render_offline(&mut e, 10_000, 1);
+    e.reader.request_reset(9, 1_000_000);
+    let out = render_offline(&mut e, 20_000, 2);
+    // After the fade-out of the old audio and the fade-in of the new, the count resumes at 1e6.
+    let k = out.iter().position(|&v| v >= 1_000_000.0 - 0.5 && v < 1_100_000.0).expect("new audio arrives");
+    let fade = (reader::FADE_SECONDS * 48_000.0) as usize;
+    let settled = k + fade + 1;
+    assert_eq!(out[settled] - out[settled - 1], 1.0);
+    assert!(out[settled] > 1_000_000.0 && out[settled] < 1_000_000.0 + 2.0 * fade as f32 + 2.0, "{}", out[settled]);
+}
+
+fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Threads:")).and_then(|l| l[8..].trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_hundred_start_stop_cycles_leak_no_thread() {
+    let before = thread_count();
+    for i in 0..100 {
+        let rate = if i % 2 == 0 { 44_100 } else { 96_000 };
+        let mut e = engine(Box::new(CountingSource::new(24_000, 128)), rate, 0.02);
+        let (mut l, mut r) = (vec![0f32; 64], vec![0f32; 64]);
+        e.reader.process(&mut l, &mut r, ProcessMode::Realtime);
+        drop(e);
+    }
+    // Other tests run in parallel threads; allow for them, but not for 100 leaked generators.
+    assert!(thread_count() < before + 20, "threads before {before}, after {}", thread_count());
+}
+
+#[test]
+fn a_failing_source_leaves_the_engine_silent_with_a_reason() {
+    struct Failing;
+    impl FrameSource for Failing {
+        fn name(&self) -> &str {
+            "failing"
+        }
+        fn sample_rate(&self) -> u32 {
+            48_000
+        }
+        fn reset(&mut self, _: u64, _: u64) {}
+        fn render(&mut self, _: &KnobSnapshot, _: &mut Vec<f32>) -> Result<(), String> {
+            panic!("model exploded")
+        }
+    }
+    let mut e = engine(Box::new(Failing), 48_000, 0.02);
+    let t0 = std::time::Instant::now();
+    while e.shared.error().is_none() && t0.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (mut l, mut r) = (vec![1f32; 64], vec![1f32; 64]);
+    e.reader.process(&mut l, &mut r, ProcessMode::Realtime);
+    assert!(l.iter().all(|&v| v == 0.0));
+    assert!(e.shared.error().unwrap().contains("crashed"));
+}

@@ -1,0 +1,194 @@
+//! Codec evaluation against Opus on the test split, and the streaming decoder benchmark.
+
+use super::{median_p99, write_section};
+use crate::dataset::recipe::DatasetConfig;
+use crate::dataset::{repo_root, wav_name, write_wav, ClipSource, Dataset};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use cantor::model::codec::Codec;
+use cantor::model::spectral::{si_sdr, SpectralDistances};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The weights to measure: an explicit file, else the committed ones.
+fn load(weights: &Option<PathBuf>) -> Result<(Codec, PathBuf)> {
+    let path = weights.clone().unwrap_or_else(crate::train::codec::published_weights);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((Codec::from_bytes(&bytes, &Device::Cpu)?, path))
+}
+
+/// Round trip through opusenc/opusdec (Debian's opus-tools) at `kbps`.
+fn opus_roundtrip(x: &[f32], sr: u32, kbps: u32, tmp: &Path) -> Result<Vec<f32>> {
+    let wav = tmp.join("in.wav");
+    let opus = tmp.join("x.opus");
+    let out = tmp.join("out.wav");
+    write_wav(&wav, x, sr)?;
+    let run = |cmd: &mut std::process::Command| -> Result<()> {
+        let o = cmd.output().with_context(|| format!("running {cmd:?}: install opus-tools (apt-get install opus-tools)"))?;
+        if !o.status.success() {
+            bail!("{cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        Ok(())
+    };
+    run(std::process::Command::new("opusenc").args(["--quiet", "--bitrate", &kbps.to_string()]).arg(&wav).arg(&opus))?;
+    run(std::process::Command::new("opusdec").args(["--quiet", "--rate", &sr.to_string()]).arg(&opus).arg(&out))?;
+    let mut r = hound::WavReader::open(&out)?;
+    let y: Vec<f32> = r.samples::<i16>().map(|s| s.map(|v| v as f32 / 32768.0)).collect::<Result<_, _>>()?;
+    Ok(y)
+}
+
+#[derive(Default, Clone, Copy)]
+struct Scores {
+    mel: f64,
+    stft: f64,
+    sisdr: f64,
+    n: usize,
+}
+
+impl Scores {
+    fn add(&mut self, spectral: &SpectralDistances, y: &[f32], x: &[f32]) -> Result<()> {
+        let n = x.len().min(y.len());
+        let xt = Tensor::from_slice(&x[..n], (1, n), &Device::Cpu)?;
+        let yt = Tensor::from_slice(&y[..n], (1, n), &Device::Cpu)?;
+        let (stft, mel) = spectral.both(&yt, &xt)?;
+        self.mel += mel.to_scalar::<f32>()? as f64;
+        self.stft += stft.to_scalar::<f32>()? as f64;
+        self.sisdr += si_sdr(&y[..n], &x[..n]);
+        self.n += 1;
+        Ok(())
+    }
+
+    fn row(&self, name: &str, kbps: f64) -> String {
+        let n = self.n.max(1) as f64;
+        format!("| {name} | {kbps:.1} | {:.3} | {:.3} | {:.2} |", self.mel / n, self.stft / n, self.sisdr / n)
+    }
+}
+
+/// `cargo xtask eval codec`: mel / multi-resolution STFT / SI-SDR of our codec and Opus 6 and
+/// 12 kbit/s on the same test clips, plus codebook use; writes EVAL.md's codec section.
+pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
+    let (codec, path) = load(weights)?;
+    let cfg = codec.cfg.clone();
+    let ds = Dataset::build(&DatasetConfig::default())?;
+    let test: Vec<_> = ds.split("test").collect();
+    let stride = (test.len() as f64 / clips as f64).max(1.0);
+    let chosen: Vec<_> = (0..clips.min(test.len())).map(|i| test[(i as f64 * stride) as usize]).collect();
+    let spectral = SpectralDistances::new(cfg.sample_rate, &Device::Cpu)?;
+    let tmp = std::env::temp_dir().join(format!("cantor-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let mut source = ClipSource::new(cfg.sample_rate);
+    let (mut ours, mut opus6, mut opus12) = (Scores::default(), Scores::default(), Scores::default());
+    let mut used = vec![vec![false; cfg.codebook_size]; cfg.n_codebooks];
+    let pb = crate::dataset::progress(chosen.len() as u64, "eval");
+    let started = Instant::now();
+    for clip in &chosen {
+        pb.inc(1);
+        let cached = ds.dir().join("audio").join(wav_name(clip));
+        let mut x = match hound::WavReader::open(&cached) {
+            Ok(mut r) => r.samples::<i16>().map(|s| s.map(|v| v as f32 / 32768.0)).collect::<Result<Vec<_>, _>>()?,
+            Err(_) => source.render(clip)?,
+        };
+        x.truncate(x.len() / cfg.hop() * cfg.hop());
+        let xt = Tensor::from_slice(&x, (1, x.len()), &Device::Cpu)?;
+        let codes = codec.encode(&xt)?;
+        for (level, row) in used.iter_mut().enumerate() {
+            for c in codes.narrow(2, level, 1)?.flatten_all()?.to_vec1::<u32>()? {
+                row[c as usize] = true;
+            }
+        }
+        let y = codec.decode(&codes)?.squeeze(0)?.to_vec1::<f32>()?;
+        ours.add(&spectral, &y, &x)?;
+        opus6.add(&spectral, &opus_roundtrip(&x, cfg.sample_rate, 6, &tmp)?, &x)?;
+        opus12.add(&spectral, &opus_roundtrip(&x, cfg.sample_rate, 12, &tmp)?, &x)?;
+    }
+    pb.finish();
+    let _ = std::fs::remove_dir_all(&tmp);
+    let usage: Vec<String> =
+        used.iter().map(|u| format!("{:.0}%", 100.0 * u.iter().filter(|&&b| b).count() as f64 / u.len() as f64)).collect();
+    let seconds: f64 = chosen.iter().map(|c| c.seconds).sum();
+    let step = std::fs::read_to_string(repo_root().join("assets/training/codec-log.jsonl"))
+        .ok()
+        .and_then(|s| s.lines().rev().find(|l| l.contains("\"best\":true")).map(|l| l.to_string()))
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .and_then(|v| v["step"].as_u64());
+    let body = format!(
+        "## Codec against Opus (test split)\n\n\
+         {} test clips ({:.1} min, every clip of a tune unseen in training), 24 kHz mono. \
+         Lower is better for the two distances, higher for SI-SDR.\n\
+         Weights: `{}`{}. Command: `cargo xtask eval codec --clips {}` ({:.0} s).\n\n\
+         | codec | kbit/s | log-mel L1 | multi-res STFT | SI-SDR (dB) |\n|---|---|---|---|---|\n{}\n{}\n{}\n\n\
+         Codebook use on these clips (target: at least 90% of each codebook's {} codes): {}.\n",
+        chosen.len(),
+        seconds / 60.0,
+        path.strip_prefix(repo_root()).unwrap_or(&path).display(),
+        step.map(|s| format!(" (best validation at training step {s})")).unwrap_or_default(),
+        clips,
+        started.elapsed().as_secs_f64(),
+        ours.row("Cantor codec", cfg.bitrate() / 1000.0),
+        opus6.row("Opus", 6.0),
+        opus12.row("Opus", 12.0),
+        cfg.codebook_size,
+        usage.join(", ")
+    );
+    println!("{body}");
+    write_section(&repo_root().join("EVAL.md"), "codec", &body)
+}
+
+/// `cargo xtask bench codec`: the streaming decoder's speed on one thread, in chunks of
+/// `chunk_frames`, over `seconds` of codes from a test clip; writes BENCHMARKS.md's codec section.
+pub fn bench(weights: &Option<PathBuf>, chunk_frames: usize, seconds: f64, runs: usize) -> Result<()> {
+    if std::env::var("RAYON_NUM_THREADS").ok().as_deref() != Some("1") {
+        bail!("run the benchmark on one thread: RAYON_NUM_THREADS=1 cargo xtask bench codec");
+    }
+    let (codec, path) = load(weights)?;
+    let cfg = codec.cfg.clone();
+    let ds = Dataset::build(&DatasetConfig::default())?;
+    let mut source = ClipSource::new(cfg.sample_rate);
+    // Codes of real music (several test clips end to end).
+    let mut audio = Vec::new();
+    for clip in ds.split("test").step_by(97) {
+        if audio.len() as f64 >= seconds * cfg.sample_rate as f64 {
+            break;
+        }
+        audio.extend(source.render(clip)?);
+    }
+    audio.truncate(audio.len() / cfg.hop() * cfg.hop());
+    let codes = codec.encode(&Tensor::from_slice(&audio, (1, audio.len()), &Device::Cpu)?)?.squeeze(0)?;
+    let frames = codes.dim(0)?;
+    let audio_s = frames as f64 / cfg.frame_rate();
+    let mut rtf = Vec::new();
+    let mut chunk_ms = Vec::new();
+    let mut whole_rtf = Vec::new();
+    for _ in 0..runs {
+        let mut stream = codec.stream();
+        let t0 = Instant::now();
+        let mut t = 0;
+        while t < frames {
+            let n = chunk_frames.min(frames - t);
+            let c0 = Instant::now();
+            std::hint::black_box(stream.push_codes(&codes.narrow(0, t, n)?)?);
+            chunk_ms.push(c0.elapsed().as_secs_f64() * 1e3);
+            t += n;
+        }
+        rtf.push(audio_s / t0.elapsed().as_secs_f64());
+        let t0 = Instant::now();
+        std::hint::black_box(codec.decode(&codes.unsqueeze(0)?)?);
+        whole_rtf.push(audio_s / t0.elapsed().as_secs_f64());
+    }
+    let (rtf_med, _) = median_p99(&rtf);
+    let (whole_med, _) = median_p99(&whole_rtf);
+    let (c_med, c_p99) = median_p99(&chunk_ms);
+    let chunk_audio_ms = chunk_frames as f64 / cfg.frame_rate() * 1e3;
+    let body = format!(
+        "## Codec decoder speed (one thread)\n\n\
+         Command: `RAYON_NUM_THREADS=1 cargo xtask bench codec --chunk-frames {chunk_frames} --seconds {seconds} --runs {runs}`; \
+         weights `{}`; {audio_s:.1} s of codes from test clips; medians over {runs} runs on this shared 2-core machine.\n\n\
+         | mode | real-time factor (median) | per chunk, median / p99 |\n|---|---|---|\n\
+         | streaming, chunks of {chunk_frames} frames ({chunk_audio_ms:.1} ms of audio) | {rtf_med:.1}x | {c_med:.2} ms / {c_p99:.2} ms |\n\
+         | whole clip | {whole_med:.1}x | - |\n\n\
+         Target: at least 40x real time streaming in chunks of 50 ms or less.\n",
+        path.strip_prefix(repo_root()).unwrap_or(&path).display(),
+    );
+    println!("{body}");
+    write_section(&repo_root().join("BENCHMARKS.md"), "codec", &body)
+}
