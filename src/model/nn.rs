@@ -1,6 +1,7 @@
 //! Small layers written out by hand because candle's fused versions build no backward graph
 //! (layer_norm, softmax_last_dim) or are slow on CPU (grouped conv for depthwise convolution).
 
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
@@ -32,9 +33,45 @@ impl Module for LayerNorm {
     }
 }
 
-/// A linear layer (`y = x W^T + b`) over the last dimension of any-rank input.
-pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<candle_nn::Linear> {
-    candle_nn::linear(in_dim, out_dim, vb)
+/// A linear layer (`y = x W^T + b`) over the last dimension, in f32 (training, reference) or
+/// with a quantised weight (int8 / 4-bit GGML blocks) for fast CPU inference.
+#[derive(Debug, Clone)]
+pub enum Linear {
+    Float(candle_nn::Linear),
+    Quantized { weight: QMatMul, bias: Tensor },
+}
+
+impl Linear {
+    pub fn new(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self::Float(candle_nn::linear(in_dim, out_dim, vb)?))
+    }
+
+    /// Replace the f32 weight by a quantised copy (no-op if already quantised).
+    pub fn quantize(&mut self, dtype: GgmlDType) -> Result<()> {
+        if let Self::Float(l) = self {
+            let q = QTensor::quantize(l.weight(), dtype)?;
+            let bias = l.bias().cloned().ok_or_else(|| candle_core::Error::msg("linear without bias"))?;
+            *self = Self::Quantized { weight: QMatMul::from_qtensor(q)?, bias };
+        }
+        Ok(())
+    }
+
+    /// Output width.
+    pub fn out_dim(&self) -> Result<usize> {
+        match self {
+            Self::Float(l) => l.weight().dim(0),
+            Self::Quantized { bias, .. } => bias.dim(0),
+        }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Float(l) => l.forward(x),
+            Self::Quantized { weight, bias } => weight.forward(x)?.broadcast_add(bias),
+        }
+    }
 }
 
 /// A 1-D convolution on [batch, channels, time] that pads explicitly (candle's padded conv1d

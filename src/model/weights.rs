@@ -2,6 +2,7 @@
 //! model's config, checked tensor by tensor on load so a bad file gets an error that names the
 //! problem (truncated, wrong kind, unknown version, missing/extra/wrong-shaped/non-finite tensor).
 
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{de::DeserializeOwned, Serialize};
@@ -30,10 +31,33 @@ pub enum WeightsError {
     WrongShape { name: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("tensor '{0}' contains NaN or infinite values")]
     NonFinite(String),
+    #[error("the model file uses quantisation '{0}', which this build does not know")]
+    UnknownQuantization(String),
     #[error("{0}")]
     Candle(#[from] candle_core::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Names of the GGML block formats a model file may use.
+pub fn quant_name(dtype: GgmlDType) -> &'static str {
+    match dtype {
+        GgmlDType::Q8_0 => "q8_0",
+        GgmlDType::Q4_0 => "q4_0",
+        GgmlDType::Q4K => "q4k",
+        GgmlDType::Q6K => "q6k",
+        _ => "other",
+    }
+}
+
+pub fn quant_from_name(name: &str) -> Option<GgmlDType> {
+    match name {
+        "q8_0" => Some(GgmlDType::Q8_0),
+        "q4_0" => Some(GgmlDType::Q4_0),
+        "q4k" => Some(GgmlDType::Q4K),
+        "q6k" => Some(GgmlDType::Q6K),
+        _ => None,
+    }
 }
 
 /// Serialise `tensors` with the Cantor header. Tensors are stored in `dtype` (F16 halves the size).
@@ -43,17 +67,43 @@ pub fn to_bytes<C: Serialize>(
     tensors: &HashMap<String, Tensor>,
     dtype: DType,
 ) -> Result<Vec<u8>, WeightsError> {
+    to_bytes_quantized(kind, config, tensors, dtype, None)
+}
+
+/// Like `to_bytes`, but the tensors `quantize.0` selects are stored as GGML blocks of `quantize.1`
+/// (raw bytes; their format and shape in the `cantor.quant` header entry).
+#[allow(clippy::type_complexity)]
+pub fn to_bytes_quantized<C: Serialize>(
+    kind: &str,
+    config: &C,
+    tensors: &HashMap<String, Tensor>,
+    dtype: DType,
+    quantize: Option<(&dyn Fn(&str) -> bool, GgmlDType)>,
+) -> Result<Vec<u8>, WeightsError> {
     let config = serde_json::to_string(config).map_err(|e| WeightsError::BadConfig(e.to_string()))?;
-    let meta: HashMap<String, String> = [
+    let mut meta: HashMap<String, String> = [
         ("cantor.kind".to_string(), kind.to_string()),
         ("cantor.version".to_string(), FORMAT_VERSION.to_string()),
         ("cantor.config".to_string(), config),
     ]
     .into_iter()
     .collect();
+    let mut quant_meta = serde_json::Map::new();
     let mut converted: Vec<(String, Tensor)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
-        converted.push((name.clone(), t.to_dtype(dtype)?.contiguous()?));
+        match quantize {
+            Some((select, q)) if select(name) => {
+                let qt = QTensor::quantize(&t.to_dtype(DType::F32)?, q)?;
+                let bytes = qt.data()?.to_vec();
+                let n = bytes.len();
+                converted.push((name.clone(), Tensor::from_vec(bytes, n, &Device::Cpu)?));
+                quant_meta.insert(name.clone(), serde_json::json!({"format": quant_name(q), "shape": t.dims()}));
+            }
+            _ => converted.push((name.clone(), t.to_dtype(dtype)?.contiguous()?)),
+        }
+    }
+    if !quant_meta.is_empty() {
+        meta.insert("cantor.quant".to_string(), serde_json::Value::Object(quant_meta).to_string());
     }
     converted.sort_by(|a, b| a.0.cmp(&b.0));
     safetensors::serialize(converted.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
@@ -78,7 +128,11 @@ pub fn save<C: Serialize>(
 /// A parsed, not yet validated model file.
 pub struct RawModelFile<C> {
     pub config: C,
+    /// All tensors as f32 (quantised ones dequantised, so they are validated like the others).
     pub tensors: HashMap<String, Tensor>,
+    /// The block format of the quantised tensors, if any: inference should quantise the same
+    /// layers again (re-quantising dequantised blocks reproduces them exactly).
+    pub quantized: Option<GgmlDType>,
 }
 
 /// Parse the header and tensors of a model file of `kind` (all tensors converted to f32).
@@ -95,13 +149,34 @@ pub fn parse<C: DeserializeOwned>(bytes: &[u8], kind: &str, device: &Device) -> 
     }
     let config = meta.get("cantor.config").ok_or(WeightsError::MissingHeader("cantor.config"))?;
     let config: C = serde_json::from_str(config).map_err(|e| WeightsError::BadConfig(e.to_string()))?;
+    let quant: serde_json::Map<String, serde_json::Value> = match meta.get("cantor.quant") {
+        Some(q) => serde_json::from_str(q).map_err(|e| WeightsError::BadConfig(format!("cantor.quant: {e}")))?,
+        None => Default::default(),
+    };
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Corrupt(e.to_string()))?;
     let mut tensors = HashMap::new();
+    let mut quantized = None;
     for (name, view) in st.tensors() {
-        let t = candle_core::safetensors::Load::load(&view, device)?.to_dtype(DType::F32)?;
+        let t = match quant.get(&name) {
+            Some(q) => {
+                let format = q["format"].as_str().unwrap_or_default();
+                let dtype = quant_from_name(format).ok_or_else(|| WeightsError::UnknownQuantization(format.to_string()))?;
+                let shape: Vec<usize> = serde_json::from_value(q["shape"].clone())
+                    .map_err(|e| WeightsError::BadConfig(format!("shape of {name}: {e}")))?;
+                let elems: usize = shape.iter().product();
+                let expected = elems / dtype.block_size() * dtype.type_size();
+                if view.data().len() != expected || elems % dtype.block_size() != 0 {
+                    return Err(WeightsError::WrongShape { name, expected: vec![expected], found: vec![view.data().len()] });
+                }
+                quantized = Some(dtype);
+                let storage = QStorage::from_data(std::borrow::Cow::Borrowed(view.data()), device, dtype)?;
+                QTensor::new(storage, shape)?.dequantize(device)?
+            }
+            None => candle_core::safetensors::Load::load(&view, device)?.to_dtype(DType::F32)?,
+        };
         tensors.insert(name.to_string(), t);
     }
-    Ok(RawModelFile { config, tensors })
+    Ok(RawModelFile { config, tensors, quantized })
 }
 
 /// Check `tensors` against what `build` creates (names and shapes) and that all are finite,

@@ -35,6 +35,11 @@ enum Command {
         #[command(subcommand)]
         model: EvalCommand,
     },
+    /// Write quantised model files and measure what quantisation changes (EVAL.md).
+    Quantize {
+        #[command(subcommand)]
+        model: QuantizeCommand,
+    },
     /// Measure speed; writes BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
@@ -51,6 +56,15 @@ enum EvalCommand {
         weights: Option<std::path::PathBuf>,
         /// Number of test clips.
         #[arg(long, default_value_t = 40)]
+        clips: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuantizeCommand {
+    /// The codec decoder's linear layers, as q8_0 (int8) and q4_0 (4-bit).
+    Codec {
+        #[arg(long, default_value_t = 12)]
         clips: usize,
     },
 }
@@ -144,6 +158,9 @@ fn main() -> Result<()> {
         },
         Command::Train { model: TrainCommand::Codec(args) } => train::codec::train(&args),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
+        Command::Quantize { model: QuantizeCommand::Codec { clips } } => {
+            eval::codec::quantize(&[candle_core::quantized::GgmlDType::Q8_0, candle_core::quantized::GgmlDType::Q4_0], clips)
+        }
         Command::Bench { model: BenchCommand::Codec { weights, chunk_frames, seconds, runs } } => {
             eval::codec::bench(&weights, chunk_frames, seconds, runs)
         }

@@ -5,9 +5,10 @@
 //! block's last `kernel - 1` inputs and the overlap-add tail) gives exactly the whole decode.
 
 use super::{CodecConfig, ResidualVq};
-use crate::model::nn::{linear, CausalDepthwise, LayerNorm};
+use crate::model::nn::{CausalDepthwise, LayerNorm, Linear};
+use candle_core::quantized::GgmlDType;
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 struct ConvNeXtBlock {
     dw: CausalDepthwise,
@@ -24,8 +25,8 @@ impl ConvNeXtBlock {
         Ok(Self {
             dw: CausalDepthwise::new(d, cfg.decoder_kernel, vb.pp("dw"))?,
             norm: LayerNorm::new(d, vb.pp("norm"))?,
-            up: linear(d, cfg.decoder_mlp, vb.pp("up"))?,
-            down: linear(cfg.decoder_mlp, d, vb.pp("down"))?,
+            up: Linear::new(d, cfg.decoder_mlp, vb.pp("up"))?,
+            down: Linear::new(cfg.decoder_mlp, d, vb.pp("down"))?,
             gamma: vb.get_with_hints(d, "gamma", candle_nn::Init::Const(0.1))?,
         })
     }
@@ -78,16 +79,33 @@ impl Decoder {
             .map(|i| ConvNeXtBlock::new(cfg, vb.pp(format!("block{i}"))))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            input: linear(cfg.latent_dim, cfg.decoder_dim, vb.pp("input"))?,
+            input: Linear::new(cfg.latent_dim, cfg.decoder_dim, vb.pp("input"))?,
             blocks,
             norm: LayerNorm::new(cfg.decoder_dim, vb.pp("norm"))?,
-            head: linear(cfg.decoder_dim, 2 * bins, vb.pp("head"))?,
+            head: Linear::new(cfg.decoder_dim, 2 * bins, vb.pp("head"))?,
             istft_basis: Tensor::from_vec(istft_basis(cfg.n_fft), (2 * bins, cfg.n_fft), vb.device())?,
             hop: cfg.hop(),
             n_fft: cfg.n_fft,
             bins,
             kernel: cfg.decoder_kernel,
         })
+    }
+
+    /// Quantise the linear layers' weights (the decoder's cost is almost all in them).
+    pub fn quantize(&mut self, dtype: GgmlDType) -> Result<()> {
+        self.input.quantize(dtype)?;
+        for b in &mut self.blocks {
+            b.up.quantize(dtype)?;
+            b.down.quantize(dtype)?;
+        }
+        self.head.quantize(dtype)
+    }
+
+    pub fn linear_kind(&self) -> &'static str {
+        match self.head {
+            Linear::Float(_) => "f32",
+            Linear::Quantized { .. } => "quantized",
+        }
     }
 
     /// Latents [batch, t, latent] with per-block histories → windowed frames [batch, t, n_fft].
@@ -187,7 +205,7 @@ impl<'a> DecoderStream<'a> {
         }
         if self.histories.is_empty() {
             let h = self.decoder.kernel - 1;
-            let d = self.decoder.input.weight().dim(0)?;
+            let d = self.decoder.input.out_dim()?;
             self.histories = (0..self.decoder.blocks.len())
                 .map(|_| Tensor::zeros((1, h, d), z.dtype(), z.device()))
                 .collect::<Result<Vec<_>>>()?;

@@ -83,12 +83,13 @@ impl CodecConfig {
         Self {
             strides: vec![2, 4, 5, 8],
             encoder_channels: vec![4, 8, 8, 16, 16],
-            latent_dim: 8,
+            // Widths are multiples of 32, the quantised block size.
+            latent_dim: 32,
             n_codebooks: 2,
             codebook_size: 16,
-            decoder_dim: 16,
+            decoder_dim: 32,
             decoder_layers: 2,
-            decoder_mlp: 32,
+            decoder_mlp: 64,
             ..Self::default()
         }
     }
@@ -150,7 +151,21 @@ impl Codec {
     pub fn from_bytes(bytes: &[u8], device: &Device) -> std::result::Result<Self, WeightsError> {
         let raw = weights::parse::<CodecConfig>(bytes, KIND, device)?;
         raw.config.validate().map_err(WeightsError::BadConfig)?;
-        weights::build_checked(&raw.config, raw.tensors, device, |cfg, vb| Codec::new(cfg, vb))
+        let mut codec = weights::build_checked(&raw.config, raw.tensors, device, |cfg, vb| Codec::new(cfg, vb))?;
+        if let Some(q) = raw.quantized {
+            codec.decoder.quantize(q)?;
+        }
+        Ok(codec)
+    }
+
+    /// "quantized" if the decoder runs on quantised weights, else "f32" (for reports and tests).
+    pub fn decoder_linear_kind(&self) -> &'static str {
+        self.decoder.linear_kind()
+    }
+
+    /// Which tensors a quantised codec file stores as GGML blocks: the decoder's linear weights.
+    pub fn is_quantizable(name: &str) -> bool {
+        name.starts_with("decoder.") && name.ends_with(".weight") && [".input.", ".up.", ".down.", ".head."].iter().any(|p| name.contains(p))
     }
 }
 

@@ -148,3 +148,31 @@ fn encoder_latents_start_at_a_usable_scale_and_vary_over_time() {
     assert!(rms > 5e-3, "latent rms {rms}");
     assert!(dev > 0.5 * rms, "latents barely change over time: deviation {dev} of rms {rms}");
 }
+
+#[test]
+fn quantized_files_load_and_decode_close_to_f32() {
+    use candle_core::quantized::GgmlDType;
+    let (cfg, vm, codec) = tiny();
+    let f32_bytes = weights::to_bytes(KIND, &cfg, &tensors(&vm), DType::F32).unwrap();
+    let q_bytes = weights::to_bytes_quantized(
+        KIND,
+        &cfg,
+        &tensors(&vm),
+        DType::F16,
+        Some((&Codec::is_quantizable, GgmlDType::Q8_0)),
+    )
+    .unwrap();
+    assert!(q_bytes.len() < f32_bytes.len() / 2, "{} vs {}", q_bytes.len(), f32_bytes.len());
+    let q = Codec::from_bytes(&q_bytes, &Device::Cpu).unwrap();
+    assert!(matches!(q.decoder_linear_kind(), "quantized"));
+    let x = Tensor::from_vec(noise(6400, 5), (1, 6400), &Device::Cpu).unwrap();
+    let codes = codec.encode(&x).unwrap();
+    let a = codec.decode(&codes).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = q.decode(&codes).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let err: f32 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f32>();
+    let sig: f32 = a.iter().map(|x| x * x).sum::<f32>();
+    let snr = 10.0 * (sig / err.max(1e-20)).log10();
+    assert!(snr > 25.0, "q8_0 decoder output SNR {snr:.1} dB against f32");
+    // Truncated quantised blocks are reported, not decoded.
+    assert!(Codec::from_bytes(&q_bytes[..q_bytes.len() - 10], &Device::Cpu).is_err());
+}

@@ -7,6 +7,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use cantor::model::codec::Codec;
 use cantor::model::spectral::{si_sdr, SpectralDistances};
+use cantor::model::weights;
+use candle_core::quantized::GgmlDType;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -191,4 +193,77 @@ pub fn bench(weights: &Option<PathBuf>, chunk_frames: usize, seconds: f64, runs:
     );
     println!("{body}");
     write_section(&repo_root().join("BENCHMARKS.md"), "codec", &body)
+}
+
+/// The quantised codec file for a block format.
+pub fn quantized_path(dtype: GgmlDType) -> PathBuf {
+    repo_root().join(format!("assets/models/codec-{}.safetensors", weights::quant_name(dtype)))
+}
+
+/// `cargo xtask quantize codec`: write the decoder's linear weights as GGML blocks next to the
+/// f16 reference weights, and measure what quantisation changes on test clips (EVAL.md).
+pub fn quantize(dtypes: &[GgmlDType], clips: usize) -> Result<()> {
+    let reference = crate::train::codec::published_weights();
+    let bytes = std::fs::read(&reference).with_context(|| format!("reading {}", reference.display()))?;
+    let raw = weights::parse::<cantor::model::codec::CodecConfig>(&bytes, cantor::model::codec::KIND, &Device::Cpu)?;
+    let f32_codec = Codec::from_bytes(&bytes, &Device::Cpu)?;
+    let cfg = f32_codec.cfg.clone();
+    let ds = Dataset::build(&DatasetConfig::default())?;
+    let test: Vec<_> = ds.split("test").step_by(53).take(clips).collect();
+    let mut source = ClipSource::new(cfg.sample_rate);
+    let spectral = SpectralDistances::new(cfg.sample_rate, &Device::Cpu)?;
+    let mut rows = vec![format!("| f16 reference | {:.2} MB | - | - |", bytes.len() as f64 / 1e6)];
+    let mut audio = Vec::new();
+    for clip in &test {
+        let mut x = source.render(clip)?;
+        x.truncate(x.len() / cfg.hop() * cfg.hop());
+        audio.push(x);
+    }
+    let codes: Vec<Tensor> =
+        audio.iter().map(|x| f32_codec.encode(&Tensor::from_slice(x, (1, x.len()), &Device::Cpu)?)).collect::<candle_core::Result<_>>()?;
+    let reference_out: Vec<Vec<f32>> =
+        codes.iter().map(|c| f32_codec.decode(c)?.flatten_all()?.to_vec1::<f32>()).collect::<candle_core::Result<_>>()?;
+    for &dtype in dtypes {
+        let qbytes = weights::to_bytes_quantized(
+            cantor::model::codec::KIND,
+            &raw.config,
+            &raw.tensors,
+            candle_core::DType::F16,
+            Some((&Codec::is_quantizable, dtype)),
+        )?;
+        let path = quantized_path(dtype);
+        std::fs::write(&path, &qbytes)?;
+        let q = Codec::from_bytes(&qbytes, &Device::Cpu)?;
+        let (mut snr, mut dmel) = (0.0, 0.0);
+        for ((c, r), x) in codes.iter().zip(&reference_out).zip(&audio) {
+            let y = q.decode(c)?.flatten_all()?.to_vec1::<f32>()?;
+            let err: f64 = y.iter().zip(r).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+            let sig: f64 = r.iter().map(|a| (*a as f64).powi(2)).sum();
+            snr += 10.0 * (sig / err.max(1e-20)).log10();
+            let n = x.len();
+            let xt = Tensor::from_slice(x, (1, n), &Device::Cpu)?;
+            let (_, mq) = spectral.both(&Tensor::from_slice(&y, (1, n), &Device::Cpu)?, &xt)?;
+            let (_, mr) = spectral.both(&Tensor::from_slice(r, (1, n), &Device::Cpu)?, &xt)?;
+            dmel += (mq.to_scalar::<f32>()? - mr.to_scalar::<f32>()?) as f64;
+        }
+        let k = codes.len().max(1) as f64;
+        rows.push(format!(
+            "| {} (`{}`) | {:.2} MB | {:.1} dB | {:+.4} |",
+            weights::quant_name(dtype),
+            path.strip_prefix(repo_root()).unwrap_or(&path).display(),
+            qbytes.len() as f64 / 1e6,
+            snr / k,
+            dmel / k
+        ));
+    }
+    let body = format!(
+        "## Codec quantisation\n\n\
+         Decoder linear weights as GGML blocks (the rest f16). Command: `cargo xtask quantize codec --clips {clips}`; \
+         {} test clips, same codes decoded by the f16 reference and by each quantised file.\n\n\
+         | weights | file size | output SNR against f16 | change in log-mel L1 against the original |\n|---|---|---|---|\n{}\n",
+        codes.len(),
+        rows.join("\n")
+    );
+    println!("{body}");
+    write_section(&repo_root().join("EVAL.md"), "codec-quantization", &body)
 }
