@@ -67,17 +67,18 @@ pub fn to_bytes<C: Serialize>(
     tensors: &HashMap<String, Tensor>,
     dtype: DType,
 ) -> Result<Vec<u8>, WeightsError> {
-    to_bytes_quantized(kind, config, tensors, dtype, None)
+    to_bytes_quantized(kind, config, tensors, Some(dtype), None)
 }
 
-/// Like `to_bytes`, but the tensors `quantize.0` selects are stored as GGML blocks of `quantize.1`
-/// (raw bytes; their format and shape in the `cantor.quant` header entry).
+/// Like `to_bytes` (`dtype` None keeps each tensor's own dtype), but the tensors `quantize.0`
+/// selects are stored as GGML blocks of `quantize.1` (raw bytes; their format and shape in the
+/// `cantor.quant` header entry).
 #[allow(clippy::type_complexity)]
 pub fn to_bytes_quantized<C: Serialize>(
     kind: &str,
     config: &C,
     tensors: &HashMap<String, Tensor>,
-    dtype: DType,
+    dtype: Option<DType>,
     quantize: Option<(&dyn Fn(&str) -> bool, GgmlDType)>,
 ) -> Result<Vec<u8>, WeightsError> {
     let config = serde_json::to_string(config).map_err(|e| WeightsError::BadConfig(e.to_string()))?;
@@ -99,7 +100,7 @@ pub fn to_bytes_quantized<C: Serialize>(
                 converted.push((name.clone(), Tensor::from_vec(bytes, n, &Device::Cpu)?));
                 quant_meta.insert(name.clone(), serde_json::json!({"format": quant_name(q), "shape": t.dims()}));
             }
-            _ => converted.push((name.clone(), t.to_dtype(dtype)?.contiguous()?)),
+            _ => converted.push((name.clone(), t.to_dtype(dtype.unwrap_or(t.dtype()))?.contiguous()?)),
         }
     }
     if !quant_meta.is_empty() {

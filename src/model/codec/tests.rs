@@ -158,7 +158,7 @@ fn quantized_files_load_and_decode_close_to_f32() {
         KIND,
         &cfg,
         &tensors(&vm),
-        DType::F16,
+        Some(DType::F16),
         Some((&Codec::is_quantizable, GgmlDType::Q8_0)),
     )
     .unwrap();

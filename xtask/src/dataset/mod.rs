@@ -150,13 +150,7 @@ pub fn wav_name(clip: &ClipRecipe) -> String {
 }
 
 pub fn write_wav(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
-    let spec = hound::WavSpec { channels: 1, sample_rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-    let mut w = hound::WavWriter::create(path, spec)?;
-    for s in samples {
-        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16)?;
-    }
-    w.finalize()?;
-    Ok(())
+    cantor::audio::Wav::write_mono(path, samples, sample_rate, 1)
 }
 
 /// `dataset build` and `dataset render`: write the manifest, then (if `render` is given) the

@@ -3,6 +3,7 @@
 use super::{median_p99, write_section};
 use crate::dataset::recipe::DatasetConfig;
 use crate::dataset::{repo_root, wav_name, write_wav, ClipSource, Dataset};
+use cantor::audio::Wav;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use cantor::model::codec::Codec;
@@ -34,9 +35,7 @@ fn opus_roundtrip(x: &[f32], sr: u32, kbps: u32, tmp: &Path) -> Result<Vec<f32>>
     };
     run(std::process::Command::new("opusenc").args(["--quiet", "--bitrate", &kbps.to_string()]).arg(&wav).arg(&opus))?;
     run(std::process::Command::new("opusdec").args(["--quiet", "--rate", &sr.to_string()]).arg(&opus).arg(&out))?;
-    let mut r = hound::WavReader::open(&out)?;
-    let y: Vec<f32> = r.samples::<i16>().map(|s| s.map(|v| v as f32 / 32768.0)).collect::<Result<_, _>>()?;
-    Ok(y)
+    Ok(Wav::read(&out)?.mono())
 }
 
 #[derive(Default, Clone, Copy)]
@@ -86,8 +85,8 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
     for clip in &chosen {
         pb.inc(1);
         let cached = ds.dir().join("audio").join(wav_name(clip));
-        let mut x = match hound::WavReader::open(&cached) {
-            Ok(mut r) => r.samples::<i16>().map(|s| s.map(|v| v as f32 / 32768.0)).collect::<Result<Vec<_>, _>>()?,
+        let mut x = match Wav::read(&cached) {
+            Ok(w) => w.mono(),
             Err(_) => source.render(clip)?,
         };
         x.truncate(x.len() / cfg.hop() * cfg.hop());
@@ -228,7 +227,7 @@ pub fn quantize(dtypes: &[GgmlDType], clips: usize) -> Result<()> {
             cantor::model::codec::KIND,
             &raw.config,
             &raw.tensors,
-            candle_core::DType::F16,
+            Some(candle_core::DType::F16),
             Some((&Codec::is_quantizable, dtype)),
         )?;
         let path = quantized_path(dtype);

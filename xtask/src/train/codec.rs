@@ -80,7 +80,8 @@ const SEED: u64 = 7;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TrainState {
     step: u64,
-    best_valid_mel: f64,
+    /// Best validation log-mel distance so far (None before the first validation).
+    best_valid_mel: Option<f64>,
     config: CodecConfig,
 }
 
@@ -239,7 +240,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let log = if args.out.is_some() { out.join("log.jsonl") } else { log_path() };
     let best_path = out.join("best.safetensors");
     if args.publish {
-        return publish(&ckpt_path, &state_path, &best_path);
+        return publish(&ckpt_path, &best_path);
     }
 
     let ds_cfg = if args.quick { DatasetConfig::quick() } else { DatasetConfig::default() };
@@ -248,11 +249,16 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let valid_clips: Vec<ClipRecipe> = dataset.split("valid").cloned().collect();
     anyhow::ensure!(!train_clips.is_empty() && !valid_clips.is_empty(), "the corpus has no train or valid clips");
 
-    // Resume: the cache checkpoint (bit-exact), else the committed one, else a fresh start.
-    let resume_from = [ckpt_path.clone(), published_checkpoint()].into_iter().find(|p| p.exists());
+    // Resume: the cache checkpoint (bit-exact), else (for the real run) the committed one, else
+    // a fresh start.
+    let mut candidates = vec![ckpt_path.clone()];
+    if args.out.is_none() {
+        candidates.push(published_checkpoint());
+    }
+    let resume_from = candidates.into_iter().find(|p| p.exists());
     let mut state = TrainState {
         step: 0,
-        best_valid_mel: f64::INFINITY,
+        best_valid_mel: None,
         config: if args.tiny { CodecConfig::tiny() } else { CodecConfig::default() },
     };
     let mut saved: HashMap<String, Tensor> = HashMap::new();
@@ -322,9 +328,13 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         });
     }
 
+    if resume_from.is_none() {
+        // The initial weights are random (candle's CPU initialiser takes no seed): keep them, so
+        // this run can be replayed exactly from its start.
+        save_checkpoint(&ckpt_path, &state_path, &state, &vm, &opt, &ema, DType::F32)?;
+    }
     let started = Instant::now();
     let mut last_ckpt = Instant::now();
-    let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0xC0DEC ^ state.step);
     let mut acc = (0f64, 0f64, 0f64, 0u64);
     let mut window_start = Instant::now();
     while state.step < args.steps {
@@ -351,6 +361,8 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         } else {
             println!("step {}: non-finite gradient norm, update skipped", state.step);
         }
+        // Dead-code restarts draw from an RNG of the step, so a resumed run draws the same.
+        let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0xC0DEC ^ state.step.wrapping_mul(0x9E3779B97F4A7C15));
         let codes = vq.codes.flatten_to(1)?; // [b*f, levels]
         for l in 0..cfg.n_codebooks {
             let idx = codes.narrow(1, l, 1)?.flatten_all()?.to_vec1::<u32>()?;
@@ -383,8 +395,8 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
                 let (vm_mel, vm_stft) = validate(&codec, &spectral, &valid)?;
                 rec["valid_mel"] = vm_mel.into();
                 rec["valid_stft"] = vm_stft.into();
-                if vm_mel < state.best_valid_mel {
-                    state.best_valid_mel = vm_mel;
+                if state.best_valid_mel.is_none_or(|b| vm_mel < b) {
+                    state.best_valid_mel = Some(vm_mel);
                     save_inference(&best_path, &cfg, &vm)?;
                     rec["best"] = true.into();
                 }
@@ -438,43 +450,78 @@ fn save_checkpoint(
 }
 
 /// Copy the cache checkpoint (moments stored as f16 to halve its size) and best weights into assets/.
-fn publish(ckpt: &Path, state_path: &Path, best: &Path) -> Result<()> {
+fn publish(ckpt: &Path, best: &Path) -> Result<()> {
     let device = Device::Cpu;
     let bytes = std::fs::read(ckpt).with_context(|| format!("no checkpoint at {}", ckpt.display()))?;
     let raw = weights::parse::<TrainState>(&bytes, "cantor-codec-checkpoint", &device)?;
-    let mut f32_part = HashMap::new();
-    let mut f16_part = HashMap::new();
-    for (k, v) in raw.tensors {
-        if k.starts_with("adam.") {
-            f16_part.insert(k, v);
-        } else {
-            f32_part.insert(k, v);
+    let mut tensors = raw.tensors;
+    for (name, t) in tensors.iter_mut() {
+        if name.starts_with("adam.") {
+            *t = t.to_dtype(DType::F16)?;
         }
     }
-    // Two dtypes in one file: write f16 moments by converting before serialising.
-    let mut all: Vec<(String, Tensor)> = f32_part.into_iter().collect();
-    for (k, v) in f16_part {
-        all.push((k, v.to_dtype(DType::F16)?));
-    }
-    let meta: HashMap<String, String> = [
-        ("cantor.kind".to_string(), "cantor-codec-checkpoint".to_string()),
-        ("cantor.version".to_string(), weights::FORMAT_VERSION.to_string()),
-        ("cantor.config".to_string(), serde_json::to_string(&raw.config)?),
-    ]
-    .into_iter()
-    .collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    let out = safetensors::serialize(all.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))?;
+    let out = weights::to_bytes_quantized("cantor-codec-checkpoint", &raw.config, &tensors, None, None)?;
     std::fs::create_dir_all(published_checkpoint().parent().expect("has parent"))?;
     std::fs::write(published_checkpoint(), out)?;
     std::fs::create_dir_all(published_weights().parent().expect("has parent"))?;
     std::fs::copy(best, published_weights()).with_context(|| format!("no best weights at {}", best.display()))?;
     println!(
-        "published step {} ({}) to {} and {}",
+        "published step {} (best validation log-mel {:?}) to {} and {}",
         raw.config.step,
-        std::fs::read_to_string(state_path).unwrap_or_default().len(),
+        raw.config.best_valid_mel,
         published_checkpoint().display(),
         published_weights().display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(out: &Path, steps: u64) -> CodecTrainArgs {
+        CodecTrainArgs {
+            steps,
+            minutes: 0.0,
+            batch: 2,
+            seconds: 0.2,
+            lr: 1e-3,
+            checkpoint_minutes: 1e9,
+            valid_every: 1000,
+            out: Some(out.to_path_buf()),
+            quick: true,
+            tiny: true,
+            publish: false,
+            ae_warmup_steps: 2,
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
+        let base = std::env::temp_dir().join(format!("cantor-resume-{}", std::process::id()));
+        let (a, b) = (base.join("a"), base.join("b"));
+        // candle's CPU initialiser cannot be seeded: both runs start from one initial checkpoint.
+        train(&args(&a, 0)).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::copy(a.join("checkpoint.safetensors"), b.join("checkpoint.safetensors")).unwrap();
+        train(&args(&a, 6)).unwrap();
+        train(&args(&b, 3)).unwrap();
+        train(&args(&b, 6)).unwrap();
+        let load = |d: &Path| {
+            let bytes = std::fs::read(d.join("checkpoint.safetensors")).unwrap();
+            weights::parse::<TrainState>(&bytes, "cantor-codec-checkpoint", &Device::Cpu).unwrap()
+        };
+        let (ra, rb) = (load(&a), load(&b));
+        assert_eq!(ra.config.step, 6);
+        assert_eq!(rb.config.step, 6);
+        let mut names: Vec<_> = ra.tensors.keys().collect();
+        names.sort();
+        assert!(names.iter().any(|n| n.starts_with("adam.m.")) && names.iter().any(|n| n.starts_with("ema.idle.")));
+        for name in names {
+            let x = ra.tensors[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let y = rb.tensors[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(x == y, "{name} differs after resuming");
+        }
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }
