@@ -4,9 +4,21 @@ use atomic_float::AtomicF32;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
+/// Number of style weights (the model vocabulary's styles).
+pub const N_STYLES: usize = crate::model::vocab::STYLES.len();
+
 /// Knob values as the generator reads them, once per generated block.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KnobSnapshot {
+    /// Style blend weights (not normalised; all zero means unconditional).
+    pub styles: [f32; N_STYLES],
+    /// Instrument family index into `vocab::INSTRUMENT_FAMILIES`.
+    pub instrument: u32,
+    /// Key tonic as a pitch class (C = 0) and mode (0 major, 1 minor).
+    pub key: u32,
+    pub mode: u32,
+    /// Stereo width, 0 (mono) to 2.
+    pub width: f32,
     pub temperature: f32,
     pub top_k: u32,
     pub top_p: f32,
@@ -19,6 +31,11 @@ pub struct KnobSnapshot {
 /// Atomics shared by one engine's three sides. Written by one side each (noted per field).
 pub struct EngineShared {
     // Knobs: written by the plugin's parameter sync, read by the generator.
+    pub styles: [AtomicF32; N_STYLES],
+    pub instrument: AtomicU32,
+    pub key: AtomicU32,
+    pub mode: AtomicU32,
+    pub width: AtomicF32,
     pub temperature: AtomicF32,
     pub top_k: AtomicU32,
     pub top_p: AtomicF32,
@@ -50,6 +67,11 @@ pub struct EngineShared {
 impl Default for EngineShared {
     fn default() -> Self {
         Self {
+            styles: std::array::from_fn(|_| AtomicF32::new(0.0)),
+            instrument: AtomicU32::new(0),
+            key: AtomicU32::new(0),
+            mode: AtomicU32::new(0),
+            width: AtomicF32::new(1.0),
             temperature: AtomicF32::new(1.0),
             top_k: AtomicU32::new(0),
             top_p: AtomicF32::new(1.0),
@@ -74,6 +96,11 @@ impl Default for EngineShared {
 impl EngineShared {
     pub fn knobs(&self) -> KnobSnapshot {
         KnobSnapshot {
+            styles: std::array::from_fn(|i| self.styles[i].load(Relaxed)),
+            instrument: self.instrument.load(Relaxed),
+            key: self.key.load(Relaxed),
+            mode: self.mode.load(Relaxed),
+            width: self.width.load(Relaxed),
             temperature: self.temperature.load(Relaxed),
             top_k: self.top_k.load(Relaxed),
             top_p: self.top_p.load(Relaxed),

@@ -3,7 +3,8 @@
 
 pub mod codec;
 pub mod codes;
-// pub mod embedded;
+#[cfg(feature = "cli")]
+pub mod embedded;
 pub mod nn;
 pub mod spectral;
 pub mod vocab;

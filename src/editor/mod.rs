@@ -1,0 +1,46 @@
+//! The first editor: every parameter, and what the engine is doing. Reads atomics and sets
+//! parameters, nothing else.
+
+mod status;
+
+use crate::engine::EngineShared;
+use crate::params::CantorParams;
+use nice_plug::context::gui::GuiContext;
+use nice_plug_egui::{widgets, NiceEguiApp};
+use std::sync::Arc;
+
+pub struct CantorEditor {
+    params: Arc<CantorParams>,
+    shared: Arc<EngineShared>,
+    /// Set by `build` each time the window opens; gives the parameter setter.
+    gui: Option<GuiContext>,
+}
+
+impl CantorEditor {
+    pub fn new(params: Arc<CantorParams>, shared: Arc<EngineShared>) -> Self {
+        Self { params, shared, gui: None }
+    }
+}
+
+impl NiceEguiApp for CantorEditor {
+    fn build(
+        &mut self,
+        _egui_ctx: egui::Context,
+        gui: GuiContext,
+        _frame: &mut nice_plug_egui::Frame,
+    ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
+        self.gui = Some(gui);
+        Ok(())
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut nice_plug_egui::Frame) {
+        let Some(gui) = self.gui.as_ref() else { return };
+        let setter = gui.param_setter();
+        ui.heading("Cantor");
+        status::show(ui, &self.shared);
+        ui.separator();
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            widgets::generic_ui::create(ui, self.params.clone(), &setter, widgets::generic_ui::GenericSlider);
+        });
+    }
+}

@@ -1,0 +1,205 @@
+//! Cantor's parameters. Every one is automatable and saved with the project.
+//!
+//! **Parameter ids never change once released**: hosts store automation and presets by id.
+//! Add new parameters with new ids; never rename, reuse or remove an id.
+//! Ranges live in named functions so the editor and the engine use the same numbers.
+
+use crate::model::vocab::{INSTRUMENT_FAMILIES, KEY_NAMES, MODES, STYLES};
+use nice_plug::prelude::*;
+use std::sync::Arc;
+
+/// Output gain range in dB.
+pub fn gain_db_range() -> (f32, f32) {
+    (-60.0, 12.0)
+}
+/// Free tempo range in beats per minute (the corpus and the prior cover 60-180).
+pub fn tempo_range() -> (f32, f32) {
+    crate::model::vocab::BPM_RANGE
+}
+/// Sampling temperature: 0 is greedy (argmax), above 1 gets wilder.
+pub fn temperature_range() -> (f32, f32) {
+    (0.0, 2.0)
+}
+/// Top-k: 0 disables it; otherwise only the k likeliest codes are sampled.
+pub fn top_k_range() -> (i32, i32) {
+    (0, 512)
+}
+/// Classifier-free guidance strength: 0 ignores the knobs (unconditional), 1 is plain
+/// conditioning, above 1 exaggerates the requested style, key and tempo.
+pub fn guidance_range() -> (f32, f32) {
+    (0.0, 8.0)
+}
+/// Seconds generated ahead of playback: smaller follows knobs faster, larger survives CPU spikes.
+pub fn responsiveness_range() -> (f32, f32) {
+    (0.05, 2.0)
+}
+/// Largest seed (seeds are shown and typed as plain numbers).
+pub const MAX_SEED: i32 = 99_999;
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TempoMode {
+    /// Follow the host's tempo.
+    #[id = "host"]
+    #[name = "Follow host"]
+    Host,
+    /// Use the free tempo knob.
+    #[id = "free"]
+    #[name = "Free"]
+    Free,
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Play while the host transport plays; starting playback restarts from (seed, position).
+    #[id = "transport"]
+    #[name = "Follow transport"]
+    Transport,
+    /// Play all the time.
+    #[id = "always"]
+    #[name = "Always"]
+    Always,
+    /// Play while at least one MIDI note is held, fading in and out.
+    #[id = "note"]
+    #[name = "While a note is held"]
+    NoteHeld,
+}
+
+#[derive(Params)]
+pub struct CantorParams {
+    /// Output gain, smoothed on the audio thread.
+    #[id = "gain"]
+    pub gain: FloatParam,
+    /// Stereo width of the output (0 mono, 1 natural, 2 wide).
+    #[id = "width"]
+    pub width: FloatParam,
+    /// Style blend: one weight per trained style (normalised by the engine; all zero = unconditional).
+    #[nested(array, group = "Style")]
+    pub styles: [StyleWeight; STYLES.len()],
+    /// General MIDI instrument family the prior is asked to play.
+    #[id = "instrument"]
+    pub instrument: IntParam,
+    #[id = "tempo_mode"]
+    pub tempo_mode: EnumParam<TempoMode>,
+    /// Tempo in free mode, beats per minute.
+    #[id = "tempo"]
+    pub tempo: FloatParam,
+    /// Key tonic (pitch class, C = 0).
+    #[id = "key"]
+    pub key: IntParam,
+    /// 0 major, 1 minor.
+    #[id = "mode"]
+    pub mode: IntParam,
+    /// The last MIDI note played sets the key tonic.
+    #[id = "key_midi"]
+    pub key_follows_midi: BoolParam,
+    #[id = "temperature"]
+    pub temperature: FloatParam,
+    #[id = "top_k"]
+    pub top_k: IntParam,
+    #[id = "top_p"]
+    pub top_p: FloatParam,
+    #[id = "guidance"]
+    pub guidance: FloatParam,
+    /// Seed of the generator's random choices: the same seed and automation give the same music.
+    #[id = "seed"]
+    pub seed: IntParam,
+    #[id = "run_mode"]
+    pub run_mode: EnumParam<RunMode>,
+    /// Seconds of audio generated ahead (see `responsiveness_range`).
+    #[id = "ahead"]
+    pub responsiveness: FloatParam,
+}
+
+/// One style's weight in the blend.
+#[derive(Params)]
+pub struct StyleWeight {
+    #[id = "style"]
+    pub weight: FloatParam,
+}
+
+fn names_formatter(names: &'static [&'static str]) -> Arc<dyn Fn(i32) -> String + Send + Sync> {
+    Arc::new(move |v| names.get(v.max(0) as usize).copied().unwrap_or("?").to_string())
+}
+
+fn names_parser(names: &'static [&'static str]) -> Arc<dyn Fn(&str) -> Option<i32> + Send + Sync> {
+    Arc::new(move |s| names.iter().position(|n| n.eq_ignore_ascii_case(s.trim())).map(|i| i as i32))
+}
+
+static INSTRUMENT_NAMES: [&str; INSTRUMENT_FAMILIES.len()] = {
+    let mut n = [""; INSTRUMENT_FAMILIES.len()];
+    let mut i = 0;
+    while i < n.len() {
+        n[i] = INSTRUMENT_FAMILIES[i].0;
+        i += 1;
+    }
+    n
+};
+
+impl Default for CantorParams {
+    fn default() -> Self {
+        let (g_lo, g_hi) = gain_db_range();
+        let (t_lo, t_hi) = tempo_range();
+        let (temp_lo, temp_hi) = temperature_range();
+        let (k_lo, k_hi) = top_k_range();
+        let (gd_lo, gd_hi) = guidance_range();
+        let (r_lo, r_hi) = responsiveness_range();
+        Self {
+            gain: FloatParam::new(
+                "Output gain",
+                util::db_to_gain(-6.0),
+                FloatRange::Skewed {
+                    min: util::db_to_gain(g_lo),
+                    max: util::db_to_gain(g_hi),
+                    factor: FloatRange::gain_skew_factor(g_lo, g_hi),
+                },
+            )
+            .with_smoother(SmoothingStyle::Logarithmic(50.0))
+            .with_unit(" dB")
+            .with_value_to_string(formatters::v2s_f32_gain_to_db(1))
+            .with_string_to_value(formatters::s2v_f32_gain_to_db()),
+            width: FloatParam::new("Stereo width", 1.0, FloatRange::Linear { min: 0.0, max: 2.0 })
+                .with_smoother(SmoothingStyle::Linear(50.0))
+                .with_value_to_string(formatters::v2s_f32_percentage(0))
+                .with_string_to_value(formatters::s2v_f32_percentage())
+                .with_unit("%"),
+            styles: std::array::from_fn(|i| StyleWeight {
+                weight: FloatParam::new(STYLES[i], if i == 3 { 1.0 } else { 0.0 }, FloatRange::Linear { min: 0.0, max: 1.0 })
+                    .with_value_to_string(formatters::v2s_f32_percentage(0))
+                    .with_string_to_value(formatters::s2v_f32_percentage())
+                    .with_unit("%"),
+            }),
+            instrument: IntParam::new("Instrument", 0, IntRange::Linear { min: 0, max: INSTRUMENT_FAMILIES.len() as i32 - 1 })
+                .with_value_to_string(names_formatter(&INSTRUMENT_NAMES))
+                .with_string_to_value(names_parser(&INSTRUMENT_NAMES)),
+            tempo_mode: EnumParam::new("Tempo mode", TempoMode::Host),
+            tempo: FloatParam::new("Tempo", 120.0, FloatRange::Linear { min: t_lo, max: t_hi })
+                .with_step_size(0.1)
+                .with_unit(" BPM"),
+            key: IntParam::new("Key", 2, IntRange::Linear { min: 0, max: 11 })
+                .with_value_to_string(names_formatter(&KEY_NAMES))
+                .with_string_to_value(names_parser(&KEY_NAMES)),
+            mode: IntParam::new("Mode", 0, IntRange::Linear { min: 0, max: 1 })
+                .with_value_to_string(names_formatter(&MODES))
+                .with_string_to_value(names_parser(&MODES)),
+            key_follows_midi: BoolParam::new("Key follows MIDI", false),
+            temperature: FloatParam::new("Temperature", 0.9, FloatRange::Linear { min: temp_lo, max: temp_hi })
+                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            top_k: IntParam::new("Top-k", 0, IntRange::Linear { min: k_lo, max: k_hi }).with_value_to_string(Arc::new(
+                |v| if v == 0 { "off".to_string() } else { v.to_string() },
+            )),
+            top_p: FloatParam::new("Top-p", 0.95, FloatRange::Linear { min: 0.05, max: 1.0 })
+                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            guidance: FloatParam::new("Guidance", 1.5, FloatRange::Linear { min: gd_lo, max: gd_hi })
+                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            seed: IntParam::new("Seed", 1, IntRange::Linear { min: 0, max: MAX_SEED }),
+            run_mode: EnumParam::new("Run mode", RunMode::Transport),
+            responsiveness: FloatParam::new(
+                "Look-ahead",
+                0.25,
+                FloatRange::Skewed { min: r_lo, max: r_hi, factor: FloatRange::skew_factor(-1.0) },
+            )
+            .with_unit(" s")
+            .with_value_to_string(formatters::v2s_f32_rounded(2)),
+        }
+    }
+}

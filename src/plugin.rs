@@ -1,0 +1,259 @@
+//! The CLAP/VST3 shell: lifecycle, parameter sync, transport and MIDI handling.
+//! Thin on purpose: audio comes from `engine`, which gets it from a `FrameSource`.
+
+use crate::editor::CantorEditor;
+use crate::engine::{Engine, EngineShared, FrameSource, GeneratorConfig, ProcessMode as EngineMode};
+use crate::params::{CantorParams, RunMode, TempoMode};
+use nice_plug::editor::dpi::LogicalSize;
+use nice_plug::prelude::*;
+use nice_plug_egui::{create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings, RepaintNotifier};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// Makes the generator's source when the plugin activates (on the main thread, never the audio
+/// thread). `None` means no model is available: the plugin stays silent and says so.
+pub type SourceFactory = Arc<dyn Fn() -> Result<Box<dyn FrameSource>, String> + Send + Sync>;
+
+/// Why the shipped plugin is silent until the prior is trained (issue "Transformer prior").
+pub const NO_MODEL: &str = "No model loaded: Cantor's generator (the transformer prior) is not trained yet, so the plugin plays silence.";
+
+/// Longest look-ahead the ring buffer is sized for (the responsiveness knob's maximum).
+const MAX_AHEAD_S: f64 = 2.0;
+/// Fade applied when the transport stops or the last held note is released.
+const GATE_FADE_S: f32 = 0.01;
+
+pub struct Cantor {
+    params: Arc<CantorParams>,
+    /// Atomics shared with the generator thread and the editor; outlives engine restarts.
+    shared: Arc<EngineShared>,
+    engine: Option<Engine>,
+    source_factory: Option<SourceFactory>,
+    mode: EngineMode,
+    sample_rate: f32,
+    was_playing: bool,
+    notes_held: u32,
+    /// Gate level (0..1) and per-sample step for transport/note fades.
+    gate: f32,
+    gate_step: f32,
+    editor_state: Arc<EguiEditorState>,
+    repaint: RepaintNotifier,
+}
+
+impl Default for Cantor {
+    fn default() -> Self {
+        Self::with_source_factory(None)
+    }
+}
+
+impl Cantor {
+    /// A plugin whose generator uses `factory` (tests plug deterministic sources in here).
+    pub fn with_source_factory(factory: Option<SourceFactory>) -> Self {
+        let shared = Arc::new(EngineShared::default());
+        if factory.is_none() {
+            shared.set_error(NO_MODEL);
+        }
+        Self {
+            params: Arc::new(CantorParams::default()),
+            shared,
+            engine: None,
+            source_factory: factory,
+            mode: EngineMode::Realtime,
+            sample_rate: 48_000.0,
+            was_playing: false,
+            notes_held: 0,
+            gate: 0.0,
+            gate_step: 1.0,
+            editor_state: EguiEditorState::from_size(LogicalSize::new(720.0, 640.0), 1.0),
+            repaint: RepaintNotifier::new(),
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<EngineShared> {
+        &self.shared
+    }
+
+    /// Copy parameter values into the engine's atomics (audio thread: atomic stores only).
+    fn sync_knobs(&self) {
+        let p = &self.params;
+        let s = &self.shared;
+        for (i, w) in p.styles.iter().enumerate() {
+            s.styles[i].store(w.weight.value(), Relaxed);
+        }
+        s.instrument.store(p.instrument.value().max(0) as u32, Relaxed);
+        if !p.key_follows_midi.value() {
+            s.key.store(p.key.value().clamp(0, 11) as u32, Relaxed);
+        }
+        s.mode.store(p.mode.value().clamp(0, 1) as u32, Relaxed);
+        s.width.store(p.width.value(), Relaxed);
+        s.temperature.store(p.temperature.value(), Relaxed);
+        s.top_k.store(p.top_k.value().max(0) as u32, Relaxed);
+        s.top_p.store(p.top_p.value(), Relaxed);
+        s.guidance.store(p.guidance.value(), Relaxed);
+        s.ahead_s.store(p.responsiveness.value(), Relaxed);
+        s.gain.store(p.gain.value(), Relaxed);
+    }
+
+    fn seed(&self) -> u64 {
+        self.params.seed.value().max(0) as u64
+    }
+}
+
+impl Plugin for Cantor {
+    const NAME: &'static str = "Cantor";
+    const VENDOR: &'static str = "Cantor";
+    const URL: &'static str = env!("CARGO_PKG_HOMEPAGE");
+    const EMAIL: &'static str = "cantor@invalid.example";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[AudioIOLayout {
+        main_input_channels: None,
+        main_output_channels: NonZeroU32::new(2),
+        ..AudioIOLayout::const_default()
+    }];
+    const MIDI_INPUT: MidiConfig = MidiConfig::Basic;
+    const SAMPLE_ACCURATE_AUTOMATION: bool = false;
+    type SysExMessage = ();
+    type BackgroundTask = ();
+    type Editor = EguiEditor<CantorEditor>;
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        create_egui_editor(
+            self.editor_state.clone(),
+            self.repaint.clone(),
+            EguiNiceSettings::new().with_tile("Cantor"),
+            CantorEditor::new(self.params.clone(), self.shared.clone()),
+        )
+    }
+
+    fn activate(&mut self, _layout: &AudioIOLayout, config: &BufferConfig, _ctx: &mut impl ActivateContext<Self>) -> bool {
+        // Stop the previous generator first (joins its thread; we are on the main thread here).
+        self.engine = None;
+        self.sample_rate = config.sample_rate;
+        self.mode = if config.process_mode == ProcessMode::Offline { EngineMode::Offline } else { EngineMode::Realtime };
+        self.gate_step = 1.0 / (GATE_FADE_S * config.sample_rate).max(1.0);
+        let rate = config.sample_rate.round();
+        if !(rate.is_finite() && (8_000.0..=768_000.0).contains(&rate)) {
+            nice_log!("Cantor: refusing absurd sample rate {}", config.sample_rate);
+            self.shared.set_error(format!("The host asked for an unusable sample rate ({} Hz).", config.sample_rate));
+            return true; // stay loaded and silent
+        }
+        let Some(factory) = &self.source_factory else {
+            return true;
+        };
+        self.sync_knobs();
+        match factory() {
+            Ok(source) => {
+                let config = GeneratorConfig { host_rate: rate as u32, max_ahead_s: MAX_AHEAD_S, seed: self.seed() };
+                match Engine::start(source, self.shared.clone(), config) {
+                    Ok(engine) => self.engine = Some(engine),
+                    Err(e) => {
+                        nice_log!("Cantor: cannot start the generator thread: {e}");
+                        self.shared.set_error(format!("The generator thread could not start: {e}"));
+                    }
+                }
+            }
+            Err(e) => {
+                nice_log!("Cantor: model unavailable: {e}");
+                self.shared.set_error(e);
+            }
+        }
+        true
+    }
+
+    fn reset(&mut self) {
+        self.was_playing = false;
+        self.notes_held = 0;
+        self.gate = 0.0;
+    }
+
+    fn deactivate(&mut self) {
+        self.engine = None;
+    }
+
+    fn process(&mut self, buffer: &mut Buffer, _aux: &mut AuxiliaryBuffers, context: &mut impl ProcessContext<Self>) -> ProcessStatus {
+        let n = buffer.samples();
+        let out = buffer.as_slice();
+        if n == 0 || out.len() < 2 {
+            return ProcessStatus::KeepAlive;
+        }
+        // MIDI: held-note count for the gate, last note for the key.
+        while let Some(event) = context.next_event() {
+            match event {
+                NoteEvent::NoteOn { key, .. } => {
+                    self.notes_held += 1;
+                    if self.params.key_follows_midi.value() {
+                        self.shared.key.store((key.number_or_middle_c() % 12) as u32, Relaxed);
+                    }
+                }
+                NoteEvent::NoteOff { .. } => self.notes_held = self.notes_held.saturating_sub(1),
+                _ => {}
+            }
+        }
+        self.sync_knobs();
+        let transport = context.transport();
+        let playing = transport.playing;
+        if self.params.tempo_mode.value() == TempoMode::Host {
+            if let Some(t) = transport.tempo {
+                if t.is_finite() && t > 0.0 {
+                    self.shared.tempo_bpm.store(t as f32, Relaxed);
+                }
+            }
+        } else {
+            self.shared.tempo_bpm.store(self.params.tempo.value(), Relaxed);
+        }
+        let run_mode = self.params.run_mode.value();
+        let gate_open = match run_mode {
+            RunMode::Transport => playing,
+            RunMode::Always => true,
+            RunMode::NoteHeld => self.notes_held > 0,
+        };
+        let (left, rest) = out.split_at_mut(1);
+        let (left, right) = (&mut left[0][..n], &mut rest[0][..n]);
+        let Some(engine) = &mut self.engine else {
+            left.fill(0.0);
+            right.fill(0.0);
+            return ProcessStatus::KeepAlive;
+        };
+        // Starting playback restarts generation deterministically from (seed, position).
+        if run_mode == RunMode::Transport && playing && !self.was_playing {
+            let pos = transport.pos_samples().unwrap_or(0).max(0) as u64;
+            engine.reader.request_reset(self.params.seed.value().max(0) as u64, pos);
+        }
+        self.was_playing = playing;
+        if !gate_open && self.gate <= 0.0 {
+            // Closed gate: leave the audio in the ring (nothing is consumed) and stay silent.
+            left.fill(0.0);
+            right.fill(0.0);
+            return ProcessStatus::KeepAlive;
+        }
+        engine.reader.process(left, right, self.mode);
+        let target = if gate_open { 1.0 } else { 0.0 };
+        if self.gate != target || target < 1.0 {
+            for (l, r) in left.iter_mut().zip(right.iter_mut()) {
+                self.gate = if target > self.gate { (self.gate + self.gate_step).min(1.0) } else { (self.gate - self.gate_step).max(0.0) };
+                *l *= self.gate;
+                *r *= self.gate;
+            }
+        }
+        ProcessStatus::KeepAlive
+    }
+}
+
+impl ClapPlugin for Cantor {
+    const CLAP_ID: &'static str = "org.cantor.cantor";
+    const CLAP_DESCRIPTION: Option<&'static str> = Some("Real-time neural music generator");
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::Instrument, ClapFeature::Synthesizer, ClapFeature::Stereo];
+}
+
+impl Vst3Plugin for Cantor {
+    const VST3_CLASS_ID: [u8; 16] = *b"CantorNeuralGen1";
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Instrument, Vst3SubCategory::Synth, Vst3SubCategory::Stereo];
+}
+
+nice_export_clap!(Cantor);
+nice_export_vst3!(Cantor);
