@@ -33,13 +33,11 @@ pub fn resample(x: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
 }
 
 /// A decoded WAV file: samples per channel and the sample rate.
-#[cfg(feature = "cli")]
 pub struct Wav {
     pub channels: Vec<Vec<f32>>,
     pub sample_rate: u32,
 }
 
-#[cfg(feature = "cli")]
 impl Wav {
     /// Read any PCM or float WAV.
     pub fn read(path: &std::path::Path) -> Result<Self> {

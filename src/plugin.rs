@@ -204,6 +204,11 @@ impl Plugin for Cantor {
         } else {
             self.shared.tempo_bpm.store(self.params.tempo.value(), Relaxed);
         }
+        if let Some(n) = transport.time_sig_numerator {
+            if (1..=32).contains(&n) {
+                self.shared.beats_per_bar.store(n as u32, Relaxed);
+            }
+        }
         let run_mode = self.params.run_mode.value();
         let gate_open = match run_mode {
             RunMode::Transport => playing,
@@ -229,7 +234,15 @@ impl Plugin for Cantor {
             right.fill(0.0);
             return ProcessStatus::KeepAlive;
         }
+        let timeouts = self.shared.offline_timeouts.load(Relaxed);
         engine.reader.process(left, right, self.mode);
+        if self.mode == EngineMode::Offline && self.shared.offline_timeouts.load(Relaxed) != timeouts {
+            // Offline only: the host waits for us anyway, so logging here is harmless.
+            nice_log!(
+                "Cantor: the generator did not deliver within {} s during an offline render; the bounce has a gap",
+                crate::engine::reader::OFFLINE_WAIT_LIMIT.as_secs()
+            );
+        }
         let target = if gate_open { 1.0 } else { 0.0 };
         if self.gate != target || target < 1.0 {
             for (l, r) in left.iter_mut().zip(right.iter_mut()) {

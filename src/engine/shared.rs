@@ -24,6 +24,7 @@ pub struct KnobSnapshot {
     pub top_p: f32,
     pub guidance: f32,
     pub tempo_bpm: f32,
+    pub beats_per_bar: u32,
     /// Seconds of audio the generator keeps ready (responsiveness against safety).
     pub ahead_s: f32,
 }
@@ -41,6 +42,8 @@ pub struct EngineShared {
     pub top_p: AtomicF32,
     pub guidance: AtomicF32,
     pub tempo_bpm: AtomicF32,
+    /// Beats per bar of the host's time signature (4 when the host does not say).
+    pub beats_per_bar: AtomicU32,
     pub ahead_s: AtomicF32,
     /// Output gain (linear), read by the audio thread.
     pub gain: AtomicF32,
@@ -77,6 +80,7 @@ impl Default for EngineShared {
             top_p: AtomicF32::new(1.0),
             guidance: AtomicF32::new(1.0),
             tempo_bpm: AtomicF32::new(120.0),
+            beats_per_bar: AtomicU32::new(4),
             ahead_s: AtomicF32::new(0.25),
             gain: AtomicF32::new(1.0),
             buffered_frames: AtomicU32::new(0),
@@ -106,6 +110,7 @@ impl EngineShared {
             top_p: self.top_p.load(Relaxed),
             guidance: self.guidance.load(Relaxed),
             tempo_bpm: self.tempo_bpm.load(Relaxed),
+            beats_per_bar: self.beats_per_bar.load(Relaxed),
             ahead_s: self.ahead_s.load(Relaxed),
         }
     }

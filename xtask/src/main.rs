@@ -1,11 +1,13 @@
 //! Cantor's developer tasks: `cargo xtask <command>`.
 //!
 //! - `bundle cantor --release`: build the CLAP and VST3 bundles (nice-plug-xtask).
+//! - `install`: copy them into the user's plugin folders.
 //! - `dataset export|build|render`: the training corpus.
 //! - `train codec`: train the codec (resumable).
 
 mod dataset;
 mod eval;
+mod install;
 mod train;
 
 use anyhow::Result;
@@ -20,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Copy target/bundled/Cantor.{clap,vst3} into the user's plugin folders.
+    Install,
     /// The training corpus.
     Dataset {
         #[command(subcommand)]
@@ -149,6 +153,7 @@ fn main() -> Result<()> {
         return nice_plug_xtask::main_with_args("cargo xtask", args);
     }
     match Cli::parse().command {
+        Command::Install => install::install(),
         Command::Dataset { command } => match command {
             DatasetCommand::Export { collections, limit } => dataset::export(collections.as_deref(), limit),
             DatasetCommand::Build { opts } => dataset::build_and_render(&opts.config(), None, 0).map(|_| ()),
