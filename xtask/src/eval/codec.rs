@@ -182,13 +182,13 @@ pub fn bench(weights: &Option<PathBuf>, chunk_frames: usize, seconds: f64, runs:
     let chunk_audio_ms = chunk_frames as f64 / cfg.frame_rate() * 1e3;
     let body = format!(
         "## Codec decoder speed (one thread)\n\n\
-         Command: `RAYON_NUM_THREADS=1 cargo xtask bench codec --chunk-frames {chunk_frames} --seconds {seconds} --runs {runs}`; \
-         weights `{}`; {audio_s:.1} s of codes from test clips; medians over {runs} runs on this shared 2-core machine.\n\n\
+         Command: `RAYON_NUM_THREADS=1 cargo xtask bench codec --chunk-frames {chunk_frames} --seconds {seconds} --runs {runs}{}`; \
+         {audio_s:.1} s of codes from test clips; medians over {runs} runs on this shared 2-core machine.\n\n\
          | mode | real-time factor (median) | per chunk, median / p99 |\n|---|---|---|\n\
          | streaming, chunks of {chunk_frames} frames ({chunk_audio_ms:.1} ms of audio) | {rtf_med:.1}x | {c_med:.2} ms / {c_p99:.2} ms |\n\
          | whole clip | {whole_med:.1}x | - |\n\n\
          Target: at least 40x real time streaming in chunks of 50 ms or less.\n",
-        path.strip_prefix(repo_root()).unwrap_or(&path).display(),
+        weights.as_ref().map(|_| format!(" --weights {}", path.strip_prefix(repo_root()).unwrap_or(&path).display())).unwrap_or_default(),
     );
     println!("{body}");
     write_section(&repo_root().join("BENCHMARKS.md"), "codec", &body)
