@@ -79,7 +79,6 @@ impl AudioReader {
     /// the generator's new audio and fades it in. Safe on the audio thread (try_send only).
     pub fn request_reset(&mut self, seed: u64, position: u64) {
         self.epoch += 1;
-        self.shared.requested_epoch.store(self.epoch, Relaxed);
         if self.commands.try_send(Command::Reset { epoch: self.epoch, seed, position }).is_err() {
             self.unsent_reset = Some((seed, position));
         } else {

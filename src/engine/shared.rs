@@ -53,9 +53,8 @@ pub struct EngineShared {
     pub underruns: AtomicU64,
     /// Offline waits that hit their limit (each logged by the generator side).
     pub offline_timeouts: AtomicU64,
-    // Reset handshake: the audio thread bumps `requested_epoch`; the generator answers by
-    // storing the ring position where the new epoch's audio starts, then `produced_epoch`.
-    pub requested_epoch: AtomicU64,
+    // Reset handshake: the audio thread sends a numbered Reset command; the generator answers by
+    // storing the ring position where that epoch's audio starts, then `produced_epoch`.
     pub produced_epoch: AtomicU64,
     pub epoch_start_frame: AtomicU64,
     // Generator status: written by the generator, read by the editor.
@@ -86,7 +85,6 @@ impl Default for EngineShared {
             buffered_frames: AtomicU32::new(0),
             underruns: AtomicU64::new(0),
             offline_timeouts: AtomicU64::new(0),
-            requested_epoch: AtomicU64::new(0),
             produced_epoch: AtomicU64::new(0),
             epoch_start_frame: AtomicU64::new(0),
             generated_frames: AtomicU64::new(0),

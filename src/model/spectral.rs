@@ -85,18 +85,9 @@ impl SpectralDistances {
         Ok(Self { stfts, mel_stft, mel_fb })
     }
 
-    /// Multi-resolution STFT distance of `y` against reference `x` ([batch, samples] each):
-    /// mean over resolutions of spectral convergence + mean |log|Y| - log|X||.
-    pub fn mr_stft(&self, y: &Tensor, x: &Tensor) -> Result<Tensor> {
-        Ok(self.both(y, x)?.0)
-    }
-
-    /// Mean absolute log-mel difference.
-    pub fn log_mel_l1(&self, y: &Tensor, x: &Tensor) -> Result<Tensor> {
-        Ok(self.both(y, x)?.1)
-    }
-
-    /// Both distances (multi-resolution STFT, log-mel L1), sharing the STFT they have in common.
+    /// Both distances of `y` against reference `x` ([batch, samples] each), sharing the STFT they
+    /// have in common: the multi-resolution STFT distance (mean over resolutions of spectral
+    /// convergence + mean |log|Y| - log|X||) and the mean absolute log-mel difference.
     pub fn both(&self, y: &Tensor, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let mut total = Tensor::zeros((), DType::F32, x.device())?;
         let mut mel = None;

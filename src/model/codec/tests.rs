@@ -69,7 +69,8 @@ fn every_trainable_parameter_gets_a_gradient() {
     let vq = codec.quantizer.forward_train(&z).unwrap();
     let y = codec.decoder.forward(&vq.quantized).unwrap();
     let spectral = SpectralDistances::new(cfg.sample_rate, &Device::Cpu).unwrap();
-    let loss = (spectral.mr_stft(&y, &x).unwrap() + spectral.log_mel_l1(&y, &x).unwrap() + vq.commitment).unwrap();
+    let (stft, mel) = spectral.both(&y, &x).unwrap();
+    let loss = (stft + mel + vq.commitment).unwrap();
     let grads = loss.backward().unwrap();
     for (name, var) in vm.data().lock().unwrap().iter() {
         if name.contains("codebook") {

@@ -149,10 +149,6 @@ pub fn wav_name(clip: &ClipRecipe) -> String {
     clip.id.replace(['/', '#'], "_") + ".wav"
 }
 
-pub fn write_wav(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
-    cantor::audio::Wav::write_mono(path, samples, sample_rate, 1)
-}
-
 /// `dataset build` and `dataset render`: write the manifest, then (if `render` is given) the
 /// clips of that split (`Some(None)`: all splits) as WAV, at most `limit` of them spread evenly
 /// (0: all), skipping those already there. Returns the clips skipped for errors, by reason.
@@ -188,7 +184,7 @@ pub fn build_and_render(cfg: &DatasetConfig, render: Option<Option<&str>>, limit
                 rendered_s += clip.seconds;
                 // Write to a temporary name first, so an interrupted run never leaves a torn file.
                 let tmp = path.with_extension("wav.part");
-                write_wav(&tmp, &samples, cfg.sample_rate)?;
+                cantor::audio::Wav::write_mono(&tmp, &samples, cfg.sample_rate, 1)?;
                 std::fs::rename(&tmp, &path)?;
             }
             Err(e) => {

@@ -2,7 +2,7 @@
 
 use super::{median_p99, write_section};
 use crate::dataset::recipe::DatasetConfig;
-use crate::dataset::{repo_root, wav_name, write_wav, ClipSource, Dataset};
+use crate::dataset::{repo_root, wav_name, ClipSource, Dataset};
 use cantor::audio::Wav;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -25,7 +25,7 @@ fn opus_roundtrip(x: &[f32], sr: u32, kbps: u32, tmp: &Path) -> Result<Vec<f32>>
     let wav = tmp.join("in.wav");
     let opus = tmp.join("x.opus");
     let out = tmp.join("out.wav");
-    write_wav(&wav, x, sr)?;
+    Wav::write_mono(&wav, x, sr, 1)?;
     let run = |cmd: &mut std::process::Command| -> Result<()> {
         let o = cmd.output().with_context(|| format!("running {cmd:?}: install opus-tools (apt-get install opus-tools)"))?;
         if !o.status.success() {
