@@ -5,6 +5,7 @@
 //! Ranges live in named functions so the editor and the engine use the same numbers.
 
 use crate::model::vocab::{INSTRUMENT_FAMILIES, KEY_NAMES, MODES, STYLES};
+use nice_plug::plugin::ParamValue;
 use nice_plug::prelude::*;
 use std::sync::Arc;
 
@@ -201,5 +202,94 @@ impl Default for CantorParams {
             .with_unit(" s")
             .with_value_to_string(formatters::v2s_f32_rounded(2)),
         }
+    }
+}
+
+/// Repair a saved state before it is loaded (called by the host wrapper through
+/// `Plugin::filter_state`): values that are not numbers are dropped (the parameter keeps its
+/// default), out-of-range values are clamped, unknown ids (from a newer or older Cantor) are
+/// dropped. Returns one line per repair, for the log.
+pub fn sanitize_state(state: &mut PluginState) -> Vec<String> {
+    let defaults = CantorParams::default();
+    let map = defaults.param_map();
+    let mut repairs = Vec::new();
+    state.params.retain(|id, value| {
+        let Some((_, ptr, _)) = map.iter().find(|(known, _, _)| known == id) else {
+            repairs.push(format!("unknown parameter id {id:?} dropped"));
+            return false;
+        };
+        match value {
+            ParamValue::F32(v) if !v.is_finite() => {
+                repairs.push(format!("parameter {id:?}: {v} is not a number, default kept"));
+                false
+            }
+            ParamValue::F32(v) => {
+                // SAFETY: `ptr` points into `defaults`, alive for this whole function.
+                let clamped = unsafe { ptr.preview_plain(ptr.preview_normalized(*v)) };
+                if (clamped - *v).abs() > 1e-4 * v.abs().max(1.0) {
+                    repairs.push(format!("parameter {id:?}: {v} is out of range, set to {clamped}"));
+                    *v = clamped;
+                }
+                true
+            }
+            ParamValue::I32(v) => {
+                let clamped = unsafe { ptr.preview_plain(ptr.preview_normalized(*v as f32)) }.round() as i32;
+                if clamped != *v {
+                    repairs.push(format!("parameter {id:?}: {v} is out of range, set to {clamped}"));
+                    *v = clamped;
+                }
+                true
+            }
+            ParamValue::Bool(_) | ParamValue::String(_) => true,
+        }
+    });
+    repairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(params: &[(&str, ParamValue)]) -> PluginState {
+        PluginState {
+            version: "0.0.1".into(),
+            params: params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            fields: Default::default(),
+        }
+    }
+
+    #[test]
+    fn absurd_saved_values_are_repaired_and_unknown_ids_dropped() {
+        let mut s = state(&[
+            ("gain", ParamValue::F32(f32::NAN)),
+            ("width", ParamValue::F32(1e9)),
+            ("tempo", ParamValue::F32(100.0)),
+            ("top_k", ParamValue::I32(-5)),
+            ("seed", ParamValue::I32(i32::MAX)),
+            ("removed_in_2025", ParamValue::F32(0.3)),
+            ("run_mode", ParamValue::String("note".into())),
+        ]);
+        let repairs = sanitize_state(&mut s);
+        assert_eq!(repairs.len(), 5, "{repairs:?}");
+        assert!(!s.params.contains_key("gain") && !s.params.contains_key("removed_in_2025"));
+        assert!(matches!(s.params["width"], ParamValue::F32(v) if v == 2.0));
+        assert!(matches!(s.params["tempo"], ParamValue::F32(v) if v == 100.0));
+        assert!(matches!(s.params["top_k"], ParamValue::I32(0)));
+        assert!(matches!(s.params["seed"], ParamValue::I32(MAX_SEED)));
+        assert!(matches!(s.params["run_mode"], ParamValue::String(_)));
+    }
+
+    #[test]
+    fn every_parameter_id_is_unique_and_stable() {
+        // Ids are a promise to hosts' saved projects: this list only ever grows.
+        let p = CantorParams::default();
+        let ids: Vec<String> = p.param_map().into_iter().map(|(id, _, _)| id).collect();
+        for id in ["gain", "width", "instrument", "tempo_mode", "tempo", "key", "mode", "key_midi", "temperature", "top_k", "top_p", "guidance", "seed", "run_mode", "ahead"] {
+            assert!(ids.iter().any(|i| i == id), "parameter id {id:?} disappeared");
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len(), "duplicate ids in {ids:?}");
     }
 }

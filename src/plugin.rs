@@ -128,6 +128,12 @@ impl Plugin for Cantor {
         )
     }
 
+    fn filter_state(state: &mut PluginState) {
+        for repair in crate::params::sanitize_state(state) {
+            nice_log!("Cantor: saved state (version {:?}): {repair}", state.version);
+        }
+    }
+
     fn activate(&mut self, _layout: &AudioIOLayout, config: &BufferConfig, _ctx: &mut impl ActivateContext<Self>) -> bool {
         // Stop the previous generator first (joins its thread; we are on the main thread here).
         self.engine = None;
@@ -146,7 +152,7 @@ impl Plugin for Cantor {
         self.sync_knobs();
         match factory() {
             Ok(source) => {
-                let config = GeneratorConfig { host_rate: rate as u32, max_ahead_s: MAX_AHEAD_S, seed: self.seed() };
+                let config = GeneratorConfig { host_rate: rate as u32, max_ahead_s: MAX_AHEAD_S, seed: self.seed(), mode: self.mode };
                 match Engine::start(source, self.shared.clone(), config) {
                     Ok(engine) => self.engine = Some(engine),
                     Err(e) => {

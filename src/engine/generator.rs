@@ -1,12 +1,13 @@
 //! The generator thread: owns the frame source (the model), resamples to the host rate,
 //! and keeps the ring buffer filled `ahead_s` seconds ahead of the audio thread.
 
-use super::{EngineShared, FrameSource};
+use super::stereo::StereoWidener;
+use super::{EngineShared, FrameSource, ProcessMode};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ringbuf::traits::{Observer, Producer};
 use ringbuf::HeapProd;
 use rubato::{FftFixedIn, Resampler};
-use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,6 +17,8 @@ use std::time::{Duration, Instant};
 pub enum Command {
     /// Restart generation for reset epoch `epoch` from `position` host samples with `seed`.
     Reset { epoch: u64, seed: u64, position: u64 },
+    /// Offline: the reader raised `EngineShared::demand_frames`; wake up and render.
+    Wake,
     /// Replace the source (a new model); generation restarts at the current epoch.
     Swap(Box<dyn FrameSource>),
     Shutdown,
@@ -27,6 +30,8 @@ pub struct GeneratorConfig {
     /// Ring capacity in seconds (the largest responsiveness setting).
     pub max_ahead_s: f64,
     pub seed: u64,
+    /// Real time: keep `ahead_s` seconds buffered. Offline: render only what the reader demands.
+    pub mode: ProcessMode,
 }
 
 /// Handle to the thread; dropping it stops and joins the thread (never on the audio thread).
@@ -126,6 +131,7 @@ struct Worker {
     shared: Arc<EngineShared>,
     config: GeneratorConfig,
     resampler: StreamResampler,
+    widener: StereoWidener,
     /// Interleaved stereo frames generated but not yet in the ring.
     pending: Vec<f32>,
     mono: Vec<f32>,
@@ -158,6 +164,7 @@ impl Worker {
             shared,
             config,
             resampler,
+            widener: StereoWidener::new(config.host_rate),
             pending: Vec::new(),
             mono: Vec::new(),
             resampled: Vec::new(),
@@ -185,6 +192,7 @@ impl Worker {
             match cmd {
                 Some(Command::Shutdown) => break,
                 Some(Command::Reset { epoch, seed, position }) => self.reset(epoch, seed, position),
+                Some(Command::Wake) => {}
                 Some(Command::Swap(source)) => {
                     self.source = source;
                     match StreamResampler::new(self.source.sample_rate(), self.config.host_rate) {
@@ -218,6 +226,7 @@ impl Worker {
         self.seed = seed;
         self.pending.clear();
         self.resampler.reset();
+        self.widener.reset(self.shared.width.load(Relaxed));
         let src_pos = (position as f64 * self.source.sample_rate() as f64 / self.config.host_rate as f64).round() as u64;
         self.source.reset(seed, src_pos);
         self.shared.epoch_start_frame.store(self.pushed_frames, Relaxed);
@@ -225,6 +234,11 @@ impl Worker {
     }
 
     fn needs_audio(&self) -> bool {
+        if self.config.mode == ProcessMode::Offline {
+            // Acquire: the knobs the reader stored before raising the demand are visible.
+            let queued = self.pushed_frames + (self.pending.len() / 2) as u64;
+            return queued < self.shared.demand_frames.load(Acquire);
+        }
         let ahead = (self.shared.ahead_s.load(Relaxed).clamp(0.01, self.config.max_ahead_s as f32) as f64
             * self.config.host_rate as f64) as usize;
         (self.producer.occupied_len() + self.pending.len()) / 2 < ahead
@@ -266,11 +280,7 @@ impl Worker {
             self.failed = true;
             return;
         }
-        self.pending.reserve(self.resampled.len() * 2);
-        for &s in &self.resampled {
-            self.pending.push(s);
-            self.pending.push(s);
-        }
+        self.widener.process(&self.resampled, knobs.width, &mut self.pending);
         self.shared.generated_frames.fetch_add(self.resampled.len() as u64, Relaxed);
     }
 }

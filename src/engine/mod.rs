@@ -20,6 +20,7 @@ pub mod generator;
 pub mod reader;
 pub mod shared;
 pub mod source;
+pub mod stereo;
 
 pub use generator::{Command, Generator, GeneratorConfig};
 pub use reader::{AudioReader, ProcessMode};

@@ -5,7 +5,7 @@ use super::{Command, EngineShared};
 use crossbeam_channel::Sender;
 use ringbuf::traits::{Consumer, Observer};
 use ringbuf::HeapCons;
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,8 @@ pub struct AudioReader {
     unsent_reset: Option<(u64, u64)>,
     /// Stereo frames popped since start (matches the generator's pushed count).
     popped: u64,
+    /// Offline: the last demand published to the generator (see `EngineShared::demand_frames`).
+    demanded: u64,
     level: f32,
     fade_step: f32,
     gain: f32,
@@ -67,6 +69,7 @@ impl AudioReader {
             epoch: 0,
             unsent_reset: None,
             popped: 0,
+            demanded: 0,
             level: 0.0,
             fade_step: 1.0 / fade_len,
             gain_coef: 1.0 - (-1.0 / (GAIN_SMOOTHING_SECONDS * host_rate as f32)).exp(),
@@ -120,7 +123,7 @@ impl AudioReader {
                             continue;
                         }
                     }
-                    if !self.wait(mode, &mut deadline) {
+                    if !self.wait(mode, &mut deadline, n - i) {
                         silence(&mut left[i..n], &mut right[i..n]);
                         break;
                     }
@@ -130,7 +133,7 @@ impl AudioReader {
                         self.phase = Phase::Playing;
                         continue;
                     }
-                    if !self.wait(mode, &mut deadline) {
+                    if !self.wait(mode, &mut deadline, n - i) {
                         silence(&mut left[i..n], &mut right[i..n]);
                         break;
                     }
@@ -143,7 +146,7 @@ impl AudioReader {
                             continue;
                         }
                         if mode == ProcessMode::Offline {
-                            if !self.wait(mode, &mut deadline) {
+                            if !self.wait(mode, &mut deadline, n - i) {
                                 silence(&mut left[i..n], &mut right[i..n]);
                                 break;
                             }
@@ -183,17 +186,35 @@ impl AudioReader {
         self.shared.buffered_frames.store((self.consumer.occupied_len() / 2) as u32, Relaxed);
     }
 
-    /// Offline: sleep briefly and report whether to keep waiting. Real time: never wait.
-    fn wait(&self, mode: ProcessMode, deadline: &mut Option<Instant>) -> bool {
+    /// Offline: ask the generator for the `needed` frames still missing from this block, wait
+    /// briefly, and report whether to keep waiting. Real time: never wait.
+    fn wait(&mut self, mode: ProcessMode, deadline: &mut Option<Instant>, needed: usize) -> bool {
         if mode == ProcessMode::Realtime {
             return false;
         }
-        let limit = *deadline.get_or_insert_with(|| Instant::now() + OFFLINE_WAIT_LIMIT);
-        if Instant::now() >= limit {
+        // Frames before this epoch's start are stale: the reader drops them, so count them in.
+        let mut base = self.popped + (self.consumer.occupied_len() / 2) as u64;
+        if self.shared.produced_epoch.load(Acquire) == self.epoch {
+            base = base.max(self.shared.epoch_start_frame.load(Relaxed));
+        }
+        let demand = base + needed as u64;
+        if demand > self.demanded {
+            self.demanded = demand;
+            self.shared.demand_frames.store(demand, Release);
+            let _ = self.commands.try_send(Command::Wake);
+        }
+        let now = Instant::now();
+        let limit = *deadline.get_or_insert(now + OFFLINE_WAIT_LIMIT);
+        if now >= limit {
             self.shared.offline_timeouts.fetch_add(1, Relaxed);
             return false;
         }
-        std::thread::sleep(Duration::from_micros(200));
+        // A short spin first: offline blocks can be a millisecond of audio.
+        if limit - now > OFFLINE_WAIT_LIMIT - Duration::from_micros(100) {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(100));
+        }
         true
     }
 }

@@ -57,6 +57,10 @@ pub struct EngineShared {
     // storing the ring position where that epoch's audio starts, then `produced_epoch`.
     pub produced_epoch: AtomicU64,
     pub epoch_start_frame: AtomicU64,
+    /// Offline only: stereo frames the reader needs pushed in total (the ring position it waits
+    /// for). The generator renders on this demand alone, with the knobs of the block that asked,
+    /// so a bounce with automation comes out the same every time.
+    pub demand_frames: AtomicU64,
     // Generator status: written by the generator, read by the editor.
     pub generated_frames: AtomicU64,
     /// Generator compute time per second of audio, in per mille (real-time factor = 1000 / this).
@@ -87,6 +91,7 @@ impl Default for EngineShared {
             offline_timeouts: AtomicU64::new(0),
             produced_epoch: AtomicU64::new(0),
             epoch_start_frame: AtomicU64::new(0),
+            demand_frames: AtomicU64::new(0),
             generated_frames: AtomicU64::new(0),
             load_permille: AtomicU32::new(0),
             running: AtomicBool::new(false),

@@ -55,10 +55,20 @@ fn block_sizes(seed: u64) -> impl Iterator<Item = usize> {
     })
 }
 
-fn engine(source: Box<dyn FrameSource>, host_rate: u32, ahead_s: f32) -> Engine {
+fn engine_in(mode: ProcessMode, source: Box<dyn FrameSource>, host_rate: u32, ahead_s: f32) -> Engine {
     let shared = Arc::new(EngineShared::default());
     shared.ahead_s.store(ahead_s, Relaxed);
-    Engine::start(source, shared, GeneratorConfig { host_rate, max_ahead_s: 1.0, seed: 1 }).unwrap()
+    // Width 0: left = right = the source's samples, exactly, so counts can be checked.
+    shared.width.store(0.0, Relaxed);
+    Engine::start(source, shared, GeneratorConfig { host_rate, max_ahead_s: 1.0, seed: 1, mode }).unwrap()
+}
+
+fn engine(source: Box<dyn FrameSource>, host_rate: u32, ahead_s: f32) -> Engine {
+    engine_in(ProcessMode::Realtime, source, host_rate, ahead_s)
+}
+
+fn offline_engine(source: Box<dyn FrameSource>, host_rate: u32) -> Engine {
+    engine_in(ProcessMode::Offline, source, host_rate, 0.02)
 }
 
 fn render_offline(e: &mut Engine, frames: usize, seed: u64) -> Vec<f32> {
@@ -80,7 +90,7 @@ fn render_offline(e: &mut Engine, frames: usize, seed: u64) -> Vec<f32> {
 fn offline_stream_loses_and_duplicates_no_frame() {
     let src = Jittery { inner: CountingSource::new(48_000, 300), state: 3, max_us: 300 };
     // A small ring (10 ms ahead) so the producer wraps and waits thousands of times.
-    let mut e = engine(Box::new(src), 48_000, 0.01);
+    let mut e = offline_engine(Box::new(src), 48_000);
     let out = render_offline(&mut e, 200_000, 7);
     let fade = (reader::FADE_SECONDS * 48_000.0) as usize;
     for k in fade + 1..out.len() {
@@ -95,7 +105,7 @@ fn offline_stream_loses_and_duplicates_no_frame() {
 fn two_offline_renders_are_bit_identical() {
     let make = |jitter_seed| {
         let src = Jittery { inner: CountingSource::new(24_000, 333), state: jitter_seed, max_us: 500 };
-        engine(Box::new(src), 44_100, 0.02)
+        offline_engine(Box::new(src), 44_100)
     };
     let a = render_offline(&mut make(1), 60_000, 11);
     let b = render_offline(&mut make(2), 60_000, 12);
@@ -106,7 +116,7 @@ fn two_offline_renders_are_bit_identical() {
 #[test]
 fn resampled_stream_is_continuous() {
     // A 24 kHz counting ramp resampled to 44.1 kHz stays a ramp of slope 24000/44100.
-    let mut e = engine(Box::new(CountingSource::new(24_000, 100)), 44_100, 0.05);
+    let mut e = offline_engine(Box::new(CountingSource::new(24_000, 100)), 44_100);
     let out = render_offline(&mut e, 40_000, 3);
     let slope = 24_000.0 / 44_100.0;
     let worst = out[5_000..39_000].windows(2).map(|w| ((w[1] - w[0]) - slope).abs()).fold(0.0, f32::max);
@@ -134,7 +144,7 @@ fn underrun_fades_out_and_recovery_fades_in_without_clicks() {
 
 #[test]
 fn reset_restarts_from_the_requested_position_after_a_fade() {
-    let mut e = engine(Box::new(CountingSource::new(48_000, 256)), 48_000, 0.05);
+    let mut e = offline_engine(Box::new(CountingSource::new(48_000, 256)), 48_000);
     let _ = render_offline(&mut e, 10_000, 1);
     e.reader.request_reset(9, 1_000_000);
     let out = render_offline(&mut e, 20_000, 2);
@@ -144,6 +154,53 @@ fn reset_restarts_from_the_requested_position_after_a_fade() {
     let settled = k + fade + 1;
     assert_eq!(out[settled] - out[settled - 1], 1.0);
     assert!(out[settled] > 1_000_000.0 && out[settled] < 1_000_000.0 + 2.0 * fade as f32 + 2.0, "{}", out[settled]);
+}
+
+/// Plays the temperature knob as its output level: shows which knob value each frame saw.
+struct KnobEcho {
+    jitter: u64,
+}
+
+impl FrameSource for KnobEcho {
+    fn name(&self) -> &str {
+        "knob echo"
+    }
+    fn sample_rate(&self) -> u32 {
+        24_000
+    }
+    fn reset(&mut self, _: u64, _: u64) {}
+    fn render(&mut self, knobs: &KnobSnapshot, out: &mut Vec<f32>) -> Result<(), String> {
+        self.jitter = self.jitter.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(std::time::Duration::from_micros((self.jitter >> 33) % 300));
+        out.extend(std::iter::repeat_n(knobs.temperature, 320));
+        Ok(())
+    }
+}
+
+#[test]
+fn offline_renders_with_automation_are_bit_identical() {
+    // The knob changes every block, as automation would; thread timing differs between runs.
+    let render = |jitter| {
+        let mut e = offline_engine(Box::new(KnobEcho { jitter }), 48_000);
+        let (mut l, mut r) = (vec![0f32; 256], vec![0f32; 256]);
+        let mut out = Vec::new();
+        for (block, n) in block_sizes(5).take(400).enumerate() {
+            let n = n.min(256);
+            e.shared.temperature.store(0.1 + (block % 17) as f32 * 0.05, Relaxed);
+            e.reader.process(&mut l[..n], &mut r[..n], ProcessMode::Offline);
+            out.extend_from_slice(&l[..n]);
+        }
+        (out, e.shared.offline_timeouts.load(Relaxed))
+    };
+    let (a, timeouts) = render(1);
+    let (b, _) = render(99);
+    assert_eq!(timeouts, 0);
+    assert!(a == b, "automated offline renders differ");
+    // The automation is heard: many distinct levels (not one value read ahead of time).
+    let mut levels: Vec<u32> = a.iter().map(|v| (v * 1000.0).round() as u32).collect();
+    levels.sort_unstable();
+    levels.dedup();
+    assert!(levels.len() > 10, "only {} distinct levels", levels.len());
 }
 
 fn thread_count() -> usize {

@@ -68,10 +68,15 @@ pub fn log_path() -> PathBuf {
 }
 
 const EMA_DECAY: f64 = 0.99;
-/// A code not chosen for this many steps (about 60k assignments) is restarted from a recent
-/// encoder output: Jukebox's fix for codebook collapse, in a form that reacts within a few
-/// minutes at our small batches (an EMA-use threshold took ~300 steps to notice a dead code).
-const RESTART_IDLE_STEPS: u32 = 100;
+/// Every this many steps, codes chosen less than [`RARE_FRACTION`] of their even share in
+/// the window are restarted from recent encoder outputs: Jukebox's fix for codebook collapse,
+/// in a form that reacts within a few minutes at our small batches (an EMA-use threshold took
+/// ~300 steps to notice a dead code).
+const RESTART_CHECK_STEPS: u64 = 100;
+/// Session 1 restarted only codes never chosen for 100 steps; the first level then kept half
+/// its codes alive on a handful of uses and used only 45% of them on the test split. Restarting
+/// rarely used codes too moves them where the encoder outputs are dense.
+const RARE_FRACTION: f32 = 0.05;
 const COMMITMENT_WEIGHT: f64 = 0.1;
 const WARMUP_STEPS: u64 = 500;
 const GRAD_CLIP: f64 = 1.0;
@@ -91,19 +96,20 @@ struct EmaCodebooks {
     sum: Vec<Vec<f32>>,
     /// Code use counts since the last log line.
     window_counts: Vec<Vec<u64>>,
-    /// Steps since each code was last chosen.
-    idle: Vec<Vec<u32>>,
+    /// Times each code was chosen since the last restart check.
+    recent: Vec<Vec<u32>>,
     restarts: u64,
 }
 
 impl EmaCodebooks {
     fn new(cfg: &CodecConfig) -> Self {
         let (l, k, d) = (cfg.n_codebooks, cfg.codebook_size, cfg.latent_dim);
-        Self { size: vec![vec![0.0; k]; l], sum: vec![vec![0.0; k * d]; l], window_counts: vec![vec![0; k]; l], idle: vec![vec![RESTART_IDLE_STEPS; k]; l], restarts: 0 }
+        Self { size: vec![vec![0.0; k]; l], sum: vec![vec![0.0; k * d]; l], window_counts: vec![vec![0; k]; l], recent: vec![vec![0; k]; l], restarts: 0 }
     }
 
     /// Update level `level` from its inputs [n, d] and chosen codes [n]; write the codebook.
-    fn update(&mut self, level: usize, inputs: &Tensor, codes: &[u32], codebook: &Var, rng: &mut ChaCha8Rng) -> Result<()> {
+    /// With `check`, rarely chosen codes are restarted (see [`RESTART_CHECK_STEPS`]).
+    fn update(&mut self, level: usize, inputs: &Tensor, codes: &[u32], codebook: &Var, check: bool, rng: &mut ChaCha8Rng) -> Result<()> {
         let (n, d) = inputs.dims2()?;
         let x = inputs.flatten_all()?.to_vec1::<f32>()?;
         let k = self.size[level].len();
@@ -129,11 +135,15 @@ impl EmaCodebooks {
         let mut book = vec![0f32; k * d];
         // EMA use of a code that gets its even share of the n inputs every step.
         let even = n as f32 / k as f32;
-        let idle = &mut self.idle[level];
+        let recent = &mut self.recent[level];
+        let rare = RARE_FRACTION * even * RESTART_CHECK_STEPS as f32;
         for c in 0..k {
-            idle[c] = if count[c] > 0.0 { 0 } else { idle[c].saturating_add(1) };
-            if idle[c] >= RESTART_IDLE_STEPS {
-                idle[c] = 0;
+            recent[c] = recent[c].saturating_add(count[c] as u32);
+            let restart = check && (recent[c] as f32) < rare;
+            if check {
+                recent[c] = 0;
+            }
+            if restart {
                 // Restart from a random recent input, weighted as an evenly used code.
                 let i = rng.random_range(0..n);
                 size[c] = even;
@@ -155,8 +165,8 @@ impl EmaCodebooks {
         for l in 0..self.size.len() {
             out.insert(format!("ema.size.{l}"), Tensor::new(self.size[l].as_slice(), device)?);
             out.insert(format!("ema.sum.{l}"), Tensor::new(self.sum[l].as_slice(), device)?);
-            let idle: Vec<f32> = self.idle[l].iter().map(|&v| v as f32).collect();
-            out.insert(format!("ema.idle.{l}"), Tensor::new(idle.as_slice(), device)?);
+            let recent: Vec<f32> = self.recent[l].iter().map(|&v| v as f32).collect();
+            out.insert(format!("ema.recent.{l}"), Tensor::new(recent.as_slice(), device)?);
         }
         Ok(out)
     }
@@ -167,8 +177,8 @@ impl EmaCodebooks {
                 self.size[l] = s.to_dtype(DType::F32)?.to_vec1()?;
                 self.sum[l] = m.to_dtype(DType::F32)?.to_vec1()?;
             }
-            if let Some(i) = t.get(&format!("ema.idle.{l}")) {
-                self.idle[l] = i.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().map(|&v| v as u32).collect();
+            if let Some(i) = t.get(&format!("ema.recent.{l}")) {
+                self.recent[l] = i.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().map(|&v| v as u32).collect();
             }
         }
         Ok(())
@@ -364,9 +374,10 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         // Dead-code restarts draw from an RNG of the step, so a resumed run draws the same.
         let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0xC0DEC ^ state.step.wrapping_mul(0x9E3779B97F4A7C15));
         let codes = vq.codes.flatten_to(1)?; // [b*f, levels]
+        let check = (state.step + 1) % RESTART_CHECK_STEPS == 0;
         for l in 0..cfg.n_codebooks {
             let idx = codes.narrow(1, l, 1)?.flatten_all()?.to_vec1::<u32>()?;
-            ema.update(l, &vq.level_inputs[l], &idx, &codebook_vars[l], &mut rng)?;
+            ema.update(l, &vq.level_inputs[l], &idx, &codebook_vars[l], check, &mut rng)?;
         }
         state.step += 1;
         acc.0 += stft.to_scalar::<f32>()? as f64;
@@ -516,7 +527,7 @@ mod tests {
         assert_eq!(rb.config.step, 6);
         let mut names: Vec<_> = ra.tensors.keys().collect();
         names.sort();
-        assert!(names.iter().any(|n| n.starts_with("adam.m.")) && names.iter().any(|n| n.starts_with("ema.idle.")));
+        assert!(names.iter().any(|n| n.starts_with("adam.m.")) && names.iter().any(|n| n.starts_with("ema.recent.")));
         for name in names {
             let x = ra.tensors[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let y = rb.tensors[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
