@@ -3,13 +3,11 @@
 //! determinism, and bad host behaviour.
 
 use cantor::engine::source::CountingSource;
-use cantor::plugin::{Cantor, SourceFactory, NO_MODEL};
-use nice_plug::context::process::SendEventError;
+use cantor::plugin::{Cantor, DirectHost, SourceFactory, NO_MODEL};
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Counts allocations made on threads that opted in (the "audio thread" of a test).
@@ -42,126 +40,90 @@ unsafe impl GlobalAlloc for CountingAlloc {
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-struct Ctx {
-    transport: Transport,
-    events: VecDeque<PluginNoteEvent<Cantor>>,
-}
-
-impl ProcessContext<Cantor> for Ctx {
-    fn plugin_api(&self) -> PluginApi {
-        PluginApi::Clap
-    }
-    fn execute_background(&self, _: ()) {}
-    fn execute_gui(&self, _: ()) {}
-    fn transport(&self) -> &Transport {
-        &self.transport
-    }
-    fn next_event(&mut self) -> Option<PluginNoteEvent<Cantor>> {
-        self.events.pop_front()
-    }
-    fn try_send_event(&mut self, _: PluginNoteEvent<Cantor>) -> Result<(), (PluginNoteEvent<Cantor>, SendEventError)> {
-        Ok(())
-    }
-    fn set_latency_samples(&self, _: u32) {}
-    fn request_restart(&self) {}
-    fn set_current_voice_capacity(&self, _: u32) {}
-}
-
-struct ActCtx;
-impl ActivateContext<Cantor> for ActCtx {
-    fn plugin_api(&self) -> PluginApi {
-        PluginApi::Clap
-    }
-    fn execute(&self, _: ()) {}
-    fn set_latency_samples(&self, _: u32) {}
-    fn set_current_voice_capacity(&self, _: u32) {}
-}
-
 fn counting_factory() -> SourceFactory {
     Arc::new(|| Ok(Box::new(CountingSource::new(24_000, 240)) as Box<dyn cantor::engine::FrameSource>))
 }
 
-fn activate(plugin: &mut Cantor, rate: f32, max_block: u32, mode: ProcessMode) {
-    for (_, p, _) in plugin.params().param_map() {
-        unsafe { p._internal_update_smoother(rate, true) }
-    }
-    let config = BufferConfig { sample_rate: rate, min_buffer_size: None, max_buffer_size: max_block, process_mode: mode };
-    assert!(plugin.activate(&Cantor::AUDIO_IO_LAYOUTS[0], &config, &mut ActCtx));
-    plugin.reset();
+/// A host around a plugin with the counting source, transport playing from 0 at 120 BPM.
+fn host_with(factory: Option<SourceFactory>, rate: f32, max_block: usize, mode: ProcessMode) -> DirectHost {
+    let mut host = DirectHost::new(Cantor::with_source_factory(factory));
+    assert!(host.activate(rate, max_block, mode));
+    play(&mut host);
+    host
 }
 
-/// Process one block into `out` (two channels of at least `n`), counting audio-thread allocations.
-fn process(plugin: &mut Cantor, out: &mut [Vec<f32>; 2], n: usize, ctx: &mut Ctx) -> u64 {
-    let (l, r) = out.split_at_mut(1);
-    let mut buffer = Buffer::default();
-    unsafe { buffer.set_slices(n, |s| *s = vec![&mut l[0][..n], &mut r[0][..n]]) };
-    let mut aux = AuxiliaryBuffers { inputs: &mut [], outputs: &mut [] };
-    COUNT.with(|c| c.set(0));
-    COUNTING.with(|c| c.set(true));
-    plugin.process(&mut buffer, &mut aux, ctx);
-    COUNTING.with(|c| c.set(false));
-    COUNT.with(|c| c.get())
+fn play(host: &mut DirectHost) {
+    let t = host.transport_mut();
+    t.playing = true;
+    t.tempo = Some(120.0);
+    t.pos_samples = Some(0);
 }
 
-fn playing(rate: f32) -> Ctx {
-    let mut transport = Transport::new(rate);
-    transport.playing = true;
-    transport.tempo = Some(120.0);
-    transport.pos_samples = Some(0);
-    Ctx { transport, events: VecDeque::new() }
+/// Process one block, counting the allocations made inside the plugin's process() alone.
+fn process_counting(host: &mut DirectHost, n: usize) -> u64 {
+    host.process_with(n, |process| {
+        COUNT.with(|c| c.set(0));
+        COUNTING.with(|c| c.set(true));
+        process();
+        COUNTING.with(|c| c.set(false));
+        COUNT.with(|c| c.get())
+    })
+    .0
 }
 
 #[test]
 fn process_never_allocates_for_any_block_size_or_sample_rate() {
     for rate in [22_050.0, 44_100.0, 48_000.0, 96_000.0, 192_000.0] {
-        let mut plugin = Cantor::with_source_factory(Some(counting_factory()));
-        activate(&mut plugin, rate, 8192, ProcessMode::Realtime);
-        let mut out = [vec![0f32; 8192], vec![0f32; 8192]];
-        let mut ctx = playing(rate);
+        let mut host = host_with(Some(counting_factory()), rate, 8192, ProcessMode::Realtime);
         let sizes = [1usize, 7, 64, 512, 4096, 8192, 3, 100, 2048, 1, 333];
         for (i, &n) in sizes.iter().cycle().take(60).enumerate() {
-            ctx.transport.playing = i % 20 != 19; // stop and restart the transport now and then
-            let allocs = process(&mut plugin, &mut out, n, &mut ctx);
+            host.transport_mut().playing = i % 20 != 19; // stop and restart the transport now and then
+            // Automation and MIDI arrive with the blocks, as in a session.
+            host.set_param("width", (i % 3) as f32 * 0.7).unwrap();
+            host.set_param("gain", 0.5 + (i % 2) as f32 * 0.3).unwrap();
+            if i % 7 == 0 {
+                host.push_event(NoteEvent::NoteOn { timing: 0, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(60), velocity: 0.8 });
+            }
+            let allocs = process_counting(&mut host, n);
             assert_eq!(allocs, 0, "{n}-frame block at {rate} Hz allocated {allocs} times");
             if i % 10 == 0 {
                 std::thread::sleep(std::time::Duration::from_millis(5)); // let the generator run
             }
         }
-        assert!(out[0].iter().all(|v| v.is_finite()));
+        assert!(host.process(64)[0].iter().all(|v| v.is_finite()));
     }
 }
 
 #[test]
 fn without_a_model_the_plugin_is_silent_and_says_why() {
-    let mut plugin = Cantor::default();
+    let mut host = DirectHost::new(Cantor::default());
+    play(&mut host);
     // Processing before activation is tolerated.
-    let mut out = [vec![1f32; 256], vec![1f32; 256]];
-    let mut ctx = playing(48_000.0);
-    process(&mut plugin, &mut out, 256, &mut ctx);
-    assert!(out.iter().all(|c| c.iter().all(|&v| v == 0.0)));
-    activate(&mut plugin, 48_000.0, 512, ProcessMode::Realtime);
-    out = [vec![1f32; 256], vec![1f32; 256]];
-    process(&mut plugin, &mut out, 256, &mut ctx);
-    assert!(out.iter().all(|c| c.iter().all(|&v| v == 0.0)));
-    assert_eq!(plugin.shared().error().as_deref(), Some(NO_MODEL));
-    // Zero-length blocks and absurd rates do not panic.
-    process(&mut plugin, &mut out, 0, &mut ctx);
-    activate(&mut plugin, f32::NAN, 512, ProcessMode::Realtime);
-    process(&mut plugin, &mut out, 64, &mut ctx);
-    assert!(plugin.shared().error().unwrap().contains("sample rate"));
+    assert!(host.process(256).iter().all(|c| c.iter().all(|&v| v == 0.0)));
+    assert!(host.activate(48_000.0, 512, ProcessMode::Realtime));
+    play(&mut host);
+    assert!(host.process(256).iter().all(|c| c.iter().all(|&v| v == 0.0)));
+    assert_eq!(host.plugin.shared().error().as_deref(), Some(NO_MODEL));
+    // Zero-length blocks, absurd rates and absurd parameter values do not panic.
+    host.process(0);
+    assert!(host.set_param("gain", f32::NAN).is_err());
+    assert!(host.set_param("no_such_parameter", 1.0).is_err());
+    host.set_param("tempo", 1e30).unwrap();
+    host.activate(f32::NAN, 512, ProcessMode::Realtime);
+    host.process(64);
+    assert!(host.plugin.shared().error().unwrap().contains("sample rate"));
 }
 
 fn offline_render(blocks: usize) -> Vec<f32> {
-    let mut plugin = Cantor::with_source_factory(Some(counting_factory()));
-    activate(&mut plugin, 44_100.0, 1024, ProcessMode::Offline);
-    let mut ctx = playing(44_100.0);
-    let mut out = [vec![0f32; 1024], vec![0f32; 1024]];
+    let mut host = host_with(Some(counting_factory()), 44_100.0, 1024, ProcessMode::Offline);
+    host.set_param("width", 1.3).unwrap();
     let mut all = Vec::new();
     for i in 0..blocks {
         let n = [1024, 17, 512, 999][i % 4];
-        ctx.transport.pos_samples = Some(all.len() as i64);
-        process(&mut plugin, &mut out, n, &mut ctx);
-        all.extend_from_slice(&out[0][..n]);
+        // Automation every block (the counting source ignores the knob; the engine still reads it).
+        host.set_param("temperature", (i % 5) as f32 * 0.4).unwrap();
+        let [l, r] = host.process(n);
+        all.extend(l.iter().zip(r).flat_map(|(a, b)| [*a, *b]));
     }
     all
 }
@@ -171,34 +133,25 @@ fn offline_bounces_are_bit_identical_and_gapless() {
     let a = offline_render(40);
     let b = offline_render(40);
     assert!(a == b, "two offline bounces differ");
-    // The counting source resampled to 44.1 kHz rises steadily once faded in: no gap anywhere.
-    let settled = &a[2_000..];
-    assert!(settled.windows(2).all(|w| w[1] > w[0]), "the bounce has a gap or a repeat");
+    // The counting source resampled to 44.1 kHz rises steadily once faded in: the mid channel
+    // (left + right, where the width's side cancels) has no gap and no repeat anywhere.
+    let mid: Vec<f32> = a.chunks(2).map(|f| f[0] + f[1]).collect();
+    assert!(mid[2_000..].windows(2).all(|w| w[1] > w[0]), "the bounce has a gap or a repeat");
 }
 
 #[test]
 fn while_note_held_mode_gates_the_output() {
-    let mut plugin = Cantor::with_source_factory(Some(counting_factory()));
-    let map = plugin.params().param_map();
-    let (_, ptr, _) = map.iter().find(|(id, _, _)| id == "run_mode").expect("run_mode parameter");
-    // RunMode::NoteHeld is the last variant: normalised value 1.
-    unsafe { ptr._internal_set_normalized_value(1.0) };
-    activate(&mut plugin, 48_000.0, 512, ProcessMode::Offline);
-    let mut ctx = playing(48_000.0);
-    let mut out = [vec![0f32; 512], vec![0f32; 512]];
-    process(&mut plugin, &mut out, 512, &mut ctx);
-    assert!(out[0].iter().all(|&v| v == 0.0), "sound without a note");
-    ctx.events.push_back(NoteEvent::NoteOn {
-        timing: 0,
-        voice_id: VoiceID::Wildcard,
-        channel: Channel::Number(0),
-        key: Key::Number(62),
-        velocity: 1.0,
-    });
-    for _ in 0..4 {
-        process(&mut plugin, &mut out, 512, &mut ctx);
+    let mut host = host_with(Some(counting_factory()), 48_000.0, 512, ProcessMode::Offline);
+    host.set_param("run_mode", 2.0).unwrap(); // RunMode::NoteHeld
+    assert!(host.process(512)[0].iter().all(|&v| v == 0.0), "sound without a note");
+    host.push_event(NoteEvent::NoteOn { timing: 0, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(62), velocity: 1.0 });
+    for _ in 0..3 {
+        host.process(512);
     }
-    assert!(out[0].iter().any(|&v| v != 0.0), "silence while a note is held");
+    assert!(host.process(512)[0].iter().any(|&v| v != 0.0), "silence while a note is held");
+    host.push_event(NoteEvent::NoteOff { timing: 0, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(62), velocity: 0.0 });
+    host.process(512);
+    assert!(host.process(512)[0].iter().all(|&v| v == 0.0), "sound after the note was released");
 }
 
 #[test]
@@ -210,4 +163,35 @@ fn the_allocation_counter_sees_allocations() {
     COUNTING.with(|c| c.set(false));
     drop(v);
     assert!(COUNT.with(|c| c.get()) >= 1);
+}
+
+fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Threads:")).and_then(|l| l[8..].trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_hundred_activate_cycles_and_rate_changes_leak_no_thread() {
+    let before = thread_count();
+    let mut host = DirectHost::new(Cantor::with_source_factory(Some(counting_factory())));
+    for i in 0..100 {
+        // The host changes the sample rate mid-session now and then, and sometimes
+        // reactivates without deactivating first.
+        let rate = [48_000.0, 44_100.0, 96_000.0][i % 3];
+        assert!(host.activate(rate, 512, ProcessMode::Realtime));
+        play(&mut host);
+        for _ in 0..3 {
+            assert!(host.process(512)[0].iter().all(|v| v.is_finite()));
+        }
+        if i % 4 != 0 {
+            host.deactivate();
+        }
+    }
+    host.deactivate();
+    // Other tests run alongside in this process; allow for theirs, not for 100 leaked generators.
+    assert!(thread_count() < before + 12, "threads before {before}, after {}", thread_count());
+    // Processing after deactivation is tolerated and silent.
+    assert!(host.process(512)[0].iter().all(|&v| v == 0.0));
 }

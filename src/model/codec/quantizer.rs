@@ -19,7 +19,8 @@ pub struct VqTrainOutput {
     pub quantized: Tensor,
     /// Codes [batch, frames, levels].
     pub codes: Tensor,
-    /// Mean squared distance between each level's input and its chosen code (no gradient to codes).
+    /// Mean over levels of the squared distance between each level's input and its chosen code
+    /// (gradient to the encoder only).
     pub commitment: Tensor,
     /// Each level's input [batch * frames, latent_dim], detached: the EMA update's data.
     pub level_inputs: Vec<Tensor>,
@@ -59,24 +60,29 @@ impl ResidualVq {
     fn pass(&self, z: &Tensor, train: bool) -> Result<(Tensor, Tensor, Vec<Tensor>, Tensor)> {
         let (b, f, d) = z.dims3()?;
         let flat = z.reshape((b * f, d))?;
-        let mut residual = flat.detach();
+        // In training the residual keeps its gradient to the encoder, for the commitment loss.
+        let mut residual = if train { flat.clone() } else { flat.detach() };
         let mut total = Tensor::zeros((b * f, d), z.dtype(), z.device())?;
         let mut codes = Vec::with_capacity(self.levels());
         let mut inputs = Vec::new();
         let mut commitment = Tensor::zeros((), DType::F32, z.device())?;
         for level in 0..self.levels() {
-            let idx = self.nearest(level, &residual)?;
-            let q = self.codebooks[level].index_select(&idx, 0)?;
+            let input = residual.detach();
+            let idx = self.nearest(level, &input)?;
+            let q = self.codebooks[level].index_select(&idx, 0)?.detach();
             if train {
-                inputs.push(residual.clone());
+                // Commitment per level (as EnCodec): each level's input is pulled towards its
+                // code. A commitment on the final residual alone left the first level free, and
+                // the encoder drifted away from its codes until that level collapsed.
+                commitment = (commitment + (&residual - &q)?.sqr()?.mean_all()?)?;
+                inputs.push(input);
             }
             residual = (residual - &q)?;
             total = (total + &q)?;
             codes.push(idx.unsqueeze(1)?);
         }
         if train {
-            // Commitment of the whole latent to the sum of its codes (gradient to the encoder only).
-            commitment = (&flat - total.detach())?.sqr()?.mean_all()?;
+            commitment = (commitment / self.levels() as f64)?;
         }
         let codes = Tensor::cat(&codes, 1)?.reshape((b, f, self.levels()))?;
         Ok((total.reshape((b, f, d))?, codes, inputs, commitment))

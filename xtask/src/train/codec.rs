@@ -77,7 +77,8 @@ const RESTART_CHECK_STEPS: u64 = 100;
 /// its codes alive on a handful of uses and used only 45% of them on the test split. Restarting
 /// rarely used codes too moves them where the encoder outputs are dense.
 const RARE_FRACTION: f32 = 0.05;
-const COMMITMENT_WEIGHT: f64 = 0.1;
+/// EnCodec's weight. Session 1's 0.1 (on the final residual only) let the first level collapse.
+const COMMITMENT_WEIGHT: f64 = 1.0;
 const WARMUP_STEPS: u64 = 500;
 const GRAD_CLIP: f64 = 1.0;
 const SEED: u64 = 7;

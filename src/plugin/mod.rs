@@ -1,6 +1,10 @@
 //! The CLAP/VST3 shell: lifecycle, parameter sync, transport and MIDI handling.
 //! Thin on purpose: audio comes from `engine`, which gets it from a `FrameSource`.
 
+mod direct_host;
+
+pub use direct_host::DirectHost;
+
 use crate::editor::CantorEditor;
 use crate::engine::{Engine, EngineShared, FrameSource, GeneratorConfig, ProcessMode as EngineMode};
 use crate::params::{CantorParams, RunMode, TempoMode};

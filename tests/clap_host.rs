@@ -1,0 +1,477 @@
+//! Host-level test: loads the real `.clap` bundle with the `clack-host` crate, checks its
+//! descriptor and ports, enumerates and automates parameters, sends notes, processes 10 s at
+//! 48 kHz in 64-frame blocks on an audio thread, and saves, restores and rejects states.
+//! The bundle is built first with `assert_process_allocs`, so any allocation inside the real
+//! wrapper's process() aborts this test.
+//!
+//! clack-host 0.2.0 notes: docs/dev/clack-host-example.rs (e.g. never register HostNotePorts:
+//! clack-extensions 0.2.0 builds it with a double reference).
+
+mod bundled;
+
+use std::cell::Cell;
+use std::error::Error;
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clack_host::events::event_types::{
+    NoteOffEvent, NoteOnEvent, ParamValueEvent, TransportEvent, TransportFlags,
+};
+use clack_host::events::EventFlags;
+use clack_host::prelude::*; // PluginEntry, PluginInstance, HostHandlers, EventBuffer, Pckn, ClapId, AudioPorts, ...
+use clack_host::utils::{BeatTime, SecondsTime};
+
+use clack_extensions::audio_ports::{AudioPortInfoBuffer, PluginAudioPorts};
+use clack_extensions::log::{HostLog, HostLogImpl, LogSeverity};
+use clack_extensions::note_ports::{NotePortInfoBuffer, PluginNotePorts};
+use clack_extensions::params::{
+    HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamInfoBuffer,
+    ParamInfoFlags, ParamRescanFlags, PluginParams,
+};
+use clack_extensions::state::{HostState, HostStateImpl, PluginState};
+
+const PLUGIN_ID: &CStr = c"org.cantor.cantor";
+const SAMPLE_RATE: f64 = 48_000.0;
+const BLOCK: usize = 64;
+const SECONDS: usize = 10;
+const TEMPO: f64 = 120.0;
+
+// ---------------------------------------------------------------------------------------------
+// Host side
+// ---------------------------------------------------------------------------------------------
+
+/// `[thread-safe]` host data: must be Send + Sync.
+struct HostShared {
+    callback_requested: Arc<AtomicBool>,
+    restart_requested: AtomicBool,
+    process_requested: AtomicBool,
+    flush_requested: AtomicBool,
+}
+
+impl HostShared {
+    fn new(callback_requested: Arc<AtomicBool>) -> Self {
+        Self {
+            callback_requested,
+            restart_requested: AtomicBool::new(false),
+            process_requested: AtomicBool::new(false),
+            flush_requested: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<'a> SharedHandler<'a> for HostShared {
+    // Optional: `fn initializing(&self, instance: InitializingPluginHandle<'a>)` may query extensions.
+    fn request_restart(&self) {
+        self.restart_requested.store(true, Ordering::SeqCst);
+    }
+    fn request_process(&self) {
+        self.process_requested.store(true, Ordering::SeqCst);
+    }
+    fn request_callback(&self) {
+        // The host must then call `instance.call_on_main_thread_callback()` on the main thread.
+        self.callback_requested.store(true, Ordering::SeqCst);
+    }
+}
+
+impl HostLogImpl for HostShared {
+    fn log(&self, severity: LogSeverity, message: &str) {
+        eprintln!("[plugin {severity}] {message}");
+    }
+}
+
+impl HostParamsImplShared for HostShared {
+    fn request_flush(&self) {
+        // A real host would call PluginParams::flush (inactive) / flush_active, or just process().
+        self.flush_requested.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `[main-thread]` host data (needs neither Send nor Sync). All callbacks take `&self`.
+#[derive(Default)]
+struct HostMainThread {
+    param_rescans: Cell<u32>,
+    param_clears: Cell<u32>,
+    state_dirty: Cell<bool>,
+}
+
+impl<'a> MainThreadHandler<'a> for HostMainThread {
+    // Optional: `fn initialized(&self, instance: InitializedPluginHandle<'a>)`.
+}
+
+impl HostParamsImplMainThread for HostMainThread {
+    fn rescan(&self, _flags: ParamRescanFlags) {
+        self.param_rescans.set(self.param_rescans.get() + 1);
+    }
+    fn clear(&self, _param_id: ClapId, _flags: ParamClearFlags) {
+        self.param_clears.set(self.param_clears.get() + 1);
+    }
+}
+
+impl HostStateImpl for HostMainThread {
+    fn mark_dirty(&self) {
+        self.state_dirty.set(true);
+    }
+}
+
+struct CantorTestHost;
+
+impl HostHandlers for CantorTestHost {
+    type Shared<'a> = HostShared;
+    type MainThread<'a> = HostMainThread;
+    type AudioProcessor<'a> = (); // `impl AudioProcessorHandler<'_> for ()` is provided by clack-host
+
+    fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &Self::Shared<'_>) {
+        // All optional. Do NOT add HostNotePorts (0.2.0 bug, see notes).
+        builder
+            .register::<HostLog>()
+            .register::<HostParams>()
+            .register::<HostState>();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// TransportEvent has no constructor in 0.2.0: build it field by field (all fields are pub).
+fn transport_at(sample: u64) -> TransportEvent {
+    let seconds = sample as f64 / SAMPLE_RATE;
+    let beats = seconds * TEMPO / 60.0;
+    let bar = (beats / 4.0).floor();
+    TransportEvent {
+        header: EventHeader::new_core(0, EventFlags::empty()),
+        flags: TransportFlags::HAS_TEMPO
+            | TransportFlags::HAS_BEATS_TIMELINE
+            | TransportFlags::HAS_SECONDS_TIMELINE
+            | TransportFlags::HAS_TIME_SIGNATURE
+            | TransportFlags::IS_PLAYING,
+        song_pos_beats: BeatTime::from_float(beats),
+        song_pos_seconds: SecondsTime::from_float(seconds),
+        tempo: TEMPO,
+        tempo_inc: 0.0,
+        loop_start_beats: BeatTime::default(),
+        loop_end_beats: BeatTime::default(),
+        loop_start_seconds: SecondsTime::default(),
+        loop_end_seconds: SecondsTime::default(),
+        bar_start: BeatTime::from_float(bar * 4.0),
+        bar_number: bar as i32,
+        time_signature_numerator: 4,
+        time_signature_denominator: 4,
+    }
+}
+
+struct ParamSummary {
+    id: ClapId,
+    name: String,
+    min: f64,
+    max: f64,
+    stepped: bool,
+}
+
+struct Rendered {
+    processor: StoppedPluginAudioProcessor<CantorTestHost>,
+    left: Vec<f32>,
+    right: Vec<f32>,
+    output_events: usize,
+}
+
+/// The audio thread: start processing, render n_blocks x 64 frames (0 inputs, 1 stereo f32 output),
+/// stop processing, and hand the stopped processor back for deactivation on the main thread.
+fn render(
+    stopped: StoppedPluginAudioProcessor<CantorTestHost>,
+    param_id: ClapId,
+    param_value: f64,
+    n_blocks: usize,
+    note_off_block: usize,
+) -> Result<Rendered, PluginInstanceError> {
+    // ProcessingStartError<H> -> PluginInstanceError via From, so `?` works.
+    let mut processor = stopped.start_processing()?;
+
+    let mut out_channels = vec![vec![0.0f32; BLOCK]; 2];
+    let mut output_ports = AudioPorts::with_capacity(2, 1); // (total channels, ports)
+    let input_audio = InputAudioBuffers::empty(); // 0 input ports
+    let mut in_events = EventBuffer::with_capacity(16);
+    let mut out_events = EventBuffer::with_capacity(256);
+
+    let mut left = Vec::with_capacity(n_blocks * BLOCK);
+    let mut right = Vec::with_capacity(n_blocks * BLOCK);
+    let mut output_events = 0usize;
+
+    // Pckn = (port, channel, key, note_id). Literals need suffixes (u16 / u32): untyped ints are ambiguous.
+    let note = Pckn::new(0u16, 0u16, 60u16, 1u32);
+
+    for block in 0..n_blocks {
+        let start = (block * BLOCK) as u64;
+
+        // Input events must be sorted by time (EventBuffer::sort() exists if needed).
+        in_events.clear();
+        if block == 0 {
+            // Global param change: Pckn::match_all() = all -1 (any port/channel/key/note id).
+            in_events.push(&ParamValueEvent::new(0, param_id, Pckn::match_all(), param_value));
+            in_events.push(&NoteOnEvent::new(0, note, 0.8));
+        }
+        if block == note_off_block {
+            in_events.push(&NoteOffEvent::new(32, note, 0.0));
+        }
+        out_events.clear();
+
+        for ch in out_channels.iter_mut() {
+            ch.fill(0.0);
+        }
+        let transport = transport_at(start);
+
+        // Rebuilt every block: it borrows `output_ports` and `out_channels` mutably.
+        let mut output_audio = output_ports.with_output_buffers([AudioPortBuffer {
+            latency: 0,
+            channels: AudioPortBufferType::f32_output_only(
+                out_channels.iter_mut().map(|ch| ch.as_mut_slice()),
+            ),
+        }]);
+
+        // frames_count = min over all input/output channel lengths (= 64 here).
+        let _status: ProcessStatus = processor.process(
+            &input_audio,
+            &mut output_audio,
+            &in_events.as_input(),
+            &mut out_events.as_output(),
+            Some(start),      // steady_time (None -> -1)
+            Some(&transport), // or None -> NULL transport
+        )?;
+
+        output_events += out_events.len() as usize;
+        left.extend_from_slice(&out_channels[0]);
+        right.extend_from_slice(&out_channels[1]);
+    }
+
+    let processor = processor.stop_processing();
+    Ok(Rendered {
+        processor,
+        left,
+        right,
+        output_events,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn clack_host_loads_the_clap_activates_and_plays_10_s() -> Result<(), Box<dyn Error>> {
+    let path = bundled::bundle().join("Cantor.clap");
+
+    // 1. Load the entry, get the factory, find the descriptor -------------------------------
+    let entry = unsafe { PluginEntry::load(&path)? };
+    println!("loaded {} (CLAP {})", path.display(), entry.version());
+
+    let factory = entry.get_plugin_factory().ok_or("no plugin factory")?;
+    let descriptor = factory
+        .plugin_descriptors()
+        .find(|d| d.id() == Some(PLUGIN_ID))
+        .ok_or("plugin id not found in bundle")?;
+    let features: Vec<String> = descriptor
+        .features()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    for feature in ["instrument", "synthesizer", "stereo"] {
+        assert!(features.iter().any(|f| f == feature), "CLAP feature {feature:?} missing from {features:?}");
+    }
+    println!(
+        "descriptor: id={:?} name={:?} vendor={:?} features={features:?}",
+        descriptor.id(),
+        descriptor.name(),
+        descriptor.vendor()
+    );
+
+    // 2./3. Instantiate --------------------------------------------------------------------
+    let host_info = HostInfo::new("cantor-test-host", "cantor", "https://cantor.invalid", "0.1.0")?;
+    let callback_requested = Arc::new(AtomicBool::new(false));
+    let flag = callback_requested.clone();
+    let mut instance = PluginInstance::<CantorTestHost>::new(
+        move |_| HostShared::new(flag),
+        |_shared| HostMainThread::default(),
+        &entry,
+        PLUGIN_ID,
+        &host_info,
+    )?;
+
+    // Plugin-side extensions: PluginSharedHandle::get_extension::<E>() -> Option<E>.
+    let shared_handle = instance.plugin_shared_handle();
+    let params: PluginParams = shared_handle.get_extension().ok_or("no params extension")?;
+    let state: PluginState = shared_handle.get_extension().ok_or("no state extension")?;
+    let audio_ports: Option<PluginAudioPorts> = shared_handle.get_extension();
+    assert!(audio_ports.is_some(), "no audio-ports extension");
+    let note_ports: Option<PluginNotePorts> = shared_handle.get_extension();
+
+    // Port layout (main-thread calls take &PluginMainThreadHandle, which needs `&mut instance`).
+    {
+        let handle = instance.plugin_handle();
+        if let Some(ap) = &audio_ports {
+            let (n_in, n_out) = (ap.count(&handle, true), ap.count(&handle, false));
+            let mut buf = AudioPortInfoBuffer::new();
+            let out0 = ap.get(&handle, 0, false, &mut buf).ok_or("no output port 0")?;
+            println!(
+                "audio ports: {n_in} in, {n_out} out; out[0]={:?} x{}ch",
+                String::from_utf8_lossy(out0.name),
+                out0.channel_count
+            );
+            assert_eq!((n_in, n_out, out0.channel_count), (0, 1, 2));
+        }
+        if let Some(np) = &note_ports {
+            let mut buf = NotePortInfoBuffer::new();
+            let n = np.count(&handle, true);
+            assert_eq!(n, 1, "an instrument takes one note input port");
+            if let Some(info) = np.get(&handle, 0, true, &mut buf) {
+                println!("note ports: {n} in; in[0] dialects={:?}", info.supported_dialects);
+            }
+        }
+    }
+
+    // 4. Enumerate parameters -----------------------------------------------------------------
+    let mut all_params = Vec::new();
+    {
+        let handle = instance.plugin_handle();
+        let mut info_buf = ParamInfoBuffer::new();
+        for index in 0..params.count(&handle) {
+            let Some(info) = params.get_info(&handle, index, &mut info_buf) else {
+                continue;
+            };
+            let p = ParamSummary {
+                id: info.id,
+                name: String::from_utf8_lossy(info.name).into_owned(),
+                min: info.min_value,
+                max: info.max_value,
+                stepped: info.flags.contains(ParamInfoFlags::IS_STEPPED),
+            };
+            let value = params.get_value(&handle, p.id);
+            let mut text_buf = [0u8; 256];
+            let text = match value {
+                Some(v) => params
+                    .value_to_text(&handle, p.id, v, &mut text_buf)
+                    .map(|t| String::from_utf8_lossy(t).into_owned())
+                    .ok(),
+                None => None,
+            };
+            println!(
+                "param #{index}: id={} name={:?} range=[{}, {}] default={} value={value:?} text={text:?}",
+                p.id, p.name, p.min, p.max, info.default_value
+            );
+            all_params.push(p);
+        }
+    }
+    let target = all_params
+        .iter()
+        .find(|p| p.name == "Stereo width")
+        .or_else(|| all_params.iter().find(|p| !p.stepped))
+        .ok_or("no continuous parameter")?;
+    let target_id = target.id;
+    let flush_value = target.min + 0.75 * (target.max - target.min);
+    let process_value = target.min + 0.25 * (target.max - target.min);
+
+    // Optional: set a param while INACTIVE through params.flush (needs InactivePluginMainThreadHandle).
+    {
+        let mut in_ev = EventBuffer::new();
+        in_ev.push(&ParamValueEvent::new(0, target_id, Pckn::match_all(), flush_value));
+        let mut out_ev = EventBuffer::new();
+        let mut inactive = instance.inactive_plugin_handle().ok_or("plugin is active")?;
+        params.flush(&mut inactive, &in_ev.as_input(), &mut out_ev.as_output());
+        // &InactivePluginMainThreadHandle derefs to &PluginMainThreadHandle.
+        let v = params.get_value(&inactive, target_id).ok_or("get_value failed")?;
+        assert!((v - flush_value).abs() < 1e-4, "flush: got {v}, want {flush_value}");
+    }
+
+    // 3. Activate, then process 10 s on an audio thread ----------------------------------------
+    let config = PluginAudioConfiguration {
+        sample_rate: SAMPLE_RATE,
+        min_frames_count: 1,
+        max_frames_count: BLOCK as u32,
+    };
+    let stopped = instance.activate(|_shared, _main_thread| (), config)?;
+
+    let n_blocks = SAMPLE_RATE as usize * SECONDS / BLOCK; // 7500
+    let rendered = std::thread::scope(|s| -> Result<Rendered, Box<dyn Error>> {
+        let audio = s.spawn(move || render(stopped, target_id, process_value, n_blocks, n_blocks / 2));
+        // Main thread: service the plugin's request_callback() while the audio thread runs.
+        while !audio.is_finished() {
+            if callback_requested.swap(false, Ordering::SeqCst) {
+                instance.call_on_main_thread_callback();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(audio.join().map_err(|_| "audio thread panicked")??)
+    })?;
+    let Rendered {
+        processor: mut stopped,
+        left,
+        right,
+        output_events,
+    } = rendered;
+
+    assert_eq!(left.len(), n_blocks * BLOCK);
+    assert!(left.iter().chain(&right).all(|s| s.is_finite()));
+    let peak = left.iter().chain(&right).fold(0.0f32, |m, s| m.max(s.abs()));
+    println!("rendered {} frames, peak {peak}, {output_events} output events", left.len());
+
+    // The ParamValueEvent sent in process() took effect.
+    let v = params
+        .get_value(&instance.plugin_handle(), target_id)
+        .ok_or("get_value failed")?;
+    assert!((v - process_value).abs() < 1e-4, "process: got {v}, want {process_value}");
+
+    // 5. State: save, change, load back, then garbage -------------------------------------------
+    let mut saved: Vec<u8> = Vec::new();
+    state.save(&instance.plugin_handle(), &mut saved)?; // Vec<u8>: Write
+    assert!(!saved.is_empty());
+
+    // Change the param while active and not processing: flush_active takes the processor's handle.
+    {
+        let mut in_ev = EventBuffer::new();
+        in_ev.push(&ParamValueEvent::new(0, target_id, Pckn::match_all(), flush_value));
+        let mut out_ev = EventBuffer::new();
+        params.flush_active(&mut stopped.plugin_handle(), &in_ev.as_input(), &mut out_ev.as_output());
+    }
+    {
+        let handle = instance.plugin_handle();
+        let v = params.get_value(&handle, target_id).ok_or("get_value failed")?;
+        assert!((v - flush_value).abs() < 1e-4);
+
+        state.load(&handle, &mut saved.as_slice())?; // &[u8]: Read
+        let v = params.get_value(&handle, target_id).ok_or("get_value failed")?;
+        assert!((v - process_value).abs() < 1e-4, "state load: got {v}, want {process_value}");
+
+        let body = b"{ this is not json";
+        let mut framed = (body.len() as u64).to_le_bytes().to_vec(); // nice-plug frames state as u64 LE length + JSON
+        framed.extend_from_slice(body);
+        let garbage: [&[u8]; 4] = [&b""[..], &b"xyz"[..], &b"definitely not a cantor state \xff\xfe"[..], &framed[..]];
+        for (i, bytes) in garbage.iter().enumerate() {
+            let mut reader: &[u8] = bytes;
+            let result = state.load(&handle, &mut reader);
+            assert!(result.is_err(), "garbage #{i} was accepted");
+        }
+        // The failed loads did not change anything.
+        let v = params.get_value(&handle, target_id).ok_or("get_value failed")?;
+        assert!((v - process_value).abs() < 1e-4);
+    }
+
+    // 6. Tear down --------------------------------------------------------------------------------
+    if callback_requested.swap(false, Ordering::SeqCst) {
+        instance.call_on_main_thread_callback();
+    }
+    instance.deactivate(stopped); // panics if the processor belongs to another instance
+    assert!(!instance.is_active());
+
+    let (rescans, dirty) = instance.access_handler(|h| (h.param_rescans.get(), h.state_dirty.get()));
+    let (flush_req, restart_req) = instance.access_shared_handler(|h| {
+        (
+            h.flush_requested.load(Ordering::SeqCst),
+            h.restart_requested.load(Ordering::SeqCst),
+        )
+    });
+    println!("host saw: {rescans} param rescans, dirty={dirty}, flush={flush_req}, restart={restart_req}");
+
+    drop(instance); // calls clap destroy (do not use `params` / `state` after this)
+    drop(entry); // unloads the .so once the last PluginEntry handle is gone
+    Ok(())
+}

@@ -1,0 +1,43 @@
+"""Loads Cantor.vst3 with Spotify's pedalboard (a JUCE host), as a DAW would: checks it is an
+instrument, lists and sets parameters, renders MIDI to audio, and round-trips its state.
+Run by tests/vst3_host.rs; prints one JSON line with what it saw; exits non-zero on failure."""
+
+import json
+import sys
+
+import numpy as np
+import pedalboard
+from pedalboard.io import AudioFile  # noqa: F401  (import check: the package is complete)
+
+path = sys.argv[1]
+plugin = pedalboard.load_plugin(path)
+assert plugin.is_instrument, "Cantor should load as an instrument"
+assert not plugin.is_effect, "Cantor takes no audio input"
+
+params = plugin.parameters
+names = sorted(params.keys())
+for expected in ["output_gain_db", "stereo_width", "temperature", "seed", "run_mode", "reel", "tempo_bpm"]:
+    assert expected in names, f"parameter {expected!r} missing from {names}"
+
+plugin.stereo_width = 150.0
+plugin.temperature = 1.2
+plugin.run_mode = "Always"
+
+sample_rate = 48_000
+notes = [(bytes([0x90, 62, 100]), 0.0), (bytes([0x80, 62, 0]), 2.0)]
+audio = plugin(notes, duration=3.0, sample_rate=sample_rate, num_channels=2, buffer_size=64)
+assert audio.shape == (2, 3 * sample_rate), audio.shape
+assert np.isfinite(audio).all(), "non-finite samples"
+
+state = plugin.raw_state
+plugin.temperature = 0.3
+assert abs(plugin.temperature - 0.3) < 0.02
+plugin.raw_state = state
+assert abs(plugin.temperature - 1.2) < 0.02, f"state did not restore the temperature: {plugin.temperature}"
+
+print(json.dumps({
+    "parameters": len(names),
+    "samples": int(audio.shape[1]),
+    "peak": float(np.abs(audio).max()),
+    "state_bytes": len(state),
+}))
