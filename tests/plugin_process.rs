@@ -95,6 +95,15 @@ fn process_never_allocates_for_any_block_size_or_sample_rate() {
 }
 
 #[test]
+fn blocks_larger_than_8192_frames_play_without_allocating() {
+    let mut host = host_with(Some(counting_factory()), 48_000.0, 20_000, ProcessMode::Offline);
+    for n in [20_000, 9_000, 1] {
+        assert_eq!(process_counting(&mut host, n), 0, "{n}-frame block allocated");
+    }
+    assert!(host.process(20_000)[0][..].iter().any(|&v| v != 0.0), "a 20,000-frame block stayed silent");
+}
+
+#[test]
 fn without_a_model_the_plugin_is_silent_and_says_why() {
     let mut host = DirectHost::new(Cantor::default());
     play(&mut host);
