@@ -6,6 +6,7 @@ pub mod codes;
 #[cfg(feature = "cli")]
 pub mod embedded;
 pub mod nn;
+pub mod prior;
 pub mod spectral;
 pub mod vocab;
 pub mod weights;

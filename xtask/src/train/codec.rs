@@ -102,6 +102,24 @@ struct EmaCodebooks {
     restarts: u64,
 }
 
+/// Index drawn with probability proportional to `weights`; its weight is then zeroed so the
+/// next draw picks another input. Uniform if all weights are zero.
+fn draw_by_error(weights: &mut [f32], rng: &mut ChaCha8Rng) -> usize {
+    let total: f64 = weights.iter().map(|&w| w as f64).sum();
+    let i = if total > 0.0 {
+        let mut r = rng.random::<f64>() * total;
+        weights.iter().position(|&w| {
+            r -= w as f64;
+            r <= 0.0
+        })
+        .unwrap_or(weights.len() - 1)
+    } else {
+        rng.random_range(0..weights.len())
+    };
+    weights[i] = 0.0;
+    i
+}
+
 impl EmaCodebooks {
     fn new(cfg: &CodecConfig) -> Self {
         let (l, k, d) = (cfg.n_codebooks, cfg.codebook_size, cfg.latent_dim);
@@ -114,6 +132,13 @@ impl EmaCodebooks {
         let (n, d) = inputs.dims2()?;
         let x = inputs.flatten_all()?.to_vec1::<f32>()?;
         let k = self.size[level].len();
+        // Each input's squared distance to its code: where the codebook fits the data worst.
+        let old = codebook.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+        let mut error: Vec<f32> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (0..d).map(|j| (x[i * d + j] - old[c as usize * d + j]).powi(2)).sum())
+            .collect();
         let mut count = vec![0f32; k];
         let mut sum = vec![0f32; k * d];
         for (i, &c) in codes.iter().enumerate() {
@@ -145,8 +170,10 @@ impl EmaCodebooks {
                 recent[c] = 0;
             }
             if restart {
-                // Restart from a random recent input, weighted as an evenly used code.
-                let i = rng.random_range(0..n);
+                // Restart at a recent input drawn in proportion to its squared error (k-means++
+                // seeding). Uniform draws (Jukebox) piled the restarted codes onto the many
+                // near-identical quiet frames, where only one of them could ever win.
+                let i = draw_by_error(&mut error, rng);
                 size[c] = even;
                 for j in 0..d {
                     esum[c * d + j] = x[i * d + j] * size[c];
@@ -280,6 +307,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         state = raw.config;
         saved = raw.tensors;
         println!("resuming from {} at step {}", p.display(), state.step);
+        super::truncate_log_after(&log, state.step)?;
     }
     let cfg = state.config.clone();
     let vm = VarMap::new();

@@ -1,0 +1,149 @@
+use super::conditioning::{features, GridPosition, Knobs, COND_DIM};
+use super::sampling::Sampling;
+use super::stream::PriorStream;
+use super::*;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+fn tiny() -> (PriorConfig, VarMap, Prior) {
+    let cfg = PriorConfig::tiny();
+    let vm = VarMap::new();
+    let prior = Prior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    (cfg, vm, prior)
+}
+
+fn knobs() -> Knobs {
+    Knobs { styles: Some([0.0, 0.0, 1.0, 0.5, 0.0, 0.0]), instrument: Some(3), key: Some((2, 0)), bpm: Some(110.0) }
+}
+
+fn grid(step: usize) -> GridPosition {
+    GridPosition { beats: step as f64 * 0.11, beats_per_bar: 4, phrase: true }
+}
+
+/// Pseudo-random tokens (BOS allowed) for `len` steps and one batch row.
+fn tokens(cfg: &PriorConfig, len: usize) -> Vec<u32> {
+    let mut s = 12345u64;
+    (0..len * cfg.n_levels)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) % (cfg.codebook_size as u64 + 1)) as u32
+        })
+        .collect()
+}
+
+#[test]
+fn cached_steps_equal_full_recomputation_within_and_past_the_window() {
+    let (cfg, _, prior) = tiny();
+    // 2.5 windows: past the window, the full forward's banded mask and the rolling cache must agree.
+    let len = cfg.window * 5 / 2;
+    let toks = tokens(&cfg, len);
+    let cond: Vec<f32> = (0..len).flat_map(|s| features(&knobs(), &grid(s))).collect();
+    let full = prior
+        .forward(&Tensor::from_slice(&toks, (1, len, cfg.n_levels), &Device::Cpu).unwrap(), &Tensor::from_slice(&cond, (1, len, COND_DIM), &Device::Cpu).unwrap())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let mut state = prior.new_state(1, &Device::Cpu).unwrap();
+    let per_step = cfg.n_levels * cfg.codebook_size;
+    let mut worst = 0f32;
+    for s in 0..len {
+        let step = prior.step(&mut state, &toks[s * cfg.n_levels..(s + 1) * cfg.n_levels], &cond[s * COND_DIM..(s + 1) * COND_DIM]).unwrap();
+        let reference = &full[s * per_step..(s + 1) * per_step];
+        worst = worst.max(step.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
+    }
+    assert!(worst < 1e-4, "cached and full logits differ by {worst}");
+}
+
+fn generate(prior: &Prior, seed: u64, knobs: &Knobs, sampling: &Sampling, frames: usize) -> Vec<Vec<u32>> {
+    let mut stream = PriorStream::new(prior, &Device::Cpu, seed).unwrap();
+    let mut out = Vec::new();
+    let mut step = 0;
+    while out.len() < frames {
+        out.extend(stream.step(prior, knobs, &grid(step), sampling).unwrap());
+        step += 1;
+    }
+    out
+}
+
+#[test]
+fn the_same_seed_gives_the_same_codes_and_generation_runs_past_the_window() {
+    let (cfg, _, prior) = tiny();
+    let s = Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, guidance: 1.5 };
+    let frames = cfg.window * 3;
+    let a = generate(&prior, 7, &knobs(), &s, frames);
+    assert_eq!(a, generate(&prior, 7, &knobs(), &s, frames));
+    assert_ne!(a, generate(&prior, 8, &knobs(), &s, frames));
+    assert!(a.iter().all(|f| f.len() == cfg.n_levels && f.iter().all(|&c| (c as usize) < cfg.codebook_size)));
+    // A reset restarts the same piece.
+    let mut stream = PriorStream::new(&prior, &Device::Cpu, 7).unwrap();
+    let mut first = Vec::new();
+    for step in 0..20 {
+        first.extend(stream.step(&prior, &knobs(), &grid(step), &s).unwrap());
+    }
+    stream.reset(&prior, 7);
+    let mut again = Vec::new();
+    for step in 0..20 {
+        again.extend(stream.step(&prior, &knobs(), &grid(step), &s).unwrap());
+    }
+    assert_eq!(first, again);
+    assert_eq!(first, a[..first.len()].to_vec());
+}
+
+#[test]
+fn guidance_zero_is_the_unconditional_model() {
+    let (_, _, prior) = tiny();
+    let unguided = Sampling { guidance: 0.0, ..Default::default() };
+    let unconditional = Sampling { guidance: 1.0, ..Default::default() };
+    let a = generate(&prior, 3, &knobs(), &unguided, 30);
+    let b = generate(&prior, 3, &Knobs::unconditional(), &unconditional, 30);
+    assert_eq!(a, b);
+    // And the knobs do change what is generated when guidance is on.
+    assert_ne!(a, generate(&prior, 3, &knobs(), &unconditional, 30));
+}
+
+#[test]
+fn temperature_zero_is_greedy_whatever_the_seed() {
+    let (_, _, prior) = tiny();
+    let greedy = Sampling { temperature: 0.0, ..Default::default() };
+    assert_eq!(generate(&prior, 1, &knobs(), &greedy, 25), generate(&prior, 2, &knobs(), &greedy, 25));
+    let top1 = Sampling { top_k: 1, temperature: 2.0, ..Default::default() };
+    assert_eq!(generate(&prior, 1, &knobs(), &greedy, 25), generate(&prior, 9, &knobs(), &top1, 25));
+}
+
+#[test]
+fn every_trainable_parameter_gets_a_gradient() {
+    let (cfg, vm, prior) = tiny();
+    let len = cfg.window;
+    let toks = Tensor::from_slice(&tokens(&cfg, len), (1, len, cfg.n_levels), &Device::Cpu).unwrap();
+    let cond: Vec<f32> = (0..len).flat_map(|s| features(&knobs(), &grid(s))).collect();
+    let cond = Tensor::from_slice(&cond, (1, len, COND_DIM), &Device::Cpu).unwrap();
+    let loss = prior.forward(&toks, &cond).unwrap().sqr().unwrap().mean_all().unwrap();
+    let grads = loss.backward().unwrap();
+    for (name, var) in vm.data().lock().unwrap().iter() {
+        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
+        let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(norm > 0.0, "zero gradient for {name}");
+    }
+}
+
+#[test]
+fn weights_round_trip_quantised_and_bad_files_are_refused() {
+    let (cfg, vm, prior) = tiny();
+    let tensors: std::collections::HashMap<String, Tensor> = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+    let bytes = weights::to_bytes(KIND, &cfg, &tensors, DType::F32).unwrap();
+    let loaded = Prior::from_bytes(&bytes, &Device::Cpu).unwrap();
+    let s = Sampling { temperature: 0.0, ..Default::default() };
+    assert_eq!(generate(&prior, 1, &knobs(), &s, 10), generate(&loaded, 1, &knobs(), &s, 10));
+    // A codec file is not a prior.
+    let codec_bytes = weights::to_bytes(crate::model::codec::KIND, &cfg, &tensors, DType::F32).unwrap();
+    assert!(Prior::from_bytes(&codec_bytes, &Device::Cpu).is_err());
+    // A wrong-shaped tensor is named.
+    let mut bad = tensors.clone();
+    bad.insert("head.weight".into(), Tensor::zeros((3, 3), DType::F32, &Device::Cpu).unwrap());
+    let err = Prior::from_bytes(&weights::to_bytes(KIND, &cfg, &bad, DType::F32).unwrap(), &Device::Cpu).err().unwrap();
+    assert!(err.to_string().contains("head.weight"), "{err}");
+    // Truncated bytes.
+    assert!(Prior::from_bytes(&bytes[..bytes.len() / 2], &Device::Cpu).is_err());
+}
