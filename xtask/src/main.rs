@@ -3,7 +3,8 @@
 //! - `bundle cantor --release`: build the CLAP and VST3 bundles (nice-plug-xtask).
 //! - `install`: copy them into the user's plugin folders.
 //! - `dataset export|build|render`: the training corpus.
-//! - `train codec`: train the codec (resumable).
+//! - `dataset tokenize`: the corpus as codes of the published codec, for the prior.
+//! - `train codec`, `train prior`: train the models (resumable).
 
 mod dataset;
 mod eval;
@@ -117,6 +118,21 @@ enum DatasetCommand {
         #[arg(long, default_value_t = 0)]
         limit: usize,
     },
+    /// Render and encode the corpus with a frozen codec, for the prior (cache/tokens/<codec id>).
+    Tokenize {
+        /// Codec weights (default: assets/models/codec.safetensors).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// The one-minute corpus used by tests.
+        #[arg(long)]
+        quick: bool,
+        /// Hours of training clips to encode (a seeded shuffle of the split).
+        #[arg(long, default_value_t = 30.0)]
+        hours: f64,
+        /// Hours of validation clips.
+        #[arg(long, default_value_t = 1.0)]
+        valid_hours: f64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -144,6 +160,8 @@ impl DatasetOpts {
 enum TrainCommand {
     /// The audio codec.
     Codec(train::codec::CodecTrainArgs),
+    /// The transformer prior, on the corpus tokenised by the published codec.
+    Prior(train::prior::PriorTrainArgs),
 }
 
 fn main() -> Result<()> {
@@ -160,8 +178,13 @@ fn main() -> Result<()> {
             DatasetCommand::Render { opts, split, limit } => {
                 dataset::build_and_render(&opts.config(), Some(split.as_deref()), limit).map(|_| ())
             }
+            DatasetCommand::Tokenize { weights, quick, hours, valid_hours } => {
+                let weights = weights.unwrap_or_else(train::codec::published_weights);
+                dataset::tokens::tokenize(&weights, quick, hours, valid_hours).map(|_| ())
+            }
         },
         Command::Train { model: TrainCommand::Codec(args) } => train::codec::train(&args),
+        Command::Train { model: TrainCommand::Prior(args) } => train::prior::train(&args),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
         Command::Quantize { model: QuantizeCommand::Codec { clips } } => {
             eval::codec::quantize(&[candle_core::quantized::GgmlDType::Q8_0, candle_core::quantized::GgmlDType::Q4_0], clips)

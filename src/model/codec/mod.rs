@@ -34,6 +34,9 @@ pub struct CodecConfig {
     pub n_codebooks: usize,
     /// Entries per codebook.
     pub codebook_size: usize,
+    /// Dimensions codes are looked up in (each level projects its residual down to this and
+    /// normalises it; see `quantizer`).
+    pub code_dim: usize,
     /// Decoder width, depth and MLP width.
     pub decoder_dim: usize,
     pub decoder_layers: usize,
@@ -53,6 +56,7 @@ impl Default for CodecConfig {
             latent_dim: 64,
             n_codebooks: 8,
             codebook_size: 512,
+            code_dim: 8,
             decoder_dim: 256,
             decoder_layers: 6,
             decoder_mlp: 768,
@@ -87,6 +91,7 @@ impl CodecConfig {
             latent_dim: 32,
             n_codebooks: 2,
             codebook_size: 16,
+            code_dim: 4,
             decoder_dim: 32,
             decoder_layers: 2,
             decoder_mlp: 64,
@@ -105,14 +110,15 @@ impl CodecConfig {
         if self.n_fft % self.hop() != 0 || self.n_fft < self.hop() {
             return Err(format!("n_fft {} must be a multiple of the hop {}", self.n_fft, self.hop()));
         }
-        if self.n_codebooks == 0 || self.codebook_size < 2 || self.decoder_kernel < 2 {
+        if self.n_codebooks == 0 || self.codebook_size < 2 || self.decoder_kernel < 2 || self.code_dim < 2 {
             return Err("need at least one codebook, two codes per codebook and a decoder kernel of 2 or more".into());
         }
         Ok(())
     }
 }
 
-/// The whole codec. Weight names: `encoder.*`, `quantizer.level{i}.codebook`, `decoder.*`.
+/// The whole codec. Weight names: `encoder.*`, `quantizer.level{i}.{codebook,down.*,up.*}`,
+/// `decoder.*`.
 pub struct Codec {
     pub cfg: CodecConfig,
     pub encoder: Encoder,

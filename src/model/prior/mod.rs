@@ -86,8 +86,9 @@ impl PriorConfig {
     }
 }
 
-/// The identity of a codec's code space: a hash of its encoder and quantiser configuration and
-/// codebooks. Retraining only the decoder keeps it; anything that changes the codes changes it.
+/// The identity of a codec's code space: a hash of its configuration, codebooks and the
+/// quantiser's down-projections. Retraining only the decoder (and the up-projections) keeps it;
+/// training that moves the codes changes it.
 pub fn codec_codes_id(codec: &crate::model::codec::Codec) -> Result<String> {
     // FNV-1a over the codebook bits: stable across runs and platforms (unlike DefaultHasher's seed).
     let mut h: u64 = 0xcbf29ce484222325;
@@ -97,11 +98,13 @@ pub fn codec_codes_id(codec: &crate::model::codec::Codec) -> Result<String> {
         }
     };
     let cfg = &codec.cfg;
-    feed(format!("{}:{:?}:{}:{}:{}", cfg.sample_rate, cfg.strides, cfg.latent_dim, cfg.n_codebooks, cfg.codebook_size).as_bytes());
+    feed(format!("{}:{:?}:{}:{}:{}:{}", cfg.sample_rate, cfg.strides, cfg.latent_dim, cfg.n_codebooks, cfg.codebook_size, cfg.code_dim).as_bytes());
     for level in 0..codec.quantizer.levels() {
-        let v = codec.quantizer.codebook(level).flatten_all()?.to_dtype(DType::F16)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        for x in v {
-            feed(&x.to_le_bytes());
+        // Rounded to f16 so the id survives storing the weights as f16.
+        for t in [codec.quantizer.codebook(level).clone(), codec.quantizer.down_weight(level)?] {
+            for x in t.flatten_all()?.to_dtype(DType::F16)?.to_dtype(DType::F32)?.to_vec1::<f32>()? {
+                feed(&x.to_le_bytes());
+            }
         }
     }
     Ok(format!("{h:016x}"))

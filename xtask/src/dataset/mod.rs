@@ -7,6 +7,7 @@
 pub mod index;
 pub mod labels;
 pub mod recipe;
+pub mod tokens;
 pub mod render;
 pub mod score;
 

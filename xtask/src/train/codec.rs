@@ -77,11 +77,13 @@ const RESTART_CHECK_STEPS: u64 = 100;
 /// its codes alive on a handful of uses and used only 45% of them on the test split. Restarting
 /// rarely used codes too moves them where the encoder outputs are dense.
 const RARE_FRACTION: f32 = 0.05;
-/// EnCodec's weight. Session 1's 0.1 (on the final residual only) let the first level collapse.
-const COMMITMENT_WEIGHT: f64 = 1.0;
+/// Commitment of each level's normalised input to its code (DAC's weight).
+const COMMITMENT_WEIGHT: f64 = 0.25;
 const WARMUP_STEPS: u64 = 500;
 const GRAD_CLIP: f64 = 1.0;
 const SEED: u64 = 7;
+/// Model kind of codec checkpoint files.
+const CHECKPOINT_KIND: &str = "cantor-codec-checkpoint";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TrainState {
@@ -122,7 +124,7 @@ fn draw_by_error(weights: &mut [f32], rng: &mut ChaCha8Rng) -> usize {
 
 impl EmaCodebooks {
     fn new(cfg: &CodecConfig) -> Self {
-        let (l, k, d) = (cfg.n_codebooks, cfg.codebook_size, cfg.latent_dim);
+        let (l, k, d) = (cfg.n_codebooks, cfg.codebook_size, cfg.code_dim);
         Self { size: vec![vec![0.0; k]; l], sum: vec![vec![0.0; k * d]; l], window_counts: vec![vec![0; k]; l], recent: vec![vec![0; k]; l], restarts: 0 }
     }
 
@@ -132,6 +134,17 @@ impl EmaCodebooks {
         let (n, d) = inputs.dims2()?;
         let x = inputs.flatten_all()?.to_vec1::<f32>()?;
         let k = self.size[level].len();
+        if self.size[level].iter().all(|&s| s == 0.0) {
+            // A fresh level: seed the codebook with distinct inputs (k-means initialisation).
+            let even = n as f32 / k as f32;
+            for c in 0..k {
+                let i = if n >= k { (c * n) / k } else { rng.random_range(0..n) };
+                self.size[level][c] = even;
+                for j in 0..d {
+                    self.sum[level][c * d + j] = x[i * d + j] * even;
+                }
+            }
+        }
         // Each input's squared distance to its code: where the codebook fits the data worst.
         let old = codebook.as_tensor().flatten_all()?.to_vec1::<f32>()?;
         let mut error: Vec<f32> = codes
@@ -180,8 +193,10 @@ impl EmaCodebooks {
                 }
                 self.restarts += 1;
             }
+            // Spherical k-means: the code is the direction of its members' mean.
+            let norm = (0..d).map(|j| (esum[c * d + j] / size[c]).powi(2)).sum::<f32>().sqrt().max(1e-12);
             for j in 0..d {
-                book[c * d + j] = esum[c * d + j] / size[c];
+                book[c * d + j] = esum[c * d + j] / size[c] / norm;
             }
         }
         codebook.set(&Tensor::from_vec(book, (k, d), inputs.device())?)?;
@@ -202,8 +217,11 @@ impl EmaCodebooks {
     fn load(&mut self, t: &HashMap<String, Tensor>) -> Result<()> {
         for l in 0..self.size.len() {
             if let (Some(s), Some(m)) = (t.get(&format!("ema.size.{l}")), t.get(&format!("ema.sum.{l}"))) {
-                self.size[l] = s.to_dtype(DType::F32)?.to_vec1()?;
-                self.sum[l] = m.to_dtype(DType::F32)?.to_vec1()?;
+                // A checkpoint of another code width (a warm start) leaves the level fresh.
+                if m.elem_count() == self.sum[l].len() {
+                    self.size[l] = s.to_dtype(DType::F32)?.to_vec1()?;
+                    self.sum[l] = m.to_dtype(DType::F32)?.to_vec1()?;
+                }
             }
             if let Some(i) = t.get(&format!("ema.recent.{l}")) {
                 self.recent[l] = i.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().map(|&v| v as u32).collect();
@@ -264,21 +282,24 @@ fn make_batch(source: &mut ClipSource, clips: &[&ClipRecipe], step: u64, batch: 
     Ok(out)
 }
 
-fn var_tensors(vm: &VarMap) -> HashMap<String, Tensor> {
-    vm.data().lock().expect("varmap").iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
-}
-
 pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let device = Device::Cpu;
     let out = args.out.clone().unwrap_or_else(|| crate::dataset::cache_dir().join("train/codec"));
     std::fs::create_dir_all(&out)?;
     let ckpt_path = out.join("checkpoint.safetensors");
-    let state_path = out.join("state.json");
     // Runs into a custom folder (tests, experiments) log there; the real run logs to assets/.
     let log = if args.out.is_some() { out.join("log.jsonl") } else { log_path() };
     let best_path = out.join("best.safetensors");
     if args.publish {
-        return publish(&ckpt_path, &best_path);
+        let state: TrainState = super::publish(&ckpt_path, CHECKPOINT_KIND, &best_path, &published_checkpoint(), &published_weights())?;
+        println!(
+            "published step {} (best validation log-mel {:?}) to {} and {}",
+            state.step,
+            state.best_valid_mel,
+            published_checkpoint().display(),
+            published_weights().display()
+        );
+        return Ok(());
     }
 
     let ds_cfg = if args.quick { DatasetConfig::quick() } else { DatasetConfig::default() };
@@ -301,24 +322,18 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     };
     let mut saved: HashMap<String, Tensor> = HashMap::new();
     if let Some(p) = &resume_from {
-        let bytes = std::fs::read(p)?;
-        let raw = weights::parse::<TrainState>(&bytes, "cantor-codec-checkpoint", &device)
-            .with_context(|| format!("reading checkpoint {}", p.display()))?;
-        state = raw.config;
-        saved = raw.tensors;
+        (state, saved) = super::load_checkpoint(p, CHECKPOINT_KIND)?;
         println!("resuming from {} at step {}", p.display(), state.step);
         super::truncate_log_after(&log, state.step)?;
     }
     let cfg = state.config.clone();
     let vm = VarMap::new();
     let codec = Codec::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device))?;
-    {
-        let data = vm.data().lock().expect("varmap");
-        for (name, var) in data.iter() {
-            if let Some(t) = saved.get(name) {
-                var.set(&t.to_dtype(DType::F32)?)?;
-            }
-        }
+    let fresh = super::restore_vars(&vm, &saved)?;
+    if resume_from.is_some() && !fresh.is_empty() {
+        // A warm start across architectures: earlier validation scores measured another model.
+        println!("warm start: {} tensors start fresh ({})", fresh.len(), fresh.join(", "));
+        state.best_valid_mel = None;
     }
     let params: Vec<(String, Var)> =
         vm.data().lock().expect("varmap").iter().filter(|(k, _)| !k.contains("codebook")).map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -370,7 +385,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     if resume_from.is_none() {
         // The initial weights are random (candle's CPU initialiser takes no seed): keep them, so
         // this run can be replayed exactly from its start.
-        save_checkpoint(&ckpt_path, &state_path, &state, &vm, &opt, &ema, DType::F32)?;
+        super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, ema.tensors(&Device::Cpu)?)?;
     }
     let started = Instant::now();
     let mut last_ckpt = Instant::now();
@@ -448,7 +463,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         }
         let out_of_time = args.minutes > 0.0 && started.elapsed().as_secs_f64() > args.minutes * 60.0;
         if last_ckpt.elapsed().as_secs_f64() > args.checkpoint_minutes * 60.0 || out_of_time || state.step == args.steps {
-            save_checkpoint(&ckpt_path, &state_path, &state, &vm, &opt, &ema, DType::F32)?;
+            super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, ema.tensors(&Device::Cpu)?)?;
             last_ckpt = Instant::now();
         }
         if out_of_time {
@@ -466,52 +481,7 @@ fn validate(codec: &Codec, spectral: &SpectralDistances, x: &Tensor) -> Result<(
 }
 
 fn save_inference(path: &Path, cfg: &CodecConfig, vm: &VarMap) -> Result<()> {
-    weights::save(path, KIND, cfg, &var_tensors(vm), DType::F16)?;
-    Ok(())
-}
-
-fn save_checkpoint(
-    path: &Path,
-    state_path: &Path,
-    state: &TrainState,
-    vm: &VarMap,
-    opt: &AdamW,
-    ema: &EmaCodebooks,
-    moments: DType,
-) -> Result<()> {
-    let mut t = var_tensors(vm);
-    for (k, v) in opt.state() {
-        t.insert(k, v.to_dtype(moments)?);
-    }
-    t.extend(ema.tensors(&Device::Cpu)?);
-    weights::save(path, "cantor-codec-checkpoint", state, &t, DType::F32)?;
-    std::fs::write(state_path, serde_json::to_string_pretty(state)?)?;
-    Ok(())
-}
-
-/// Copy the cache checkpoint (moments stored as f16 to halve its size) and best weights into assets/.
-fn publish(ckpt: &Path, best: &Path) -> Result<()> {
-    let device = Device::Cpu;
-    let bytes = std::fs::read(ckpt).with_context(|| format!("no checkpoint at {}", ckpt.display()))?;
-    let raw = weights::parse::<TrainState>(&bytes, "cantor-codec-checkpoint", &device)?;
-    let mut tensors = raw.tensors;
-    for (name, t) in tensors.iter_mut() {
-        if name.starts_with("adam.") {
-            *t = t.to_dtype(DType::F16)?;
-        }
-    }
-    let out = weights::to_bytes_quantized("cantor-codec-checkpoint", &raw.config, &tensors, None, None)?;
-    std::fs::create_dir_all(published_checkpoint().parent().expect("has parent"))?;
-    std::fs::write(published_checkpoint(), out)?;
-    std::fs::create_dir_all(published_weights().parent().expect("has parent"))?;
-    std::fs::copy(best, published_weights()).with_context(|| format!("no best weights at {}", best.display()))?;
-    println!(
-        "published step {} (best validation log-mel {:?}) to {} and {}",
-        raw.config.step,
-        raw.config.best_valid_mel,
-        published_checkpoint().display(),
-        published_weights().display()
-    );
+    weights::save(path, KIND, cfg, &super::var_tensors(vm), DType::F16)?;
     Ok(())
 }
 
@@ -547,21 +517,9 @@ mod tests {
         train(&args(&a, 6)).unwrap();
         train(&args(&b, 3)).unwrap();
         train(&args(&b, 6)).unwrap();
-        let load = |d: &Path| {
-            let bytes = std::fs::read(d.join("checkpoint.safetensors")).unwrap();
-            weights::parse::<TrainState>(&bytes, "cantor-codec-checkpoint", &Device::Cpu).unwrap()
-        };
-        let (ra, rb) = (load(&a), load(&b));
-        assert_eq!(ra.config.step, 6);
-        assert_eq!(rb.config.step, 6);
-        let mut names: Vec<_> = ra.tensors.keys().collect();
-        names.sort();
-        assert!(names.iter().any(|n| n.starts_with("adam.m.")) && names.iter().any(|n| n.starts_with("ema.recent.")));
-        for name in names {
-            let x = ra.tensors[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let y = rb.tensors[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert!(x == y, "{name} differs after resuming");
-        }
+        super::super::assert_same_checkpoint(&a, &b, CHECKPOINT_KIND, 6);
+        let (_, t) = super::super::load_checkpoint::<TrainState>(&a.join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
+        assert!(t.keys().any(|n| n.starts_with("ema.recent.")), "no EMA state in the checkpoint");
         let _ = std::fs::remove_dir_all(&base);
     }
 }

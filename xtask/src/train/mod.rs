@@ -2,11 +2,74 @@
 
 pub mod codec;
 pub mod optim;
+pub mod prior;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use cantor::model::weights;
+use optim::AdamW;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
+
+/// A model's variables by name.
+pub fn var_tensors(vm: &VarMap) -> HashMap<String, Tensor> {
+    vm.data().lock().expect("varmap").iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+}
+
+/// Set every variable that `saved` has a tensor of the same shape for (a resume, or a warm
+/// start from a checkpoint of an older architecture). Returns the names left as initialised.
+pub fn restore_vars(vm: &VarMap, saved: &HashMap<String, Tensor>) -> Result<Vec<String>> {
+    let data = vm.data().lock().expect("varmap");
+    let mut fresh = Vec::new();
+    for (name, var) in data.iter() {
+        match saved.get(name) {
+            Some(t) if t.dims() == var.dims() => var.set(&t.to_dtype(DType::F32)?)?,
+            _ => fresh.push(name.clone()),
+        }
+    }
+    fresh.sort();
+    Ok(fresh)
+}
+
+/// Write a resumable checkpoint: weights, AdamW moments, `extra` tensors (e.g. EMA state) and
+/// the training state as the file's config; plus the state as JSON beside it, for people.
+pub fn save_checkpoint<S: Serialize>(path: &Path, kind: &str, state: &S, vm: &VarMap, opt: &AdamW, extra: HashMap<String, Tensor>) -> Result<()> {
+    let mut t = var_tensors(vm);
+    t.extend(opt.state());
+    t.extend(extra);
+    weights::save(path, kind, state, &t, DType::F32)?;
+    std::fs::write(path.with_extension("json"), serde_json::to_string_pretty(state)?)?;
+    Ok(())
+}
+
+/// Read a checkpoint written by `save_checkpoint`: the training state and every tensor.
+pub fn load_checkpoint<S: DeserializeOwned>(path: &Path, kind: &str) -> Result<(S, HashMap<String, Tensor>)> {
+    let bytes = std::fs::read(path)?;
+    let raw = weights::parse::<S>(&bytes, kind, &Device::Cpu).with_context(|| format!("reading checkpoint {}", path.display()))?;
+    Ok((raw.config, raw.tensors))
+}
+
+/// Copy a cache checkpoint into assets/ to commit (moments as f16, halving the file) and the
+/// best inference weights beside it. Returns the checkpoint's training state.
+pub fn publish<S: Serialize + DeserializeOwned>(ckpt: &Path, kind: &str, best: &Path, ckpt_dest: &Path, weights_dest: &Path) -> Result<S> {
+    let (state, mut tensors) = load_checkpoint::<S>(ckpt, kind).with_context(|| format!("no checkpoint at {}", ckpt.display()))?;
+    for (name, t) in tensors.iter_mut() {
+        if name.starts_with("adam.") {
+            *t = t.to_dtype(DType::F16)?;
+        }
+    }
+    let out = weights::to_bytes_quantized(kind, &state, &tensors, None, None)?;
+    for dest in [ckpt_dest, weights_dest] {
+        std::fs::create_dir_all(dest.parent().expect("has parent"))?;
+    }
+    std::fs::write(ckpt_dest, out)?;
+    std::fs::copy(best, weights_dest).with_context(|| format!("no best weights at {}", best.display()))?;
+    Ok(state)
+}
 
 /// Append one JSON line to a metrics log (committed, so progress survives the machine).
 pub fn log_line<T: Serialize>(path: &Path, record: &T) -> Result<()> {
@@ -31,4 +94,21 @@ pub fn truncate_log_after(path: &Path, step: u64) -> Result<()> {
         std::fs::write(path, body)?;
     }
     Ok(())
+}
+
+/// Tests: both checkpoints are at `step` and every tensor (weights, moments, EMA state) is
+/// bit-identical. Used by the trainers' resume tests.
+#[cfg(test)]
+pub fn assert_same_checkpoint(a: &Path, b: &Path, kind: &str, step: u64) {
+    let load = |p: &Path| load_checkpoint::<serde_json::Value>(&p.join("checkpoint.safetensors"), kind).unwrap();
+    let ((sa, ta), (sb, tb)) = (load(a), load(b));
+    assert_eq!((sa["step"].as_u64(), sb["step"].as_u64()), (Some(step), Some(step)));
+    let mut names: Vec<_> = ta.keys().collect();
+    names.sort();
+    assert!(names.iter().any(|n| n.starts_with("adam.m.")), "no optimiser moments in the checkpoint");
+    for name in names {
+        let x = ta[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let y = tb[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(x == y, "{name} differs after resuming");
+    }
 }

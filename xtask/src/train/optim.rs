@@ -64,14 +64,15 @@ impl AdamW {
         out
     }
 
-    /// Restore moments saved by `state` (missing ones stay zero, e.g. after adding a layer).
+    /// Restore moments saved by `state` (missing or reshaped ones stay zero, e.g. after adding a layer).
     pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, step: u64) -> Result<()> {
         for (i, (name, p)) in self.params.iter().enumerate() {
-            if let Some(m) = tensors.get(&format!("adam.m.{name}")) {
-                self.m[i] = m.to_dtype(p.dtype())?.reshape(p.shape())?;
+            // Moments of a different shape (a warm start across architectures) stay zero.
+            if let Some(m) = tensors.get(&format!("adam.m.{name}")).filter(|m| m.dims() == p.dims()) {
+                self.m[i] = m.to_dtype(p.dtype())?;
             }
-            if let Some(v) = tensors.get(&format!("adam.v.{name}")) {
-                self.v[i] = v.to_dtype(p.dtype())?.reshape(p.shape())?;
+            if let Some(v) = tensors.get(&format!("adam.v.{name}")).filter(|v| v.dims() == p.dims()) {
+                self.v[i] = v.to_dtype(p.dtype())?;
             }
         }
         self.step = step;
