@@ -105,7 +105,7 @@ fn blocks_larger_than_8192_frames_play_without_allocating() {
 
 #[test]
 fn without_a_model_the_plugin_is_silent_and_says_why() {
-    let mut host = DirectHost::new(Cantor::default());
+    let mut host = DirectHost::new(Cantor::with_source_factory(None));
     play(&mut host);
     // Processing before activation is tolerated.
     assert!(host.process(256).iter().all(|c| c.iter().all(|&v| v == 0.0)));

@@ -17,6 +17,7 @@
 //! wait (bounded) for the generator so a bounce has no gaps.
 
 pub mod generator;
+pub mod neural_source;
 pub mod reader;
 pub mod shared;
 pub mod source;

@@ -1,4 +1,11 @@
-//! The trained model built into every Cantor binary, so it works on a fresh machine with no download.
+//! The trained models built into every Cantor binary, so it works on a fresh machine with no
+//! download. Both files store their large linear layers as int8 (q8_0) blocks, the rest f16.
 
-/// The codec: decoder linear layers as int8 (q8_0) blocks, the rest f16 (see `model::weights`).
+/// The codec.
 pub static CODEC: &[u8] = include_bytes!("../../assets/models/codec-q8_0.safetensors");
+
+/// The prior, when one has been trained and published (see build.rs).
+#[cfg(cantor_prior)]
+pub static PRIOR: Option<&[u8]> = Some(include_bytes!("../../assets/models/prior-q8_0.safetensors"));
+#[cfg(not(cantor_prior))]
+pub static PRIOR: Option<&[u8]> = None;

@@ -3,9 +3,10 @@
 
 pub mod codec;
 pub mod codes;
-#[cfg(feature = "cli")]
+#[cfg(any(feature = "cli", feature = "plugin"))]
 pub mod embedded;
 pub mod nn;
+pub mod pair;
 pub mod prior;
 pub mod spectral;
 pub mod vocab;

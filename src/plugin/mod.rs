@@ -6,20 +6,38 @@ mod direct_host;
 pub use direct_host::DirectHost;
 
 use crate::editor::CantorEditor;
+use crate::engine::neural_source::NeuralSource;
 use crate::engine::{Engine, EngineShared, FrameSource, GeneratorConfig, ProcessMode as EngineMode};
+use crate::model::pair::ModelPair;
 use crate::params::{CantorParams, RunMode, TempoMode};
 use nice_plug::editor::dpi::LogicalSize;
 use nice_plug::prelude::*;
 use nice_plug_egui::{create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings, RepaintNotifier};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Makes the generator's source when the plugin activates (on the main thread, never the audio
 /// thread). `None` means no model is available: the plugin stays silent and says so.
 pub type SourceFactory = Arc<dyn Fn() -> Result<Box<dyn FrameSource>, String> + Send + Sync>;
 
-/// Why the shipped plugin is silent until the prior is trained (issue "Transformer prior").
-pub const NO_MODEL: &str = "No model loaded: Cantor's generator (the transformer prior) is not trained yet, so the plugin plays silence.";
+/// Why a build without a trained prior is silent (see build.rs).
+pub const NO_MODEL: &str = "No model loaded: this build of Cantor has no trained generator (transformer prior) built in, so it plays silence.";
+
+/// A factory for the neural generator on `model` (shared: every activation reuses it).
+pub fn neural_factory(model: Arc<ModelPair>) -> SourceFactory {
+    Arc::new(move || Ok(Box::new(NeuralSource::new(model.clone())?) as Box<dyn FrameSource>))
+}
+
+/// The shipped generator: the models built into the binary, loaded on the first activation
+/// (never while a host scans plugins) and kept for later ones. `None` if no prior is built in.
+pub fn embedded_factory() -> Option<SourceFactory> {
+    crate::model::embedded::PRIOR?;
+    let model: Arc<OnceLock<Result<Arc<ModelPair>, String>>> = Arc::new(OnceLock::new());
+    Some(Arc::new(move || {
+        let m = model.get_or_init(|| ModelPair::embedded().map(Arc::new)).clone()?;
+        Ok(Box::new(NeuralSource::new(m)?) as Box<dyn FrameSource>)
+    }))
+}
 
 /// Longest look-ahead the ring buffer is sized for (the responsiveness knob's maximum).
 const MAX_AHEAD_S: f64 = 2.0;
@@ -45,7 +63,7 @@ pub struct Cantor {
 
 impl Default for Cantor {
     fn default() -> Self {
-        Self::with_source_factory(None)
+        Self::with_source_factory(embedded_factory())
     }
 }
 

@@ -154,6 +154,11 @@ impl Decoder {
         out.expect("r >= 1").reshape((b, (t + r - 1) * self.hop))
     }
 
+    /// Samples of latency between a frame going in and its audio being complete (streaming).
+    pub fn delay_samples(&self) -> usize {
+        (self.n_fft - self.hop) / 2
+    }
+
     /// Latents [batch, frames, latent] → audio [batch, frames * hop], aligned with the encoder's input.
     pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
         let t = z.dim(1)?;
@@ -163,10 +168,9 @@ impl Decoder {
     }
 }
 
-/// Chunked decoding with carried state; output equals `Decoder::forward` on the concatenation.
-pub struct DecoderStream<'a> {
-    decoder: &'a Decoder,
-    quantizer: &'a ResidualVq,
+/// The state chunked decoding carries between chunks (owned, so a generator can keep it next
+/// to the model it decodes with).
+pub struct DecoderState {
     histories: Vec<Tensor>,
     /// Overlap-add tail not yet complete: (r - 1) * hop samples.
     tail: Vec<f32>,
@@ -174,45 +178,32 @@ pub struct DecoderStream<'a> {
     to_drop: usize,
 }
 
-impl<'a> DecoderStream<'a> {
-    pub fn new(decoder: &'a Decoder, quantizer: &'a ResidualVq) -> Self {
+impl DecoderState {
+    pub fn new(decoder: &Decoder) -> Self {
         let r = decoder.n_fft / decoder.hop;
-        Self {
-            decoder,
-            quantizer,
-            histories: Vec::new(),
-            tail: vec![0.0; (r - 1) * decoder.hop],
-            to_drop: (decoder.n_fft - decoder.hop) / 2,
-        }
-    }
-
-    /// Samples of latency between a frame going in and its audio being complete.
-    pub fn delay_samples(&self) -> usize {
-        (self.decoder.n_fft - self.decoder.hop) / 2
+        Self { histories: Vec::new(), tail: vec![0.0; (r - 1) * decoder.hop], to_drop: (decoder.n_fft - decoder.hop) / 2 }
     }
 
     /// Decode code frames [frames, levels] (u32) and return the audio completed by them.
-    pub fn push_codes(&mut self, codes: &Tensor) -> Result<Vec<f32>> {
-        let z = self.quantizer.decode(&codes.unsqueeze(0)?)?;
-        self.push_latents(&z)
+    pub fn push_codes(&mut self, decoder: &Decoder, quantizer: &ResidualVq, codes: &Tensor) -> Result<Vec<f32>> {
+        let z = quantizer.decode(&codes.unsqueeze(0)?)?;
+        self.push_latents(decoder, &z)
     }
 
     /// Decode latents [1, frames, latent].
-    pub fn push_latents(&mut self, z: &Tensor) -> Result<Vec<f32>> {
+    pub fn push_latents(&mut self, decoder: &Decoder, z: &Tensor) -> Result<Vec<f32>> {
         let t = z.dim(1)?;
         if t == 0 {
             return Ok(Vec::new());
         }
         if self.histories.is_empty() {
-            let h = self.decoder.kernel - 1;
-            let d = self.decoder.input.out_dim()?;
-            self.histories = (0..self.decoder.blocks.len())
-                .map(|_| Tensor::zeros((1, h, d), z.dtype(), z.device()))
-                .collect::<Result<Vec<_>>>()?;
+            let h = decoder.kernel - 1;
+            let d = decoder.input.out_dim()?;
+            self.histories = (0..decoder.blocks.len()).map(|_| Tensor::zeros((1, h, d), z.dtype(), z.device())).collect::<Result<Vec<_>>>()?;
         }
-        let frames = self.decoder.frames(z, Some(&mut self.histories))?;
-        let ola = self.decoder.overlap_add(&frames)?.squeeze(0)?.to_vec1::<f32>()?;
-        let hop = self.decoder.hop;
+        let frames = decoder.frames(z, Some(&mut self.histories))?;
+        let ola = decoder.overlap_add(&frames)?.squeeze(0)?.to_vec1::<f32>()?;
+        let hop = decoder.hop;
         let mut out = ola;
         for (o, t) in out.iter_mut().zip(&self.tail) {
             *o += *t;
@@ -224,5 +215,33 @@ impl<'a> DecoderStream<'a> {
         let drop = self.to_drop.min(out.len());
         self.to_drop -= drop;
         Ok(out.split_off(drop))
+    }
+}
+
+/// Chunked decoding with carried state; output equals `Decoder::forward` on the concatenation.
+pub struct DecoderStream<'a> {
+    decoder: &'a Decoder,
+    quantizer: &'a ResidualVq,
+    state: DecoderState,
+}
+
+impl<'a> DecoderStream<'a> {
+    pub fn new(decoder: &'a Decoder, quantizer: &'a ResidualVq) -> Self {
+        Self { decoder, quantizer, state: DecoderState::new(decoder) }
+    }
+
+    /// Samples of latency between a frame going in and its audio being complete.
+    pub fn delay_samples(&self) -> usize {
+        self.decoder.delay_samples()
+    }
+
+    /// Decode code frames [frames, levels] (u32) and return the audio completed by them.
+    pub fn push_codes(&mut self, codes: &Tensor) -> Result<Vec<f32>> {
+        self.state.push_codes(self.decoder, self.quantizer, codes)
+    }
+
+    /// Decode latents [1, frames, latent].
+    pub fn push_latents(&mut self, z: &Tensor) -> Result<Vec<f32>> {
+        self.state.push_latents(self.decoder, z)
     }
 }

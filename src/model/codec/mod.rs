@@ -9,7 +9,7 @@ mod decoder;
 mod encoder;
 mod quantizer;
 
-pub use decoder::{Decoder, DecoderStream};
+pub use decoder::{Decoder, DecoderState, DecoderStream};
 pub use encoder::Encoder;
 pub use quantizer::ResidualVq;
 

@@ -1,0 +1,98 @@
+//! The neural generator behind the engine's `FrameSource` seam: the prior writes code frames
+//! steered by the knob snapshot, the codec's streaming decoder turns them into 24 kHz audio.
+//! Runs on the generator thread only (it allocates, and takes a few milliseconds per call).
+
+use super::{FrameSource, KnobSnapshot};
+use crate::model::codec::DecoderState;
+use crate::model::pair::ModelPair;
+use crate::model::prior::conditioning::{GridPosition, Knobs};
+use crate::model::prior::sampling::Sampling;
+use crate::model::prior::stream::PriorStream;
+use candle_core::{Device, Tensor};
+use std::sync::Arc;
+
+/// Code frames generated per `render` call: 2 frames = 26.7 ms of audio, small enough that a
+/// knob change reaches the audio quickly, large enough to amortise the call overhead.
+const FRAMES_PER_RENDER: usize = 2;
+
+pub struct NeuralSource {
+    model: Arc<ModelPair>,
+    stream: PriorStream,
+    decoder: DecoderState,
+    /// Musical position of the next step, in beats (advanced by the tempo knob each frame).
+    beats: f64,
+    /// Position (source samples) of the last reset; turned into beats at the first render,
+    /// when the tempo is known.
+    reset_position: Option<u64>,
+    codes: Vec<u32>,
+    frames: usize,
+}
+
+impl NeuralSource {
+    pub fn new(model: Arc<ModelPair>) -> Result<Self, String> {
+        let stream = PriorStream::new(&model.prior, &Device::Cpu, 0).map_err(|e| e.to_string())?;
+        let decoder = DecoderState::new(&model.codec.decoder);
+        Ok(Self { model, stream, decoder, beats: 0.0, reset_position: Some(0), codes: Vec::new(), frames: 0 })
+    }
+
+    fn knobs(k: &KnobSnapshot) -> (Knobs, Sampling) {
+        let styles = k.styles.iter().any(|&w| w.is_finite() && w > 0.0).then_some(k.styles);
+        let knobs = Knobs { styles, instrument: Some(k.instrument), key: Some((k.key, k.mode)), bpm: Some(k.tempo_bpm) };
+        let sampling = Sampling { temperature: k.temperature, top_k: k.top_k as usize, top_p: k.top_p, guidance: k.guidance };
+        (knobs, sampling)
+    }
+}
+
+/// The RNG seed of a piece started at `position` with `seed`: restarting playback from the same
+/// place gives the same music, and every place starts a different piece.
+fn piece_seed(seed: u64, position: u64) -> u64 {
+    (seed ^ 0x5DEECE66D).wrapping_mul(0x9E3779B97F4A7C15) ^ position.wrapping_mul(0xD1B54A32D192ED03)
+}
+
+impl FrameSource for NeuralSource {
+    fn name(&self) -> &str {
+        &self.model.name
+    }
+
+    fn sample_rate(&self) -> u32 {
+        self.model.codec.cfg.sample_rate
+    }
+
+    fn reset(&mut self, seed: u64, position: u64) {
+        self.stream.reset(&self.model.prior, piece_seed(seed, position));
+        self.decoder = DecoderState::new(&self.model.codec.decoder);
+        self.reset_position = Some(position);
+    }
+
+    fn render(&mut self, k: &KnobSnapshot, out: &mut Vec<f32>) -> Result<(), String> {
+        let (knobs, sampling) = Self::knobs(k);
+        let bpm = if k.tempo_bpm.is_finite() { k.tempo_bpm.clamp(20.0, 400.0) as f64 } else { 120.0 };
+        let frame_rate = self.model.prior.cfg.frame_rate;
+        if let Some(pos) = self.reset_position.take() {
+            self.beats = pos as f64 / self.sample_rate() as f64 * bpm / 60.0;
+        }
+        let levels = self.model.prior.cfg.n_levels;
+        self.codes.clear();
+        self.frames = 0;
+        let mut steps = 0;
+        // Steps until FRAMES_PER_RENDER frames are out (the delay pattern's first steps give none).
+        while self.frames < FRAMES_PER_RENDER && steps < FRAMES_PER_RENDER + 8 {
+            let grid = GridPosition { beats: self.beats, beats_per_bar: k.beats_per_bar, phrase: true };
+            let frame = self.stream.step(&self.model.prior, &knobs, &grid, &sampling).map_err(|e| format!("the prior failed: {e}"))?;
+            self.beats += bpm / 60.0 / frame_rate;
+            steps += 1;
+            if let Some(f) = frame {
+                self.codes.extend(f);
+                self.frames += 1;
+            }
+        }
+        if self.frames == 0 {
+            return Ok(());
+        }
+        let codes = Tensor::from_slice(&self.codes, (self.frames, levels), &Device::Cpu).map_err(|e| e.to_string())?;
+        let audio = self.decoder.push_codes(&self.model.codec.decoder, &self.model.codec.quantizer, &codes).map_err(|e| format!("the decoder failed: {e}"))?;
+        // A last guard: the audio thread must never see NaN or a blown-up sample.
+        out.extend(audio.iter().map(|v| if v.is_finite() { v.clamp(-4.0, 4.0) } else { 0.0 }));
+        Ok(())
+    }
+}

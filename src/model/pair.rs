@@ -1,0 +1,45 @@
+//! A codec and the prior that writes its codes, loaded and checked together: a prior trained on
+//! another codec's codes would play noise, so the pair is refused with a reason instead.
+
+use super::codec::Codec;
+use super::prior::{codec_codes_id, Prior};
+use candle_core::Device;
+
+pub struct ModelPair {
+    pub codec: Codec,
+    pub prior: Prior,
+    /// For the editor: "Cantor prior 4x256 + codec 5.4 kbit/s".
+    pub name: String,
+}
+
+impl ModelPair {
+    /// Load both from model-file bytes and check that they belong together.
+    pub fn from_bytes(codec: &[u8], prior: &[u8]) -> Result<Self, String> {
+        let device = Device::Cpu;
+        let codec = Codec::from_bytes(codec, &device).map_err(|e| format!("The codec model file is unusable: {e}"))?;
+        let prior = Prior::from_bytes(prior, &device).map_err(|e| format!("The prior model file is unusable: {e}"))?;
+        let (c, p) = (&codec.cfg, &prior.cfg);
+        if c.n_codebooks != p.n_levels || c.codebook_size != p.codebook_size {
+            return Err(format!(
+                "The prior writes {} levels of {} codes but the codec reads {} levels of {}: they were not trained together.",
+                p.n_levels, p.codebook_size, c.n_codebooks, c.codebook_size
+            ));
+        }
+        if (c.frame_rate() - p.frame_rate).abs() > 1e-6 {
+            return Err(format!("The prior runs at {} frames/s but the codec at {}.", p.frame_rate, c.frame_rate()));
+        }
+        let id = codec_codes_id(&codec).map_err(|e| e.to_string())?;
+        if p.codec_id != id {
+            return Err(format!("The prior was trained on the codes of codec {} but this codec is {id}: they do not belong together.", p.codec_id));
+        }
+        let name = format!("Cantor prior {}x{} + codec {:.1} kbit/s", p.n_layers, p.d_model, c.bitrate() / 1000.0);
+        Ok(Self { codec, prior, name })
+    }
+
+    /// The models built into this binary, if a prior has been trained.
+    #[cfg(any(feature = "cli", feature = "plugin"))]
+    pub fn embedded() -> Result<Self, String> {
+        let prior = super::embedded::PRIOR.ok_or_else(|| "No prior is built into this binary (none has been trained yet).".to_string())?;
+        Self::from_bytes(super::embedded::CODEC, prior)
+    }
+}
