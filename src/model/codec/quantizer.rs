@@ -1,88 +1,56 @@
-//! Residual vector quantisation with factorised, normalised codes (as DAC): each level projects
-//! what the previous levels left over down to a few dimensions, normalises it to the unit
-//! sphere, picks the nearest code there (cosine similarity), and projects the code back up.
+//! Residual finite scalar quantisation (FSQ, Mentzer et al. 2023, applied residually): each
+//! level projects what the previous levels left over down to a few dimensions, bounds each
+//! dimension with tanh, rounds it to one of a few values (8 values in each of 3 dimensions =
+//! 512 codes), and projects the rounded point back up.
 //!
-//! Why: with codes looked up in the full 64-d latent space, the encoder's latents drifted in
-//! scale and direction faster than the codebooks followed, and the first level collapsed onto a
-//! handful of codes (session 2: 8 of 512 in use). On the unit sphere of an 8-d space every code
-//! stays within reach of the data. Codebooks are trained by exponential moving averages in the
-//! trainer (spherical k-means), which the candle notes found far more stable than a codebook loss.
+//! Why not learned codebooks: session 2 measured vector-quantised codebooks here collapse,
+//! whether updated by EMA in the 64-d latent space or on an 8-d unit sphere (the first level
+//! fell to 8 of 512 codes in use). FSQ has no codebook to collapse, no commitment loss, no
+//! dead-code restarts: its grid of codes is fixed, and the projections learn to use it.
 
 use super::CodecConfig;
 use crate::model::nn::Linear;
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
-/// One level: down-projection, unit-norm codebook, up-projection.
-pub struct VqLevel {
+/// One level: down-projection, a fixed grid of `levels[i]` values per dimension, up-projection.
+pub struct FsqLevel {
     down: Linear,
     up: Linear,
-    /// [codebook_size, code_dim], rows of unit length.
-    codebook: Tensor,
 }
 
-pub struct ResidualVq {
-    levels: Vec<VqLevel>,
+pub struct ResidualFsq {
+    levels: Vec<FsqLevel>,
+    /// Values per dimension, e.g. [8, 8, 8].
+    grid: Vec<usize>,
     size: usize,
 }
 
 /// What training needs from a quantiser pass.
-pub struct VqTrainOutput {
+pub struct FsqTrainOutput {
     /// Quantised latents with a straight-through gradient to the encoder.
     pub quantized: Tensor,
     /// Codes [batch, frames, levels].
     pub codes: Tensor,
-    /// Mean over levels of the squared distance between each level's normalised input and its
-    /// code (gradient to the encoder and the down-projections only).
-    pub commitment: Tensor,
-    /// Each level's normalised input [batch * frames, code_dim], detached: the EMA update's data.
-    pub level_inputs: Vec<Tensor>,
 }
 
-/// Rows scaled to unit length (a zero row stays near zero instead of dividing by zero).
-pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    let norm = (x.sqr()?.sum_keepdim(D::Minus1)? + 1e-12)?.sqrt()?;
-    x.broadcast_div(&norm)
-}
-
-impl VqLevel {
-    fn new(cfg: &CodecConfig, vb: VarBuilder) -> Result<Self> {
-        let codebook = vb.get_with_hints((cfg.codebook_size, cfg.code_dim), "codebook", candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 })?;
-        Ok(Self { down: Linear::new(cfg.latent_dim, cfg.code_dim, vb.pp("down"))?, up: Linear::new(cfg.code_dim, cfg.latent_dim, vb.pp("up"))?, codebook })
-    }
-
-    /// Normalised low-dimensional view of `residual` [n, latent_dim] → [n, code_dim].
-    fn project(&self, residual: &Tensor) -> Result<Tensor> {
-        l2_normalize(&self.down.forward(residual)?)
-    }
-
-    /// Nearest code by cosine similarity for each row of `x` [n, code_dim] (unit rows).
-    fn nearest(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&l2_normalize(&self.codebook)?.t()?)?.argmax(D::Minus1)
-    }
-
-    /// Code vectors for `idx` [n], as unit vectors [n, code_dim].
-    fn lookup(&self, idx: &Tensor) -> Result<Tensor> {
-        l2_normalize(&self.codebook.index_select(idx, 0)?)
-    }
-}
-
-impl ResidualVq {
+impl ResidualFsq {
     pub fn new(cfg: &CodecConfig, vb: VarBuilder) -> Result<Self> {
-        let levels = (0..cfg.n_codebooks).map(|i| VqLevel::new(cfg, vb.pp(format!("level{i}")))).collect::<Result<Vec<_>>>()?;
-        Ok(Self { levels, size: cfg.codebook_size })
+        let dims = cfg.fsq_levels.len();
+        let levels = (0..cfg.n_codebooks)
+            .map(|i| {
+                let vb = vb.pp(format!("level{i}"));
+                Ok(FsqLevel { down: Linear::new(cfg.latent_dim, dims, vb.pp("down"))?, up: Linear::new(dims, cfg.latent_dim, vb.pp("up"))? })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { levels, grid: cfg.fsq_levels.clone(), size: cfg.codebook_size })
     }
 
     pub fn levels(&self) -> usize {
         self.levels.len()
     }
 
-    /// A level's codebook [codebook_size, code_dim] (the trainer's EMA writes it).
-    pub fn codebook(&self, level: usize) -> &Tensor {
-        &self.levels[level].codebook
-    }
-
-    /// A level's down-projection weight (part of what decides the codes).
+    /// A level's down-projection weight (it decides the codes; see `prior::codec_codes_id`).
     pub fn down_weight(&self, level: usize) -> Result<Tensor> {
         match &self.levels[level].down {
             Linear::Float(l) => Ok(l.weight().clone()),
@@ -90,39 +58,71 @@ impl ResidualVq {
         }
     }
 
-    fn pass(&self, z: &Tensor, train: bool) -> Result<(Tensor, Tensor, Vec<Tensor>, Tensor)> {
+    /// Per dimension: (half range, offset, shift) of the bounding function, so that rounding
+    /// gives exactly L integers in [-L/2, L/2 - 1] (even L) or [-(L-1)/2, (L-1)/2] (odd L).
+    fn bounds(&self, device: &candle_core::Device) -> Result<(Tensor, Tensor, Tensor)> {
+        let half: Vec<f32> = self.grid.iter().map(|&l| (l as f32 - 1.0) * (1.0 + 1e-3) / 2.0).collect();
+        let offset: Vec<f32> = self.grid.iter().map(|&l| if l % 2 == 0 { 0.5 } else { 0.0 }).collect();
+        let shift: Vec<f32> = half.iter().zip(&offset).map(|(h, o)| (o / h).atanh()).collect();
+        let t = |v: Vec<f32>| Tensor::from_vec(v, (1, self.grid.len()), device);
+        Ok((t(half)?, t(offset)?, t(shift)?))
+    }
+
+    /// Grid points [n, dims] (integers, as f32) → code indices [n] (mixed radix).
+    fn to_index(&self, q: &Tensor) -> Result<Tensor> {
+        let mut radix = 1usize;
+        let mut weights = Vec::with_capacity(self.grid.len());
+        let mut base = Vec::with_capacity(self.grid.len());
+        for &l in &self.grid {
+            weights.push(radix as f32);
+            base.push((l / 2) as f32);
+            radix *= l;
+        }
+        let d = self.grid.len();
+        let digits = q.broadcast_add(&Tensor::from_vec(base, (1, d), q.device())?)?;
+        digits.broadcast_mul(&Tensor::from_vec(weights, (d, 1), q.device())?.t()?)?.sum(D::Minus1)?.round()?.to_dtype(DType::U32)
+    }
+
+    /// Code indices [n] → grid points [n, dims] scaled to about [-1, 1] (the up-projection's input).
+    fn from_index(&self, idx: &Tensor) -> Result<Tensor> {
+        let idx: Vec<u32> = idx.to_vec1()?;
+        let d = self.grid.len();
+        let mut out = Vec::with_capacity(idx.len() * d);
+        for mut i in idx {
+            for &l in &self.grid {
+                let digit = (i as usize % l) as f32;
+                i /= l as u32;
+                out.push((digit - (l / 2) as f32) / (l / 2) as f32);
+            }
+        }
+        let n = out.len() / d;
+        Tensor::from_vec(out, (n, d), &candle_core::Device::Cpu)
+    }
+
+    fn pass(&self, z: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
         let (b, f, d) = z.dims3()?;
         let flat = z.reshape((b * f, d))?;
         let mut residual = if train { flat.clone() } else { flat.detach() };
+        let (half, offset, shift) = self.bounds(z.device())?;
+        let scale: Vec<f32> = self.grid.iter().map(|&l| 1.0 / (l / 2) as f32).collect();
+        let scale = Tensor::from_vec(scale, (1, self.grid.len()), z.device())?;
         let mut total: Option<Tensor> = None;
         let mut codes = Vec::with_capacity(self.levels());
-        let mut inputs = Vec::new();
-        let mut commitment = Tensor::zeros((), DType::F32, z.device())?;
         for level in &self.levels {
-            let x = level.project(&residual)?;
-            let idx = level.nearest(&x.detach())?;
-            let q = level.lookup(&idx)?.detach();
-            let contribution = if train {
-                commitment = (commitment + (&x - &q)?.sqr()?.sum(D::Minus1)?.mean_all()?)?;
-                inputs.push(x.detach());
-                // Straight-through: forward uses the code, backward reaches the down-projection.
-                level.up.forward(&(&x + (&q - &x)?.detach())?)?
-            } else {
-                level.up.forward(&q)?
-            };
+            let bounded = level.down.forward(&residual)?.broadcast_add(&shift)?.tanh()?.broadcast_mul(&half)?.broadcast_sub(&offset)?;
+            let rounded = bounded.detach().round()?;
+            codes.push(self.to_index(&rounded)?.unsqueeze(1)?);
+            // Straight-through rounding: forward uses the grid point, backward the bounded value.
+            let q = if train { (&bounded + (&rounded - &bounded)?.detach())? } else { rounded };
+            let contribution = level.up.forward(&q.broadcast_mul(&scale)?)?;
             residual = (residual - &contribution)?;
             total = Some(match total {
                 None => contribution,
                 Some(t) => (t + contribution)?,
             });
-            codes.push(idx.unsqueeze(1)?);
-        }
-        if train {
-            commitment = (commitment / self.levels() as f64)?;
         }
         let codes = Tensor::cat(&codes, 1)?.reshape((b, f, self.levels()))?;
-        let total = total.expect("at least one level").reshape((b, f, d))?;
-        Ok((total, codes, inputs, commitment))
+        Ok((total.expect("at least one level").reshape((b, f, d))?, codes))
     }
 
     /// Latents [batch, frames, dim] → codes [batch, frames, levels] (u32).
@@ -130,7 +130,7 @@ impl ResidualVq {
         Ok(self.pass(z, false)?.1)
     }
 
-    /// Codes [batch, frames, levels] → the sum of their up-projected codes [batch, frames, dim].
+    /// Codes [batch, frames, levels] → the sum of their up-projected grid points [batch, frames, dim].
     pub fn decode(&self, codes: &Tensor) -> Result<Tensor> {
         let (b, f, l) = codes.dims3()?;
         if l != self.levels() {
@@ -143,7 +143,7 @@ impl ResidualVq {
         let mut total: Option<Tensor> = None;
         for (k, level) in self.levels.iter().enumerate() {
             let idx = codes.narrow(2, k, 1)?.flatten_all()?;
-            let q = level.up.forward(&level.lookup(&idx)?)?;
+            let q = level.up.forward(&self.from_index(&idx)?.to_device(codes.device())?)?;
             total = Some(match total {
                 None => q,
                 Some(t) => (t + q)?,
@@ -152,11 +152,37 @@ impl ResidualVq {
         total.expect("at least one level").reshape((b, f, ()))
     }
 
-    /// Training pass: straight-through quantised latents, codes, commitment loss, level inputs.
-    /// The straight-through path runs through every level's projections, so the encoder, the
-    /// down- and the up-projections all learn from the reconstruction.
-    pub fn forward_train(&self, z: &Tensor) -> Result<VqTrainOutput> {
-        let (quantized, codes, level_inputs, commitment) = self.pass(z, true)?;
-        Ok(VqTrainOutput { quantized, codes, commitment, level_inputs })
+    /// Training pass: straight-through quantised latents and the codes.
+    pub fn forward_train(&self, z: &Tensor) -> Result<FsqTrainOutput> {
+        let (quantized, codes) = self.pass(z, true)?;
+        Ok(FsqTrainOutput { quantized, codes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    #[test]
+    fn grid_points_and_indices_round_trip_and_cover_every_code() {
+        let cfg = CodecConfig { fsq_levels: vec![8, 8, 8], ..CodecConfig::tiny() };
+        let vm = VarMap::new();
+        let q = ResidualFsq::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let (half, offset, shift) = q.bounds(&Device::Cpu).unwrap();
+        // Sweep each dimension over a wide input range: rounding must hit exactly 8 values.
+        let x: Vec<f32> = (0..3000).flat_map(|i| [i as f32 / 100.0 - 15.0; 3]).collect();
+        let x = Tensor::from_vec(x, (3000, 3), &Device::Cpu).unwrap();
+        let r = x.broadcast_add(&shift).unwrap().tanh().unwrap().broadcast_mul(&half).unwrap().broadcast_sub(&offset).unwrap().round().unwrap();
+        let mut values: Vec<i32> = r.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| *v as i32).collect();
+        values.sort_unstable();
+        values.dedup();
+        assert_eq!(values, (-4..=3).collect::<Vec<_>>());
+        // Every index maps to a grid point and back.
+        let all = Tensor::arange(0u32, 512, &Device::Cpu).unwrap();
+        let points = q.from_index(&all).unwrap();
+        let back = q.to_index(&(points * 4.0).unwrap()).unwrap().to_vec1::<u32>().unwrap();
+        assert_eq!(back, (0..512).collect::<Vec<u32>>());
     }
 }

@@ -67,18 +67,6 @@ pub fn log_path() -> PathBuf {
     repo_root().join("assets/training/codec-log.jsonl")
 }
 
-const EMA_DECAY: f64 = 0.99;
-/// Every this many steps, codes chosen less than [`RARE_FRACTION`] of their even share in
-/// the window are restarted from recent encoder outputs: Jukebox's fix for codebook collapse,
-/// in a form that reacts within a few minutes at our small batches (an EMA-use threshold took
-/// ~300 steps to notice a dead code).
-const RESTART_CHECK_STEPS: u64 = 100;
-/// Session 1 restarted only codes never chosen for 100 steps; the first level then kept half
-/// its codes alive on a handful of uses and used only 45% of them on the test split. Restarting
-/// rarely used codes too moves them where the encoder outputs are dense.
-const RARE_FRACTION: f32 = 0.05;
-/// Commitment of each level's normalised input to its code (DAC's weight).
-const COMMITMENT_WEIGHT: f64 = 0.25;
 const WARMUP_STEPS: u64 = 500;
 const GRAD_CLIP: f64 = 1.0;
 const SEED: u64 = 7;
@@ -93,147 +81,29 @@ struct TrainState {
     config: CodecConfig,
 }
 
-/// EMA codebook statistics, per level: cluster sizes [K] and vector sums [K * D].
-struct EmaCodebooks {
-    size: Vec<Vec<f32>>,
-    sum: Vec<Vec<f32>>,
-    /// Code use counts since the last log line.
-    window_counts: Vec<Vec<u64>>,
-    /// Times each code was chosen since the last restart check.
-    recent: Vec<Vec<u32>>,
-    restarts: u64,
+/// Code use per level since the last log line (FSQ has no codebook state to train or save).
+struct CodeUsage {
+    counts: Vec<Vec<u64>>,
 }
 
-/// Index drawn with probability proportional to `weights`; its weight is then zeroed so the
-/// next draw picks another input. Uniform if all weights are zero.
-fn draw_by_error(weights: &mut [f32], rng: &mut ChaCha8Rng) -> usize {
-    let total: f64 = weights.iter().map(|&w| w as f64).sum();
-    let i = if total > 0.0 {
-        let mut r = rng.random::<f64>() * total;
-        weights.iter().position(|&w| {
-            r -= w as f64;
-            r <= 0.0
-        })
-        .unwrap_or(weights.len() - 1)
-    } else {
-        rng.random_range(0..weights.len())
-    };
-    weights[i] = 0.0;
-    i
-}
-
-impl EmaCodebooks {
+impl CodeUsage {
     fn new(cfg: &CodecConfig) -> Self {
-        let (l, k, d) = (cfg.n_codebooks, cfg.codebook_size, cfg.code_dim);
-        Self { size: vec![vec![0.0; k]; l], sum: vec![vec![0.0; k * d]; l], window_counts: vec![vec![0; k]; l], recent: vec![vec![0; k]; l], restarts: 0 }
+        Self { counts: vec![vec![0; cfg.codebook_size]; cfg.n_codebooks] }
     }
 
-    /// Update level `level` from its inputs [n, d] and chosen codes [n]; write the codebook.
-    /// With `check`, rarely chosen codes are restarted (see [`RESTART_CHECK_STEPS`]).
-    fn update(&mut self, level: usize, inputs: &Tensor, codes: &[u32], codebook: &Var, check: bool, rng: &mut ChaCha8Rng) -> Result<()> {
-        let (n, d) = inputs.dims2()?;
-        let x = inputs.flatten_all()?.to_vec1::<f32>()?;
-        let k = self.size[level].len();
-        if self.size[level].iter().all(|&s| s == 0.0) {
-            // A fresh level: seed the codebook with distinct inputs (k-means initialisation).
-            let even = n as f32 / k as f32;
-            for c in 0..k {
-                let i = if n >= k { (c * n) / k } else { rng.random_range(0..n) };
-                self.size[level][c] = even;
-                for j in 0..d {
-                    self.sum[level][c * d + j] = x[i * d + j] * even;
-                }
+    /// Count the codes [n, levels] of one step.
+    fn add(&mut self, codes: &[Vec<u32>]) {
+        for frame in codes {
+            for (level, &c) in frame.iter().enumerate() {
+                self.counts[level][c as usize] += 1;
             }
         }
-        // Each input's squared distance to its code: where the codebook fits the data worst.
-        let old = codebook.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-        let mut error: Vec<f32> = codes
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| (0..d).map(|j| (x[i * d + j] - old[c as usize * d + j]).powi(2)).sum())
-            .collect();
-        let mut count = vec![0f32; k];
-        let mut sum = vec![0f32; k * d];
-        for (i, &c) in codes.iter().enumerate() {
-            let c = c as usize;
-            count[c] += 1.0;
-            self.window_counts[level][c] += 1;
-            for j in 0..d {
-                sum[c * d + j] += x[i * d + j];
-            }
-        }
-        let decay = EMA_DECAY as f32;
-        let size = &mut self.size[level];
-        let esum = &mut self.sum[level];
-        for c in 0..k {
-            size[c] = decay * size[c] + (1.0 - decay) * count[c];
-            for j in 0..d {
-                esum[c * d + j] = decay * esum[c * d + j] + (1.0 - decay) * sum[c * d + j];
-            }
-        }
-        let mut book = vec![0f32; k * d];
-        // EMA use of a code that gets its even share of the n inputs every step.
-        let even = n as f32 / k as f32;
-        let recent = &mut self.recent[level];
-        let rare = RARE_FRACTION * even * RESTART_CHECK_STEPS as f32;
-        for c in 0..k {
-            recent[c] = recent[c].saturating_add(count[c] as u32);
-            let restart = check && (recent[c] as f32) < rare;
-            if check {
-                recent[c] = 0;
-            }
-            if restart {
-                // Restart at a recent input drawn in proportion to its squared error (k-means++
-                // seeding). Uniform draws (Jukebox) piled the restarted codes onto the many
-                // near-identical quiet frames, where only one of them could ever win.
-                let i = draw_by_error(&mut error, rng);
-                size[c] = even;
-                for j in 0..d {
-                    esum[c * d + j] = x[i * d + j] * size[c];
-                }
-                self.restarts += 1;
-            }
-            // Spherical k-means: the code is the direction of its members' mean.
-            let norm = (0..d).map(|j| (esum[c * d + j] / size[c]).powi(2)).sum::<f32>().sqrt().max(1e-12);
-            for j in 0..d {
-                book[c * d + j] = esum[c * d + j] / size[c] / norm;
-            }
-        }
-        codebook.set(&Tensor::from_vec(book, (k, d), inputs.device())?)?;
-        Ok(())
     }
 
-    fn tensors(&self, device: &Device) -> Result<HashMap<String, Tensor>> {
-        let mut out = HashMap::new();
-        for l in 0..self.size.len() {
-            out.insert(format!("ema.size.{l}"), Tensor::new(self.size[l].as_slice(), device)?);
-            out.insert(format!("ema.sum.{l}"), Tensor::new(self.sum[l].as_slice(), device)?);
-            let recent: Vec<f32> = self.recent[l].iter().map(|&v| v as f32).collect();
-            out.insert(format!("ema.recent.{l}"), Tensor::new(recent.as_slice(), device)?);
-        }
-        Ok(out)
-    }
-
-    fn load(&mut self, t: &HashMap<String, Tensor>) -> Result<()> {
-        for l in 0..self.size.len() {
-            if let (Some(s), Some(m)) = (t.get(&format!("ema.size.{l}")), t.get(&format!("ema.sum.{l}"))) {
-                // A checkpoint of another code width (a warm start) leaves the level fresh.
-                if m.elem_count() == self.sum[l].len() {
-                    self.size[l] = s.to_dtype(DType::F32)?.to_vec1()?;
-                    self.sum[l] = m.to_dtype(DType::F32)?.to_vec1()?;
-                }
-            }
-            if let Some(i) = t.get(&format!("ema.recent.{l}")) {
-                self.recent[l] = i.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().map(|&v| v as u32).collect();
-            }
-        }
-        Ok(())
-    }
-
-    /// Per level: fraction of codes used in the window, and perplexity of their use.
-    fn usage(&mut self) -> Vec<(f64, f64)> {
+    /// Per level: fraction of codes used in the window, and perplexity of their use; resets.
+    fn take(&mut self) -> Vec<(f64, f64)> {
         let out = self
-            .window_counts
+            .counts
             .iter()
             .map(|counts| {
                 let total: u64 = counts.iter().sum();
@@ -249,7 +119,7 @@ impl EmaCodebooks {
                 (used, h.exp())
             })
             .collect();
-        self.window_counts.iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v = 0));
+        self.counts.iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v = 0));
         out
     }
 }
@@ -335,11 +205,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         println!("warm start: {} tensors start fresh ({})", fresh.len(), fresh.join(", "));
         state.best_valid_mel = None;
     }
-    let params: Vec<(String, Var)> =
-        vm.data().lock().expect("varmap").iter().filter(|(k, _)| !k.contains("codebook")).map(|(k, v)| (k.clone(), v.clone())).collect();
-    let codebook_vars: Vec<Var> = (0..cfg.n_codebooks)
-        .map(|l| vm.data().lock().expect("varmap")[&format!("quantizer.level{l}.codebook")].clone())
-        .collect();
+    let params: Vec<(String, Var)> = vm.data().lock().expect("varmap").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let n_params: usize = params.iter().map(|(_, v)| v.elem_count()).sum();
     println!(
         "codec: {n_params} trainable parameters, {} Hz, hop {}, {} x {} codes, {:.0} bit/s",
@@ -351,8 +217,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     );
     let mut opt = AdamW::new(params)?;
     opt.load_state(&saved, state.step)?;
-    let mut ema = EmaCodebooks::new(&cfg);
-    ema.load(&saved)?;
+    let mut usage = CodeUsage::new(&cfg);
     drop(saved);
 
     let spectral = SpectralDistances::new(cfg.sample_rate, &device)?;
@@ -385,7 +250,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     if resume_from.is_none() {
         // The initial weights are random (candle's CPU initialiser takes no seed): keep them, so
         // this run can be replayed exactly from its start.
-        super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, ema.tensors(&Device::Cpu)?)?;
+        super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, Default::default())?;
     }
     let started = Instant::now();
     let mut last_ckpt = Instant::now();
@@ -397,15 +262,13 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         let x = Tensor::from_vec(batch, (args.batch, crop), &device)?;
         let z = codec.encoder.forward(&x)?;
         let vq = codec.quantizer.forward_train(&z)?;
-        // Plain autoencoder first: early reconstruction gradients all push the same way (more
-        // energy) and collapsed the codebooks when quantising from step 0. The EMA codebooks
-        // follow the latents meanwhile, so quantisation starts from a codebook that fits them.
+        // Plain autoencoder first (session 1: quantising from step 0 collapsed its learned
+        // codebooks; kept for fresh starts, so the latents find a useful scale first).
         let quantizing = state.step >= args.ae_warmup_steps;
         let decoder_in = if quantizing { &vq.quantized } else { &z };
         let y = codec.decoder.forward(decoder_in)?;
         let (stft, mel) = spectral.both(&y, &x)?;
-        let commitment_weight = if quantizing { COMMITMENT_WEIGHT } else { 0.0 };
-        let loss = ((&stft + &mel)? + (&vq.commitment * commitment_weight)?)?;
+        let loss = (&stft + &mel)?;
         let grads = loss.backward()?;
         let norm = opt.grad_norm(&grads)?;
         let scale = if norm.is_finite() && norm > GRAD_CLIP { GRAD_CLIP / norm } else { 1.0 };
@@ -415,35 +278,25 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         } else {
             println!("step {}: non-finite gradient norm, update skipped", state.step);
         }
-        // Dead-code restarts draw from an RNG of the step, so a resumed run draws the same.
-        let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0xC0DEC ^ state.step.wrapping_mul(0x9E3779B97F4A7C15));
-        let codes = vq.codes.flatten_to(1)?; // [b*f, levels]
-        let check = (state.step + 1) % RESTART_CHECK_STEPS == 0;
-        for l in 0..cfg.n_codebooks {
-            let idx = codes.narrow(1, l, 1)?.flatten_all()?.to_vec1::<u32>()?;
-            ema.update(l, &vq.level_inputs[l], &idx, &codebook_vars[l], check, &mut rng)?;
-        }
+        usage.add(&vq.codes.flatten_to(1)?.to_vec2::<u32>()?);
         state.step += 1;
         acc.0 += stft.to_scalar::<f32>()? as f64;
         acc.1 += mel.to_scalar::<f32>()? as f64;
-        acc.2 += vq.commitment.to_scalar::<f32>()? as f64;
         acc.3 += 1;
 
         let log_now = state.step % 50 == 0;
         let valid_now = state.step % args.valid_every == 0;
         if log_now || valid_now {
-            let usage = ema.usage();
+            let usage = usage.take();
             let mut rec = serde_json::json!({
                 "step": state.step,
                 "stft": acc.0 / acc.3 as f64,
                 "mel": acc.1 / acc.3 as f64,
-                "commit": acc.2 / acc.3 as f64,
                 "grad_norm": norm,
                 "lr": lr,
                 "s_per_step": window_start.elapsed().as_secs_f64() / acc.3 as f64,
                 "code_use": usage.iter().map(|u| (u.0 * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
                 "perplexity": usage.iter().map(|u| u.1.round()).collect::<Vec<_>>(),
-                "restarts": ema.restarts,
                 "wall_s": started.elapsed().as_secs_f64().round(),
             });
             if valid_now {
@@ -463,7 +316,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         }
         let out_of_time = args.minutes > 0.0 && started.elapsed().as_secs_f64() > args.minutes * 60.0;
         if last_ckpt.elapsed().as_secs_f64() > args.checkpoint_minutes * 60.0 || out_of_time || state.step == args.steps {
-            super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, ema.tensors(&Device::Cpu)?)?;
+            super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, Default::default())?;
             last_ckpt = Instant::now();
         }
         if out_of_time {
@@ -518,8 +371,6 @@ mod tests {
         train(&args(&b, 3)).unwrap();
         train(&args(&b, 6)).unwrap();
         super::super::assert_same_checkpoint(&a, &b, CHECKPOINT_KIND, 6);
-        let (_, t) = super::super::load_checkpoint::<TrainState>(&a.join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
-        assert!(t.keys().any(|n| n.starts_with("ema.recent.")), "no EMA state in the checkpoint");
         let _ = std::fs::remove_dir_all(&base);
     }
 }
