@@ -83,6 +83,17 @@ impl Wav {
     }
 }
 
+/// Write interleaved stereo as 32-bit float (a bounce: no dither, no clipping).
+pub fn write_stereo_f32(path: &std::path::Path, interleaved: &[f32], sample_rate: u32) -> Result<()> {
+    let spec = hound::WavSpec { channels: 2, sample_rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let mut w = hound::WavWriter::create(path, spec).with_context(|| format!("creating {}", path.display()))?;
+    for &s in interleaved {
+        w.write_sample(s)?;
+    }
+    w.finalize()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,6 @@
-//! `cantor`: Cantor's command line. `cantor codec roundtrip IN.wav OUT.wav` lets anyone hear the codec.
+//! `cantor`: Cantor's command line. `cantor render` plays the generator offline, through the same
+//! plugin code path as a DAW's bounce; `cantor codec roundtrip IN.wav OUT.wav` lets anyone hear
+//! the codec.
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
@@ -17,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate music offline (the plugin's offline bounce, without a DAW) into a WAV file.
+    Render(RenderArgs),
     /// The neural audio codec.
     Codec {
         #[command(subcommand)]
@@ -25,6 +29,104 @@ enum Command {
         #[arg(long, global = true)]
         weights: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    /// Length in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    seconds: f64,
+    /// Style, or a blend of styles with weights 0-1: "reel" or "reel=1,jig=0.5".
+    /// Styles: chorale, air, jig, reel, hornpipe, march/polka.
+    #[arg(long, default_value = "reel")]
+    style: String,
+    /// Instrument family: piano, strings, organ, winds, brass, plucked, choir/pads, mallets.
+    #[arg(long, default_value = "strings")]
+    instrument: String,
+    /// Tempo in beats per minute (60-180).
+    #[arg(long, default_value_t = 110.0)]
+    bpm: f32,
+    /// Beats per bar (the time signature's numerator).
+    #[arg(long, default_value_t = 4)]
+    beats_per_bar: u32,
+    /// Key tonic: C, C#, D, Eb, E, F, F#, G, Ab, A, Bb, B.
+    #[arg(long, default_value = "D")]
+    key: String,
+    /// Mode: major or minor.
+    #[arg(long, default_value = "major")]
+    mode: String,
+    /// Seed: the same seed and settings give the same audio, bit for bit.
+    #[arg(long, default_value_t = 1)]
+    seed: u32,
+    /// Sampling temperature (0 = always the likeliest code, 2 = wild).
+    #[arg(long, default_value_t = 0.9)]
+    temperature: f32,
+    /// Sample only among the k likeliest codes (0 = off).
+    #[arg(long, default_value_t = 0)]
+    top_k: u32,
+    /// Sample only among the likeliest codes that make up this probability (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Classifier-free guidance: 0 ignores style, instrument, key and tempo; above 1 exaggerates them.
+    #[arg(long, default_value_t = 1.5)]
+    guidance: f32,
+    /// Stereo width: 0 mono, 1 natural, 2 wide.
+    #[arg(long, default_value_t = 1.0)]
+    width: f32,
+    /// Output gain in dB.
+    #[arg(long, default_value_t = -6.0)]
+    gain_db: f32,
+    /// Output sample rate in Hz.
+    #[arg(long, default_value_t = 48_000)]
+    sample_rate: u32,
+    /// Output WAV file (stereo, 32-bit float).
+    #[arg(long, default_value = "take.wav")]
+    out: PathBuf,
+    /// Prior and codec model files (default: the models built into this program).
+    #[arg(long, requires = "codec")]
+    prior: Option<PathBuf>,
+    #[arg(long, requires = "prior")]
+    codec: Option<PathBuf>,
+}
+
+fn render(args: RenderArgs) -> Result<()> {
+    use cantor::plugin::render::{parse_styles, render, RenderSettings};
+    let settings = RenderSettings {
+        seconds: args.seconds,
+        sample_rate: args.sample_rate,
+        styles: parse_styles(&args.style).map_err(anyhow::Error::msg)?,
+        instrument: args.instrument,
+        bpm: args.bpm,
+        beats_per_bar: args.beats_per_bar,
+        key: args.key,
+        mode: args.mode,
+        seed: args.seed,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        guidance: args.guidance,
+        width: args.width,
+        gain_db: args.gain_db,
+    };
+    settings.validate().map_err(anyhow::Error::msg)?;
+    let factory = match (&args.prior, &args.codec) {
+        (Some(p), Some(c)) => {
+            let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+            let pair = cantor::model::pair::ModelPair::from_bytes(&read(c)?, &read(p)?).map_err(anyhow::Error::msg)?;
+            cantor::plugin::neural_factory(std::sync::Arc::new(pair))
+        }
+        _ => cantor::plugin::embedded_factory()
+            .context("this build has no trained prior built in: pass --prior and --codec model files, or train one (cargo xtask train prior)")?,
+    };
+    let bar = indicatif::ProgressBar::new(1000);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% {elapsed_precise} eta {eta}").expect("valid template"));
+    let started = std::time::Instant::now();
+    let audio = render(&settings, factory, |f| bar.set_position((f * 1000.0) as u64)).map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    cantor::audio::write_stereo_f32(&args.out, &audio, settings.sample_rate)?;
+    let took = started.elapsed().as_secs_f64();
+    eprintln!("{} s -> {} in {took:.1} s ({:.1}x real time)", settings.seconds, args.out.display(), settings.seconds / took);
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -68,6 +170,7 @@ fn read_for_codec(codec: &Codec, path: &PathBuf) -> Result<(Tensor, u32, u16, us
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Render(args) => render(args)?,
         Command::Codec { command, weights } => {
             let codec = load_codec(&weights)?;
             let cfg = codec.cfg.clone();

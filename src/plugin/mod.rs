@@ -2,6 +2,7 @@
 //! Thin on purpose: audio comes from `engine`, which gets it from a `FrameSource`.
 
 mod direct_host;
+pub mod render;
 
 pub use direct_host::DirectHost;
 

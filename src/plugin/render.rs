@@ -1,0 +1,166 @@
+//! Offline rendering without a DAW: the plugin driven by `DirectHost` in offline mode, exactly
+//! as a host's bounce drives it (`cantor render` is a thin command line over this).
+
+use super::{Cantor, DirectHost, SourceFactory};
+use crate::model::vocab::{self, INSTRUMENT_FAMILIES, STYLES};
+use nice_plug::prelude::ProcessMode;
+
+/// Everything a render is steered by. Values are checked by `validate`.
+#[derive(Debug, Clone)]
+pub struct RenderSettings {
+    pub seconds: f64,
+    pub sample_rate: u32,
+    /// Style weights by name, e.g. [("reel", 1.0), ("jig", 0.5)].
+    pub styles: Vec<(String, f32)>,
+    pub instrument: String,
+    pub bpm: f32,
+    pub beats_per_bar: u32,
+    /// Tonic name ("D", "F#", "Bb") and mode ("major" / "minor").
+    pub key: String,
+    pub mode: String,
+    pub seed: u32,
+    pub temperature: f32,
+    pub top_k: u32,
+    pub top_p: f32,
+    pub guidance: f32,
+    pub width: f32,
+    pub gain_db: f32,
+}
+
+impl Default for RenderSettings {
+    fn default() -> Self {
+        Self {
+            seconds: 30.0,
+            sample_rate: 48_000,
+            styles: vec![("reel".into(), 1.0)],
+            instrument: "strings".into(),
+            bpm: 110.0,
+            beats_per_bar: 4,
+            key: "D".into(),
+            mode: "major".into(),
+            seed: 1,
+            temperature: 0.9,
+            top_k: 0,
+            top_p: 0.95,
+            guidance: 1.5,
+            width: 1.0,
+            gain_db: -6.0,
+        }
+    }
+}
+
+/// Parse "reel" or "reel=1,jig=0.5" into style weights.
+pub fn parse_styles(text: &str) -> Result<Vec<(String, f32)>, String> {
+    text.split(',')
+        .map(|part| {
+            let (name, weight) = match part.split_once('=') {
+                Some((n, w)) => (n.trim(), w.trim().parse::<f32>().map_err(|_| format!("style weight {w:?} is not a number"))?),
+                None => (part.trim(), 1.0),
+            };
+            Ok((name.to_string(), weight))
+        })
+        .collect()
+}
+
+impl RenderSettings {
+    /// Every problem with the settings, in plain words (empty: fine).
+    pub fn validate(&self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        if !(self.seconds.is_finite() && self.seconds > 0.0 && self.seconds <= 24.0 * 3600.0) {
+            errors.push(format!("--seconds must be between 0 and 86400, not {}", self.seconds));
+        }
+        if !(8_000..=384_000).contains(&self.sample_rate) {
+            errors.push(format!("--sample-rate must be 8000-384000 Hz, not {}", self.sample_rate));
+        }
+        for (name, w) in &self.styles {
+            if vocab::style_index(name).is_none() {
+                errors.push(format!("unknown style {name:?}; styles: {}", STYLES.join(", ")));
+            }
+            if !(w.is_finite() && (0.0..=1.0).contains(w)) {
+                errors.push(format!("style weight {w} for {name:?} must be between 0 and 1"));
+            }
+        }
+        if vocab::instrument_index(&self.instrument).is_none() {
+            errors.push(format!("unknown instrument {:?}; instruments: {}", self.instrument, INSTRUMENT_FAMILIES.map(|(n, _)| n).join(", ")));
+        }
+        let (lo, hi) = vocab::BPM_RANGE;
+        if !(self.bpm.is_finite() && self.bpm >= lo && self.bpm <= hi) {
+            errors.push(format!("--bpm must be between {lo} and {hi}, not {}", self.bpm));
+        }
+        if !(1..=32).contains(&self.beats_per_bar) {
+            errors.push(format!("--beats-per-bar must be 1-32, not {}", self.beats_per_bar));
+        }
+        if vocab::pitch_class(&self.key).is_none() {
+            errors.push(format!("unknown key {:?}; use a note name such as C, F#, Bb", self.key));
+        }
+        if !vocab::MODES.contains(&self.mode.to_ascii_lowercase().as_str()) {
+            errors.push(format!("unknown mode {:?}; modes: {}", self.mode, vocab::MODES.join(", ")));
+        }
+        for (name, v, lo, hi) in [("temperature", self.temperature, 0.0, 2.0), ("top-p", self.top_p, 0.05, 1.0), ("guidance", self.guidance, 0.0, 8.0), ("width", self.width, 0.0, 2.0), ("gain-db", self.gain_db, -60.0, 12.0)] {
+            if !(v.is_finite() && v >= lo && v <= hi) {
+                errors.push(format!("--{name} must be between {lo} and {hi}, not {v}"));
+            }
+        }
+        if self.top_k > 512 {
+            errors.push(format!("--top-k must be 0 (off) to 512, not {}", self.top_k));
+        }
+        if self.seed > crate::params::MAX_SEED as u32 {
+            errors.push(format!("--seed must be 0-{}, not {}", crate::params::MAX_SEED, self.seed));
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
+    }
+}
+
+/// Render `settings` with the generator `factory` makes; `progress` is called with the fraction
+/// done after every block. Returns interleaved stereo at `settings.sample_rate`.
+pub fn render(settings: &RenderSettings, factory: SourceFactory, mut progress: impl FnMut(f64)) -> Result<Vec<f32>, String> {
+    settings.validate()?;
+    const BLOCK: usize = 1024;
+    let rate = settings.sample_rate as f32;
+    let mut host = DirectHost::new(Cantor::with_source_factory(Some(factory)));
+    if !host.activate(rate, BLOCK, ProcessMode::Offline) {
+        return Err("the plugin refused to activate".into());
+    }
+    if let Some(e) = host.plugin.shared().error() {
+        return Err(e);
+    }
+    let mut set = |id: &str, v: f32| host.set_param(id, v);
+    for i in 0..STYLES.len() {
+        set(&format!("style_{}", i + 1), 0.0)?;
+    }
+    for (name, w) in &settings.styles {
+        set(&format!("style_{}", vocab::style_index(name).expect("validated") + 1), *w)?;
+    }
+    set("instrument", vocab::instrument_index(&settings.instrument).expect("validated") as f32)?;
+    set("key", vocab::pitch_class(&settings.key).expect("validated") as f32)?;
+    set("mode", if settings.mode.eq_ignore_ascii_case("minor") { 1.0 } else { 0.0 })?;
+    set("seed", settings.seed as f32)?;
+    set("temperature", settings.temperature)?;
+    set("top_k", settings.top_k as f32)?;
+    set("top_p", settings.top_p)?;
+    set("guidance", settings.guidance)?;
+    set("width", settings.width)?;
+    set("gain", 10f32.powf(settings.gain_db / 20.0))?;
+    let t = host.transport_mut();
+    t.playing = true;
+    t.tempo = Some(settings.bpm as f64);
+    t.time_sig_numerator = Some(settings.beats_per_bar as i32);
+    t.time_sig_denominator = Some(4);
+    t.pos_samples = Some(0);
+    let total = (settings.seconds * settings.sample_rate as f64).round() as usize;
+    let mut out = Vec::with_capacity(total * 2);
+    while out.len() < total * 2 {
+        let n = BLOCK.min(total - out.len() / 2);
+        let [l, r] = host.process(n);
+        out.extend(l.iter().zip(r).flat_map(|(a, b)| [*a, *b]));
+        progress(out.len() as f64 / (2 * total) as f64);
+    }
+    let shared = host.plugin.shared();
+    if let Some(e) = shared.error() {
+        return Err(format!("the generator stopped: {e}"));
+    }
+    if shared.offline_timeouts.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        return Err("the generator fell behind an offline render; the result would have gaps".into());
+    }
+    Ok(out)
+}
