@@ -152,6 +152,35 @@ impl ResidualFsq {
         total.expect("at least one level").reshape((b, f, ()))
     }
 
+    /// Data-dependent initialisation (as k-means initialises codebooks): for each level in turn,
+    /// the down-projection's (weight, bias) rescaled and recentred so that its outputs on `z`
+    /// [batch, frames, dim] have mean 0 and standard deviation `target_std` per dimension, which
+    /// spreads them over the whole grid. A fresh projection on a trained encoder's latents
+    /// otherwise sends almost every frame to the grid's centre.
+    pub fn calibrated_projections(&self, z: &Tensor, target_std: f64) -> Result<Vec<(Tensor, Tensor)>> {
+        let (b, f, d) = z.dims3()?;
+        let mut residual = z.reshape((b * f, d))?.detach();
+        let (half, offset, shift) = self.bounds(z.device())?;
+        let scale: Vec<f32> = self.grid.iter().map(|&l| 1.0 / (l / 2) as f32).collect();
+        let scale = Tensor::from_vec(scale, (1, self.grid.len()), z.device())?;
+        let mut out = Vec::with_capacity(self.levels());
+        for level in &self.levels {
+            let Linear::Float(down) = &level.down else { candle_core::bail!("quantised projection") };
+            let w = down.weight().clone();
+            let x = residual.matmul(&w.t()?)?;
+            let mean = x.mean_keepdim(0)?;
+            let std = (x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)? + 1e-12)?.sqrt()?;
+            let gain = (std.recip()? * target_std)?.squeeze(0)?;
+            let w = w.broadcast_mul(&gain.unsqueeze(1)?)?;
+            let bias = (mean.squeeze(0)? * &gain)?.neg()?;
+            let bounded = residual.matmul(&w.t()?)?.broadcast_add(&bias)?.broadcast_add(&shift)?.tanh()?.broadcast_mul(&half)?.broadcast_sub(&offset)?;
+            let q = bounded.round()?;
+            residual = (residual - level.up.forward(&q.broadcast_mul(&scale)?)?)?;
+            out.push((w, bias));
+        }
+        Ok(out)
+    }
+
     /// Training pass: straight-through quantised latents and the codes.
     pub fn forward_train(&self, z: &Tensor) -> Result<FsqTrainOutput> {
         let (quantized, codes) = self.pass(z, true)?;

@@ -54,6 +54,10 @@ pub struct CodecTrainArgs {
     /// Copy the latest checkpoint and best weights into assets/ (to commit) and exit.
     #[arg(long)]
     pub publish: bool,
+    /// Resume with fresh quantiser projections (calibrated on the first batch), keeping the
+    /// encoder and decoder.
+    #[arg(long)]
+    pub reset_quantizer: bool,
 }
 
 /// The committed resume point and shipped weights.
@@ -68,6 +72,9 @@ pub fn log_path() -> PathBuf {
 }
 
 const WARMUP_STEPS: u64 = 500;
+/// Standard deviation of each quantiser projection's output after calibration: tanh(1) spans
+/// about 6 of a dimension's 8 values, the tails reach the other two.
+const FSQ_INIT_STD: f64 = 1.0;
 const GRAD_CLIP: f64 = 1.0;
 const SEED: u64 = 7;
 /// Model kind of codec checkpoint files.
@@ -199,7 +206,16 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let cfg = state.config.clone();
     let vm = VarMap::new();
     let codec = Codec::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device))?;
+    if args.reset_quantizer {
+        saved.retain(|name, _| !name.starts_with("quantizer.") && !name.starts_with("adam.m.quantizer.") && !name.starts_with("adam.v.quantizer."));
+    }
     let fresh = super::restore_vars(&vm, &saved)?;
+    // Fresh quantiser projections on a trained encoder (a warm start) are calibrated on the
+    // first batch; a fresh run calibrates when its autoencoder warm-up ends.
+    let mut calibrate_at = if fresh.iter().any(|n| n.starts_with("quantizer.")) && state.step >= args.ae_warmup_steps { Some(state.step) } else { None };
+    if resume_from.is_none() {
+        calibrate_at = Some(args.ae_warmup_steps);
+    }
     if resume_from.is_some() && !fresh.is_empty() {
         // A warm start across architectures: earlier validation scores measured another model.
         println!("warm start: {} tensors start fresh ({})", fresh.len(), fresh.join(", "));
@@ -260,6 +276,15 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         let (step, batch) = rx.recv().context("batch thread stopped")??;
         debug_assert_eq!(step, state.step);
         let x = Tensor::from_vec(batch, (args.batch, crop), &device)?;
+        if calibrate_at == Some(state.step) {
+            let z = codec.encoder.forward(&x)?.detach();
+            let data = vm.data().lock().expect("varmap");
+            for (l, (w, b)) in codec.quantizer.calibrated_projections(&z, FSQ_INIT_STD)?.into_iter().enumerate() {
+                data[&format!("quantizer.level{l}.down.weight")].set(&w)?;
+                data[&format!("quantizer.level{l}.down.bias")].set(&b)?;
+            }
+            println!("step {}: quantiser projections calibrated on the batch", state.step);
+        }
         let z = codec.encoder.forward(&x)?;
         let vq = codec.quantizer.forward_train(&z)?;
         // Plain autoencoder first (session 1: quantising from step 0 collapsed its learned
@@ -355,6 +380,7 @@ mod tests {
             quick: true,
             tiny: true,
             publish: false,
+            reset_quantizer: false,
             ae_warmup_steps: 2,
         }
     }
