@@ -4,7 +4,7 @@
 //! Everything is causal in frames, so `DecoderStream` (chunks of any size, carrying each
 //! block's last `kernel - 1` inputs and the overlap-add tail) gives exactly the whole decode.
 
-use super::{CodecConfig, ResidualFsq};
+use super::{CodecConfig, ResidualVq};
 use crate::model::nn::{CausalDepthwise, LayerNorm, Linear};
 use candle_core::quantized::GgmlDType;
 use candle_core::{Module, Result, Tensor, D};
@@ -185,7 +185,7 @@ impl DecoderState {
     }
 
     /// Decode code frames [frames, levels] (u32) and return the audio completed by them.
-    pub fn push_codes(&mut self, decoder: &Decoder, quantizer: &ResidualFsq, codes: &Tensor) -> Result<Vec<f32>> {
+    pub fn push_codes(&mut self, decoder: &Decoder, quantizer: &ResidualVq, codes: &Tensor) -> Result<Vec<f32>> {
         let z = quantizer.decode(&codes.unsqueeze(0)?)?;
         self.push_latents(decoder, &z)
     }
@@ -221,12 +221,12 @@ impl DecoderState {
 /// Chunked decoding with carried state; output equals `Decoder::forward` on the concatenation.
 pub struct DecoderStream<'a> {
     decoder: &'a Decoder,
-    quantizer: &'a ResidualFsq,
+    quantizer: &'a ResidualVq,
     state: DecoderState,
 }
 
 impl<'a> DecoderStream<'a> {
-    pub fn new(decoder: &'a Decoder, quantizer: &'a ResidualFsq) -> Self {
+    pub fn new(decoder: &'a Decoder, quantizer: &'a ResidualVq) -> Self {
         Self { decoder, quantizer, state: DecoderState::new(decoder) }
     }
 

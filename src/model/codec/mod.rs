@@ -11,7 +11,7 @@ mod quantizer;
 
 pub use decoder::{Decoder, DecoderState, DecoderStream};
 pub use encoder::Encoder;
-pub use quantizer::ResidualFsq;
+pub use quantizer::ResidualVq;
 
 use crate::model::weights::{self, WeightsError};
 use candle_core::{Device, Result, Tensor};
@@ -34,9 +34,6 @@ pub struct CodecConfig {
     pub n_codebooks: usize,
     /// Entries per codebook.
     pub codebook_size: usize,
-    /// Values per dimension of each level's scalar-quantisation grid; their product is
-    /// `codebook_size` (see `quantizer`).
-    pub fsq_levels: Vec<usize>,
     /// Decoder width, depth and MLP width.
     pub decoder_dim: usize,
     pub decoder_layers: usize,
@@ -56,7 +53,6 @@ impl Default for CodecConfig {
             latent_dim: 64,
             n_codebooks: 8,
             codebook_size: 512,
-            fsq_levels: vec![8, 8, 8],
             decoder_dim: 256,
             decoder_layers: 6,
             decoder_mlp: 768,
@@ -91,7 +87,6 @@ impl CodecConfig {
             latent_dim: 32,
             n_codebooks: 2,
             codebook_size: 16,
-            fsq_levels: vec![4, 4],
             decoder_dim: 32,
             decoder_layers: 2,
             decoder_mlp: 64,
@@ -113,18 +108,15 @@ impl CodecConfig {
         if self.n_codebooks == 0 || self.codebook_size < 2 || self.decoder_kernel < 2 {
             return Err("need at least one codebook, two codes per codebook and a decoder kernel of 2 or more".into());
         }
-        if self.fsq_levels.iter().product::<usize>() != self.codebook_size || self.fsq_levels.iter().any(|&l| l < 2) {
-            return Err(format!("the quantisation grid {:?} must have codebook_size = {} points", self.fsq_levels, self.codebook_size));
-        }
         Ok(())
     }
 }
 
-/// The whole codec. Weight names: `encoder.*`, `quantizer.level{i}.{down,up}.*`, `decoder.*`.
+/// The whole codec. Weight names: `encoder.*`, `quantizer.level{i}.codebook`, `decoder.*`.
 pub struct Codec {
     pub cfg: CodecConfig,
     pub encoder: Encoder,
-    pub quantizer: ResidualFsq,
+    pub quantizer: ResidualVq,
     pub decoder: Decoder,
 }
 
@@ -134,7 +126,7 @@ impl Codec {
         Ok(Self {
             cfg: cfg.clone(),
             encoder: Encoder::new(cfg, vb.pp("encoder"))?,
-            quantizer: ResidualFsq::new(cfg, vb.pp("quantizer"))?,
+            quantizer: ResidualVq::new(cfg, vb.pp("quantizer"))?,
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
         })
     }

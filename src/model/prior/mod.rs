@@ -86,8 +86,8 @@ impl PriorConfig {
     }
 }
 
-/// The identity of a codec's code space: a hash of its configuration and the quantiser's
-/// down-projections (a fingerprint: the encoder trains together with them). Retraining only the decoder (and the up-projections) keeps it;
+/// The identity of a codec's code space: a hash of its configuration and codebooks (a
+/// fingerprint: the encoder trains together with them). Retraining only the decoder keeps it. Retraining only the decoder (and the up-projections) keeps it;
 /// training that moves the codes changes it.
 pub fn codec_codes_id(codec: &crate::model::codec::Codec) -> Result<String> {
     // FNV-1a over the codebook bits: stable across runs and platforms (unlike DefaultHasher's seed).
@@ -98,10 +98,10 @@ pub fn codec_codes_id(codec: &crate::model::codec::Codec) -> Result<String> {
         }
     };
     let cfg = &codec.cfg;
-    feed(format!("{}:{:?}:{}:{}:{}:{:?}", cfg.sample_rate, cfg.strides, cfg.latent_dim, cfg.n_codebooks, cfg.codebook_size, cfg.fsq_levels).as_bytes());
+    feed(format!("{}:{:?}:{}:{}:{}", cfg.sample_rate, cfg.strides, cfg.latent_dim, cfg.n_codebooks, cfg.codebook_size).as_bytes());
     for level in 0..codec.quantizer.levels() {
         // Rounded to f16 so the id survives storing the weights as f16.
-        for x in codec.quantizer.down_weight(level)?.flatten_all()?.to_dtype(DType::F16)?.to_dtype(DType::F32)?.to_vec1::<f32>()? {
+        for x in codec.quantizer.codebook(level).flatten_all()?.to_dtype(DType::F16)?.to_dtype(DType::F32)?.to_vec1::<f32>()? {
             feed(&x.to_le_bytes());
         }
     }

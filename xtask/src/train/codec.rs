@@ -54,10 +54,6 @@ pub struct CodecTrainArgs {
     /// Copy the latest checkpoint and best weights into assets/ (to commit) and exit.
     #[arg(long)]
     pub publish: bool,
-    /// Resume with fresh quantiser projections (calibrated on the first batch), keeping the
-    /// encoder and decoder.
-    #[arg(long)]
-    pub reset_quantizer: bool,
 }
 
 /// The committed resume point and shipped weights.
@@ -71,10 +67,13 @@ pub fn log_path() -> PathBuf {
     repo_root().join("assets/training/codec-log.jsonl")
 }
 
+const EMA_DECAY: f64 = 0.99;
+/// A code not chosen for this many steps (about 60k assignments) is restarted from a recent
+/// encoder output: Jukebox's fix for codebook collapse, in a form that reacts within a few
+/// minutes at our small batches (an EMA-use threshold took ~300 steps to notice a dead code).
+const RESTART_IDLE_STEPS: u32 = 100;
+const COMMITMENT_WEIGHT: f64 = 0.1;
 const WARMUP_STEPS: u64 = 500;
-/// Standard deviation of each quantiser projection's output after calibration: tanh(1) spans
-/// about 6 of a dimension's 8 values, the tails reach the other two.
-const FSQ_INIT_STD: f64 = 1.0;
 const GRAD_CLIP: f64 = 1.0;
 const SEED: u64 = 7;
 /// Model kind of codec checkpoint files.
@@ -88,29 +87,99 @@ struct TrainState {
     config: CodecConfig,
 }
 
-/// Code use per level since the last log line (FSQ has no codebook state to train or save).
-struct CodeUsage {
-    counts: Vec<Vec<u64>>,
+/// EMA codebook statistics, per level: cluster sizes [K] and vector sums [K * D].
+struct EmaCodebooks {
+    size: Vec<Vec<f32>>,
+    sum: Vec<Vec<f32>>,
+    /// Code use counts since the last log line.
+    window_counts: Vec<Vec<u64>>,
+    /// Steps since each code was last chosen.
+    idle: Vec<Vec<u32>>,
+    restarts: u64,
 }
 
-impl CodeUsage {
+impl EmaCodebooks {
     fn new(cfg: &CodecConfig) -> Self {
-        Self { counts: vec![vec![0; cfg.codebook_size]; cfg.n_codebooks] }
+        let (l, k, d) = (cfg.n_codebooks, cfg.codebook_size, cfg.latent_dim);
+        Self { size: vec![vec![0.0; k]; l], sum: vec![vec![0.0; k * d]; l], window_counts: vec![vec![0; k]; l], idle: vec![vec![RESTART_IDLE_STEPS; k]; l], restarts: 0 }
     }
 
-    /// Count the codes [n, levels] of one step.
-    fn add(&mut self, codes: &[Vec<u32>]) {
-        for frame in codes {
-            for (level, &c) in frame.iter().enumerate() {
-                self.counts[level][c as usize] += 1;
+    /// Update level `level` from its inputs [n, d] and chosen codes [n]; write the codebook.
+    fn update(&mut self, level: usize, inputs: &Tensor, codes: &[u32], codebook: &Var, rng: &mut ChaCha8Rng) -> Result<()> {
+        let (n, d) = inputs.dims2()?;
+        let x = inputs.flatten_all()?.to_vec1::<f32>()?;
+        let k = self.size[level].len();
+        let mut count = vec![0f32; k];
+        let mut sum = vec![0f32; k * d];
+        for (i, &c) in codes.iter().enumerate() {
+            let c = c as usize;
+            count[c] += 1.0;
+            self.window_counts[level][c] += 1;
+            for j in 0..d {
+                sum[c * d + j] += x[i * d + j];
             }
         }
+        let decay = EMA_DECAY as f32;
+        let size = &mut self.size[level];
+        let esum = &mut self.sum[level];
+        for c in 0..k {
+            size[c] = decay * size[c] + (1.0 - decay) * count[c];
+            for j in 0..d {
+                esum[c * d + j] = decay * esum[c * d + j] + (1.0 - decay) * sum[c * d + j];
+            }
+        }
+        let mut book = vec![0f32; k * d];
+        // EMA use of a code that gets its even share of the n inputs every step.
+        let even = n as f32 / k as f32;
+        let idle = &mut self.idle[level];
+        for c in 0..k {
+            idle[c] = if count[c] > 0.0 { 0 } else { idle[c].saturating_add(1) };
+            if idle[c] >= RESTART_IDLE_STEPS {
+                idle[c] = 0;
+                // Restart from a random recent input, weighted as an evenly used code.
+                let i = rng.random_range(0..n);
+                size[c] = even;
+                for j in 0..d {
+                    esum[c * d + j] = x[i * d + j] * size[c];
+                }
+                self.restarts += 1;
+            }
+            for j in 0..d {
+                book[c * d + j] = esum[c * d + j] / size[c];
+            }
+        }
+        codebook.set(&Tensor::from_vec(book, (k, d), inputs.device())?)?;
+        Ok(())
     }
 
-    /// Per level: fraction of codes used in the window, and perplexity of their use; resets.
-    fn take(&mut self) -> Vec<(f64, f64)> {
+    fn tensors(&self, device: &Device) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        for l in 0..self.size.len() {
+            out.insert(format!("ema.size.{l}"), Tensor::new(self.size[l].as_slice(), device)?);
+            out.insert(format!("ema.sum.{l}"), Tensor::new(self.sum[l].as_slice(), device)?);
+            let idle: Vec<f32> = self.idle[l].iter().map(|&v| v as f32).collect();
+            out.insert(format!("ema.idle.{l}"), Tensor::new(idle.as_slice(), device)?);
+        }
+        Ok(out)
+    }
+
+    fn load(&mut self, t: &HashMap<String, Tensor>) -> Result<()> {
+        for l in 0..self.size.len() {
+            if let (Some(s), Some(m)) = (t.get(&format!("ema.size.{l}")), t.get(&format!("ema.sum.{l}"))) {
+                self.size[l] = s.to_dtype(DType::F32)?.to_vec1()?;
+                self.sum[l] = m.to_dtype(DType::F32)?.to_vec1()?;
+            }
+            if let Some(i) = t.get(&format!("ema.idle.{l}")) {
+                self.idle[l] = i.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().map(|&v| v as u32).collect();
+            }
+        }
+        Ok(())
+    }
+
+    /// Per level: fraction of codes used in the window, and perplexity of their use.
+    fn usage(&mut self) -> Vec<(f64, f64)> {
         let out = self
-            .counts
+            .window_counts
             .iter()
             .map(|counts| {
                 let total: u64 = counts.iter().sum();
@@ -126,7 +195,7 @@ impl CodeUsage {
                 (used, h.exp())
             })
             .collect();
-        self.counts.iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v = 0));
+        self.window_counts.iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v = 0));
         out
     }
 }
@@ -206,22 +275,12 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let cfg = state.config.clone();
     let vm = VarMap::new();
     let codec = Codec::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device))?;
-    if args.reset_quantizer {
-        saved.retain(|name, _| !name.starts_with("quantizer.") && !name.starts_with("adam.m.quantizer.") && !name.starts_with("adam.v.quantizer."));
-    }
-    let fresh = super::restore_vars(&vm, &saved)?;
-    // Fresh quantiser projections on a trained encoder (a warm start) are calibrated on the
-    // first batch; a fresh run calibrates when its autoencoder warm-up ends.
-    let mut calibrate_at = if fresh.iter().any(|n| n.starts_with("quantizer.")) && state.step >= args.ae_warmup_steps { Some(state.step) } else { None };
-    if resume_from.is_none() {
-        calibrate_at = Some(args.ae_warmup_steps);
-    }
-    if resume_from.is_some() && !fresh.is_empty() {
-        // A warm start across architectures: earlier validation scores measured another model.
-        println!("warm start: {} tensors start fresh ({})", fresh.len(), fresh.join(", "));
-        state.best_valid_mel = None;
-    }
-    let params: Vec<(String, Var)> = vm.data().lock().expect("varmap").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    super::restore_vars(&vm, &saved)?;
+    let params: Vec<(String, Var)> =
+        vm.data().lock().expect("varmap").iter().filter(|(k, _)| !k.contains("codebook")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let codebook_vars: Vec<Var> = (0..cfg.n_codebooks)
+        .map(|l| vm.data().lock().expect("varmap")[&format!("quantizer.level{l}.codebook")].clone())
+        .collect();
     let n_params: usize = params.iter().map(|(_, v)| v.elem_count()).sum();
     println!(
         "codec: {n_params} trainable parameters, {} Hz, hop {}, {} x {} codes, {:.0} bit/s",
@@ -233,7 +292,8 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     );
     let mut opt = AdamW::new(params)?;
     opt.load_state(&saved, state.step)?;
-    let mut usage = CodeUsage::new(&cfg);
+    let mut ema = EmaCodebooks::new(&cfg);
+    ema.load(&saved)?;
     drop(saved);
 
     let spectral = SpectralDistances::new(cfg.sample_rate, &device)?;
@@ -266,7 +326,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     if resume_from.is_none() {
         // The initial weights are random (candle's CPU initialiser takes no seed): keep them, so
         // this run can be replayed exactly from its start.
-        super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, Default::default())?;
+        super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, ema.tensors(&Device::Cpu)?)?;
     }
     let started = Instant::now();
     let mut last_ckpt = Instant::now();
@@ -276,24 +336,17 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         let (step, batch) = rx.recv().context("batch thread stopped")??;
         debug_assert_eq!(step, state.step);
         let x = Tensor::from_vec(batch, (args.batch, crop), &device)?;
-        if calibrate_at == Some(state.step) {
-            let z = codec.encoder.forward(&x)?.detach();
-            let data = vm.data().lock().expect("varmap");
-            for (l, (w, b)) in codec.quantizer.calibrated_projections(&z, FSQ_INIT_STD)?.into_iter().enumerate() {
-                data[&format!("quantizer.level{l}.down.weight")].set(&w)?;
-                data[&format!("quantizer.level{l}.down.bias")].set(&b)?;
-            }
-            println!("step {}: quantiser projections calibrated on the batch", state.step);
-        }
         let z = codec.encoder.forward(&x)?;
         let vq = codec.quantizer.forward_train(&z)?;
-        // Plain autoencoder first (session 1: quantising from step 0 collapsed its learned
-        // codebooks; kept for fresh starts, so the latents find a useful scale first).
+        // Plain autoencoder first: early reconstruction gradients all push the same way (more
+        // energy) and collapsed the codebooks when quantising from step 0. The EMA codebooks
+        // follow the latents meanwhile, so quantisation starts from a codebook that fits them.
         let quantizing = state.step >= args.ae_warmup_steps;
         let decoder_in = if quantizing { &vq.quantized } else { &z };
         let y = codec.decoder.forward(decoder_in)?;
         let (stft, mel) = spectral.both(&y, &x)?;
-        let loss = (&stft + &mel)?;
+        let commitment_weight = if quantizing { COMMITMENT_WEIGHT } else { 0.0 };
+        let loss = ((&stft + &mel)? + (&vq.commitment * commitment_weight)?)?;
         let grads = loss.backward()?;
         let norm = opt.grad_norm(&grads)?;
         let scale = if norm.is_finite() && norm > GRAD_CLIP { GRAD_CLIP / norm } else { 1.0 };
@@ -303,25 +356,34 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         } else {
             println!("step {}: non-finite gradient norm, update skipped", state.step);
         }
-        usage.add(&vq.codes.flatten_to(1)?.to_vec2::<u32>()?);
+        // Dead-code restarts draw from an RNG of the step, so a resumed run draws the same.
+        let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0xC0DEC ^ state.step.wrapping_mul(0x9E3779B97F4A7C15));
+        let codes = vq.codes.flatten_to(1)?; // [b*f, levels]
+        for l in 0..cfg.n_codebooks {
+            let idx = codes.narrow(1, l, 1)?.flatten_all()?.to_vec1::<u32>()?;
+            ema.update(l, &vq.level_inputs[l], &idx, &codebook_vars[l], &mut rng)?;
+        }
         state.step += 1;
         acc.0 += stft.to_scalar::<f32>()? as f64;
         acc.1 += mel.to_scalar::<f32>()? as f64;
+        acc.2 += vq.commitment.to_scalar::<f32>()? as f64;
         acc.3 += 1;
 
         let log_now = state.step % 50 == 0;
         let valid_now = state.step % args.valid_every == 0;
         if log_now || valid_now {
-            let usage = usage.take();
+            let usage = ema.usage();
             let mut rec = serde_json::json!({
                 "step": state.step,
                 "stft": acc.0 / acc.3 as f64,
                 "mel": acc.1 / acc.3 as f64,
+                "commit": acc.2 / acc.3 as f64,
                 "grad_norm": norm,
                 "lr": lr,
                 "s_per_step": window_start.elapsed().as_secs_f64() / acc.3 as f64,
                 "code_use": usage.iter().map(|u| (u.0 * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
                 "perplexity": usage.iter().map(|u| u.1.round()).collect::<Vec<_>>(),
+                "restarts": ema.restarts,
                 "wall_s": started.elapsed().as_secs_f64().round(),
             });
             if valid_now {
@@ -341,7 +403,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         }
         let out_of_time = args.minutes > 0.0 && started.elapsed().as_secs_f64() > args.minutes * 60.0;
         if last_ckpt.elapsed().as_secs_f64() > args.checkpoint_minutes * 60.0 || out_of_time || state.step == args.steps {
-            super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, Default::default())?;
+            super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, ema.tensors(&Device::Cpu)?)?;
             last_ckpt = Instant::now();
         }
         if out_of_time {
@@ -380,7 +442,6 @@ mod tests {
             quick: true,
             tiny: true,
             publish: false,
-            reset_quantizer: false,
             ae_warmup_steps: 2,
         }
     }

@@ -1,0 +1,95 @@
+//! Speed of the whole generator on one thread: prior step(s), streaming decoder, resampling to
+//! 48 kHz stereo, at the shipped sizes with q8_0 weights. Random weights: the cost of a step
+//! does not depend on what the model has learned.
+//!
+//! `cargo bench --bench generator` (prints the real-time factor and compute per frame;
+//! BENCHMARKS.md quotes it).
+
+use candle_core::quantized::GgmlDType;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use cantor::engine::neural_source::NeuralSource;
+use cantor::engine::{FrameSource, KnobSnapshot};
+use cantor::model::codec::{self, Codec, CodecConfig};
+use cantor::model::pair::ModelPair;
+use cantor::model::prior::{self, codec_codes_id, Prior, PriorConfig};
+use cantor::model::weights;
+use cantor::plugin::neural_factory;
+use cantor::plugin::render::{render, RenderSettings};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn tensors(vm: &VarMap) -> HashMap<String, Tensor> {
+    vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+}
+
+/// The shipped configurations, random weights, stored and loaded as the shipped files are.
+fn shipped_size_model() -> ModelPair {
+    let (cvm, pvm) = (VarMap::new(), VarMap::new());
+    let ccfg = CodecConfig::default();
+    let codec = Codec::new(&ccfg, VarBuilder::from_varmap(&cvm, DType::F32, &Device::Cpu)).unwrap();
+    let mut pcfg = PriorConfig::default();
+    pcfg.codec_id = codec_codes_id(&codec).unwrap();
+    Prior::new(&pcfg, VarBuilder::from_varmap(&pvm, DType::F32, &Device::Cpu)).unwrap();
+    let c = weights::to_bytes_quantized(codec::KIND, &ccfg, &tensors(&cvm), Some(DType::F16), Some((&Codec::is_quantizable, GgmlDType::Q8_0))).unwrap();
+    let p = weights::to_bytes_quantized(prior::KIND, &pcfg, &tensors(&pvm), Some(DType::F16), Some((&Prior::is_quantizable, GgmlDType::Q8_0))).unwrap();
+    println!("model files: codec {:.1} MB, prior {:.1} MB (q8_0)", c.len() as f64 / 1e6, p.len() as f64 / 1e6);
+    ModelPair::from_bytes(&c, &p).unwrap()
+}
+
+fn main() {
+    // One thread, as in the plugin (set before candle starts its thread pool).
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    let model = Arc::new(shipped_size_model());
+    let frame_rate = model.prior.cfg.frame_rate;
+
+    // Compute per render call (2 frames) of the neural source alone.
+    let mut source = NeuralSource::new(model.clone()).unwrap();
+    source.reset(1, 0);
+    let knobs = KnobSnapshot {
+        styles: [0.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+        instrument: 1,
+        key: 2,
+        mode: 0,
+        width: 1.0,
+        temperature: 0.9,
+        top_k: 0,
+        top_p: 0.95,
+        guidance: 1.5,
+        tempo_bpm: 110.0,
+        beats_per_bar: 4,
+        ahead_s: 0.1,
+    };
+    let mut out = Vec::new();
+    let mut per_frame = Vec::new();
+    let calls = 600; // 1200 frames = 16 s, three times the attention window
+    for _ in 0..calls {
+        out.clear();
+        let t0 = Instant::now();
+        source.render(&knobs, &mut out).unwrap();
+        let frames = out.len() as f64 / 320.0;
+        if frames > 0.0 {
+            per_frame.push(t0.elapsed().as_secs_f64() * 1e3 / frames);
+        }
+    }
+    per_frame.sort_by(f64::total_cmp);
+    let q = |p: f64| per_frame[((per_frame.len() - 1) as f64 * p).round() as usize];
+    let budget = 1e3 / frame_rate;
+    println!(
+        "prior + decoder per frame ({budget:.2} ms of audio): median {:.3} ms, p99 {:.3} ms, max {:.3} ms -> {:.1}x real time at the median",
+        q(0.5),
+        q(0.99),
+        per_frame[per_frame.len() - 1],
+        budget / q(0.5)
+    );
+
+    // End to end through the plugin's offline path: generator thread, resampling to 48 kHz,
+    // stereo widening, the audio-side reader.
+    let settings = RenderSettings { seconds: 20.0, ..Default::default() };
+    let t0 = Instant::now();
+    let audio = render(&settings, neural_factory(model), |_| {}).unwrap();
+    let took = t0.elapsed().as_secs_f64();
+    assert_eq!(audio.len(), 20 * 48_000 * 2);
+    println!("end to end (cantor render, 20 s at 48 kHz stereo): {:.2} s -> {:.1}x real time (goal 20x, target 10x)", took, 20.0 / took);
+}
