@@ -4,8 +4,35 @@
 //! The bundle is built first with `assert_process_allocs`, so any allocation inside the real
 //! wrapper's process() aborts this test.
 //!
-//! clack-host 0.2.0 notes: docs/dev/clack-host-example.rs (e.g. never register HostNotePorts:
-//! clack-extensions 0.2.0 builds it with a double reference).
+//! clack-host 0.2.0 notes (checked against its sources):
+//! * No `PluginBundle` exists in 0.2.0. The type is `PluginEntry`, and its loader is
+//!   `unsafe fn PluginEntry::load<P: AsRef<OsStr>>(path: P) -> Result<PluginEntry, PluginEntryError>`.
+//!   This needs clack-host's default feature "libloading". On Linux, the .clap file is the .so itself.
+//! * Host extensions are all OPTIONAL. The host's `get_extension` is `HostHandlers::declare_extensions`,
+//!   and an extension that is not registered gives NULL to the plugin. nice-plug 0.4.2 asks for
+//!   gui, latency, params, voice-info, thread-check and track-info, and handles NULL for each one.
+//!   It never asks for host log, state or note-ports. Without host params, `request_flush` only
+//!   triggers a nice_debug_assert_failure (GUI parameter edits), so we implement HostParams anyway.
+//!   It is short. Without thread-check, nice-plug treats the thread that created the instance as
+//!   the main thread. So create, query and load state on the test thread, and call process() from
+//!   another thread (as below). Otherwise nice-plug runs its main-thread tasks inline inside process().
+//! * BUG in clack-extensions 0.2.0: `HostNotePorts` is built as `RawExtensionImplementation::new(&&clap_host_note_ports{..})`
+//!   (note the double `&`). A plugin that calls it reads a pointer as a function pointer, which
+//!   is UB. Do NOT register HostNotePorts. Reading the PLUGIN side (`PluginNotePorts`) is fine.
+//! * Handler callbacks take `&self` in 0.2.0 (the upstream cpal example on GitHub uses a newer `&mut self`
+//!   API). So keep mutable host state in Cell and atomics.
+//! * Extension handles (PluginParams, PluginState, ...) are `Copy` and have NO lifetime. They must
+//!   not be used after the PluginInstance is dropped.
+//! * Drop order: stop_processing -> `instance.deactivate(stopped_processor)` -> drop(instance) ->
+//!   drop(entry). Each PluginInstance clones the PluginEntry, so dropping `entry` first is memory-safe.
+//!   Borrowck forbids it anyway while a factory or descriptor borrowed from it is alive.
+//!   If the instance is dropped while an audio processor still exists, clack LEAKS the plugin
+//!   (it never calls destroy). If the processor was dropped, the instance's Drop deactivates,
+//!   then destroys.
+//! * Param values for nice-plug: CLAP min=0 and max=step_count (or 1 for continuous params). So the
+//!   values are normalized (x step_count), not plain. get_value returns the same scale.
+//! * Shortcuts: `InputEvents::empty()`, `OutputEvents::void()`, `InputAudioBuffers::empty()`, and
+//!   `None` for steady_time/transport are all valid `process()` arguments.
 
 mod bundled;
 

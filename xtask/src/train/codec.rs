@@ -4,7 +4,7 @@
 
 use super::optim::AdamW;
 use crate::dataset::recipe::{ClipRecipe, DatasetConfig};
-use crate::dataset::{repo_root, ClipSource, Dataset};
+use crate::dataset::{ClipSource, Dataset};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -20,12 +20,8 @@ use std::time::Instant;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CodecTrainArgs {
-    /// Stop at this total step count.
-    #[arg(long, default_value_t = 200_000)]
-    pub steps: u64,
-    /// Stop after this many minutes (a checkpoint is written first).
-    #[arg(long, default_value_t = 0.0)]
-    pub minutes: f64,
+    #[command(flatten)]
+    pub run: super::RunArgs,
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
     /// Crop length in seconds.
@@ -33,15 +29,9 @@ pub struct CodecTrainArgs {
     pub seconds: f64,
     #[arg(long, default_value_t = 4e-4)]
     pub lr: f64,
-    /// Minutes between checkpoints.
-    #[arg(long, default_value_t = 4.0)]
-    pub checkpoint_minutes: f64,
     /// Steps between validations.
     #[arg(long, default_value_t = 500)]
     pub valid_every: u64,
-    /// Checkpoint folder (default: cache/train/codec).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
     /// Use the quick corpus (tests, smoke runs).
     #[arg(long)]
     pub quick: bool,
@@ -51,20 +41,11 @@ pub struct CodecTrainArgs {
     /// Steps trained as a plain autoencoder before quantisation is switched on.
     #[arg(long, default_value_t = 400)]
     pub ae_warmup_steps: u64,
-    /// Copy the latest checkpoint and best weights into assets/ (to commit) and exit.
-    #[arg(long)]
-    pub publish: bool,
 }
 
-/// The committed resume point and shipped weights.
-pub fn published_checkpoint() -> PathBuf {
-    repo_root().join("assets/training/codec-checkpoint.safetensors")
-}
+/// The shipped weights (what evaluation, quantisation and the tokeniser read).
 pub fn published_weights() -> PathBuf {
-    repo_root().join("assets/models/codec.safetensors")
-}
-pub fn log_path() -> PathBuf {
-    repo_root().join("assets/training/codec-log.jsonl")
+    super::RunPaths::new("codec", None).published_weights
 }
 
 const EMA_DECAY: f64 = 0.99;
@@ -73,8 +54,6 @@ const EMA_DECAY: f64 = 0.99;
 /// minutes at our small batches (an EMA-use threshold took ~300 steps to notice a dead code).
 const RESTART_IDLE_STEPS: u32 = 100;
 const COMMITMENT_WEIGHT: f64 = 0.1;
-const WARMUP_STEPS: u64 = 500;
-const GRAD_CLIP: f64 = 1.0;
 const SEED: u64 = 7;
 /// Model kind of codec checkpoint files.
 const CHECKPOINT_KIND: &str = "cantor-codec-checkpoint";
@@ -230,20 +209,17 @@ fn make_batch(source: &mut ClipSource, clips: &[&ClipRecipe], step: u64, batch: 
 
 pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let device = Device::Cpu;
-    let out = args.out.clone().unwrap_or_else(|| crate::dataset::cache_dir().join("train/codec"));
-    std::fs::create_dir_all(&out)?;
-    let ckpt_path = out.join("checkpoint.safetensors");
-    // Runs into a custom folder (tests, experiments) log there; the real run logs to assets/.
-    let log = if args.out.is_some() { out.join("log.jsonl") } else { log_path() };
-    let best_path = out.join("best.safetensors");
-    if args.publish {
-        let state: TrainState = super::publish(&ckpt_path, CHECKPOINT_KIND, &best_path, &published_checkpoint(), &published_weights())?;
+    let paths = super::RunPaths::new("codec", args.run.out.as_deref());
+    std::fs::create_dir_all(&paths.out)?;
+    let (ckpt_path, best_path, log) = (&paths.checkpoint, &paths.best, &paths.log);
+    if args.run.publish {
+        let state: TrainState = super::publish(ckpt_path, CHECKPOINT_KIND, best_path, &paths.published_checkpoint, &paths.published_weights)?;
         println!(
             "published step {} (best validation log-mel {:?}) to {} and {}",
             state.step,
             state.best_valid_mel,
-            published_checkpoint().display(),
-            published_weights().display()
+            paths.published_checkpoint.display(),
+            paths.published_weights.display()
         );
         return Ok(());
     }
@@ -254,13 +230,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let valid_clips: Vec<ClipRecipe> = dataset.split("valid").cloned().collect();
     anyhow::ensure!(!train_clips.is_empty() && !valid_clips.is_empty(), "the corpus has no train or valid clips");
 
-    // Resume: the cache checkpoint (bit-exact), else (for the real run) the committed one, else
-    // a fresh start.
-    let mut candidates = vec![ckpt_path.clone()];
-    if args.out.is_none() {
-        candidates.push(published_checkpoint());
-    }
-    let resume_from = candidates.into_iter().find(|p| p.exists());
+    let resume_from = paths.resume_from();
     let mut state = TrainState {
         step: 0,
         best_valid_mel: None,
@@ -270,7 +240,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     if let Some(p) = &resume_from {
         (state, saved) = super::load_checkpoint(p, CHECKPOINT_KIND)?;
         println!("resuming from {} at step {}", p.display(), state.step);
-        super::truncate_log_after(&log, state.step)?;
+        super::truncate_log_after(log, state.step)?;
     }
     let cfg = state.config.clone();
     let vm = VarMap::new();
@@ -326,13 +296,12 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     if resume_from.is_none() {
         // The initial weights are random (candle's CPU initialiser takes no seed): keep them, so
         // this run can be replayed exactly from its start.
-        super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, ema.tensors(&Device::Cpu)?)?;
+        super::save_checkpoint(ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, ema.tensors(&Device::Cpu)?)?;
     }
-    let started = Instant::now();
-    let mut last_ckpt = Instant::now();
+    let mut clock = super::RunClock::new(&args.run);
     let mut acc = (0f64, 0f64, 0f64, 0u64);
     let mut window_start = Instant::now();
-    while state.step < args.steps {
+    while state.step < args.run.steps {
         let (step, batch) = rx.recv().context("batch thread stopped")??;
         debug_assert_eq!(step, state.step);
         let x = Tensor::from_vec(batch, (args.batch, crop), &device)?;
@@ -347,15 +316,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         let (stft, mel) = spectral.both(&y, &x)?;
         let commitment_weight = if quantizing { COMMITMENT_WEIGHT } else { 0.0 };
         let loss = ((&stft + &mel)? + (&vq.commitment * commitment_weight)?)?;
-        let grads = loss.backward()?;
-        let norm = opt.grad_norm(&grads)?;
-        let scale = if norm.is_finite() && norm > GRAD_CLIP { GRAD_CLIP / norm } else { 1.0 };
-        let lr = args.lr * ((state.step + 1) as f64 / WARMUP_STEPS as f64).min(1.0);
-        if norm.is_finite() {
-            opt.step(&grads, lr, scale)?;
-        } else {
-            println!("step {}: non-finite gradient norm, update skipped", state.step);
-        }
+        let (norm, lr) = opt.minimize(&loss, args.lr, state.step)?;
         // Dead-code restarts draw from an RNG of the step, so a resumed run draws the same.
         let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0xC0DEC ^ state.step.wrapping_mul(0x9E3779B97F4A7C15));
         let codes = vq.codes.flatten_to(1)?; // [b*f, levels]
@@ -384,7 +345,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
                 "code_use": usage.iter().map(|u| (u.0 * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
                 "perplexity": usage.iter().map(|u| u.1.round()).collect::<Vec<_>>(),
                 "restarts": ema.restarts,
-                "wall_s": started.elapsed().as_secs_f64().round(),
+                "wall_s": clock.elapsed_s().round(),
             });
             if valid_now {
                 let (vm_mel, vm_stft) = validate(&codec, &spectral, &valid)?;
@@ -392,21 +353,19 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
                 rec["valid_stft"] = vm_stft.into();
                 if state.best_valid_mel.is_none_or(|b| vm_mel < b) {
                     state.best_valid_mel = Some(vm_mel);
-                    save_inference(&best_path, &cfg, &vm)?;
+                    save_inference(best_path, &cfg, &vm)?;
                     rec["best"] = true.into();
                 }
             }
             println!("{rec}");
-            super::log_line(&log, &rec)?;
+            super::log_line(log, &rec)?;
             acc = (0.0, 0.0, 0.0, 0);
             window_start = Instant::now();
         }
-        let out_of_time = args.minutes > 0.0 && started.elapsed().as_secs_f64() > args.minutes * 60.0;
-        if last_ckpt.elapsed().as_secs_f64() > args.checkpoint_minutes * 60.0 || out_of_time || state.step == args.steps {
-            super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, ema.tensors(&Device::Cpu)?)?;
-            last_ckpt = Instant::now();
+        if clock.checkpoint_due(state.step == args.run.steps) {
+            super::save_checkpoint(ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, ema.tensors(&Device::Cpu)?)?;
         }
-        if out_of_time {
+        if clock.out_of_time() {
             println!("time limit reached at step {}", state.step);
             break;
         }
@@ -430,20 +389,7 @@ mod tests {
     use super::*;
 
     fn args(out: &Path, steps: u64) -> CodecTrainArgs {
-        CodecTrainArgs {
-            steps,
-            minutes: 0.0,
-            batch: 2,
-            seconds: 0.2,
-            lr: 1e-3,
-            checkpoint_minutes: 1e9,
-            valid_every: 1000,
-            out: Some(out.to_path_buf()),
-            quick: true,
-            tiny: true,
-            publish: false,
-            ae_warmup_steps: 2,
-        }
+        CodecTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, seconds: 0.2, lr: 1e-3, valid_every: 1000, quick: true, tiny: true, ae_warmup_steps: 2 }
     }
 
     #[test]

@@ -13,7 +13,104 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Options every trainer takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Stop at this total step count.
+    #[arg(long, default_value_t = 200_000)]
+    pub steps: u64,
+    /// Stop after this many minutes (a checkpoint is written first).
+    #[arg(long, default_value_t = 0.0)]
+    pub minutes: f64,
+    /// Minutes between checkpoints.
+    #[arg(long, default_value_t = 4.0)]
+    pub checkpoint_minutes: f64,
+    /// Checkpoint folder (default: cache/train/<model>); a custom folder also keeps its own log.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Copy the latest checkpoint and best weights into assets/ (to commit) and exit.
+    #[arg(long)]
+    pub publish: bool,
+}
+
+impl RunArgs {
+    /// Tests: `steps` steps into `out`, no time limit, no checkpoint but the last.
+    #[cfg(test)]
+    pub fn test(out: &Path, steps: u64) -> Self {
+        Self { steps, minutes: 0.0, checkpoint_minutes: 1e9, out: Some(out.to_path_buf()), publish: false }
+    }
+}
+
+/// Where one model's training files live: the run folder in the cache, and the committed copies
+/// (the resume point, the shipped weights and the metrics log).
+pub struct RunPaths {
+    pub out: PathBuf,
+    pub checkpoint: PathBuf,
+    pub best: PathBuf,
+    pub log: PathBuf,
+    pub published_checkpoint: PathBuf,
+    pub published_weights: PathBuf,
+    custom: bool,
+}
+
+impl RunPaths {
+    /// `model` is "codec" or "prior".
+    pub fn new(model: &str, out: Option<&Path>) -> Self {
+        let root = crate::dataset::repo_root();
+        let custom = out.is_some();
+        let out = out.map(Path::to_path_buf).unwrap_or_else(|| crate::dataset::cache_dir().join("train").join(model));
+        Self {
+            checkpoint: out.join("checkpoint.safetensors"),
+            best: out.join("best.safetensors"),
+            log: if custom { out.join("log.jsonl") } else { root.join(format!("assets/training/{model}-log.jsonl")) },
+            published_checkpoint: root.join(format!("assets/training/{model}-checkpoint.safetensors")),
+            published_weights: root.join(format!("assets/models/{model}.safetensors")),
+            out,
+            custom,
+        }
+    }
+
+    /// The checkpoint to resume from: the cache's (bit-exact), else for the real run the
+    /// committed one, else none (a fresh start).
+    pub fn resume_from(&self) -> Option<PathBuf> {
+        std::iter::once(self.checkpoint.clone()).chain((!self.custom).then(|| self.published_checkpoint.clone())).find(|p| p.exists())
+    }
+}
+
+/// Decides when a run checkpoints (every few minutes, at its last step) and when it stops.
+pub struct RunClock {
+    started: Instant,
+    last_checkpoint: Instant,
+    minutes: f64,
+    checkpoint_minutes: f64,
+}
+
+impl RunClock {
+    pub fn new(args: &RunArgs) -> Self {
+        Self { started: Instant::now(), last_checkpoint: Instant::now(), minutes: args.minutes, checkpoint_minutes: args.checkpoint_minutes }
+    }
+
+    pub fn elapsed_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Whether the run's time limit has passed.
+    pub fn out_of_time(&self) -> bool {
+        self.minutes > 0.0 && self.elapsed_s() > self.minutes * 60.0
+    }
+
+    /// Whether to checkpoint now (`last`: the run ends after this step); restarts the interval.
+    pub fn checkpoint_due(&mut self, last: bool) -> bool {
+        let due = last || self.out_of_time() || self.last_checkpoint.elapsed().as_secs_f64() > self.checkpoint_minutes * 60.0;
+        if due {
+            self.last_checkpoint = Instant::now();
+        }
+        due
+    }
+}
 
 /// A model's variables by name.
 pub fn var_tensors(vm: &VarMap) -> HashMap<String, Tensor> {

@@ -4,7 +4,6 @@
 //! log-likelihood per code against the unigram baseline.
 
 use super::optim::AdamW;
-use crate::dataset::repo_root;
 use crate::dataset::tokens::{tokens_dir, TokenClip, TokenSet};
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
@@ -22,49 +21,25 @@ use std::time::Instant;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PriorTrainArgs {
-    /// Stop at this total step count.
-    #[arg(long, default_value_t = 200_000)]
-    pub steps: u64,
-    /// Stop after this many minutes (a checkpoint is written first).
-    #[arg(long, default_value_t = 0.0)]
-    pub minutes: f64,
+    #[command(flatten)]
+    pub run: super::RunArgs,
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
     #[arg(long, default_value_t = 3e-4)]
     pub lr: f64,
-    /// Minutes between checkpoints.
-    #[arg(long, default_value_t = 4.0)]
-    pub checkpoint_minutes: f64,
     /// Steps between validations.
     #[arg(long, default_value_t = 250)]
     pub valid_every: u64,
     /// The tokenised corpus (default: the one of the published codec, cache/tokens/<id>).
     #[arg(long)]
     pub tokens: Option<PathBuf>,
-    /// Checkpoint folder (default: cache/train/prior).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
     /// Tiny model (tests, smoke runs).
     #[arg(long)]
     pub tiny: bool,
-    /// Copy the latest checkpoint and best weights into assets/ (to commit) and exit.
-    #[arg(long)]
-    pub publish: bool,
 }
 
-pub fn published_checkpoint() -> PathBuf {
-    repo_root().join("assets/training/prior-checkpoint.safetensors")
-}
-pub fn published_weights() -> PathBuf {
-    repo_root().join("assets/models/prior.safetensors")
-}
-pub fn log_path() -> PathBuf {
-    repo_root().join("assets/training/prior-log.jsonl")
-}
 
 const CHECKPOINT_KIND: &str = "cantor-prior-checkpoint";
-const WARMUP_STEPS: u64 = 500;
-const GRAD_CLIP: f64 = 1.0;
 const SEED: u64 = 11;
 /// Each knob condition is dropped on its own with this probability...
 const DROP_EACH: f64 = 0.1;
@@ -186,13 +161,11 @@ pub fn default_tokens_dir() -> Result<PathBuf> {
 
 pub fn train(args: &PriorTrainArgs) -> Result<()> {
     let device = Device::Cpu;
-    let out = args.out.clone().unwrap_or_else(|| crate::dataset::cache_dir().join("train/prior"));
-    std::fs::create_dir_all(&out)?;
-    let ckpt_path = out.join("checkpoint.safetensors");
-    let best_path = out.join("best.safetensors");
-    let log = if args.out.is_some() { out.join("log.jsonl") } else { log_path() };
-    if args.publish {
-        let state: TrainState = super::publish(&ckpt_path, CHECKPOINT_KIND, &best_path, &published_checkpoint(), &published_weights())?;
+    let paths = super::RunPaths::new("prior", args.run.out.as_deref());
+    std::fs::create_dir_all(&paths.out)?;
+    let (ckpt_path, best_path, log) = (&paths.checkpoint, &paths.best, &paths.log);
+    if args.run.publish {
+        let state: TrainState = super::publish(ckpt_path, CHECKPOINT_KIND, best_path, &paths.published_checkpoint, &paths.published_weights)?;
         println!("published step {} (best held-out NLL {:?} nats/code)", state.step, state.best_valid_nll);
         return Ok(());
     }
@@ -204,11 +177,7 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
     let valid_set = TokenSet::load(&tokens, "valid")?;
     let unigram = train_set.unigram_entropy();
 
-    let mut candidates = vec![ckpt_path.clone()];
-    if args.out.is_none() {
-        candidates.push(published_checkpoint());
-    }
-    let resume_from = candidates.into_iter().find(|p| p.exists());
+    let resume_from = paths.resume_from();
     let mut cfg = if args.tiny { PriorConfig::tiny() } else { PriorConfig::default() };
     cfg.n_levels = train_set.levels;
     cfg.codebook_size = train_set.codebook_size;
@@ -228,7 +197,7 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
             train_set.codec_id
         );
         println!("resuming from {} at step {}", p.display(), state.step);
-        super::truncate_log_after(&log, state.step)?;
+        super::truncate_log_after(log, state.step)?;
     }
     let cfg = state.config.clone();
     let vm = VarMap::new();
@@ -248,30 +217,21 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
     opt.load_state(&saved, state.step)?;
     drop(saved);
     if resume_from.is_none() {
-        super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, Default::default())?;
+        super::save_checkpoint(ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, Default::default())?;
     }
     // Fixed held-out batches, all conditions given.
     let valid: Vec<_> = (0..4)
         .map(|i| batch_tensors(&valid_set, &draw_crops(&valid_set, u64::MAX - i, 8, cfg.window, false), &cfg, &device))
         .collect::<Result<_>>()?;
 
-    let started = Instant::now();
-    let mut last_ckpt = Instant::now();
+    let mut clock = super::RunClock::new(&args.run);
     let mut window_start = Instant::now();
     let (mut acc, mut acc_n) = (0f64, 0u64);
-    while state.step < args.steps {
+    while state.step < args.run.steps {
         let crops = draw_crops(&train_set, state.step, args.batch, cfg.window, true);
         let (tokens, cond, rows, targets) = batch_tensors(&train_set, &crops, &cfg, &device)?;
         let l = loss(&prior, &tokens, &cond, &rows, &targets)?;
-        let grads = l.backward()?;
-        let norm = opt.grad_norm(&grads)?;
-        let scale = if norm.is_finite() && norm > GRAD_CLIP { GRAD_CLIP / norm } else { 1.0 };
-        let lr = args.lr * ((state.step + 1) as f64 / WARMUP_STEPS as f64).min(1.0);
-        if norm.is_finite() {
-            opt.step(&grads, lr, scale)?;
-        } else {
-            println!("step {}: non-finite gradient norm, update skipped", state.step);
-        }
+        let (norm, lr) = opt.minimize(&l, args.lr, state.step)?;
         state.step += 1;
         acc += l.to_scalar::<f32>()? as f64;
         acc_n += 1;
@@ -285,7 +245,7 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
                 "grad_norm": norm,
                 "lr": lr,
                 "s_per_step": window_start.elapsed().as_secs_f64() / acc_n as f64,
-                "wall_s": started.elapsed().as_secs_f64().round(),
+                "wall_s": clock.elapsed_s().round(),
             });
             if valid_now {
                 let mut total = 0.0;
@@ -296,21 +256,19 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
                 rec["valid_nll"] = nll.into();
                 if state.best_valid_nll.is_none_or(|b| nll < b) {
                     state.best_valid_nll = Some(nll);
-                    save_inference(&best_path, &cfg, &vm)?;
+                    save_inference(best_path, &cfg, &vm)?;
                     rec["best"] = true.into();
                 }
             }
             println!("{rec}");
-            super::log_line(&log, &rec)?;
+            super::log_line(log, &rec)?;
             (acc, acc_n) = (0.0, 0);
             window_start = Instant::now();
         }
-        let out_of_time = args.minutes > 0.0 && started.elapsed().as_secs_f64() > args.minutes * 60.0;
-        if last_ckpt.elapsed().as_secs_f64() > args.checkpoint_minutes * 60.0 || out_of_time || state.step == args.steps {
-            super::save_checkpoint(&ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, Default::default())?;
-            last_ckpt = Instant::now();
+        if clock.checkpoint_due(state.step == args.run.steps) {
+            super::save_checkpoint(ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, Default::default())?;
         }
-        if out_of_time {
+        if clock.out_of_time() {
             println!("time limit reached at step {}", state.step);
             break;
         }
@@ -340,7 +298,7 @@ mod tests {
     }
 
     fn args(tokens: &Path, out: &Path, steps: u64) -> PriorTrainArgs {
-        PriorTrainArgs { steps, minutes: 0.0, batch: 2, lr: 1e-3, checkpoint_minutes: 1e9, valid_every: 4, tokens: Some(tokens.to_path_buf()), out: Some(out.to_path_buf()), tiny: true, publish: false }
+        PriorTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, lr: 1e-3, valid_every: 4, tokens: Some(tokens.to_path_buf()), tiny: true }
     }
 
     #[test]
