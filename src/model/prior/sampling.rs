@@ -53,16 +53,22 @@ pub fn sample(logits: &[f32], s: &Sampling, rng: &mut ChaCha8Rng, scratch: &mut 
         return argmax(logits);
     }
     scratch.clear();
-    scratch.extend(logits.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, &v)| (v / t, i as u32)));
-    if scratch.is_empty() {
-        return 0;
+    let max = logits.iter().copied().filter(|v| v.is_finite()).fold(f32::NEG_INFINITY, f32::max) / t;
+    if !max.is_finite() {
+        return argmax(logits);
     }
-    // Likeliest first; ties broken by index so the order (and the draw) is deterministic.
-    scratch.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    if s.top_k > 0 {
-        scratch.truncate(s.top_k);
+    // Codes more than e^24 less likely than the best carry no probability a f32 sum can see:
+    // dropping them first keeps the sort below short (a trained model's rows are peaked).
+    scratch.extend(logits.iter().enumerate().filter(|(_, v)| v.is_finite() && *v / t - max > -24.0).map(|(i, &v)| (v / t, i as u32)));
+    let truncate = s.top_k > 0 || (s.top_p.is_finite() && s.top_p < 1.0);
+    if truncate {
+        if s.top_k > 0 && s.top_k < scratch.len() {
+            // Likeliest k first (ties by index, so the draw is deterministic), then only those sorted.
+            scratch.select_nth_unstable_by(s.top_k - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            scratch.truncate(s.top_k);
+        }
+        scratch.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     }
-    let max = scratch[0].0;
     let mut total = 0.0f32;
     for e in scratch.iter_mut() {
         e.0 = (e.0 - max).exp();
