@@ -204,3 +204,34 @@ fn a_hundred_activate_cycles_and_rate_changes_leak_no_thread() {
     // Processing after deactivation is tolerated and silent.
     assert!(host.process(512)[0].iter().all(|&v| v == 0.0));
 }
+
+#[test]
+fn capture_writes_a_wav_equal_to_what_was_played() {
+    let dir = std::env::temp_dir().join(format!("cantor-capture-{}", std::process::id()));
+    let mut host = host_with(Some(counting_factory()), 48_000.0, 512, ProcessMode::Offline);
+    // Capture copies inside process(): still no allocation on the audio thread.
+    for _ in 0..20 {
+        assert_eq!(process_counting(&mut host, 512), 0);
+    }
+    let mut played = Vec::new();
+    for _ in 0..100 {
+        let [l, r] = host.process(480);
+        played.extend(l.iter().zip(r).flat_map(|(a, b)| [*a, *b]));
+    }
+    let capture = host.plugin.shared().capture.clone();
+    let before = capture.saved.load(std::sync::atomic::Ordering::Relaxed);
+    capture.request(cantor::engine::capture::CaptureRequest::Save { seconds: 0.5, dir: dir.clone() }).unwrap();
+    let t0 = std::time::Instant::now();
+    while capture.saved.load(std::sync::atomic::Ordering::Relaxed) == before && t0.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let path = capture.result.lock().unwrap().clone().expect("a capture result").expect("the capture was written");
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    let spec = reader.spec();
+    assert_eq!((spec.channels, spec.sample_rate, spec.sample_format), (2, 48_000, hound::SampleFormat::Float));
+    let samples: Vec<f32> = reader.samples::<f32>().map(|s| s.unwrap()).collect();
+    assert_eq!(samples.len(), 48_000, "0.5 s of stereo");
+    assert!(samples == played[played.len() - samples.len()..], "the capture differs from the output");
+    assert!(samples.iter().any(|&v| v != 0.0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

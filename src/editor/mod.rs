@@ -1,6 +1,7 @@
 //! The first editor: every parameter, and what the engine is doing. Reads atomics and sets
 //! parameters, nothing else.
 
+mod capture;
 mod status;
 
 use crate::engine::EngineShared;
@@ -38,6 +39,7 @@ impl NiceEguiApp for CantorEditor {
         let setter = gui.param_setter();
         ui.heading("Cantor");
         status::show(ui, &self.shared);
+        capture::show(ui, &self.shared);
         ui.separator();
         egui::ScrollArea::vertical().show(ui, |ui| {
             widgets::generic_ui::create(ui, self.params.clone(), &setter, widgets::generic_ui::GenericSlider);

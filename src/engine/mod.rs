@@ -16,6 +16,7 @@
 //! from the ring, applies smoothed gain and fades, and counts underruns. In offline mode it may
 //! wait (bounded) for the generator so a bounce has no gaps.
 
+pub mod capture;
 pub mod generator;
 pub mod neural_source;
 pub mod reader;
@@ -38,6 +39,10 @@ pub struct Engine {
     pub generator: Generator,
     pub reader: AudioReader,
     pub shared: Arc<EngineShared>,
+    /// The audio thread's copy of its output, for capture to WAV.
+    pub capture_tap: capture::CaptureTap,
+    /// The thread that keeps the last minutes of output and writes capture files.
+    pub capture: capture::Capture,
 }
 
 impl Engine {
@@ -53,7 +58,8 @@ impl Engine {
         let (tx, rx) = crossbeam_channel::bounded(64);
         let reader = AudioReader::new(consumer, tx.clone(), shared.clone(), config.host_rate);
         let generator = Generator::spawn(source, producer, rx, tx, shared.clone(), config)?;
-        Ok(Self { generator, reader, shared })
+        let (capture_tap, capture) = capture::Capture::start(shared.capture.clone(), config.host_rate)?;
+        Ok(Self { generator, reader, shared, capture_tap, capture })
     }
 }
 

@@ -68,6 +68,9 @@ pub struct EngineShared {
     pub running: AtomicBool,
     /// Why the generator stopped or is silent, in plain words (never touched by the audio thread).
     pub error: Mutex<Option<String>>,
+    /// Capture requests and results (editor and capture thread; the audio thread only pushes
+    /// into the capture ring, see `capture`).
+    pub capture: std::sync::Arc<super::capture::CaptureShared>,
 }
 
 impl Default for EngineShared {
@@ -96,6 +99,7 @@ impl Default for EngineShared {
             load_permille: AtomicU32::new(0),
             running: AtomicBool::new(false),
             error: Mutex::new(None),
+            capture: Default::default(),
         }
     }
 }

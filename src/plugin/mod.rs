@@ -261,6 +261,7 @@ impl Plugin for Cantor {
             // Closed gate: leave the audio in the ring (nothing is consumed) and stay silent.
             left.fill(0.0);
             right.fill(0.0);
+            engine.capture_tap.push(left, right);
             return ProcessStatus::KeepAlive;
         }
         let timeouts = self.shared.offline_timeouts.load(Relaxed);
@@ -280,6 +281,7 @@ impl Plugin for Cantor {
                 *r *= self.gate;
             }
         }
+        engine.capture_tap.push(left, right);
         ProcessStatus::KeepAlive
     }
 }

@@ -1,0 +1,33 @@
+//! The capture panel: save what was just played as a WAV file, and say where it went.
+
+use crate::engine::capture::{default_dir, CaptureRequest, MAX_SECONDS};
+use crate::engine::EngineShared;
+
+/// Seconds the capture button saves.
+const CAPTURE_SECONDS: f64 = 30.0;
+
+pub fn show(ui: &mut egui::Ui, shared: &EngineShared) {
+    ui.horizontal(|ui| {
+        let button = ui
+            .button(format!("Save the last {CAPTURE_SECONDS:.0} s as WAV"))
+            .on_hover_text(format!("Writes what Cantor played (up to {MAX_SECONDS:.0} s back) to {}; drag the file onto a track.", default_dir().display()));
+        if button.clicked() {
+            let request = CaptureRequest::Save { seconds: CAPTURE_SECONDS, dir: default_dir() };
+            if let Err(e) = shared.capture.request(request) {
+                if let Ok(mut r) = shared.capture.result.lock() {
+                    *r = Some(Err(e));
+                }
+            }
+        }
+        let result = shared.capture.result.lock().ok().and_then(|r| r.clone());
+        match result {
+            Some(Ok(path)) => {
+                ui.label(format!("Saved {}", path.display()));
+            }
+            Some(Err(why)) => {
+                ui.colored_label(egui::Color32::from_rgb(230, 160, 60), format!("Not saved: {why}"));
+            }
+            None => {}
+        }
+    });
+}
