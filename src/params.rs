@@ -34,6 +34,10 @@ pub fn guidance_range() -> (f32, f32) {
 pub fn responsiveness_range() -> (f32, f32) {
     (0.05, 2.0)
 }
+/// Default look-ahead: a knob change reaches the audio within about 150 ms (this buffer, plus
+/// one frame of the prior's delay pattern and one 27 ms render chunk), with the generator's
+/// 7-10x real-time headroom to absorb CPU spikes.
+pub const DEFAULT_LOOK_AHEAD_S: f32 = 0.1;
 /// Largest seed (seeds are shown and typed as plain numbers).
 pub const MAX_SEED: i32 = 99_999;
 
@@ -196,7 +200,7 @@ impl Default for CantorParams {
             run_mode: EnumParam::new("Run mode", RunMode::Transport),
             responsiveness: FloatParam::new(
                 "Look-ahead",
-                0.25,
+                DEFAULT_LOOK_AHEAD_S,
                 FloatRange::Skewed { min: r_lo, max: r_hi, factor: FloatRange::skew_factor(-1.0) },
             )
             .with_unit(" s")

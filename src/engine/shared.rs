@@ -87,7 +87,8 @@ impl Default for EngineShared {
             guidance: AtomicF32::new(1.0),
             tempo_bpm: AtomicF32::new(120.0),
             beats_per_bar: AtomicU32::new(4),
-            ahead_s: AtomicF32::new(0.25),
+            // As the look-ahead parameter's default (params::DEFAULT_LOOK_AHEAD_S).
+            ahead_s: AtomicF32::new(0.1),
             gain: AtomicF32::new(1.0),
             buffered_frames: AtomicU32::new(0),
             underruns: AtomicU64::new(0),
