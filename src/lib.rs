@@ -14,3 +14,5 @@ pub mod model;
 pub mod params;
 #[cfg(feature = "plugin")]
 pub mod plugin;
+#[cfg(feature = "plugin")]
+pub mod presets;

@@ -2,6 +2,7 @@
 //! parameters, nothing else.
 
 mod capture;
+mod presets;
 mod status;
 
 use crate::engine::EngineShared;
@@ -40,6 +41,7 @@ impl NiceEguiApp for CantorEditor {
         ui.heading("Cantor");
         status::show(ui, &self.shared);
         capture::show(ui, &self.shared);
+        presets::show(ui, &self.params, gui);
         ui.separator();
         egui::ScrollArea::vertical().show(ui, |ui| {
             widgets::generic_ui::create(ui, self.params.clone(), &setter, widgets::generic_ui::GenericSlider);

@@ -1,0 +1,87 @@
+//! Factory presets: a good starting sound for each style, a few per style. Applied by setting
+//! parameters (so hosts record them as ordinary parameter changes and undo works).
+//! nice-plug exposes no CLAP preset-discovery or VST3 program list, so they live in the editor.
+
+use crate::model::vocab::{instrument_index, KEY_NAMES, STYLES};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Preset {
+    pub name: &'static str,
+    /// (style name, weight) pairs; styles not named get weight 0.
+    pub styles: &'static [(&'static str, f32)],
+    pub instrument: &'static str,
+    /// Free tempo (used when the tempo mode is "Free"; with "Follow host" the host decides).
+    pub bpm: f32,
+    pub key: &'static str,
+    pub minor: bool,
+    pub temperature: f32,
+    pub guidance: f32,
+}
+
+const fn p(name: &'static str, styles: &'static [(&'static str, f32)], instrument: &'static str, bpm: f32, key: &'static str, minor: bool, temperature: f32, guidance: f32) -> Preset {
+    Preset { name, styles, instrument, bpm, key, minor, temperature, guidance }
+}
+
+pub const FACTORY: &[Preset] = &[
+    p("Chorale: church organ", &[("chorale", 1.0)], "organ", 66.0, "G", false, 0.8, 2.0),
+    p("Chorale: choir in minor", &[("chorale", 1.0)], "choir/pads", 60.0, "D", true, 0.8, 2.0),
+    p("Air: slow strings", &[("air", 1.0)], "strings", 72.0, "D", false, 0.85, 1.5),
+    p("Air: harp lament", &[("air", 1.0)], "plucked", 78.0, "E", true, 0.9, 1.5),
+    p("Jig: flute session", &[("jig", 1.0)], "winds", 116.0, "D", false, 0.9, 1.5),
+    p("Jig: parlour piano", &[("jig", 1.0)], "piano", 108.0, "G", false, 0.9, 1.5),
+    p("Reel: fiddle drive", &[("reel", 1.0)], "strings", 118.0, "D", false, 0.95, 1.5),
+    p("Reel: mallet shimmer", &[("reel", 1.0)], "mallets", 110.0, "A", true, 0.95, 1.5),
+    p("Hornpipe: accordion", &[("hornpipe", 1.0)], "organ", 92.0, "A", false, 0.9, 1.5),
+    p("Hornpipe: brass", &[("hornpipe", 1.0)], "brass", 88.0, "Bb", false, 0.9, 1.5),
+    p("March: brass band", &[("march/polka", 1.0)], "brass", 112.0, "Bb", false, 0.85, 1.8),
+    p("Polka: piano", &[("march/polka", 1.0)], "piano", 128.0, "F", false, 0.9, 1.5),
+    p("Blend: jig into reel", &[("jig", 0.6), ("reel", 0.6)], "strings", 114.0, "E", true, 0.95, 1.2),
+];
+
+impl Preset {
+    /// The parameter values this preset sets, as (parameter id, plain value).
+    pub fn values(&self) -> Vec<(String, f32)> {
+        let mut out: Vec<(String, f32)> = (0..STYLES.len())
+            .map(|i| {
+                let w = self.styles.iter().find(|(n, _)| *n == STYLES[i]).map_or(0.0, |(_, w)| *w);
+                (format!("style_{}", i + 1), w)
+            })
+            .collect();
+        let key = KEY_NAMES.iter().position(|k| *k == self.key).unwrap_or(0);
+        out.push(("instrument".into(), instrument_index(self.instrument).unwrap_or(0) as f32));
+        out.push(("tempo".into(), self.bpm));
+        out.push(("key".into(), key as f32));
+        out.push(("mode".into(), if self.minor { 1.0 } else { 0.0 }));
+        out.push(("temperature".into(), self.temperature));
+        out.push(("guidance".into(), self.guidance));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::CantorParams;
+    use nice_plug::prelude::Params;
+
+    #[test]
+    fn every_preset_names_real_labels_and_stays_in_range() {
+        let params = CantorParams::default();
+        let map = params.param_map();
+        for preset in FACTORY {
+            assert!(preset.styles.iter().all(|(s, _)| STYLES.contains(s)), "{}: unknown style", preset.name);
+            assert!(instrument_index(preset.instrument).is_some(), "{}: unknown instrument", preset.name);
+            assert!(KEY_NAMES.contains(&preset.key), "{}: unknown key", preset.name);
+            for (id, value) in preset.values() {
+                let (_, ptr, _) = map.iter().find(|(i, _, _)| *i == id).unwrap_or_else(|| panic!("{}: no parameter {id}", preset.name));
+                // SAFETY: the pointer comes from `params`, alive here.
+                let clamped = unsafe { ptr.preview_plain(ptr.preview_normalized(value)) };
+                assert!((clamped - value).abs() < 1e-3, "{}: {id} = {value} is out of range", preset.name);
+            }
+        }
+        // A few per style.
+        for style in STYLES {
+            assert!(FACTORY.iter().filter(|p| p.styles.iter().any(|(s, _)| *s == style)).count() >= 2, "fewer than two presets for {style}");
+        }
+    }
+}
