@@ -54,6 +54,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum EvalCommand {
+    /// The tempo and key estimators (used to judge the prior) on real test clips.
+    Estimators {
+        #[arg(long, default_value_t = 60)]
+        clips: usize,
+    },
     /// The codec against Opus 6 and 12 kbit/s on the test split.
     Codec {
         /// Weights file (default: assets/models/codec.safetensors).
@@ -186,6 +191,7 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Codec(args) } => train::codec::train(&args),
         Command::Train { model: TrainCommand::Prior(args) } => train::prior::train(&args),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
+        Command::Eval { model: EvalCommand::Estimators { clips } } => eval::music::eval_estimators(clips),
         Command::Quantize { model: QuantizeCommand::Codec { clips } } => {
             eval::codec::quantize(&[candle_core::quantized::GgmlDType::Q8_0, candle_core::quantized::GgmlDType::Q4_0], clips)
         }

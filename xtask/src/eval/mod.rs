@@ -1,6 +1,7 @@
 //! `cargo xtask eval` and `cargo xtask bench`: measurements that go into EVAL.md and BENCHMARKS.md.
 
 pub mod codec;
+pub mod music;
 
 use std::path::Path;
 

@@ -1,0 +1,222 @@
+//! Musical measurements on audio, for judging what the prior generates: tempo (beat tracking by
+//! onset autocorrelation) and key (chroma against Krumhansl's key profiles). They are checked
+//! against the labels of real corpus clips (`cargo xtask eval estimators`), which says how far
+//! their verdicts on generated audio can be trusted.
+
+use realfft::RealFftPlanner;
+
+/// Magnitude spectrogram: frames of `n_fft` with a Hann window, every `hop` samples.
+pub fn spectrogram(x: &[f32], n_fft: usize, hop: usize) -> Vec<Vec<f32>> {
+    let mut planner = RealFftPlanner::<f32>::new();
+    let fft = planner.plan_fft_forward(n_fft);
+    let window: Vec<f32> = (0..n_fft).map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / n_fft as f32).cos()).collect();
+    let mut input = fft.make_input_vec();
+    let mut output = fft.make_output_vec();
+    let mut frames = Vec::new();
+    let mut start = 0;
+    while start + n_fft <= x.len() {
+        for i in 0..n_fft {
+            input[i] = x[start + i] * window[i];
+        }
+        fft.process(&mut input, &mut output).expect("fft sizes match");
+        frames.push(output.iter().map(|c| c.norm()).collect());
+        start += hop;
+    }
+    frames
+}
+
+const TEMPO_FFT: usize = 1024;
+const TEMPO_HOP: usize = 256;
+
+/// Onset strength per spectrogram frame: half-wave rectified rise of log magnitude, summed.
+fn onset_envelope(x: &[f32]) -> Vec<f32> {
+    let spec = spectrogram(x, TEMPO_FFT, TEMPO_HOP);
+    let logs: Vec<Vec<f32>> = spec.iter().map(|f| f.iter().map(|m| (1.0 + 100.0 * m).ln()).collect()).collect();
+    let mut env = vec![0.0; logs.len()];
+    for t in 1..logs.len() {
+        env[t] = logs[t].iter().zip(&logs[t - 1]).map(|(a, b)| (a - b).max(0.0)).sum();
+    }
+    let mean = env.iter().sum::<f32>() / env.len().max(1) as f32;
+    env.iter().map(|v| v - mean).collect()
+}
+
+/// Tempo in BPM within [lo, hi]: the lag whose autocorrelation, reinforced by its multiples
+/// (a beat also recurs at 2, 3, 4 beats), is strongest.
+pub fn estimate_tempo(x: &[f32], sr: u32, lo: f64, hi: f64) -> Option<f64> {
+    let env = onset_envelope(x);
+    let fps = sr as f64 / TEMPO_HOP as f64;
+    let acf = |lag: usize| -> f64 {
+        if lag >= env.len() {
+            return 0.0;
+        }
+        env[..env.len() - lag].iter().zip(&env[lag..]).map(|(a, b)| (*a * *b) as f64).sum::<f64>() / (env.len() - lag) as f64
+    };
+    // Fractional lags by linear interpolation, on a fine BPM grid.
+    let acf_at = |lag: f64| {
+        let i = lag.floor() as usize;
+        let f = lag - i as f64;
+        acf(i) * (1.0 - f) + acf(i + 1) * f
+    };
+    let mut best: Option<(f64, f64)> = None;
+    let mut bpm = lo;
+    while bpm <= hi {
+        let lag = fps * 60.0 / bpm;
+        let score: f64 = (1..=4).map(|k| acf_at(lag * k as f64) / (k as f64).sqrt()).sum();
+        if best.is_none_or(|(_, s)| score > s) {
+            best = Some((bpm, score));
+        }
+        bpm += 0.25;
+    }
+    best.map(|(b, _)| b)
+}
+
+/// Krumhansl-Kessler major and minor key profiles (C major / C minor).
+const MAJOR: [f64; 12] = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88];
+const MINOR: [f64; 12] = [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17];
+
+/// Pitch-class energy of the whole clip, 65 Hz to 2.1 kHz (C2 to C7).
+pub fn chroma(x: &[f32], sr: u32) -> [f64; 12] {
+    let n_fft = 8192;
+    let spec = spectrogram(x, n_fft, 2048);
+    let mut c = [0f64; 12];
+    for frame in &spec {
+        for (bin, m) in frame.iter().enumerate().skip(1) {
+            let f = bin as f64 * sr as f64 / n_fft as f64;
+            if !(65.0..=2100.0).contains(&f) {
+                continue;
+            }
+            let midi = 69.0 + 12.0 * (f / 440.0).log2();
+            let pc = (midi.round() as i64).rem_euclid(12) as usize;
+            c[pc] += (*m as f64).powi(2);
+        }
+    }
+    c
+}
+
+fn correlation(a: &[f64; 12], b: &[f64]) -> f64 {
+    let ma = a.iter().sum::<f64>() / 12.0;
+    let mb = b.iter().sum::<f64>() / 12.0;
+    let (mut num, mut da, mut db) = (0.0, 0.0, 0.0);
+    for i in 0..12 {
+        num += (a[i] - ma) * (b[i] - mb);
+        da += (a[i] - ma).powi(2);
+        db += (b[i] - mb).powi(2);
+    }
+    num / (da * db).sqrt().max(1e-12)
+}
+
+/// Key as (tonic pitch class, mode 0 major / 1 minor): the best-correlated rotated profile.
+pub fn estimate_key(x: &[f32], sr: u32) -> (u32, u32) {
+    let c = chroma(x, sr);
+    let mut best = (0u32, 0u32, f64::NEG_INFINITY);
+    for tonic in 0..12 {
+        for (mode, profile) in [MAJOR, MINOR].iter().enumerate() {
+            let rotated: Vec<f64> = (0..12).map(|pc| profile[(pc + 12 - tonic) % 12]).collect();
+            let r = correlation(&c, &rotated);
+            if r > best.2 {
+                best = (tonic as u32, mode as u32, r);
+            }
+        }
+    }
+    (best.0, best.1)
+}
+
+/// Whether an estimated tempo is within `tolerance` (relative) of the requested one.
+pub fn tempo_matches(estimated: f64, requested: f64, tolerance: f64) -> bool {
+    (estimated / requested - 1.0).abs() <= tolerance
+}
+
+/// Tempo adherence as evaluated: the pulse found within a factor 1.45 of the requested tempo
+/// (so half- and double-time readings, which onset autocorrelation cannot tell apart, are left
+/// out of the search rather than counted as misses), then compared within `tolerance`.
+pub fn tempo_adherent(x: &[f32], sr: u32, requested: f64, tolerance: f64) -> (bool, Option<f64>) {
+    let est = estimate_tempo(x, sr, requested / 1.45, requested * 1.45);
+    (est.is_some_and(|e| tempo_matches(e, requested, tolerance)), est)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A click track with pitched notes: beats at `bpm`, a scale of `tonic` major.
+    fn synthetic(bpm: f64, tonic: u32, seconds: f64, sr: u32) -> Vec<f32> {
+        let n = (seconds * sr as f64) as usize;
+        let beat = 60.0 / bpm;
+        let scale = [0, 2, 4, 5, 7, 9, 11, 12, 7, 4, 0, 7];
+        let mut x = vec![0f32; n];
+        let mut k = 0;
+        let mut t = 0.0;
+        while t < seconds {
+            let midi = 60 + tonic as i32 + scale[k % scale.len()];
+            let f = 440.0 * 2f64.powf((midi as f64 - 69.0) / 12.0);
+            let start = (t * sr as f64) as usize;
+            for i in 0..((beat * 0.8 * sr as f64) as usize).min(n.saturating_sub(start)) {
+                let env = (-(i as f64) / (0.15 * sr as f64)).exp();
+                x[start + i] += (0.3 * env * (std::f64::consts::TAU * f * i as f64 / sr as f64).sin()) as f32;
+            }
+            t += beat;
+            k += 1;
+        }
+        x
+    }
+
+    #[test]
+    fn tempo_and_key_of_a_synthetic_tune() {
+        for (bpm, tonic) in [(72.0, 2), (100.0, 7), (132.0, 9), (168.0, 0)] {
+            let x = synthetic(bpm, tonic, 12.0, 24_000);
+            let (ok, est) = tempo_adherent(&x, 24_000, bpm, 0.05);
+            assert!(ok, "{bpm} BPM estimated as {est:?}");
+            // Over the whole range the pulse is found up to an octave.
+            let wide = estimate_tempo(&x, 24_000, 50.0, 200.0).unwrap();
+            assert!([0.5, 1.0, 2.0].iter().any(|m| tempo_matches(wide, bpm * m, 0.05)), "{bpm} BPM read as {wide}");
+            // A tempo 20% away is a miss.
+            assert!(!tempo_adherent(&x, 24_000, bpm * 1.2, 0.05).0, "{bpm} BPM accepted as {}", bpm * 1.2);
+            assert_eq!(estimate_key(&x, 24_000), (tonic, 0), "key of a {tonic} major scale");
+        }
+    }
+}
+
+/// `cargo xtask eval estimators`: the tempo and key measurements on real test clips against
+/// their labels (what a perfect generator would score), written to EVAL.md.
+pub fn eval_estimators(clips: usize) -> anyhow::Result<()> {
+    use crate::dataset::recipe::DatasetConfig;
+    use crate::dataset::{ClipSource, Dataset};
+    let ds = Dataset::build(&DatasetConfig::default())?;
+    let test: Vec<_> = ds.split("test").collect();
+    let step = (test.len() / clips.max(1)).max(1);
+    let sr = 24_000;
+    let mut source = ClipSource::new(sr);
+    let (mut n, mut tempo_ok, mut key_ok, mut key_close) = (0usize, 0usize, 0usize, 0usize);
+    for clip in test.iter().step_by(step).take(clips) {
+        let audio = source.render(clip)?;
+        n += 1;
+        if tempo_adherent(&audio, sr, clip.bpm, 0.05).0 {
+            tempo_ok += 1;
+        }
+        let (tonic, mode) = estimate_key(&audio, sr);
+        let want = (clip.key_pitch_class as u32, if clip.key_mode == "minor" { 1 } else { 0 });
+        if (tonic, mode) == want {
+            key_ok += 1;
+        }
+        // Relative major/minor (same notes) counts as close.
+        let relative = if want.1 == 0 { ((want.0 + 9) % 12, 1) } else { ((want.0 + 3) % 12, 0) };
+        if (tonic, mode) == want || (tonic, mode) == relative {
+            key_close += 1;
+        }
+    }
+    let pct = |k: usize| 100.0 * k as f64 / n.max(1) as f64;
+    let body = format!(
+        "## Music estimators on real clips (what a perfect generator would score)\n\n\
+         Command: `cargo xtask eval estimators --clips {clips}`; {n} test clips of the corpus, rendered at 24 kHz, against their labels.\n\n\
+         | measurement | agreement with the label |\n|---|---|\n\
+         | tempo within 5% (pulse searched within a factor 1.45 of the label) | {:.0}% |\n\
+         | key, tonic and mode | {:.0}% |\n\
+         | key, or its relative major/minor | {:.0}% |\n\n\
+         The prior's tempo and key adherence (`cargo xtask eval prior`, once a prior is trained) use these estimators; their targets (80% and 70%) are to be read against these rates.\n",
+        pct(tempo_ok),
+        pct(key_ok),
+        pct(key_close)
+    );
+    println!("{body}");
+    super::write_section(&crate::dataset::repo_root().join("EVAL.md"), "estimators", &body)
+}
