@@ -54,6 +54,23 @@ enum Command {
 
 #[derive(Subcommand)]
 enum EvalCommand {
+    /// The prior's generated audio: style, tempo and key adherence, diversity, stability.
+    Prior {
+        /// Prior and codec files (default: assets/models/prior.safetensors and codec.safetensors).
+        #[arg(long)]
+        prior: Option<std::path::PathBuf>,
+        #[arg(long)]
+        codec: Option<std::path::PathBuf>,
+        /// Takes per style.
+        #[arg(long, default_value_t = 5)]
+        seeds: u32,
+        /// Seconds per take.
+        #[arg(long, default_value_t = 12.0)]
+        seconds: f64,
+        /// Length of the stability take.
+        #[arg(long, default_value_t = 600.0)]
+        stability_seconds: f64,
+    },
     /// The tempo and key estimators (used to judge the prior) on real test clips.
     Estimators {
         #[arg(long, default_value_t = 60)]
@@ -192,6 +209,14 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Prior(args) } => train::prior::train(&args),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
         Command::Eval { model: EvalCommand::Estimators { clips } } => eval::music::eval_estimators(clips),
+        Command::Eval { model: EvalCommand::Prior { prior, codec, seeds, seconds, stability_seconds } } => {
+            let prior = prior.unwrap_or_else(|| train::RunPaths::new("prior", None).published_weights);
+            let codec = codec.unwrap_or_else(train::codec::published_weights);
+            let pair = std::sync::Arc::new(cantor::model::pair::ModelPair::from_bytes(&std::fs::read(&codec)?, &std::fs::read(&prior)?).map_err(anyhow::Error::msg)?);
+            let body = eval::prior::eval_prior(|| cantor::plugin::neural_factory(pair.clone()), seeds, seconds, stability_seconds, 40)?;
+            println!("{body}");
+            eval::write_section(&dataset::repo_root().join("EVAL.md"), "prior", &body)
+        }
         Command::Quantize { model: QuantizeCommand::Codec { clips } } => {
             eval::codec::quantize(&[candle_core::quantized::GgmlDType::Q8_0, candle_core::quantized::GgmlDType::Q4_0], clips)
         }

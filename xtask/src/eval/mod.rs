@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod music;
+pub mod prior;
 
 use std::path::Path;
 
