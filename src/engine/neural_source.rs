@@ -26,13 +26,21 @@ pub struct NeuralSource {
     reset_position: Option<u64>,
     codes: Vec<u32>,
     frames: usize,
+    /// Whether the prior is told where it is in the 8-bar phrase (off only to measure what
+    /// that conditioning does: `cargo xtask eval prior`).
+    phrase: bool,
 }
 
 impl NeuralSource {
     pub fn new(model: Arc<ModelPair>) -> Result<Self, String> {
         let stream = PriorStream::new(&model.prior, &Device::Cpu, 0).map_err(|e| e.to_string())?;
         let decoder = DecoderState::new(&model.codec.decoder);
-        Ok(Self { model, stream, decoder, beats: 0.0, reset_position: Some(0), codes: Vec::new(), frames: 0 })
+        Ok(Self { model, stream, decoder, beats: 0.0, reset_position: Some(0), codes: Vec::new(), frames: 0, phrase: true })
+    }
+
+    /// Switch the phrase-position conditioning off (an ablation for evaluation).
+    pub fn set_phrase_conditioning(&mut self, on: bool) {
+        self.phrase = on;
     }
 
     fn knobs(k: &KnobSnapshot) -> (Knobs, Sampling) {
@@ -77,7 +85,7 @@ impl FrameSource for NeuralSource {
         let mut steps = 0;
         // Steps until FRAMES_PER_RENDER frames are out (the delay pattern's first steps give none).
         while self.frames < FRAMES_PER_RENDER && steps < FRAMES_PER_RENDER + 8 {
-            let grid = GridPosition { beats: self.beats, beats_per_bar: k.beats_per_bar, phrase: true };
+            let grid = GridPosition { beats: self.beats, beats_per_bar: k.beats_per_bar, phrase: self.phrase };
             let frame = self.stream.step(&self.model.prior, &knobs, &grid, &sampling).map_err(|e| format!("the prior failed: {e}"))?;
             self.beats += bpm / 60.0 / frame_rate;
             steps += 1;

@@ -213,7 +213,8 @@ fn main() -> Result<()> {
             let prior = prior.unwrap_or_else(|| train::RunPaths::new("prior", None).published_weights);
             let codec = codec.unwrap_or_else(train::codec::published_weights);
             let pair = std::sync::Arc::new(cantor::model::pair::ModelPair::from_bytes(&std::fs::read(&codec)?, &std::fs::read(&prior)?).map_err(anyhow::Error::msg)?);
-            let body = eval::prior::eval_prior(|| cantor::plugin::neural_factory(pair.clone()), seeds, seconds, stability_seconds, 40)?;
+            let ablated = eval::prior::phrase_factory(pair.clone());
+            let body = eval::prior::eval_prior(|| cantor::plugin::neural_factory(pair.clone()), &ablated, seeds, seconds, stability_seconds, 40)?;
             println!("{body}");
             eval::write_section(&dataset::repo_root().join("EVAL.md"), "prior", &body)
         }

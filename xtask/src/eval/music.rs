@@ -220,3 +220,33 @@ pub fn eval_estimators(clips: usize) -> anyhow::Result<()> {
     println!("{body}");
     super::write_section(&crate::dataset::repo_root().join("EVAL.md"), "estimators", &body)
 }
+
+/// Bar-level self-similarity: for each bar distance 1..=max_distance, the mean cosine
+/// similarity between the chroma of bar i and bar i + distance. Folk tunes repeat 4- and 8-bar
+/// phrases, so real music peaks at those distances; a generator without phrase structure does not.
+pub fn bar_similarity(x: &[f32], sr: u32, bpm: f64, beats_per_bar: u32, max_distance: usize) -> Vec<f64> {
+    let bar = (60.0 / bpm * beats_per_bar as f64 * sr as f64) as usize;
+    if bar == 0 {
+        return vec![0.0; max_distance];
+    }
+    let bars: Vec<[f64; 12]> = x.chunks(bar).filter(|c| c.len() == bar).map(|c| chroma(c, sr)).collect();
+    let cos = |a: &[f64; 12], b: &[f64; 12]| {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let na: f64 = a.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let nb: f64 = b.iter().map(|v| v * v).sum::<f64>().sqrt();
+        dot / (na * nb).max(1e-12)
+    };
+    (1..=max_distance)
+        .map(|d| {
+            let pairs: Vec<f64> = (0..bars.len().saturating_sub(d)).map(|i| cos(&bars[i], &bars[i + d])).collect();
+            pairs.iter().sum::<f64>() / pairs.len().max(1) as f64
+        })
+        .collect()
+}
+
+/// How much bars at phrase distances (4 and 8) resemble each other more than bars at the other
+/// distances: mean similarity at {4, 8} minus mean at {1, 2, 3, 5, 6, 7}.
+pub fn phrase_contrast(similarity: &[f64]) -> f64 {
+    let at = |d: usize| similarity.get(d - 1).copied().unwrap_or(0.0);
+    (at(4) + at(8)) / 2.0 - [1, 2, 3, 5, 6, 7].iter().map(|&d| at(d)).sum::<f64>() / 6.0
+}

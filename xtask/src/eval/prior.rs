@@ -3,7 +3,7 @@
 //! for style (a nearest-centroid classifier fitted on real corpus clips), tempo and key (the
 //! estimators of `music`), diversity across seeds, and the stability of a long take.
 
-use super::music::{estimate_key, spectrogram, tempo_adherent};
+use super::music::{bar_similarity, estimate_key, phrase_contrast, spectrogram, tempo_adherent};
 use crate::dataset::recipe::{ClipRecipe, DatasetConfig};
 use crate::dataset::{ClipSource, Dataset};
 use anyhow::Result;
@@ -118,8 +118,52 @@ pub fn real_style_classifier(per_style: usize) -> Result<(StyleClassifier, f64)>
     Ok((clf, right as f64 / test.len().max(1) as f64))
 }
 
-/// The whole evaluation; returns the EVAL.md section.
-pub fn eval_prior(factory: impl Fn() -> SourceFactory, seeds: u32, seconds: f64, stability_seconds: f64, classifier_clips: usize) -> Result<String> {
+/// Phrase contrast (see `music::phrase_contrast`) of real pieces: 40 s from the start of test
+/// clips of the dance styles, with their labelled tempo and bar.
+fn real_phrase_contrast(pieces: usize) -> Result<f64> {
+    let ds = Dataset::build(&DatasetConfig::default())?;
+    let fonts = crate::dataset::render::soundfont_dir();
+    let mut source = ClipSource::new(SR);
+    let clips: Vec<&ClipRecipe> = ds.split("test").filter(|c| c.style != "chorale" && c.style != "air" && fonts.join(&c.soundfont).exists()).collect();
+    let step = (clips.len() / pieces.max(1)).max(1);
+    let mut total = 0.0;
+    let mut n = 0;
+    for clip in clips.iter().step_by(step).take(pieces) {
+        let x = source.render_span(clip, 0.0, 40.0)?;
+        let beats_per_bar = (clip.bar_quarters / clip.beat_quarters).round().max(1.0) as u32;
+        total += phrase_contrast(&bar_similarity(&x, SR, clip.bpm, beats_per_bar, 8));
+        n += 1;
+    }
+    Ok(total / n.max(1) as f64)
+}
+
+/// Phrase contrast of generated reels, 40 s each, with or without phrase conditioning.
+fn generated_phrase_contrast(factory: &dyn Fn(bool) -> SourceFactory, phrase: bool, seeds: u32) -> Result<f64> {
+    let mut total = 0.0;
+    for seed in 1..=seeds {
+        let settings = RenderSettings { seconds: 40.0, sample_rate: SR, styles: vec![("reel".into(), 1.0)], bpm: 116.0, beats_per_bar: 4, seed, width: 0.0, ..Default::default() };
+        let stereo = render(&settings, factory(phrase), |_| {}).map_err(anyhow::Error::msg)?;
+        let mono: Vec<f32> = stereo.chunks(2).map(|f| 0.5 * (f[0] + f[1])).collect();
+        total += phrase_contrast(&bar_similarity(&mono, SR, 116.0, 4, 8));
+    }
+    Ok(total / seeds as f64)
+}
+
+/// Sources on `pair` with phrase conditioning on or off (the ablation `eval_prior` measures).
+pub fn phrase_factory(pair: std::sync::Arc<cantor::model::pair::ModelPair>) -> impl Fn(bool) -> SourceFactory {
+    move |phrase: bool| -> SourceFactory {
+        let m = pair.clone();
+        std::sync::Arc::new(move || {
+            let mut s = cantor::engine::neural_source::NeuralSource::new(m.clone())?;
+            s.set_phrase_conditioning(phrase);
+            Ok(Box::new(s) as Box<dyn cantor::engine::FrameSource>)
+        })
+    }
+}
+
+/// The whole evaluation; returns the EVAL.md section. `phrase_factory(false)` must make
+/// sources without phrase conditioning (the ablation).
+pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(bool) -> SourceFactory, seeds: u32, seconds: f64, stability_seconds: f64, classifier_clips: usize) -> Result<String> {
     let (clf, real_accuracy) = real_style_classifier(classifier_clips)?;
     let (mut n, mut style_ok, mut tempo_ok, mut key_ok) = (0usize, 0usize, 0usize, 0usize);
     let mut diversity = Vec::new();
@@ -168,6 +212,9 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, seeds: u32, seconds: f64,
     let finite = mono.iter().all(|v| v.is_finite());
     let quietest = windows.iter().map(|w| 10.0 * ((w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32) as f64 + 1e-12).log10()).fold(f64::INFINITY, f64::min);
     let repeats = windows.windows(2).filter(|p| p[0] == p[1]).count();
+    let real_phrase = real_phrase_contrast(classifier_clips.min(20))?;
+    let with_phrase = generated_phrase_contrast(phrase_factory, true, seeds)?;
+    let without_phrase = generated_phrase_contrast(phrase_factory, false, seeds)?;
     Ok(format!(
         "## Prior: what it plays (generated audio)\n\n\
          Command: `cargo xtask eval prior --seeds {seeds} --seconds {seconds}`; every style at a typical tempo, keys and instruments rotating with the seed, rendered through the plugin's offline path.\n\n\
@@ -175,7 +222,7 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, seeds: u32, seconds: f64,
          | **all** | **{:.0}%** | **{:.0}%** | **{:.0}%** |\n\n\
          Targets: style at least 80% (chance {:.0}%), tempo at least 80%, key at least 70%. The style classifier (nearest centroid over timbre and beat-relative rhythm features) recognises {:.0}% of real test clips; the estimators' own agreement on real clips is in the estimators section.\n\n\
          Diversity across seeds (mean standardised feature distance between two takes of one style): {div:.2}.\n\n\
-         Stability over {stability_seconds:.0} s: finite samples {finite}, quietest 5 s window {quietest:.1} dBFS, identical consecutive windows {repeats}.\n",
+         Stability over {stability_seconds:.0} s: finite samples {finite}, quietest 5 s window {quietest:.1} dBFS, identical consecutive windows {repeats}.\n\n         Long-range structure (phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart, 40 s takes): real test pieces {real_phrase:+.3}; generated reels with phrase-position conditioning {with_phrase:+.3}, without {without_phrase:+.3}.\n",
         pct(style_ok),
         pct(tempo_ok),
         pct(key_ok),
@@ -217,10 +264,12 @@ mod tests {
     #[test]
     fn the_evaluation_runs_end_to_end_on_a_tiny_model() {
         let pair = tiny_pair();
-        let body = eval_prior(|| cantor::plugin::neural_factory(pair.clone()), 1, 1.0, 10.0, 2).unwrap();
+        let ablated = phrase_factory(pair.clone());
+        let body = eval_prior(|| cantor::plugin::neural_factory(pair.clone()), &ablated, 1, 1.0, 10.0, 2).unwrap();
         for style in STYLES {
             assert!(body.contains(&format!("| {style} |")), "{body}");
         }
         assert!(body.contains("finite samples true"), "{body}");
+        assert!(body.contains("phrase-position conditioning"), "{body}");
     }
 }
