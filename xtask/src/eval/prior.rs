@@ -120,7 +120,7 @@ pub fn real_style_classifier(per_style: usize) -> Result<(StyleClassifier, f64)>
 
 /// Phrase contrast (see `music::phrase_contrast`) of real pieces: 40 s from the start of test
 /// clips of the dance styles, with their labelled tempo and bar.
-fn real_phrase_contrast(pieces: usize) -> Result<f64> {
+pub fn real_phrase_contrast(pieces: usize) -> Result<f64> {
     let ds = Dataset::build(&DatasetConfig::default())?;
     let fonts = crate::dataset::render::soundfont_dir();
     let mut source = ClipSource::new(SR);
