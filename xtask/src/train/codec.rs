@@ -41,6 +41,10 @@ pub struct CodecTrainArgs {
     /// Steps trained as a plain autoencoder before quantisation is switched on.
     #[arg(long, default_value_t = 400)]
     pub ae_warmup_steps: u64,
+    /// Train the decoder only: the encoder and codebooks stay as they are, so the codes (and a
+    /// prior trained on them) stay valid while the sound improves.
+    #[arg(long)]
+    pub freeze_codes: bool,
 }
 
 /// The shipped weights (what evaluation, quantisation and the tokeniser read).
@@ -81,6 +85,13 @@ impl EmaCodebooks {
     fn new(cfg: &CodecConfig) -> Self {
         let (l, k, d) = (cfg.n_codebooks, cfg.codebook_size, cfg.latent_dim);
         Self { size: vec![vec![0.0; k]; l], sum: vec![vec![0.0; k * d]; l], window_counts: vec![vec![0; k]; l], idle: vec![vec![RESTART_IDLE_STEPS; k]; l], restarts: 0 }
+    }
+
+    /// Count code use without updating the codebook (frozen codes).
+    fn count(&mut self, level: usize, codes: &[u32]) {
+        for &c in codes {
+            self.window_counts[level][c as usize] += 1;
+        }
     }
 
     /// Update level `level` from its inputs [n, d] and chosen codes [n]; write the codebook.
@@ -246,8 +257,14 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let vm = VarMap::new();
     let codec = Codec::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device))?;
     super::restore_vars(&vm, &saved)?;
-    let params: Vec<(String, Var)> =
-        vm.data().lock().expect("varmap").iter().filter(|(k, _)| !k.contains("codebook")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let params: Vec<(String, Var)> = vm
+        .data()
+        .lock()
+        .expect("varmap")
+        .iter()
+        .filter(|(k, _)| !k.contains("codebook") && (!args.freeze_codes || k.starts_with("decoder.")))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let codebook_vars: Vec<Var> = (0..cfg.n_codebooks)
         .map(|l| vm.data().lock().expect("varmap")[&format!("quantizer.level{l}.codebook")].clone())
         .collect();
@@ -306,15 +323,16 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         debug_assert_eq!(step, state.step);
         let x = Tensor::from_vec(batch, (args.batch, crop), &device)?;
         let z = codec.encoder.forward(&x)?;
+        let z = if args.freeze_codes { z.detach() } else { z };
         let vq = codec.quantizer.forward_train(&z)?;
         // Plain autoencoder first: early reconstruction gradients all push the same way (more
         // energy) and collapsed the codebooks when quantising from step 0. The EMA codebooks
         // follow the latents meanwhile, so quantisation starts from a codebook that fits them.
-        let quantizing = state.step >= args.ae_warmup_steps;
+        let quantizing = state.step >= args.ae_warmup_steps || args.freeze_codes;
         let decoder_in = if quantizing { &vq.quantized } else { &z };
         let y = codec.decoder.forward(decoder_in)?;
         let (stft, mel) = spectral.both(&y, &x)?;
-        let commitment_weight = if quantizing { COMMITMENT_WEIGHT } else { 0.0 };
+        let commitment_weight = if quantizing && !args.freeze_codes { COMMITMENT_WEIGHT } else { 0.0 };
         let loss = ((&stft + &mel)? + (&vq.commitment * commitment_weight)?)?;
         let (norm, lr) = opt.minimize(&loss, args.lr, state.step)?;
         // Dead-code restarts draw from an RNG of the step, so a resumed run draws the same.
@@ -322,7 +340,11 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         let codes = vq.codes.flatten_to(1)?; // [b*f, levels]
         for l in 0..cfg.n_codebooks {
             let idx = codes.narrow(1, l, 1)?.flatten_all()?.to_vec1::<u32>()?;
-            ema.update(l, &vq.level_inputs[l], &idx, &codebook_vars[l], &mut rng)?;
+            if args.freeze_codes {
+                ema.count(l, &idx); // usage is still logged; the codebook stays put
+            } else {
+                ema.update(l, &vq.level_inputs[l], &idx, &codebook_vars[l], &mut rng)?;
+            }
         }
         state.step += 1;
         acc.0 += stft.to_scalar::<f32>()? as f64;
@@ -389,7 +411,7 @@ mod tests {
     use super::*;
 
     fn args(out: &Path, steps: u64) -> CodecTrainArgs {
-        CodecTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, seconds: 0.2, lr: 1e-3, valid_every: 1000, quick: true, tiny: true, ae_warmup_steps: 2 }
+        CodecTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, seconds: 0.2, lr: 1e-3, valid_every: 1000, quick: true, tiny: true, ae_warmup_steps: 2, freeze_codes: false }
     }
 
     #[test]
@@ -404,6 +426,19 @@ mod tests {
         train(&args(&b, 3)).unwrap();
         train(&args(&b, 6)).unwrap();
         super::super::assert_same_checkpoint(&a, &b, CHECKPOINT_KIND, 6);
+        // Decoder-only training leaves the codes alone: encoder and codebooks bit-identical.
+        let frozen = CodecTrainArgs { freeze_codes: true, ..args(&b, 9) };
+        train(&frozen).unwrap();
+        let (_, before) = super::super::load_checkpoint::<TrainState>(&a.join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
+        let (_, after) = super::super::load_checkpoint::<TrainState>(&b.join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
+        for (name, t) in before.iter().filter(|(n, _)| !n.starts_with("adam.")) {
+            let same = t.flatten_all().unwrap().to_vec1::<f32>().unwrap() == after[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let code_side = name.starts_with("encoder.") || name.starts_with("quantizer.");
+            assert!(!code_side || same, "{name} changed while the codes were frozen");
+            if name == "decoder.head.weight" {
+                assert!(!same, "the decoder did not train");
+            }
+        }
         let _ = std::fs::remove_dir_all(&base);
     }
 }
