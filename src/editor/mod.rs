@@ -2,13 +2,14 @@
 //! parameters, nothing else.
 
 mod capture;
+mod controls;
 mod presets;
 mod status;
 
 use crate::engine::EngineShared;
 use crate::params::CantorParams;
 use nice_plug::context::gui::GuiContext;
-use nice_plug_egui::{widgets, NiceEguiApp};
+use nice_plug_egui::NiceEguiApp;
 use std::sync::Arc;
 
 pub struct CantorEditor {
@@ -43,8 +44,6 @@ impl NiceEguiApp for CantorEditor {
         capture::show(ui, &self.shared);
         presets::show(ui, &self.params, gui);
         ui.separator();
-        egui::ScrollArea::vertical().show(ui, |ui| {
-            widgets::generic_ui::create(ui, self.params.clone(), &setter, widgets::generic_ui::GenericSlider);
-        });
+        egui::ScrollArea::vertical().show(ui, |ui| controls::show(ui, &self.params, &setter));
     }
 }

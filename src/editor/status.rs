@@ -4,6 +4,13 @@ use crate::engine::EngineShared;
 use std::sync::atomic::Ordering::Relaxed;
 
 pub fn show(ui: &mut egui::Ui, shared: &EngineShared) {
+    if let Some(name) = shared.model_name.lock().ok().and_then(|n| n.clone()) {
+        ui.label(format!("Model: {name}, version {}", env!("CARGO_PKG_VERSION")));
+    }
+    let peak = shared.output_peak.load(Relaxed);
+    let db = 20.0 * peak.max(1e-6).log10();
+    ui.add(egui::ProgressBar::new(((db + 60.0) / 60.0).clamp(0.0, 1.0)).text(if peak > 0.0 { format!("output peak {db:.1} dBFS") } else { "silent".into() }))
+        .on_hover_text("Peak level of the last audio block.");
     match shared.error() {
         Some(message) => {
             ui.colored_label(egui::Color32::from_rgb(230, 160, 60), message);

@@ -50,6 +50,8 @@ pub struct EngineShared {
     // Status: written by the audio thread, read by the editor.
     /// Frames waiting in the ring at the last process call.
     pub buffered_frames: AtomicU32,
+    /// Peak absolute sample of the last block (the editor's level meter).
+    pub output_peak: AtomicF32,
     pub underruns: AtomicU64,
     /// Offline waits that hit their limit (each logged by the generator side).
     pub offline_timeouts: AtomicU64,
@@ -68,6 +70,8 @@ pub struct EngineShared {
     pub running: AtomicBool,
     /// Why the generator stopped or is silent, in plain words (never touched by the audio thread).
     pub error: Mutex<Option<String>>,
+    /// The model playing, for the editor (set on activation, main thread).
+    pub model_name: Mutex<Option<String>>,
     /// Capture requests and results (editor and capture thread; the audio thread only pushes
     /// into the capture ring, see `capture`).
     pub capture: std::sync::Arc<super::capture::CaptureShared>,
@@ -91,6 +95,7 @@ impl Default for EngineShared {
             ahead_s: AtomicF32::new(0.1),
             gain: AtomicF32::new(1.0),
             buffered_frames: AtomicU32::new(0),
+            output_peak: AtomicF32::new(0.0),
             underruns: AtomicU64::new(0),
             offline_timeouts: AtomicU64::new(0),
             produced_epoch: AtomicU64::new(0),
@@ -100,6 +105,7 @@ impl Default for EngineShared {
             load_permille: AtomicU32::new(0),
             running: AtomicBool::new(false),
             error: Mutex::new(None),
+            model_name: Mutex::new(None),
             capture: Default::default(),
         }
     }

@@ -175,6 +175,9 @@ impl Plugin for Cantor {
         self.sync_knobs();
         match factory() {
             Ok(source) => {
+                if let Ok(mut name) = self.shared.model_name.lock() {
+                    *name = Some(source.name().to_string());
+                }
                 let config = GeneratorConfig { host_rate: rate as u32, max_ahead_s: MAX_AHEAD_S, seed: self.seed(), mode: self.mode };
                 match Engine::start(source, self.shared.clone(), config) {
                     Ok(engine) => self.engine = Some(engine),
@@ -282,6 +285,8 @@ impl Plugin for Cantor {
             }
         }
         engine.capture_tap.push(left, right);
+        let peak = left.iter().chain(right.iter()).fold(0.0f32, |m, v| m.max(v.abs()));
+        self.shared.output_peak.store(peak, Relaxed);
         ProcessStatus::KeepAlive
     }
 }
