@@ -168,7 +168,12 @@ pub fn publish<S: Serialize + DeserializeOwned>(ckpt: &Path, kind: &str, best: &
         std::fs::create_dir_all(dest.parent().expect("has parent"))?;
     }
     std::fs::write(ckpt_dest, out)?;
-    std::fs::copy(best, weights_dest).with_context(|| format!("no best weights at {}", best.display()))?;
+    if best.exists() {
+        std::fs::copy(best, weights_dest)?;
+    } else {
+        // This run never beat the best validation score it resumed with: the shipped weights stay.
+        println!("no better weights in {}; {} is kept", best.display(), weights_dest.display());
+    }
     Ok(state)
 }
 
