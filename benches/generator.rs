@@ -74,6 +74,34 @@ fn main() {
     let model = Arc::new(shipped_size_model());
     let frame_rate = model.prior.cfg.frame_rate;
 
+    // Where a frame's time goes: the guided, sampled prior step, and the streaming decoder.
+    {
+        use cantor::model::codec::DecoderState;
+        use cantor::model::prior::conditioning::{GridPosition, Knobs};
+        use cantor::model::prior::sampling::Sampling;
+        use cantor::model::prior::stream::PriorStream;
+        let mut stream = PriorStream::new(&model.prior, &Device::Cpu, 1).unwrap();
+        let mut decoder = DecoderState::new(&model.codec.decoder);
+        let knobs = Knobs { styles: Some([0.0, 0.0, 0.0, 1.0, 0.0, 0.0]), instrument: Some(1), key: Some((2, 0)), bpm: Some(110.0) };
+        let sampling = Sampling { temperature: 0.9, top_k: 0, top_p: 0.95, guidance: 1.5 };
+        let (mut steps, mut decodes) = (Vec::new(), Vec::new());
+        for i in 0..800 {
+            let grid = GridPosition { beats: i as f64 * 0.02, beats_per_bar: 4, phrase: true };
+            let t0 = Instant::now();
+            let frame = stream.step(&model.prior, &knobs, &grid, &sampling).unwrap();
+            steps.push(t0.elapsed().as_secs_f64() * 1e3);
+            if let Some(f) = frame {
+                let codes = Tensor::from_slice(&f, (1, f.len()), &Device::Cpu).unwrap();
+                let t0 = Instant::now();
+                decoder.push_codes(&model.codec.decoder, &model.codec.quantizer, &codes).unwrap();
+                decodes.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        steps.sort_by(f64::total_cmp);
+        decodes.sort_by(f64::total_cmp);
+        println!("per frame: prior step (guided, sampled) median {:.3} ms; decoder (1 frame) median {:.3} ms", steps[steps.len() / 2], decodes[decodes.len() / 2]);
+    }
+
     // Compute per render call (2 frames) of the neural source alone.
     let mut source = NeuralSource::new(model.clone()).unwrap();
     source.reset(1, 0);
