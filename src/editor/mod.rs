@@ -5,6 +5,7 @@ mod capture;
 mod controls;
 mod presets;
 mod status;
+mod style_pad;
 
 use crate::engine::EngineShared;
 use crate::params::CantorParams;
@@ -44,6 +45,9 @@ impl NiceEguiApp for CantorEditor {
         capture::show(ui, &self.shared);
         presets::show(ui, &self.params, gui);
         ui.separator();
-        egui::ScrollArea::vertical().show(ui, |ui| controls::show(ui, &self.params, &setter));
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            style_pad::show(ui, &self.params, &setter);
+            controls::show(ui, &self.params, &setter);
+        });
     }
 }
