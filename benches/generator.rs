@@ -10,30 +10,18 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use cantor::engine::neural_source::NeuralSource;
 use cantor::engine::{FrameSource, KnobSnapshot};
-use cantor::model::codec::{self, Codec, CodecConfig};
-use cantor::model::pair::ModelPair;
-use cantor::model::prior::{self, codec_codes_id, Prior, PriorConfig};
+use cantor::model::codec::CodecConfig;
+use cantor::model::pair::{random_model_files, ModelPair};
+use cantor::model::prior::{self, Prior, PriorConfig};
 use cantor::model::weights;
 use cantor::plugin::neural_factory;
 use cantor::plugin::render::{render, RenderSettings};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-fn tensors(vm: &VarMap) -> HashMap<String, Tensor> {
-    vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
-}
-
 /// The shipped configurations, random weights, stored and loaded as the shipped files are.
 fn shipped_size_model() -> ModelPair {
-    let (cvm, pvm) = (VarMap::new(), VarMap::new());
-    let ccfg = CodecConfig::default();
-    let codec = Codec::new(&ccfg, VarBuilder::from_varmap(&cvm, DType::F32, &Device::Cpu)).unwrap();
-    let mut pcfg = PriorConfig::default();
-    pcfg.codec_id = codec_codes_id(&codec).unwrap();
-    Prior::new(&pcfg, VarBuilder::from_varmap(&pvm, DType::F32, &Device::Cpu)).unwrap();
-    let c = weights::to_bytes_quantized(codec::KIND, &ccfg, &tensors(&cvm), Some(DType::F16), Some((&Codec::is_quantizable, GgmlDType::Q8_0))).unwrap();
-    let p = weights::to_bytes_quantized(prior::KIND, &pcfg, &tensors(&pvm), Some(DType::F16), Some((&Prior::is_quantizable, GgmlDType::Q8_0))).unwrap();
+    let (c, p) = random_model_files(&CodecConfig::default(), &PriorConfig::default(), None, Some(GgmlDType::Q8_0)).unwrap();
     println!("model files: codec {:.1} MB, prior {:.1} MB (q8_0)", c.len() as f64 / 1e6, p.len() as f64 / 1e6);
     ModelPair::from_bytes(&c, &p).unwrap()
 }
@@ -43,7 +31,7 @@ fn step_cost(layers: usize, d: usize, rows: usize) -> (f64, f64, usize) {
     let vm = VarMap::new();
     let cfg = PriorConfig { n_layers: layers, d_model: d, n_heads: d / 64, mlp: d * 3, ..PriorConfig::default() };
     Prior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
-    let bytes = weights::to_bytes_quantized(prior::KIND, &cfg, &tensors(&vm), Some(DType::F16), Some((&Prior::is_quantizable, GgmlDType::Q8_0))).unwrap();
+    let bytes = weights::to_bytes_quantized(prior::KIND, &cfg, &weights::var_tensors(&vm), Some(DType::F16), Some((&Prior::is_quantizable, GgmlDType::Q8_0))).unwrap();
     let prior = Prior::from_bytes(&bytes, &Device::Cpu).unwrap();
     let params: usize = vm.data().lock().unwrap().values().map(|v| v.elem_count()).sum();
     let mut state = prior.new_state(rows, &Device::Cpu).unwrap();

@@ -1,9 +1,12 @@
 //! A codec and the prior that writes its codes, loaded and checked together: a prior trained on
 //! another codec's codes would play noise, so the pair is refused with a reason instead.
 
-use super::codec::Codec;
-use super::prior::{codec_codes_id, Prior};
-use candle_core::Device;
+use super::codec::{self, Codec, CodecConfig};
+use super::prior::{self, codec_codes_id, Prior, PriorConfig};
+use super::weights::{self, var_tensors, WeightsError};
+use candle_core::quantized::GgmlDType;
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
 
 pub struct ModelPair {
     pub codec: Codec,
@@ -42,4 +45,21 @@ impl ModelPair {
         let prior = super::embedded::PRIOR.ok_or_else(|| "No prior is built into this binary (none has been trained yet).".to_string())?;
         Self::from_bytes(super::embedded::CODEC, prior)
     }
+}
+
+/// Model files (codec, prior) with random weights, stored as the shipped ones are (f16, and the
+/// large linear layers as `quantize` blocks if given): for tests and speed benchmarks, where
+/// what the model has learned does not matter. The prior names this codec's code space, or
+/// `codec_id` when given (to test a mismatched pair).
+pub fn random_model_files(codec_cfg: &CodecConfig, prior_cfg: &PriorConfig, codec_id: Option<&str>, quantize: Option<GgmlDType>) -> Result<(Vec<u8>, Vec<u8>), WeightsError> {
+    let (cvm, pvm) = (VarMap::new(), VarMap::new());
+    let codec = Codec::new(codec_cfg, VarBuilder::from_varmap(&cvm, DType::F32, &Device::Cpu))?;
+    let prior_cfg = PriorConfig { codec_id: match codec_id {
+        Some(id) => id.to_string(),
+        None => codec_codes_id(&codec)?,
+    }, ..prior_cfg.clone() };
+    Prior::new(&prior_cfg, VarBuilder::from_varmap(&pvm, DType::F32, &Device::Cpu))?;
+    let c = weights::to_bytes_quantized(codec::KIND, codec_cfg, &var_tensors(&cvm), Some(DType::F16), quantize.map(|q| (&Codec::is_quantizable as &dyn Fn(&str) -> bool, q)))?;
+    let p = weights::to_bytes_quantized(prior::KIND, &prior_cfg, &var_tensors(&pvm), Some(DType::F16), quantize.map(|q| (&Prior::is_quantizable as &dyn Fn(&str) -> bool, q)))?;
+    Ok((c, p))
 }

@@ -111,6 +111,11 @@ pub fn to_bytes_quantized<C: Serialize>(
         .map_err(|e| WeightsError::Corrupt(e.to_string()))
 }
 
+/// A model's variables by name (what `to_bytes` and the trainers' checkpoints store).
+pub fn var_tensors(vm: &VarMap) -> HashMap<String, Tensor> {
+    vm.data().lock().expect("varmap lock").iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+}
+
 /// Write atomically (temporary file, then rename) so an interrupted save never leaves a torn file.
 pub fn save<C: Serialize>(
     path: &std::path::Path,

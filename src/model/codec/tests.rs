@@ -82,9 +82,7 @@ fn every_trainable_parameter_gets_a_gradient() {
     }
 }
 
-fn tensors(vm: &VarMap) -> HashMap<String, Tensor> {
-    vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
-}
+use crate::model::weights::var_tensors as tensors;
 
 #[test]
 fn weights_round_trip_and_bad_files_get_clear_errors() {

@@ -131,7 +131,7 @@ fn every_trainable_parameter_gets_a_gradient() {
 #[test]
 fn weights_round_trip_quantised_and_bad_files_are_refused() {
     let (cfg, vm, prior) = tiny();
-    let tensors: std::collections::HashMap<String, Tensor> = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+    let tensors = weights::var_tensors(&vm);
     let bytes = weights::to_bytes(KIND, &cfg, &tensors, DType::F32).unwrap();
     let loaded = Prior::from_bytes(&bytes, &Device::Cpu).unwrap();
     let s = Sampling { temperature: 0.0, ..Default::default() };

@@ -28,8 +28,16 @@ pub fn spectrogram(x: &[f32], n_fft: usize, hop: usize) -> Vec<Vec<f32>> {
 const TEMPO_FFT: usize = 1024;
 const TEMPO_HOP: usize = 256;
 
+/// Autocorrelation of a mean-removed envelope at `lag`, normalised by the overlap (0 beyond it).
+pub fn autocorrelation(env: &[f64], lag: usize) -> f64 {
+    if lag >= env.len() {
+        return 0.0;
+    }
+    env[..env.len() - lag].iter().zip(&env[lag..]).map(|(a, b)| a * b).sum::<f64>() / (env.len() - lag) as f64
+}
+
 /// Onset strength per spectrogram frame: half-wave rectified rise of log magnitude, summed.
-fn onset_envelope(x: &[f32]) -> Vec<f32> {
+fn onset_envelope(x: &[f32]) -> Vec<f64> {
     let spec = spectrogram(x, TEMPO_FFT, TEMPO_HOP);
     let logs: Vec<Vec<f32>> = spec.iter().map(|f| f.iter().map(|m| (1.0 + 100.0 * m).ln()).collect()).collect();
     let mut env = vec![0.0; logs.len()];
@@ -37,7 +45,7 @@ fn onset_envelope(x: &[f32]) -> Vec<f32> {
         env[t] = logs[t].iter().zip(&logs[t - 1]).map(|(a, b)| (a - b).max(0.0)).sum();
     }
     let mean = env.iter().sum::<f32>() / env.len().max(1) as f32;
-    env.iter().map(|v| v - mean).collect()
+    env.iter().map(|v| (v - mean) as f64).collect()
 }
 
 /// Tempo in BPM within [lo, hi]: the lag whose autocorrelation, reinforced by its multiples
@@ -45,12 +53,7 @@ fn onset_envelope(x: &[f32]) -> Vec<f32> {
 pub fn estimate_tempo(x: &[f32], sr: u32, lo: f64, hi: f64) -> Option<f64> {
     let env = onset_envelope(x);
     let fps = sr as f64 / TEMPO_HOP as f64;
-    let acf = |lag: usize| -> f64 {
-        if lag >= env.len() {
-            return 0.0;
-        }
-        env[..env.len() - lag].iter().zip(&env[lag..]).map(|(a, b)| (*a * *b) as f64).sum::<f64>() / (env.len() - lag) as f64
-    };
+    let acf = |lag: usize| autocorrelation(&env, lag);
     // Fractional lags by linear interpolation, on a fine BPM grid.
     let acf_at = |lag: f64| {
         let i = lag.floor() as usize;
@@ -182,7 +185,7 @@ pub fn eval_estimators(clips: usize) -> anyhow::Result<()> {
     use crate::dataset::recipe::DatasetConfig;
     use crate::dataset::{ClipSource, Dataset};
     let ds = Dataset::build(&DatasetConfig::default())?;
-    let test: Vec<_> = ds.split("test").collect();
+    let test: Vec<_> = super::prior::renderable(&ds, "test").collect();
     let step = (test.len() / clips.max(1)).max(1);
     let sr = 24_000;
     let mut source = ClipSource::new(sr);
@@ -205,7 +208,7 @@ pub fn eval_estimators(clips: usize) -> anyhow::Result<()> {
         }
     }
     let pct = |k: usize| 100.0 * k as f64 / n.max(1) as f64;
-    let phrase = super::prior::real_phrase_contrast(20)?;
+    let phrase = super::prior::real_phrase_contrast(&ds, 20)?;
     let body = format!(
         "## Music estimators on real clips (what a perfect generator would score)\n\n\
          Command: `cargo xtask eval estimators --clips {clips}`; {n} test clips of the corpus, rendered at 24 kHz, against their labels.\n\n\

@@ -3,7 +3,7 @@
 //! for style (a nearest-centroid classifier fitted on real corpus clips), tempo and key (the
 //! estimators of `music`), diversity across seeds, and the stability of a long take.
 
-use super::music::{bar_similarity, estimate_key, phrase_contrast, spectrogram, tempo_adherent};
+use super::music::{autocorrelation, bar_similarity, estimate_key, phrase_contrast, spectrogram, tempo_adherent};
 use crate::dataset::recipe::{ClipRecipe, DatasetConfig};
 use crate::dataset::{ClipSource, Dataset};
 use anyhow::Result;
@@ -43,12 +43,7 @@ pub fn style_features(x: &[f32], bpm: f64) -> Vec<f64> {
     let env: Vec<f64> = (1..mels.len()).map(|t| mels[t].iter().zip(&mels[t - 1]).map(|(a, b)| (a - b).max(0.0)).sum()).collect();
     let mean = env.iter().sum::<f64>() / env.len().max(1) as f64;
     let env: Vec<f64> = env.iter().map(|v| v - mean).collect();
-    let acf = |lag: usize| -> f64 {
-        if lag >= env.len() {
-            return 0.0;
-        }
-        env[..env.len() - lag].iter().zip(&env[lag..]).map(|(a, b)| a * b).sum::<f64>() / (env.len() - lag) as f64
-    };
+    let acf = |lag: usize| autocorrelation(&env, lag);
     let zero = acf(0).max(1e-12);
     let fps = SR as f64 / 256.0;
     for frac in BEAT_LAGS {
@@ -94,16 +89,19 @@ impl StyleClassifier {
     }
 }
 
+/// Clips of `split` whose soundfont this machine has (the tests install only FluidR3).
+pub fn renderable<'a>(ds: &'a Dataset, split: &'a str) -> impl Iterator<Item = &'a ClipRecipe> + 'a {
+    let fonts = crate::dataset::render::soundfont_dir();
+    ds.split(split).filter(move |c| fonts.join(&c.soundfont).exists())
+}
+
 /// Fit the classifier on real train clips and measure it on real test clips.
-pub fn real_style_classifier(per_style: usize) -> Result<(StyleClassifier, f64)> {
-    let ds = Dataset::build(&DatasetConfig::default())?;
+pub fn real_style_classifier(ds: &Dataset, per_style: usize) -> Result<(StyleClassifier, f64)> {
     let mut source = ClipSource::new(SR);
     let mut pick = |split: &str| -> Result<Vec<(Vec<f64>, usize)>> {
         let mut out = Vec::new();
         for (s, style) in STYLES.iter().enumerate() {
-            // Clips of a soundfont this machine lacks are skipped (tests install only FluidR3).
-            let fonts = crate::dataset::render::soundfont_dir();
-            let clips: Vec<&ClipRecipe> = ds.split(split).filter(|c| c.style == *style && fonts.join(&c.soundfont).exists()).collect();
+            let clips: Vec<&ClipRecipe> = renderable(ds, split).filter(|c| c.style == *style).collect();
             let step = (clips.len() / per_style.max(1)).max(1);
             for clip in clips.iter().step_by(step).take(per_style) {
                 out.push((style_features(&source.render(clip)?, clip.bpm), s));
@@ -120,11 +118,9 @@ pub fn real_style_classifier(per_style: usize) -> Result<(StyleClassifier, f64)>
 
 /// Phrase contrast (see `music::phrase_contrast`) of real pieces: 40 s from the start of test
 /// clips of the dance styles, with their labelled tempo and bar.
-pub fn real_phrase_contrast(pieces: usize) -> Result<f64> {
-    let ds = Dataset::build(&DatasetConfig::default())?;
-    let fonts = crate::dataset::render::soundfont_dir();
+pub fn real_phrase_contrast(ds: &Dataset, pieces: usize) -> Result<f64> {
     let mut source = ClipSource::new(SR);
-    let clips: Vec<&ClipRecipe> = ds.split("test").filter(|c| c.style != "chorale" && c.style != "air" && fonts.join(&c.soundfont).exists()).collect();
+    let clips: Vec<&ClipRecipe> = renderable(ds, "test").filter(|c| c.style != "chorale" && c.style != "air").collect();
     let step = (clips.len() / pieces.max(1)).max(1);
     let mut total = 0.0;
     let mut n = 0;
@@ -164,7 +160,8 @@ pub fn phrase_factory(pair: std::sync::Arc<cantor::model::pair::ModelPair>) -> i
 /// The whole evaluation; returns the EVAL.md section. `phrase_factory(false)` must make
 /// sources without phrase conditioning (the ablation).
 pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(bool) -> SourceFactory, seeds: u32, seconds: f64, stability_seconds: f64, classifier_clips: usize) -> Result<String> {
-    let (clf, real_accuracy) = real_style_classifier(classifier_clips)?;
+    let ds = Dataset::build(&DatasetConfig::default())?;
+    let (clf, real_accuracy) = real_style_classifier(&ds, classifier_clips)?;
     let (mut n, mut style_ok, mut tempo_ok, mut key_ok) = (0usize, 0usize, 0usize, 0usize);
     let mut diversity = Vec::new();
     let mut rows = String::new();
@@ -212,7 +209,7 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
     let finite = mono.iter().all(|v| v.is_finite());
     let quietest = windows.iter().map(|w| 10.0 * ((w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32) as f64 + 1e-12).log10()).fold(f64::INFINITY, f64::min);
     let repeats = windows.windows(2).filter(|p| p[0] == p[1]).count();
-    let real_phrase = real_phrase_contrast(classifier_clips.min(20))?;
+    let real_phrase = real_phrase_contrast(&ds, classifier_clips.min(20))?;
     let with_phrase = generated_phrase_contrast(phrase_factory, true, seeds)?;
     let without_phrase = generated_phrase_contrast(phrase_factory, false, seeds)?;
     Ok(format!(
@@ -248,17 +245,9 @@ mod tests {
 
     /// A tiny random codec and prior that belong together.
     fn tiny_pair() -> std::sync::Arc<cantor::model::pair::ModelPair> {
-        use candle_core::{DType, Device};
-        use candle_nn::{VarBuilder, VarMap};
-        use cantor::model::codec::{Codec, CodecConfig};
-        use cantor::model::prior::{codec_codes_id, Prior, PriorConfig};
-        let (cvm, pvm) = (VarMap::new(), VarMap::new());
-        let codec = Codec::new(&CodecConfig::tiny(), VarBuilder::from_varmap(&cvm, DType::F32, &Device::Cpu)).unwrap();
-        let pcfg = PriorConfig { codec_id: codec_codes_id(&codec).unwrap(), ..PriorConfig::tiny() };
-        Prior::new(&pcfg, VarBuilder::from_varmap(&pvm, DType::F32, &Device::Cpu)).unwrap();
-        let c = cantor::model::weights::to_bytes(cantor::model::codec::KIND, &CodecConfig::tiny(), &crate::train::var_tensors(&cvm), DType::F32).unwrap();
-        let p = cantor::model::weights::to_bytes(cantor::model::prior::KIND, &pcfg, &crate::train::var_tensors(&pvm), DType::F32).unwrap();
-        std::sync::Arc::new(cantor::model::pair::ModelPair::from_bytes(&c, &p).unwrap())
+        use cantor::model::pair::{random_model_files, ModelPair};
+        let (c, p) = random_model_files(&cantor::model::codec::CodecConfig::tiny(), &cantor::model::prior::PriorConfig::tiny(), None, None).unwrap();
+        std::sync::Arc::new(ModelPair::from_bytes(&c, &p).unwrap())
     }
 
     #[test]

@@ -402,7 +402,7 @@ fn validate(codec: &Codec, spectral: &SpectralDistances, x: &Tensor) -> Result<(
 }
 
 fn save_inference(path: &Path, cfg: &CodecConfig, vm: &VarMap) -> Result<()> {
-    weights::save(path, KIND, cfg, &super::var_tensors(vm), DType::F16)?;
+    weights::save(path, KIND, cfg, &weights::var_tensors(vm), DType::F16)?;
     Ok(())
 }
 

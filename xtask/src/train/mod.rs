@@ -7,7 +7,7 @@ pub mod prior;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use cantor::model::weights;
+use cantor::model::weights::{self, var_tensors};
 use optim::AdamW;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -110,11 +110,6 @@ impl RunClock {
         }
         due
     }
-}
-
-/// A model's variables by name.
-pub fn var_tensors(vm: &VarMap) -> HashMap<String, Tensor> {
-    vm.data().lock().expect("varmap").iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
 }
 
 /// Set every variable that `saved` has a tensor of the same shape for (a resume, or a warm

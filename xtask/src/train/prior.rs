@@ -148,7 +148,7 @@ fn loss(prior: &Prior, tokens: &Tensor, cond: &Tensor, rows: &Tensor, targets: &
 }
 
 fn save_inference(path: &Path, cfg: &PriorConfig, vm: &VarMap) -> Result<()> {
-    weights::save(path, KIND, cfg, &super::var_tensors(vm), DType::F16)?;
+    weights::save(path, KIND, cfg, &weights::var_tensors(vm), DType::F16)?;
     Ok(())
 }
 
