@@ -30,4 +30,8 @@ pub fn show(ui: &mut egui::Ui, shared: &EngineShared) {
             None => {}
         }
     });
+    let dropped = shared.capture.dropped_blocks.load(std::sync::atomic::Ordering::Relaxed);
+    if dropped > 0 {
+        ui.colored_label(egui::Color32::from_rgb(230, 160, 60), format!("{dropped} audio blocks were not captured: the capture thread fell behind."));
+    }
 }

@@ -24,8 +24,8 @@ pub struct NeuralSource {
     /// Position (source samples) of the last reset; turned into beats at the first render,
     /// when the tempo is known.
     reset_position: Option<u64>,
+    /// Codes of the frames completed in this call (kept to reuse its allocation).
     codes: Vec<u32>,
-    frames: usize,
     /// Whether the prior is told where it is in the 8-bar phrase (off only to measure what
     /// that conditioning does: `cargo xtask eval prior`).
     phrase: bool,
@@ -35,7 +35,7 @@ impl NeuralSource {
     pub fn new(model: Arc<ModelPair>) -> Result<Self, String> {
         let stream = PriorStream::new(&model.prior, &Device::Cpu, 0).map_err(|e| e.to_string())?;
         let decoder = DecoderState::new(&model.codec.decoder);
-        Ok(Self { model, stream, decoder, beats: 0.0, reset_position: Some(0), codes: Vec::new(), frames: 0, phrase: true })
+        Ok(Self { model, stream, decoder, beats: 0.0, reset_position: Some(0), codes: Vec::new(), phrase: true })
     }
 
     /// Switch the phrase-position conditioning off (an ablation for evaluation).
@@ -81,23 +81,23 @@ impl FrameSource for NeuralSource {
         }
         let levels = self.model.prior.cfg.n_levels;
         self.codes.clear();
-        self.frames = 0;
+        let mut frames = 0;
         let mut steps = 0;
         // Steps until FRAMES_PER_RENDER frames are out (the delay pattern's first steps give none).
-        while self.frames < FRAMES_PER_RENDER && steps < FRAMES_PER_RENDER + 8 {
+        while frames < FRAMES_PER_RENDER && steps < FRAMES_PER_RENDER + 8 {
             let grid = GridPosition { beats: self.beats, beats_per_bar: k.beats_per_bar, phrase: self.phrase };
             let frame = self.stream.step(&self.model.prior, &knobs, &grid, &sampling).map_err(|e| format!("the prior failed: {e}"))?;
             self.beats += bpm / 60.0 / frame_rate;
             steps += 1;
             if let Some(f) = frame {
                 self.codes.extend(f);
-                self.frames += 1;
+                frames += 1;
             }
         }
-        if self.frames == 0 {
+        if frames == 0 {
             return Ok(());
         }
-        let codes = Tensor::from_slice(&self.codes, (self.frames, levels), &Device::Cpu).map_err(|e| e.to_string())?;
+        let codes = Tensor::from_slice(&self.codes, (frames, levels), &Device::Cpu).map_err(|e| e.to_string())?;
         let audio = self.decoder.push_codes(&self.model.codec.decoder, &self.model.codec.quantizer, &codes).map_err(|e| format!("the decoder failed: {e}"))?;
         // A last guard: the audio thread must never see NaN or a blown-up sample.
         out.extend(audio.iter().map(|v| if v.is_finite() { v.clamp(-4.0, 4.0) } else { 0.0 }));

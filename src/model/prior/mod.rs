@@ -127,15 +127,12 @@ pub struct PriorState {
     slot_steps: Vec<Option<u64>>,
     step: u64,
     batch: usize,
+    /// ALiBi slope per head (fixed), and the per-step bias [heads, window] built from them.
+    slopes: Vec<f32>,
     bias: Vec<f32>,
 }
 
 impl PriorState {
-    /// Steps taken since the state was made.
-    pub fn steps(&self) -> u64 {
-        self.step
-    }
-
     /// Forget everything (a reset). Old cache contents stay in memory but are masked out.
     pub fn clear(&mut self) {
         self.slot_steps.fill(None);
@@ -188,7 +185,14 @@ impl Prior {
 
     pub fn new_state(&self, batch: usize, device: &Device) -> Result<PriorState> {
         let caches = self.blocks.iter().map(|b| b.attn.new_cache(batch, self.cfg.window, device)).collect::<Result<Vec<_>>>()?;
-        Ok(PriorState { caches, slot_steps: vec![None; self.cfg.window], step: 0, batch, bias: vec![0.0; self.cfg.n_heads * self.cfg.window] })
+        Ok(PriorState {
+            caches,
+            slot_steps: vec![None; self.cfg.window],
+            step: 0,
+            batch,
+            slopes: transformer::alibi_slopes(self.cfg.n_heads),
+            bias: vec![0.0; self.cfg.n_heads * self.cfg.window],
+        })
     }
 
     /// One step for every row of the state: tokens [batch * levels], conditioning
@@ -201,7 +205,7 @@ impl Prior {
         let device = state.caches.first().map(|c| c.device()).unwrap_or(Device::Cpu);
         let slot = (state.step % w as u64) as usize;
         state.slot_steps[slot] = Some(state.step);
-        for (hi, m) in transformer::alibi_slopes(h).iter().enumerate() {
+        for (hi, m) in state.slopes.iter().enumerate() {
             for (j, s) in state.slot_steps.iter().enumerate() {
                 state.bias[hi * w + j] = match s {
                     Some(s) => -m * (state.step - s) as f32,

@@ -57,16 +57,6 @@ impl PriorStream {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
     }
 
-    /// Frames of latency the delay pattern adds (steps before the first frame comes out).
-    pub fn latency(&self) -> usize {
-        self.assembler.latency()
-    }
-
-    /// Steps taken since the last reset.
-    pub fn steps(&self) -> u64 {
-        self.steps
-    }
-
     /// One step: returns the frame (one code per level) it completed, if any.
     pub fn step(&mut self, prior: &Prior, knobs: &Knobs, grid: &GridPosition, sampling: &Sampling) -> Result<Option<Vec<u32>>> {
         let (levels, k) = (prior.cfg.n_levels, prior.cfg.codebook_size);
