@@ -94,6 +94,8 @@ enum QuantizeCommand {
         #[arg(long, default_value_t = 12)]
         clips: usize,
     },
+    /// The prior's transformer and head, as q8_0 (the file the plugin embeds) and q4_0.
+    Prior,
 }
 
 #[derive(Subcommand)]
@@ -220,6 +222,9 @@ fn main() -> Result<()> {
         }
         Command::Quantize { model: QuantizeCommand::Codec { clips } } => {
             eval::codec::quantize(&[candle_core::quantized::GgmlDType::Q8_0, candle_core::quantized::GgmlDType::Q4_0], clips)
+        }
+        Command::Quantize { model: QuantizeCommand::Prior } => {
+            train::prior::quantize(&[candle_core::quantized::GgmlDType::Q8_0, candle_core::quantized::GgmlDType::Q4_0])
         }
         Command::Bench { model: BenchCommand::Codec { weights, chunk_frames, seconds, runs } } => {
             eval::codec::bench(&weights, chunk_frames, seconds, runs)

@@ -5,7 +5,8 @@
 
 use super::optim::AdamW;
 use crate::dataset::tokens::{tokens_dir, TokenClip, TokenSet};
-use anyhow::Result;
+use anyhow::{Context, Result};
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 use cantor::model::prior::conditioning::{write_features, GridPosition, Knobs, COND_DIM};
@@ -220,9 +221,7 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
         super::save_checkpoint(ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, Default::default())?;
     }
     // Fixed held-out batches, all conditions given.
-    let valid: Vec<_> = (0..4)
-        .map(|i| batch_tensors(&valid_set, &draw_crops(&valid_set, u64::MAX - i, 8, cfg.window, false), &cfg, &device))
-        .collect::<Result<_>>()?;
+    let valid = held_out_batches(&valid_set, &cfg, &device)?;
 
     let mut clock = super::RunClock::new(&args.run);
     let mut window_start = Instant::now();
@@ -248,11 +247,7 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
                 "wall_s": clock.elapsed_s().round(),
             });
             if valid_now {
-                let mut total = 0.0;
-                for (t, c, r, y) in &valid {
-                    total += loss(&prior, t, c, r, y)?.to_scalar::<f32>()? as f64;
-                }
-                let nll = total / valid.len() as f64;
+                let nll = held_out_nll(&prior, &valid)?;
                 rec["valid_nll"] = nll.into();
                 if state.best_valid_nll.is_none_or(|b| nll < b) {
                     state.best_valid_nll = Some(nll);
@@ -274,6 +269,64 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The fixed held-out batches (all conditions given) the trainer validates on.
+fn held_out_batches(set: &TokenSet, cfg: &PriorConfig, device: &Device) -> Result<Vec<(Tensor, Tensor, Tensor, Tensor)>> {
+    (0..4).map(|i| batch_tensors(set, &draw_crops(set, u64::MAX - i, 8, cfg.window, false), cfg, device)).collect()
+}
+
+/// Mean held-out NLL (nats per code) of `prior` on `batches`.
+fn held_out_nll(prior: &Prior, batches: &[(Tensor, Tensor, Tensor, Tensor)]) -> Result<f64> {
+    let mut total = 0.0;
+    for (t, c, r, y) in batches {
+        total += loss(prior, t, c, r, y)?.to_scalar::<f32>()? as f64;
+    }
+    Ok(total / batches.len().max(1) as f64)
+}
+
+/// The quantised prior file the plugin embeds (see build.rs).
+pub fn quantized_path(dtype: GgmlDType) -> PathBuf {
+    crate::dataset::repo_root().join(format!("assets/models/prior-{}.safetensors", weights::quant_name(dtype)))
+}
+
+/// `cargo xtask quantize prior`: write the published prior's transformer and head weights as
+/// GGML blocks (the rest f16), and measure what that changes: held-out NLL of each file on the
+/// trainer's validation batches (EVAL.md).
+pub fn quantize(dtypes: &[GgmlDType]) -> Result<()> {
+    let device = Device::Cpu;
+    let reference = super::RunPaths::new("prior", None).published_weights;
+    let bytes = std::fs::read(&reference).with_context(|| format!("reading {}", reference.display()))?;
+    let raw = weights::parse::<PriorConfig>(&bytes, KIND, &device)?;
+    let f16_prior = Prior::from_bytes(&bytes, &device)?;
+    let valid_set = TokenSet::load(&default_tokens_dir()?, "valid")?;
+    let batches = held_out_batches(&valid_set, &f16_prior.cfg, &device)?;
+    let unigram = valid_set.unigram_entropy();
+    let reference_nll = held_out_nll(&f16_prior, &batches)?;
+    let mut rows = vec![format!("| f16 reference | {:.2} MB | {reference_nll:.4} | - |", bytes.len() as f64 / 1e6)];
+    for &dtype in dtypes {
+        let qbytes = weights::to_bytes_quantized(KIND, &raw.config, &raw.tensors, Some(DType::F16), Some((&Prior::is_quantizable, dtype)))?;
+        let path = quantized_path(dtype);
+        std::fs::write(&path, &qbytes)?;
+        let q = Prior::from_bytes(&qbytes, &device)?;
+        let nll = held_out_nll(&q, &batches)?;
+        rows.push(format!(
+            "| {} (`{}`) | {:.2} MB | {nll:.4} | {:+.4} |",
+            weights::quant_name(dtype),
+            path.strip_prefix(crate::dataset::repo_root()).unwrap_or(&path).display(),
+            qbytes.len() as f64 / 1e6,
+            nll - reference_nll
+        ));
+    }
+    let body = format!(
+        "## Prior quantisation\n\n\
+         Transformer and head linear weights as GGML blocks (the rest f16). Command: `cargo xtask quantize prior`; \
+         held-out NLL per code on the trainer's 4 validation batches (unigram baseline {unigram:.3} nats/code).\n\n\
+         | weights | file size | held-out NLL (nats/code) | change |\n|---|---|---|---|\n{}\n",
+        rows.join("\n")
+    );
+    println!("{body}");
+    crate::eval::write_section(&crate::dataset::repo_root().join("EVAL.md"), "prior-quantization", &body)
 }
 
 #[cfg(test)]
