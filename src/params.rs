@@ -113,6 +113,31 @@ pub struct CantorParams {
     /// Seconds of audio generated ahead (see `responsiveness_range`).
     #[id = "ahead"]
     pub responsiveness: FloatParam,
+    /// The editor window's logical size, saved with the project so the window reopens as the
+    /// user left it (written by the editor when the host resizes it).
+    #[persist = "editor-size"]
+    pub editor_size: Arc<std::sync::RwLock<EditorSize>>,
+}
+
+/// The editor window's size in logical points.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EditorSize {
+    pub width: f32,
+    pub height: f32,
+}
+
+impl EditorSize {
+    pub const DEFAULT: Self = Self { width: 720.0, height: 640.0 };
+    pub const MIN: Self = Self { width: 480.0, height: 400.0 };
+    pub const MAX: Self = Self { width: 4096.0, height: 4096.0 };
+
+    /// Within the editor's limits; a broken saved size (NaN, zero, huge) gives the default.
+    pub fn sanitized(self) -> Self {
+        if !(self.width.is_finite() && self.height.is_finite()) {
+            return Self::DEFAULT;
+        }
+        Self { width: self.width.clamp(Self::MIN.width, Self::MAX.width), height: self.height.clamp(Self::MIN.height, Self::MAX.height) }
+    }
 }
 
 /// One style's weight in the blend.
@@ -205,6 +230,7 @@ impl Default for CantorParams {
             )
             .with_unit(" s")
             .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            editor_size: Arc::new(std::sync::RwLock::new(EditorSize::DEFAULT)),
         }
     }
 }
@@ -247,6 +273,14 @@ pub fn sanitize_state(state: &mut PluginState) -> Vec<String> {
             ParamValue::Bool(_) | ParamValue::String(_) => true,
         }
     });
+    // Persisted fields: an editor size that does not parse is dropped (the default is used).
+    state.fields.retain(|name, json| {
+        let ok = name != "editor-size" || serde_json::from_str::<EditorSize>(json).is_ok();
+        if !ok {
+            repairs.push(format!("editor size {json:?} is unreadable, default used"));
+        }
+        ok
+    });
     repairs
 }
 
@@ -281,6 +315,24 @@ mod tests {
         assert!(matches!(s.params["top_k"], ParamValue::I32(0)));
         assert!(matches!(s.params["seed"], ParamValue::I32(MAX_SEED)));
         assert!(matches!(s.params["run_mode"], ParamValue::String(_)));
+    }
+
+    #[test]
+    fn the_editor_size_is_saved_and_a_broken_one_repaired() {
+        // Saved and restored through the persisted-field mechanism the wrappers use.
+        let p = CantorParams::default();
+        *p.editor_size.write().unwrap() = EditorSize { width: 900.0, height: 700.0 };
+        let saved = p.serialize_fields();
+        let q = CantorParams::default();
+        q.deserialize_fields(&saved);
+        assert_eq!(*q.editor_size.read().unwrap(), EditorSize { width: 900.0, height: 700.0 });
+        // An unreadable size is dropped before loading; an absurd one is clamped when used.
+        let mut s = state(&[]);
+        s.fields.insert("editor-size".into(), "{not json".into());
+        assert_eq!(sanitize_state(&mut s).len(), 1);
+        assert!(s.fields.is_empty());
+        assert_eq!(EditorSize { width: f32::NAN, height: 10.0 }.sanitized(), EditorSize::DEFAULT);
+        assert_eq!(EditorSize { width: 1e9, height: 10.0 }.sanitized(), EditorSize { width: EditorSize::MAX.width, height: EditorSize::MIN.height });
     }
 
     #[test]

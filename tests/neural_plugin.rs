@@ -63,3 +63,23 @@ fn a_prior_from_another_codec_is_refused_and_the_plugin_stays_silent_with_the_re
     let err = ModelPair::from_bytes(&tiny_model_files(true).0, b"not a model").err().unwrap();
     assert!(err.contains("prior model file"), "{err}");
 }
+
+/// The shipped plugin as a user gets it: the embedded codec and prior load, a bounce plays
+/// music (not silence, not a blown-up signal), and repeats bit for bit.
+#[test]
+fn the_embedded_model_plays_and_repeats() {
+    let Some(factory) = cantor::plugin::embedded_factory() else {
+        // A build without a trained prior must say so (tests/plugin_process.rs covers that).
+        assert!(cantor::model::embedded::PRIOR.is_none());
+        return;
+    };
+    let pair = ModelPair::embedded().expect("the embedded models load and belong together");
+    assert!(pair.name.contains("prior"), "model name {:?}", pair.name);
+    // 3 s at 48 kHz.
+    let a = bounce(factory.clone(), 3.0, 282);
+    assert!(a.iter().all(|v| v.is_finite() && v.abs() <= 4.0));
+    let second_half = &a[a.len() / 2..];
+    let rms = (second_half.iter().map(|v| v * v).sum::<f32>() / second_half.len() as f32).sqrt();
+    assert!(rms > 1e-3 && rms < 1.0, "embedded model output RMS {rms}");
+    assert!(a == bounce(factory, 3.0, 282), "two bounces of the embedded model differ");
+}

@@ -219,19 +219,30 @@ fn capture_writes_a_wav_equal_to_what_was_played() {
         played.extend(l.iter().zip(r).flat_map(|(a, b)| [*a, *b]));
     }
     let capture = host.plugin.shared().capture.clone();
-    let before = capture.saved.load(std::sync::atomic::Ordering::Relaxed);
-    capture.request(cantor::engine::capture::CaptureRequest::Save { seconds: 0.5, dir: dir.clone() }).unwrap();
-    let t0 = std::time::Instant::now();
-    while capture.saved.load(std::sync::atomic::Ordering::Relaxed) == before && t0.elapsed().as_secs() < 10 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let path = capture.result.lock().unwrap().clone().expect("a capture result").expect("the capture was written");
-    let mut reader = hound::WavReader::open(&path).unwrap();
-    let spec = reader.spec();
-    assert_eq!((spec.channels, spec.sample_rate, spec.sample_format), (2, 48_000, hound::SampleFormat::Float));
-    let samples: Vec<f32> = reader.samples::<f32>().map(|s| s.unwrap()).collect();
+    let save = |request: cantor::engine::capture::CaptureRequest| -> Vec<f32> {
+        let before = capture.saved.load(std::sync::atomic::Ordering::Relaxed);
+        capture.request(request).unwrap();
+        let t0 = std::time::Instant::now();
+        while capture.saved.load(std::sync::atomic::Ordering::Relaxed) == before && t0.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let path = capture.result.lock().unwrap().clone().expect("a capture result").expect("the capture was written");
+        let mut reader = hound::WavReader::open(&path).unwrap();
+        let spec = reader.spec();
+        assert_eq!((spec.channels, spec.sample_rate, spec.sample_format), (2, 48_000, hound::SampleFormat::Float));
+        reader.samples::<f32>().map(|s| s.unwrap()).collect()
+    };
+    let samples = save(cantor::engine::capture::CaptureRequest::Save { seconds: 0.5, dir: dir.clone() });
     assert_eq!(samples.len(), 48_000, "0.5 s of stereo");
     assert!(samples == played[played.len() - samples.len()..], "the capture differs from the output");
     assert!(samples.iter().any(|&v| v != 0.0));
+    // "Since play started": every block since the transport started (20 x 512 + 100 x 480 frames).
+    let since = save(cantor::engine::capture::CaptureRequest::SinceStart { dir: dir.clone() });
+    assert_eq!(since.len(), 2 * (20 * 512 + 100 * 480), "since-start capture length");
+    assert!(since[since.len() - played.len()..] == played[..], "the since-start capture differs from the output");
+    // The same thread analysed the output for the editor's spectrogram.
+    let spectrogram = capture.spectrogram.lock().unwrap();
+    assert!(spectrogram.added > 50, "{} spectrogram columns for 1.2 s", spectrogram.added);
+    assert!(spectrogram.columns.back().unwrap().iter().any(|&v| v > 0), "the spectrogram is dark while audio plays");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -28,7 +28,12 @@ fn pedalboard_loads_the_vst3_sets_parameters_renders_and_restores_state() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bundle = bundled::bundle().join("Cantor.vst3");
     let python = venv_python(&root);
-    let out = Command::new(&python).arg(root.join("tests/hosts/pedalboard_vst3.py")).arg(&bundle).output().expect("run python");
+    // A factory preset as a .vstpreset file, as `cargo xtask install` writes them.
+    let preset = &cantor::presets::FACTORY[0];
+    let preset_path = std::env::temp_dir().join(format!("cantor-{}-{}.vstpreset", std::process::id(), preset.file_stem().replace(' ', "_")));
+    std::fs::write(&preset_path, preset.vst3_preset_file(&cantor::plugin::VST3_CLASS_ID)).unwrap();
+    let out = Command::new(&python).arg(root.join("tests/hosts/pedalboard_vst3.py")).arg(&bundle).arg(&preset_path).output().expect("run python");
+    let _ = std::fs::remove_file(&preset_path);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pedalboard host failed ({}):\n{stdout}\n{stderr}", out.status);
@@ -36,4 +41,8 @@ fn pedalboard_loads_the_vst3_sets_parameters_renders_and_restores_state() {
     println!("pedalboard saw: {report}");
     assert_eq!(report["samples"], 3 * 48_000);
     assert!(report["parameters"].as_u64().unwrap() >= 15);
+    // The preset file set what it says (FACTORY[0]: organ (family 2), 66 BPM free tempo, guidance 2).
+    assert_eq!(report["preset"]["instrument"], 2, "{report}");
+    assert!((report["preset"]["tempo"].as_f64().unwrap() - 66.0).abs() < 0.5, "{report}");
+    assert!((report["preset"]["guidance"].as_f64().unwrap() - 2.0).abs() < 0.05, "{report}");
 }

@@ -11,8 +11,17 @@ pub fn show(ui: &mut egui::Ui, shared: &EngineShared) {
         let button = ui
             .button(format!("Save the last {CAPTURE_SECONDS:.0} s as WAV"))
             .on_hover_text(format!("Writes what Cantor played (up to {MAX_SECONDS:.0} s back) to {}; drag the file onto a track.", default_dir().display()));
-        if button.clicked() {
-            let request = CaptureRequest::Save { seconds: CAPTURE_SECONDS, dir: default_dir() };
+        let since_start = ui
+            .button("Save since play started")
+            .on_hover_text(format!("Writes everything since the transport last started (up to {MAX_SECONDS:.0} s) to {}.", default_dir().display()));
+        let request = if button.clicked() {
+            Some(CaptureRequest::Save { seconds: CAPTURE_SECONDS, dir: default_dir() })
+        } else if since_start.clicked() {
+            Some(CaptureRequest::SinceStart { dir: default_dir() })
+        } else {
+            None
+        };
+        if let Some(request) = request {
             if let Err(e) = shared.capture.request(request) {
                 if let Ok(mut r) = shared.capture.result.lock() {
                     *r = Some(Err(e));

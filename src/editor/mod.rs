@@ -4,6 +4,7 @@
 mod capture;
 mod controls;
 mod presets;
+mod spectrogram;
 mod status;
 mod style_pad;
 
@@ -18,11 +19,13 @@ pub struct CantorEditor {
     shared: Arc<EngineShared>,
     /// Set by `build` each time the window opens; gives the parameter setter.
     gui: Option<GuiContext>,
+    /// The spectrogram's texture, reused between frames.
+    spectrogram: spectrogram::SpectrogramView,
 }
 
 impl CantorEditor {
     pub fn new(params: Arc<CantorParams>, shared: Arc<EngineShared>) -> Self {
-        Self { params, shared, gui: None }
+        Self { params, shared, gui: None, spectrogram: Default::default() }
     }
 }
 
@@ -37,17 +40,27 @@ impl NiceEguiApp for CantorEditor {
         Ok(())
     }
 
+    /// The host resized the window: remember the size in the project (a persisted field).
+    fn resized(&mut self, new_size: nice_plug_egui::baseview::WindowSize) {
+        if let Ok(mut size) = self.params.editor_size.write() {
+            *size = crate::params::EditorSize { width: new_size.logical.width as f32, height: new_size.logical.height as f32 }.sanitized();
+        }
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut nice_plug_egui::Frame) {
         let Some(gui) = self.gui.as_ref() else { return };
         let setter = gui.param_setter();
-        ui.heading("Cantor");
-        status::show(ui, &self.shared);
-        capture::show(ui, &self.shared);
-        presets::show(ui, &self.params, gui);
-        ui.separator();
-        egui::ScrollArea::vertical().show(ui, |ui| {
-            style_pad::show(ui, &self.params, &setter);
-            controls::show(ui, &self.params, &setter);
+        egui::Frame::new().inner_margin(10.0).show(ui, |ui| {
+            ui.heading("Cantor");
+            status::show(ui, &self.shared);
+            self.spectrogram.show(ui, &self.shared);
+            capture::show(ui, &self.shared);
+            presets::show(ui, &self.params, gui);
+            ui.separator();
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                style_pad::show(ui, &self.params, &setter);
+                controls::show(ui, &self.params, &setter);
+            });
         });
     }
 }

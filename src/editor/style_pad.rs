@@ -6,8 +6,8 @@ use crate::model::vocab::STYLES;
 use crate::params::CantorParams;
 use nice_plug::prelude::ParamSetter;
 
-/// Pad size in points.
-const SIZE: f32 = 200.0;
+/// Pad size in points (wider than tall, so the style names fit at the sides).
+const SIZE: egui::Vec2 = egui::vec2(300.0, 200.0);
 /// Distance (as a fraction of the radius) at which a style's weight reaches zero.
 const REACH: f32 = 1.1;
 
@@ -23,9 +23,10 @@ pub fn weights_at(pos: egui::Vec2) -> [f32; STYLES.len()] {
 }
 
 pub fn show(ui: &mut egui::Ui, params: &CantorParams, setter: &ParamSetter) {
-    let (rect, response) = ui.allocate_exact_size(egui::vec2(SIZE, SIZE), egui::Sense::click_and_drag());
+    let (rect, response) = ui.allocate_exact_size(SIZE, egui::Sense::click_and_drag());
     let response = response.on_hover_text("Drag to blend styles: the nearer a style's name, the more of it. The six style sliders follow.");
     let to_screen = |p: egui::Vec2| rect.center() + p * (SIZE / 2.0);
+    let from_screen = |q: egui::Pos2| (q - rect.center()) / (SIZE / 2.0);
     let painter = ui.painter_at(rect);
     painter.rect_filled(rect, 6.0, ui.visuals().extreme_bg_color);
     for (i, name) in STYLES.iter().enumerate() {
@@ -42,7 +43,7 @@ pub fn show(ui: &mut egui::Ui, params: &CantorParams, setter: &ParamSetter) {
         params.styles.iter().for_each(|s| setter.begin_set_parameter(&s.weight));
     }
     if let Some(pointer) = response.interact_pointer_pos() {
-        let pos = ((pointer - rect.center()) / (SIZE / 2.0)).clamp(egui::vec2(-1.0, -1.0), egui::vec2(1.0, 1.0));
+        let pos = from_screen(pointer).clamp(egui::vec2(-1.0, -1.0), egui::vec2(1.0, 1.0));
         for (s, w) in params.styles.iter().zip(weights_at(pos)) {
             setter.set_parameter(&s.weight, w);
         }

@@ -3,7 +3,8 @@
 //! The audio thread copies its final output into a pre-allocated ring (a wait-free push, no
 //! allocation; if the ring is full the block is dropped and counted, never waited for). A capture
 //! thread drains it into a rolling buffer of the last `MAX_SECONDS` and writes files on request,
-//! so no disk access ever happens on the audio thread.
+//! so no disk access ever happens on the audio thread. The same thread analyses the output for
+//! the editor's spectrogram.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
@@ -15,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::spectrogram::{SpectrogramAnalyser, SpectrogramColumns};
+
 /// Longest capture kept, in seconds.
 pub const MAX_SECONDS: f64 = 120.0;
 /// Frames the audio thread interleaves at a time (a stack buffer).
@@ -25,6 +28,8 @@ const CHUNK: usize = 256;
 pub enum CaptureRequest {
     /// Write the last `seconds` (at most `MAX_SECONDS`) into `dir` (created if missing).
     Save { seconds: f64, dir: PathBuf },
+    /// Write everything played since the transport last started (at most `MAX_SECONDS`).
+    SinceStart { dir: PathBuf },
 }
 
 /// State shared by the editor and the capture thread; lives as long as the plugin instance.
@@ -37,12 +42,27 @@ pub struct CaptureShared {
     pub saved: AtomicU64,
     /// Output blocks the capture ring had no room for.
     pub dropped_blocks: AtomicU64,
+    /// Frames the audio thread has offered the tap (captured or dropped), and that count when
+    /// the transport last started: "since start" captures are measured from it.
+    offered_frames: AtomicU64,
+    start_frame: AtomicU64,
+    /// The live spectrogram (capture thread writes, editor reads; never the audio thread).
+    pub spectrogram: Mutex<SpectrogramColumns>,
 }
 
 impl Default for CaptureShared {
     fn default() -> Self {
         let (requests, receiver) = crossbeam_channel::bounded(8);
-        Self { requests, receiver, result: Mutex::new(None), saved: AtomicU64::new(0), dropped_blocks: AtomicU64::new(0) }
+        Self {
+            requests,
+            receiver,
+            result: Mutex::new(None),
+            saved: AtomicU64::new(0),
+            dropped_blocks: AtomicU64::new(0),
+            offered_frames: AtomicU64::new(0),
+            start_frame: AtomicU64::new(0),
+            spectrogram: Mutex::new(SpectrogramColumns::default()),
+        }
     }
 }
 
@@ -72,6 +92,7 @@ impl CaptureTap {
     /// Copy one block of output (wait-free; drops the block if the ring is full).
     pub fn push(&mut self, left: &[f32], right: &[f32]) {
         let n = left.len().min(right.len());
+        self.shared.offered_frames.fetch_add(n as u64, Relaxed);
         if self.producer.vacant_len() < 2 * n {
             self.shared.dropped_blocks.fetch_add(1, Relaxed);
             return;
@@ -88,6 +109,13 @@ impl CaptureTap {
     }
 }
 
+impl CaptureTap {
+    /// The transport started: later "since start" captures begin with the next block.
+    pub fn mark_start(&self) {
+        self.shared.start_frame.store(self.shared.offered_frames.load(Relaxed), Relaxed);
+    }
+}
+
 /// The capture thread; dropping it stops and joins the thread (never on the audio thread).
 pub struct Capture {
     handle: Option<JoinHandle<()>>,
@@ -100,7 +128,15 @@ impl Capture {
         // Half a second of room: the capture thread drains it every few milliseconds.
         let (producer, consumer) = HeapRb::<f32>::new((rate as usize).max(8_000)).split();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let worker = Worker { consumer, shared: shared.clone(), rate, kept: VecDeque::new(), stop: stop.clone() };
+        let worker = Worker {
+            consumer,
+            shared: shared.clone(),
+            rate,
+            kept: VecDeque::new(),
+            drained_frames: shared.offered_frames.load(Relaxed),
+            analyser: SpectrogramAnalyser::new(rate),
+            stop: stop.clone(),
+        };
         let handle = std::thread::Builder::new().name("cantor-capture".into()).spawn(move || worker.run())?;
         Ok((CaptureTap { producer, shared }, Capture { handle: Some(handle), stop }))
     }
@@ -121,6 +157,10 @@ struct Worker {
     rate: u32,
     /// The last MAX_SECONDS of output, interleaved stereo.
     kept: VecDeque<f32>,
+    /// Frames drained so far, counted as `offered_frames` counts them (dropped blocks included),
+    /// so the transport start can be found in `kept`.
+    drained_frames: u64,
+    analyser: SpectrogramAnalyser,
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -143,8 +183,21 @@ impl Worker {
                 self.kept.extend(&buf[..n]);
                 let excess = self.kept.len().saturating_sub(cap);
                 self.kept.drain(..excess);
+                if let Ok(mut columns) = self.shared.spectrogram.lock() {
+                    self.analyser.feed(&buf[..n], &mut columns);
+                }
+                self.drained_frames += (n / 2) as u64;
             }
-            if let Some(CaptureRequest::Save { seconds, dir }) = request {
+            // Dropped blocks never reach the ring but were counted as offered.
+            self.drained_frames = self.drained_frames.max(self.shared.offered_frames.load(Relaxed).saturating_sub((self.consumer.occupied_len() / 2) as u64));
+            if let Some(request) = request {
+                let (seconds, dir) = match request {
+                    CaptureRequest::Save { seconds, dir } => (seconds, dir),
+                    CaptureRequest::SinceStart { dir } => {
+                        let start = self.shared.start_frame.load(Relaxed);
+                        (self.drained_frames.saturating_sub(start) as f64 / self.rate as f64, dir)
+                    }
+                };
                 let result = self.save(seconds, &dir);
                 if let Ok(mut r) = self.shared.result.lock() {
                     *r = Some(result);
@@ -155,7 +208,7 @@ impl Worker {
     }
 
     fn save(&self, seconds: f64, dir: &std::path::Path) -> Result<PathBuf, String> {
-        let seconds = if seconds.is_finite() { seconds.clamp(0.1, MAX_SECONDS) } else { MAX_SECONDS };
+        let seconds = if seconds.is_finite() { seconds.clamp(0.0, MAX_SECONDS) } else { MAX_SECONDS };
         let want = ((seconds * self.rate as f64) as usize * 2).min(self.kept.len());
         if want == 0 {
             return Err("nothing has been played yet".into());

@@ -22,6 +22,7 @@ pub mod neural_source;
 pub mod reader;
 pub mod shared;
 pub mod source;
+pub mod spectrogram;
 pub mod stereo;
 
 pub use generator::{Command, Generator, GeneratorConfig};

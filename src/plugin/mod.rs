@@ -10,7 +10,7 @@ use crate::editor::CantorEditor;
 use crate::engine::neural_source::NeuralSource;
 use crate::engine::{Engine, EngineShared, FrameSource, GeneratorConfig, ProcessMode as EngineMode};
 use crate::model::pair::ModelPair;
-use crate::params::{CantorParams, RunMode, TempoMode};
+use crate::params::{CantorParams, EditorSize, RunMode, TempoMode};
 use nice_plug::editor::dpi::LogicalSize;
 use nice_plug::prelude::*;
 use nice_plug_egui::{create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings, RepaintNotifier};
@@ -86,7 +86,7 @@ impl Cantor {
             notes_held: 0,
             gate: 0.0,
             gate_step: 1.0,
-            editor_state: EguiEditorState::from_size(LogicalSize::new(720.0, 640.0), 1.0),
+            editor_state: EguiEditorState::from_size(LogicalSize::new(EditorSize::DEFAULT.width, EditorSize::DEFAULT.height), 1.0),
             repaint: RepaintNotifier::new(),
         }
     }
@@ -143,10 +143,16 @@ impl Plugin for Cantor {
     }
 
     fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        // The window opens at the size saved with the project (or the default).
+        let size = self.params.editor_size.read().map(|s| s.sanitized()).unwrap_or(EditorSize::DEFAULT);
+        self.editor_state = EguiEditorState::from_size(LogicalSize::new(size.width, size.height), 1.0);
         create_egui_editor(
             self.editor_state.clone(),
             self.repaint.clone(),
-            EguiNiceSettings::new().with_tile("Cantor"),
+            EguiNiceSettings::new().with_tile("Cantor").with_resize_hint(ResizeHint::resizable().with_min_max_logical_size(
+                Some(LogicalSize::new(EditorSize::MIN.width, EditorSize::MIN.height)),
+                Some(LogicalSize::new(EditorSize::MAX.width, EditorSize::MAX.height)),
+            )),
             CantorEditor::new(self.params.clone(), self.shared.clone()),
         )
     }
@@ -259,6 +265,9 @@ impl Plugin for Cantor {
             let pos = transport.pos_samples().unwrap_or(0).max(0) as u64;
             engine.reader.request_reset(self.params.seed.value().max(0) as u64, pos);
         }
+        if playing && !self.was_playing {
+            engine.capture_tap.mark_start();
+        }
         self.was_playing = playing;
         if !gate_open && self.gate <= 0.0 {
             // Closed gate: leave the audio in the ring (nothing is consumed) and stay silent.
@@ -291,6 +300,9 @@ impl Plugin for Cantor {
     }
 }
 
+/// Cantor's VST3 class id (also written into its `.vstpreset` files); never changes.
+pub const VST3_CLASS_ID: [u8; 16] = *b"CantorNeuralGen1";
+
 impl ClapPlugin for Cantor {
     const CLAP_ID: &'static str = "org.cantor.cantor";
     const CLAP_DESCRIPTION: Option<&'static str> = Some("Real-time neural music generator");
@@ -300,7 +312,7 @@ impl ClapPlugin for Cantor {
 }
 
 impl Vst3Plugin for Cantor {
-    const VST3_CLASS_ID: [u8; 16] = *b"CantorNeuralGen1";
+    const VST3_CLASS_ID: [u8; 16] = VST3_CLASS_ID;
     const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Instrument, Vst3SubCategory::Synth, Vst3SubCategory::Stereo];
 }
 

@@ -3,6 +3,7 @@ instrument, lists and sets parameters, renders MIDI to audio, and round-trips it
 Run by tests/vst3_host.rs; prints one JSON line with what it saw; exits non-zero on failure."""
 
 import json
+import struct
 import sys
 
 import numpy as np
@@ -35,7 +36,18 @@ assert abs(plugin.temperature - 0.3) < 0.02
 plugin.raw_state = state
 assert abs(plugin.temperature - 1.2) < 0.02, f"state did not restore the temperature: {plugin.temperature}"
 
+# A factory preset written as a .vstpreset file (tests/vst3_host.rs), loaded the way hosts do.
+# What the plugin now holds is read back from its own state (the component chunk of
+# `preset_data`): JUCE's parameter cache is not refreshed by a preset load.
+plugin.load_preset(sys.argv[2])
+data = plugin.preset_data
+assert data[:4] == b"VST3", data[:4]
+list_offset = struct.unpack("<q", data[40:48])[0]
+held = json.loads(data[48:list_offset])["params"]
+preset = {"instrument": held["instrument"]["i32"], "tempo": held["tempo"]["f32"], "guidance": held["guidance"]["f32"]}
+
 print(json.dumps({
+    "preset": preset,
     "parameters": len(names),
     "samples": int(audio.shape[1]),
     "peak": float(np.abs(audio).max()),

@@ -52,5 +52,27 @@ pub fn install() -> Result<()> {
     if installed == 0 {
         bail!("nothing to install: run `cargo xtask bundle cantor --release` first");
     }
+    // The factory presets as .vstpreset files, where VST3 hosts' preset browsers look
+    // (Steinberg's user preset folder: <VST3 presets>/<vendor>/<plugin>/).
+    let presets = vst3_preset_dir()?;
+    std::fs::create_dir_all(&presets)?;
+    for preset in cantor::presets::FACTORY {
+        let path = presets.join(format!("{}.vstpreset", preset.file_stem()));
+        std::fs::write(&path, preset.vst3_preset_file(&cantor::plugin::VST3_CLASS_ID))?;
+    }
+    println!("installed {} presets in {}", cantor::presets::FACTORY.len(), presets.display());
     Ok(())
+}
+
+/// The user's VST3 preset folder for Cantor.
+fn vst3_preset_dir() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(PathBuf::from).context("HOME is not set")?;
+    let base = if cfg!(target_os = "macos") {
+        home.join("Library/Audio/Presets")
+    } else if cfg!(target_os = "windows") {
+        home.join("Documents/VST3 Presets")
+    } else {
+        home.join(".vst3/presets")
+    };
+    Ok(base.join("Cantor").join("Cantor"))
 }
