@@ -48,7 +48,10 @@ impl SpectrogramView {
         }
         if let Some(t) = &self.texture {
             let size = egui::vec2(ui.available_width().max(100.0), HEIGHT);
-            ui.add(egui::Image::new((t.id(), size)).fit_to_exact_size(size)).on_hover_text(format!(
+            let response = ui.add(egui::Image::new((t.id(), size)).fit_to_exact_size(size));
+            // A frame, so the view is visible while it is still dark (nothing played yet).
+            ui.painter().rect_stroke(response.rect, 2.0, ui.visuals().widgets.noninteractive.bg_stroke, egui::StrokeKind::Outside);
+            response.on_hover_text(format!(
                 "Spectrogram of the output: the last {:.0} s, newest on the right; 40 Hz at the bottom to 16 kHz at the top, 90 dB range.",
                 COLUMNS as f64 * COLUMN_S
             ));

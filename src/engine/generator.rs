@@ -178,6 +178,9 @@ impl Worker {
         self.shared.running.store(true, Relaxed);
         self.reset(0, self.config.seed, 0);
         loop {
+            // Hand over what the last render made before deciding to wait: otherwise an offline
+            // reader waiting for exactly that audio would wait out the idle timeout every call.
+            self.push_pending();
             // Commands first; when there is nothing to do, wait on the channel so a command wakes us.
             let idle = self.failed || !self.needs_audio();
             let cmd = if idle {

@@ -60,6 +60,14 @@ pub fn quant_from_name(name: &str) -> Option<GgmlDType> {
     }
 }
 
+/// candle reads GGML blocks in place and asserts their alignment, but bytes inside a model file
+/// (or embedded in the binary) have none: copy them into 8-byte-aligned words first.
+fn aligned_words(data: &[u8]) -> Vec<u64> {
+    let mut words = vec![0u64; data.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..data.len()].copy_from_slice(data);
+    words
+}
+
 /// Serialise `tensors` with the Cantor header. Tensors are stored in `dtype` (F16 halves the size).
 pub fn to_bytes<C: Serialize>(
     kind: &str,
@@ -175,7 +183,9 @@ pub fn parse<C: DeserializeOwned>(bytes: &[u8], kind: &str, device: &Device) -> 
                     return Err(WeightsError::WrongShape { name, expected: vec![expected], found: vec![view.data().len()] });
                 }
                 quantized = Some(dtype);
-                let storage = QStorage::from_data(std::borrow::Cow::Borrowed(view.data()), device, dtype)?;
+                let words = aligned_words(view.data());
+                let bytes: &[u8] = &bytemuck::cast_slice(&words)[..expected];
+                let storage = QStorage::from_data(std::borrow::Cow::Borrowed(bytes), device, dtype)?;
                 QTensor::new(storage, shape)?.dequantize(device)?
             }
             None => candle_core::safetensors::Load::load(&view, device)?.to_dtype(DType::F32)?,

@@ -179,7 +179,10 @@ impl Plugin for Cantor {
             return true;
         };
         self.sync_knobs();
-        match factory() {
+        // A bug in model loading must not take the host down: a panic becomes an error message.
+        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory()))
+            .unwrap_or_else(|_| Err("Loading the model crashed (a bug in Cantor); the plugin stays silent.".to_string()));
+        match made {
             Ok(source) => {
                 if let Ok(mut name) = self.shared.model_name.lock() {
                     *name = Some(source.name().to_string());

@@ -176,6 +176,14 @@ fn quantized_files_load_and_decode_close_to_f32() {
     let sig: f32 = a.iter().map(|x| x * x).sum::<f32>();
     let snr = 10.0 * (sig / err.max(1e-20)).log10();
     assert!(snr > 25.0, "q8_0 decoder output SNR {snr:.1} dB against f32");
+    // Loaded from any address (bytes embedded in a binary have no alignment): the same model.
+    for shift in 1..4 {
+        let mut shifted = vec![0u8; shift];
+        shifted.extend_from_slice(&q_bytes);
+        let moved = Codec::from_bytes(&shifted[shift..], &Device::Cpu).unwrap();
+        let c = moved.decode(&codes).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(c == b, "loading from an address shifted by {shift} changed the model");
+    }
     // Truncated quantised blocks are reported, not decoded.
     assert!(Codec::from_bytes(&q_bytes[..q_bytes.len() - 10], &Device::Cpu).is_err());
 }
