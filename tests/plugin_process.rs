@@ -232,6 +232,7 @@ fn capture_writes_a_wav_equal_to_what_was_played() {
         assert_eq!((spec.channels, spec.sample_rate, spec.sample_format), (2, 48_000, hound::SampleFormat::Float));
         reader.samples::<f32>().map(|s| s.unwrap()).collect()
     };
+    assert_eq!(capture.dropped_blocks.load(std::sync::atomic::Ordering::Relaxed), 0, "the capture ring overflowed");
     let samples = save(cantor::engine::capture::CaptureRequest::Save { seconds: 0.5, dir: dir.clone() });
     assert_eq!(samples.len(), 48_000, "0.5 s of stereo");
     assert!(samples == played[played.len() - samples.len()..], "the capture differs from the output");

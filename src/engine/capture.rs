@@ -125,8 +125,10 @@ pub struct Capture {
 impl Capture {
     /// Start capturing output at `rate` Hz: returns the audio thread's tap and the thread.
     pub fn start(shared: Arc<CaptureShared>, rate: u32) -> std::io::Result<(CaptureTap, Capture)> {
-        // Half a second of room: the capture thread drains it every few milliseconds.
-        let (producer, consumer) = HeapRb::<f32>::new((rate as usize).max(8_000)).split();
+        // Four seconds of stereo room. The capture thread drains it every few milliseconds, but
+        // an offline bounce runs many times faster than real time and a loaded machine can keep
+        // the thread waiting (half a second dropped blocks in CI).
+        let (producer, consumer) = HeapRb::<f32>::new(8 * (rate as usize).max(8_000)).split();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let worker = Worker {
             consumer,
