@@ -61,9 +61,7 @@ impl Preset {
         out.push(("guidance".into(), self.guidance));
         out
     }
-}
 
-impl Preset {
     /// The preset as a saved plugin state: only the parameters it sets (loading it leaves the
     /// others, like gain and seed, as they are), in the JSON form nice-plug saves and loads.
     pub fn state(&self) -> PluginState {

@@ -28,10 +28,9 @@ fn colour(v: u8) -> egui::Color32 {
 
 impl SpectrogramView {
     pub fn show(&mut self, ui: &mut egui::Ui, shared: &EngineShared) {
-        let added = shared.capture.spectrogram.lock().map(|s| s.added).unwrap_or(0);
-        if self.texture.is_none() || added != self.shown {
-            let mut image = egui::ColorImage::new([COLUMNS, BANDS], vec![egui::Color32::BLACK; COLUMNS * BANDS]);
-            if let Ok(s) = shared.capture.spectrogram.lock() {
+        if let Ok(s) = shared.capture.spectrogram.lock() {
+            if self.texture.is_none() || s.added != self.shown {
+                let mut image = egui::ColorImage::new([COLUMNS, BANDS], vec![egui::Color32::BLACK; COLUMNS * BANDS]);
                 // Right-aligned: the newest column at the right edge.
                 let offset = COLUMNS - s.columns.len();
                 for (x, column) in s.columns.iter().enumerate() {
@@ -39,12 +38,12 @@ impl SpectrogramView {
                         image.pixels[(BANDS - 1 - band) * COLUMNS + offset + x] = colour(v);
                     }
                 }
+                match &mut self.texture {
+                    Some(t) => t.set(image, egui::TextureOptions::LINEAR),
+                    None => self.texture = Some(ui.ctx().load_texture("cantor-spectrogram", image, egui::TextureOptions::LINEAR)),
+                }
+                self.shown = s.added;
             }
-            match &mut self.texture {
-                Some(t) => t.set(image, egui::TextureOptions::LINEAR),
-                None => self.texture = Some(ui.ctx().load_texture("cantor-spectrogram", image, egui::TextureOptions::LINEAR)),
-            }
-            self.shown = added;
         }
         if let Some(t) = &self.texture {
             let size = egui::vec2(ui.available_width().max(100.0), HEIGHT);

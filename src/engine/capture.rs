@@ -107,9 +107,7 @@ impl CaptureTap {
             self.producer.push_slice(&buf[..2 * k]);
         }
     }
-}
 
-impl CaptureTap {
     /// The transport started: later "since start" captures begin with the next block.
     pub fn mark_start(&self) {
         self.shared.start_frame.store(self.shared.offered_frames.load(Relaxed), Relaxed);
@@ -135,7 +133,6 @@ impl Capture {
             shared: shared.clone(),
             rate,
             kept: VecDeque::new(),
-            drained_frames: shared.offered_frames.load(Relaxed),
             analyser: SpectrogramAnalyser::new(rate),
             stop: stop.clone(),
         };
@@ -159,9 +156,6 @@ struct Worker {
     rate: u32,
     /// The last MAX_SECONDS of output, interleaved stereo.
     kept: VecDeque<f32>,
-    /// Frames drained so far, counted as `offered_frames` counts them (dropped blocks included),
-    /// so the transport start can be found in `kept`.
-    drained_frames: u64,
     analyser: SpectrogramAnalyser,
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -188,16 +182,16 @@ impl Worker {
                 if let Ok(mut columns) = self.shared.spectrogram.lock() {
                     self.analyser.feed(&buf[..n], &mut columns);
                 }
-                self.drained_frames += (n / 2) as u64;
             }
-            // Dropped blocks never reach the ring but were counted as offered.
-            self.drained_frames = self.drained_frames.max(self.shared.offered_frames.load(Relaxed).saturating_sub((self.consumer.occupied_len() / 2) as u64));
             if let Some(request) = request {
                 let (seconds, dir) = match request {
                     CaptureRequest::Save { seconds, dir } => (seconds, dir),
                     CaptureRequest::SinceStart { dir } => {
+                        // Frames played so far, counted as `offered_frames` counts them (dropped
+                        // blocks included), less what still waits in the ring.
+                        let played = self.shared.offered_frames.load(Relaxed).saturating_sub((self.consumer.occupied_len() / 2) as u64);
                         let start = self.shared.start_frame.load(Relaxed);
-                        (self.drained_frames.saturating_sub(start) as f64 / self.rate as f64, dir)
+                        (played.saturating_sub(start) as f64 / self.rate as f64, dir)
                     }
                 };
                 let result = self.save(seconds, &dir);

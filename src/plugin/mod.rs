@@ -58,7 +58,6 @@ pub struct Cantor {
     /// Gate level (0..1) and per-sample step for transport/note fades.
     gate: f32,
     gate_step: f32,
-    editor_state: Arc<EguiEditorState>,
     repaint: RepaintNotifier,
 }
 
@@ -86,7 +85,6 @@ impl Cantor {
             notes_held: 0,
             gate: 0.0,
             gate_step: 1.0,
-            editor_state: EguiEditorState::from_size(LogicalSize::new(EditorSize::DEFAULT.width, EditorSize::DEFAULT.height), 1.0),
             repaint: RepaintNotifier::new(),
         }
     }
@@ -145,9 +143,8 @@ impl Plugin for Cantor {
     fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
         // The window opens at the size saved with the project (or the default).
         let size = self.params.editor_size.read().map(|s| s.sanitized()).unwrap_or(EditorSize::DEFAULT);
-        self.editor_state = EguiEditorState::from_size(LogicalSize::new(size.width, size.height), 1.0);
         create_egui_editor(
-            self.editor_state.clone(),
+            EguiEditorState::from_size(LogicalSize::new(size.width, size.height), 1.0),
             self.repaint.clone(),
             EguiNiceSettings::new().with_tile("Cantor").with_resize_hint(ResizeHint::resizable().with_min_max_logical_size(
                 Some(LogicalSize::new(EditorSize::MIN.width, EditorSize::MIN.height)),
@@ -263,12 +260,12 @@ impl Plugin for Cantor {
             right.fill(0.0);
             return ProcessStatus::KeepAlive;
         };
-        // Starting playback restarts generation deterministically from (seed, position).
-        if run_mode == RunMode::Transport && playing && !self.was_playing {
-            let pos = transport.pos_samples().unwrap_or(0).max(0) as u64;
-            engine.reader.request_reset(self.params.seed.value().max(0) as u64, pos);
-        }
         if playing && !self.was_playing {
+            // Starting playback restarts generation deterministically from (seed, position).
+            if run_mode == RunMode::Transport {
+                let pos = transport.pos_samples().unwrap_or(0).max(0) as u64;
+                engine.reader.request_reset(self.params.seed.value().max(0) as u64, pos);
+            }
             engine.capture_tap.mark_start();
         }
         self.was_playing = playing;
