@@ -26,22 +26,28 @@ fn shipped_size_model() -> ModelPair {
     ModelPair::from_bytes(&c, &p).unwrap()
 }
 
-/// Median and p99 milliseconds of one prior step (batch `rows`) for a configuration, q8_0.
-fn step_cost(layers: usize, d: usize, rows: usize) -> (f64, f64, usize) {
+/// Median and p99 milliseconds of one prior step for a configuration, q8_0: one row, or the
+/// two rows of guidance (`pair`), on the hand-written path (`fast`) or candle's tensors.
+fn step_cost(layers: usize, d: usize, pair: bool, fast: bool) -> (f64, f64, usize) {
     let vm = VarMap::new();
     let cfg = PriorConfig { n_layers: layers, d_model: d, n_heads: d / 64, mlp: d * 3, ..PriorConfig::default() };
     Prior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     let bytes = weights::to_bytes_quantized(prior::KIND, &cfg, &weights::var_tensors(&vm), Some(DType::F16), Some((&Prior::is_quantizable, GgmlDType::Q8_0))).unwrap();
-    let prior = Prior::from_bytes(&bytes, &Device::Cpu).unwrap();
+    let mut prior = Prior::from_bytes(&bytes, &Device::Cpu).unwrap();
+    prior.set_fast_path(fast).unwrap();
     let params: usize = vm.data().lock().unwrap().values().map(|v| v.elem_count()).sum();
-    let mut state = prior.new_state(rows, &Device::Cpu).unwrap();
-    let tokens = vec![3u32; rows * cfg.n_levels];
-    let cond = vec![0.1f32; rows * prior::conditioning::COND_DIM];
+    let (mut a, mut b) = (prior.new_state(1, &Device::Cpu).unwrap(), prior.new_state(1, &Device::Cpu).unwrap());
+    let tokens = vec![3u32; cfg.n_levels];
+    let cond = vec![0.1f32; prior::conditioning::COND_DIM];
     let mut times = Vec::new();
-    for i in 0..cfg.window + 200 {
+    for i in 0..cfg.window + 400 {
         let t0 = Instant::now();
-        prior.step(&mut state, &tokens, &cond).unwrap();
-        if i >= 200 {
+        if pair {
+            prior.step_pair(&mut a, &mut b, [(&tokens, &cond), (&tokens, &cond)]).unwrap();
+        } else {
+            prior.step(&mut a, &tokens, &cond).unwrap();
+        }
+        if i >= cfg.window {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
     }
@@ -53,11 +59,20 @@ fn main() {
     // One thread, as in the plugin (set before candle starts its thread pool).
     std::env::set_var("RAYON_NUM_THREADS", "1");
     println!("prior step alone, q8_0, full window of context (median / p99 ms; params):");
-    for (layers, d) in [(4, 256), (3, 256), (4, 192), (6, 192), (2, 256)] {
-        for rows in [1, 2] {
-            let (median, p99, params) = step_cost(layers, d, rows);
-            println!("  {layers} layers x {d}, batch {rows}: {median:.3} / {p99:.3} ms ({:.1}M params)", params as f64 / 1e6);
+    for (layers, d) in [(4, 256), (3, 256), (6, 256), (4, 384)] {
+        for pair in [false, true] {
+            let rows = if pair { "guidance pair" } else { "one row" };
+            let (tm, tp, params) = step_cost(layers, d, pair, false);
+            let (fm, fp, _) = step_cost(layers, d, pair, true);
+            println!(
+                "  {layers} layers x {d} ({:.1}M params), {rows}: candle tensors {tm:.3} / {tp:.3} ms, hand-written {fm:.3} / {fp:.3} ms ({:.1}x)",
+                params as f64 / 1e6,
+                tm / fm
+            );
         }
+    }
+    if std::env::args().any(|a| a == "steps") {
+        return; // `cargo bench --bench generator -- steps`: the step costs only
     }
     let model = Arc::new(shipped_size_model());
     let frame_rate = model.prior.cfg.frame_rate;

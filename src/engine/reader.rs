@@ -192,8 +192,11 @@ impl AudioReader {
         if mode == ProcessMode::Realtime {
             return false;
         }
+        // Count from what has been popped, not from what is queued: the queue's fill depends on
+        // thread timing, and a demand that did would make the generator read the knobs for
+        // later blocks early, so two bounces of the same automation would differ.
         // Frames before this epoch's start are stale: the reader drops them, so count them in.
-        let mut base = self.popped + (self.consumer.occupied_len() / 2) as u64;
+        let mut base = self.popped;
         if self.shared.produced_epoch.load(Acquire) == self.epoch {
             base = base.max(self.shared.epoch_start_frame.load(Relaxed));
         }

@@ -2,7 +2,7 @@
 //! (layer_norm, softmax_last_dim) or are slow on CPU (grouped conv for depthwise convolution).
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 /// Layer normalisation over the last dimension, in plain ops so gradients flow in training.
@@ -20,6 +20,13 @@ impl LayerNorm {
             bias: vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?,
             eps: 1e-5,
         })
+    }
+}
+
+impl LayerNorm {
+    /// Weight, bias and epsilon (for the prior's hand-written inference path).
+    pub fn parts(&self) -> (&Tensor, &Tensor, f64) {
+        (&self.weight, &self.bias, self.eps)
     }
 }
 
@@ -67,6 +74,38 @@ impl Linear {
             Self::Float(l) => l.weight().dim(0),
             Self::Quantized { bias, .. } => bias.dim(0),
         }
+    }
+}
+
+/// A linear layer's weight as stored, for code that multiplies it itself.
+pub enum LinearWeight {
+    /// [out, in], f32 (also what any other quantisation is widened to).
+    F32(Tensor),
+    /// GGML q8_0 blocks, raw bytes: per output row, `inputs / 32` blocks of an f16 scale
+    /// and 32 int8 values.
+    Q8_0 { bytes: Vec<u8>, inputs: usize },
+}
+
+impl Linear {
+    /// The weight as stored (q8_0 kept as blocks, other formats widened to f32) and the bias.
+    pub fn export(&self) -> Result<(LinearWeight, Tensor)> {
+        let (weight, bias) = match self {
+            Self::Float(l) => {
+                let bias = l.bias().cloned().ok_or_else(|| candle_core::Error::msg("linear without bias"))?;
+                (LinearWeight::F32(l.weight().to_dtype(DType::F32)?), bias)
+            }
+            Self::Quantized { weight, bias } => {
+                let w = match weight {
+                    QMatMul::QTensor(q) if q.dtype() == GgmlDType::Q8_0 => {
+                        LinearWeight::Q8_0 { bytes: q.data()?.into_owned(), inputs: q.shape().dims2()?.1 }
+                    }
+                    QMatMul::QTensor(q) => LinearWeight::F32(q.dequantize(&Device::Cpu)?),
+                    QMatMul::Tensor(t) | QMatMul::TensorF16(t) => LinearWeight::F32(t.to_dtype(DType::F32)?),
+                };
+                (w, bias.clone())
+            }
+        };
+        Ok((weight, bias.to_dtype(DType::F32)?))
     }
 }
 

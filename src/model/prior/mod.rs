@@ -11,6 +11,7 @@
 //!   guidance, sampling with a seeded RNG, frames reassembled from the delay pattern.
 
 pub mod conditioning;
+pub mod fast;
 pub mod pattern;
 pub mod sampling;
 pub mod stream;
@@ -119,6 +120,9 @@ pub struct Prior {
     blocks: Vec<Block>,
     norm: LayerNorm,
     head: Linear,
+    /// The same weights laid out for one-step CPU inference (`fast`), made when a prior is
+    /// loaded for inference; `None` while training (the weights change every step).
+    fast: Option<fast::FastPrior>,
 }
 
 /// Generation state of one stream: per-layer caches, which step each slot holds, the step count.
@@ -130,6 +134,8 @@ pub struct PriorState {
     /// ALiBi slope per head (fixed), and the per-step bias [heads, window] built from them.
     slopes: Vec<f32>,
     bias: Vec<f32>,
+    /// The fast path's cache and buffers, when the state was made for it (then `caches` is empty).
+    fast: Option<fast::FastState>,
 }
 
 impl PriorState {
@@ -137,6 +143,9 @@ impl PriorState {
     pub fn clear(&mut self) {
         self.slot_steps.fill(None);
         self.step = 0;
+        if let Some(f) = &mut self.fast {
+            f.clear();
+        }
     }
 }
 
@@ -158,7 +167,19 @@ impl Prior {
             blocks,
             norm: LayerNorm::new(d, vb.pp("norm"))?,
             head: Linear::new(d, cfg.n_levels * cfg.codebook_size, vb.pp("head"))?,
+            fast: None,
         })
+    }
+
+    /// Run single-stream steps through the hand-written CPU path (`fast`) or through candle's
+    /// tensors. Loading for inference turns it on; states made before a change are refused.
+    pub fn set_fast_path(&mut self, on: bool) -> Result<()> {
+        self.fast = if on { Some(fast::FastPrior::new(self)?) } else { None };
+        Ok(())
+    }
+
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// Step inputs: tokens [batch, len, levels] (u32, `codebook_size` = BOS), conditioning
@@ -183,9 +204,20 @@ impl Prior {
         self.head.forward(&self.norm.forward(&x)?)?.reshape((b, l, self.cfg.n_levels, self.cfg.codebook_size))
     }
 
+    /// A generation state of `batch` rows. One row on the CPU with the fast path on gets a fast
+    /// state; anything else runs on candle's tensors.
     pub fn new_state(&self, batch: usize, device: &Device) -> Result<PriorState> {
-        let caches = self.blocks.iter().map(|b| b.attn.new_cache(batch, self.cfg.window, device)).collect::<Result<Vec<_>>>()?;
+        let fast = match &self.fast {
+            Some(f) if batch == 1 && device.is_cpu() => Some(f.new_state()),
+            _ => None,
+        };
+        let caches = if fast.is_some() {
+            Vec::new()
+        } else {
+            self.blocks.iter().map(|b| b.attn.new_cache(batch, self.cfg.window, device)).collect::<Result<Vec<_>>>()?
+        };
         Ok(PriorState {
+            fast,
             caches,
             slot_steps: vec![None; self.cfg.window],
             step: 0,
@@ -198,6 +230,10 @@ impl Prior {
     /// One step for every row of the state: tokens [batch * levels], conditioning
     /// [batch * COND_DIM] → logits [batch * levels * codebook_size] (row-major).
     pub fn step(&self, state: &mut PriorState, tokens: &[u32], cond: &[f32]) -> Result<Vec<f32>> {
+        if let Some(fs) = &mut state.fast {
+            self.fast_path()?.step(&mut [fs], &[tokens], &[cond])?;
+            return Ok(fs.logits.clone());
+        }
         let (b, w, h) = (state.batch, self.cfg.window, self.cfg.n_heads);
         if tokens.len() != b * self.cfg.n_levels || cond.len() != b * COND_DIM {
             candle_core::bail!("prior step: {} tokens and {} conditioning values for a batch of {b}", tokens.len(), cond.len());
@@ -224,6 +260,21 @@ impl Prior {
         self.head.forward(&self.norm.forward(&x)?)?.flatten_all()?.to_vec1::<f32>()
     }
 
+    /// One step of two single-row states (classifier-free guidance's conditional and
+    /// unconditional streams), each with its own tokens and conditioning. On the fast path both
+    /// rows share one pass over the weights.
+    pub fn step_pair(&self, a: &mut PriorState, b: &mut PriorState, rows: [(&[u32], &[f32]); 2]) -> Result<(Vec<f32>, Vec<f32>)> {
+        if let (Some(fa), Some(fb)) = (&mut a.fast, &mut b.fast) {
+            self.fast_path()?.step(&mut [fa, fb], &[rows[0].0, rows[1].0], &[rows[0].1, rows[1].1])?;
+            return Ok((fa.logits.clone(), fb.logits.clone()));
+        }
+        Ok((self.step(a, rows[0].0, rows[0].1)?, self.step(b, rows[1].0, rows[1].1)?))
+    }
+
+    fn fast_path(&self) -> Result<&fast::FastPrior> {
+        self.fast.as_ref().ok_or_else(|| candle_core::Error::msg("a fast-path state used after the prior's fast path was turned off"))
+    }
+
     /// Quantise the transformer's and the head's linear weights. The embeddings, norms and the
     /// conditioning projection (49 inputs, not a multiple of the 32-value blocks) stay f32.
     pub fn quantize(&mut self, dtype: GgmlDType) -> Result<()> {
@@ -232,6 +283,10 @@ impl Prior {
             for l in b.linears() {
                 l.quantize(dtype)?;
             }
+        }
+        // The fast path holds a copy of the weights: copy the quantised ones.
+        if self.fast.is_some() {
+            self.set_fast_path(true)?;
         }
         Ok(())
     }
@@ -248,6 +303,9 @@ impl Prior {
         let mut prior = weights::build_checked(&raw.config, raw.tensors, device, |cfg, vb| Prior::new(cfg, vb))?;
         if let Some(q) = raw.quantized {
             prior.quantize(q)?;
+        }
+        if device.is_cpu() {
+            prior.set_fast_path(true)?;
         }
         Ok(prior)
     }

@@ -147,3 +147,42 @@ fn weights_round_trip_quantised_and_bad_files_are_refused() {
     // Truncated bytes.
     assert!(Prior::from_bytes(&bytes[..bytes.len() / 2], &Device::Cpu).is_err());
 }
+
+/// The hand-written CPU step (what the plugin runs) gives candle's logits, for f32 and q8_0
+/// files, within and past the attention window, one row alone and two rows in one pass.
+#[test]
+fn the_fast_path_gives_the_tensor_path_logits() {
+    use candle_core::quantized::GgmlDType;
+    let cfg = PriorConfig { d_model: 64, n_heads: 2, mlp: 96, ..PriorConfig::tiny() };
+    let vm = VarMap::new();
+    Prior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let tensors = weights::var_tensors(&vm);
+    let len = cfg.window * 5 / 2;
+    let toks = tokens(&cfg, len);
+    let cond: Vec<f32> = (0..len).flat_map(|s| features(&knobs(), &grid(s))).collect();
+    let uncond: Vec<f32> = (0..len).flat_map(|s| features(&Knobs::unconditional(), &grid(s))).collect();
+    for (quant, tolerance) in [(None, 1e-4f32), (Some(GgmlDType::Q8_0), 2e-2)] {
+        let bytes = weights::to_bytes_quantized(KIND, &cfg, &tensors, Some(DType::F32), quant.map(|q| (&Prior::is_quantizable as &dyn Fn(&str) -> bool, q))).unwrap();
+        let fast = Prior::from_bytes(&bytes, &Device::Cpu).unwrap();
+        assert!(fast.has_fast_path());
+        let mut slow = Prior::from_bytes(&bytes, &Device::Cpu).unwrap();
+        slow.set_fast_path(false).unwrap();
+        let new = |p: &Prior| (p.new_state(1, &Device::Cpu).unwrap(), p.new_state(1, &Device::Cpu).unwrap());
+        let ((mut fa, mut fb), (mut sa, mut sb), (mut single, _)) = (new(&fast), new(&slow), new(&fast));
+        let (mut worst, mut scale) = (0f32, 0f32);
+        for s in 0..len {
+            let t = &toks[s * cfg.n_levels..(s + 1) * cfg.n_levels];
+            let (c, u) = (&cond[s * COND_DIM..(s + 1) * COND_DIM], &uncond[s * COND_DIM..(s + 1) * COND_DIM]);
+            let (f1, f2) = fast.step_pair(&mut fa, &mut fb, [(t, c), (t, u)]).unwrap();
+            let (s1, s2) = slow.step_pair(&mut sa, &mut sb, [(t, c), (t, u)]).unwrap();
+            // One row alone gives exactly what the same row gives in a pair.
+            assert_eq!(fast.step(&mut single, t, c).unwrap(), f1, "step {s}");
+            for (a, b) in f1.iter().zip(&s1).chain(f2.iter().zip(&s2)) {
+                worst = worst.max((a - b).abs());
+                scale = scale.max(b.abs());
+            }
+        }
+        assert!(scale > 0.1, "logits too small to compare ({scale})");
+        assert!(worst <= tolerance * scale, "{quant:?}: fast and tensor logits differ by {worst} (largest logit {scale})");
+    }
+}

@@ -33,8 +33,8 @@ pub fn training_bias(heads: usize, len: usize, window: usize, device: &Device) -
 }
 
 pub struct Attention {
-    qkv: Linear,
-    out: Linear,
+    pub(super) qkv: Linear,
+    pub(super) out: Linear,
     heads: usize,
     head_dim: usize,
 }
@@ -104,11 +104,11 @@ impl Attention {
 
 /// Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x)).
 pub struct Block {
-    ln1: LayerNorm,
+    pub(super) ln1: LayerNorm,
     pub attn: Attention,
-    ln2: LayerNorm,
-    up: Linear,
-    down: Linear,
+    pub(super) ln2: LayerNorm,
+    pub(super) up: Linear,
+    pub(super) down: Linear,
 }
 
 impl Block {

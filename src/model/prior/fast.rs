@@ -1,0 +1,753 @@
+//! The prior's one-step forward written out for the CPU: what the generator thread runs, frame
+//! after frame, forever.
+//!
+//! Why not candle's ops: a step is one row of 256 values through 4 layers, about 40 small tensor
+//! ops, and at that size candle spends more time creating tensors and dispatching than
+//! multiplying (0.53 ms a step measured, for ~5 M multiply-adds). Here every buffer is made
+//! once per stream, the int8 weights are read once for both guidance rows (conditional and
+//! unconditional), and the loops are compiled twice: for AVX2 when the CPU has it, and plain.
+//!
+//! One model definition still: the weights are copied out of the same `Prior` that training
+//! builds (`FastPrior::new`), and `tests.rs` checks both forwards give the same logits, in f32
+//! and q8_0, within and past the attention window.
+//!
+//! Arithmetic follows candle's: activations are quantised to q8_0 blocks exactly as candle's
+//! `quantize_row_q8_0` does (scale stored as f16) before the int8 dot products; GELU is the tanh
+//! approximation; layer norm uses eps 1e-5. Float sums use explicit 8-lane accumulators, so the
+//! AVX2 and the plain build give bit-identical results (nothing is left to reassociation).
+
+use super::conditioning::COND_DIM;
+use super::transformer::Block;
+use super::Prior;
+use crate::model::nn::{LayerNorm, Linear, LinearWeight};
+use candle_core::Result;
+use half::f16;
+
+/// Values per int8 block (GGML's q8_0).
+const QK: usize = 32;
+
+/// Values in q8_0 form: int8 values, and one scale per block of 32 (GGML's q8_0, with the f16
+/// scales widened to f32 and kept apart from the values so both stream through the loops).
+#[derive(Clone, Default)]
+struct Q8 {
+    qs: Vec<i8>,
+    d: Vec<f32>,
+}
+
+impl Q8 {
+    fn zeros(values: usize) -> Self {
+        Self { qs: vec![0; values.next_multiple_of(QK)], d: vec![0.0; values.div_ceil(QK)] }
+    }
+
+    /// Quantise `x` (a multiple of 32 values) as candle's `quantize_row_q8_0` does: per block,
+    /// scale amax/127 (stored rounded to f16), values rounded half away from zero.
+    #[inline(always)]
+    fn quantize(&mut self, x: &[f32]) {
+        for ((c, q), d) in x.chunks_exact(QK).zip(self.qs.chunks_exact_mut(QK)).zip(self.d.iter_mut()) {
+            let amax = c.iter().fold(0f32, |a, &v| a.max(v.abs()));
+            let scale = amax / 127.0;
+            let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+            for (q, &v) in q.iter_mut().zip(c) {
+                // |v * id| <= 127: adding 0.5 and truncating rounds half away from zero, with
+                // no call to libm's roundf (which does not vectorise).
+                let r = ((v * id).abs() + 0.5) as i32;
+                *q = if v < 0.0 { -r } else { r } as i8;
+            }
+            *d = f16::from_f32(scale).to_f32();
+        }
+    }
+}
+
+/// A weight matrix [out, in] in one of the two formats the fast path multiplies.
+enum Weights {
+    F32(Vec<f32>),
+    /// Row-major: row o holds values `o * in ..`, scales `o * in / 32 ..`.
+    Q8(Q8),
+}
+
+/// `y = W x + b`.
+struct Dense {
+    weights: Weights,
+    bias: Vec<f32>,
+    inputs: usize,
+}
+
+impl Dense {
+    fn new(linear: &Linear) -> Result<Self> {
+        let (weight, bias) = linear.export()?;
+        let bias = bias.to_vec1::<f32>()?;
+        let outputs = bias.len();
+        let (weights, inputs) = match weight {
+            LinearWeight::Q8_0 { bytes, inputs } => {
+                // GGML q8_0 layout: f16 scale (little endian), then 32 int8 values: 34 bytes.
+                let blocks = bytes.chunks_exact(2 + QK);
+                if inputs % QK != 0 || blocks.len() != outputs * inputs / QK {
+                    candle_core::bail!("fast prior: a q8_0 weight of {} blocks for {outputs} x {inputs}", blocks.len());
+                }
+                let mut q = Q8 { qs: Vec::with_capacity(outputs * inputs), d: Vec::with_capacity(blocks.len()) };
+                for b in blocks {
+                    q.d.push(f16::from_le_bytes([b[0], b[1]]).to_f32());
+                    q.qs.extend(b[2..].iter().map(|&v| v as i8));
+                }
+                (Weights::Q8(q), inputs)
+            }
+            LinearWeight::F32(w) => {
+                let (o, i) = w.dims2()?;
+                if o != outputs {
+                    candle_core::bail!("fast prior: weight rows {o} != bias {outputs}");
+                }
+                (Weights::F32(w.flatten_all()?.to_vec1::<f32>()?), i)
+            }
+        };
+        Ok(Self { weights, bias, inputs })
+    }
+
+    /// `ys[r] = W xs[r] + b` for every row r; `xq[r]` is `xs[r]` in q8_0 (unused for f32
+    /// weights). Each weight row is read once for all rows.
+    #[inline(always)]
+    fn apply<const AVX2: bool>(&self, xs: &[&[f32]], xq: &[&Q8], ys: &mut [&mut [f32]]) {
+        let n = self.inputs;
+        match &self.weights {
+            Weights::F32(w) => {
+                for (o, row) in w.chunks_exact(n).enumerate() {
+                    for (x, y) in xs.iter().zip(ys.iter_mut()) {
+                        y[o] = self.bias[o] + dot(row, x);
+                    }
+                }
+            }
+            Weights::Q8(w) => {
+                let nb = n / QK;
+                let rows = w.qs.chunks_exact(n).zip(w.d.chunks_exact(nb));
+                match (xq, ys) {
+                    ([x], [y]) => {
+                        for (o, (wq, wd)) in rows.enumerate() {
+                            #[cfg(target_arch = "x86_64")]
+                            if AVX2 {
+                                // SAFETY: AVX2 and FMA were detected (`FastPrior::new`).
+                                y[o] = self.bias[o] + unsafe { avx2::dot_q8(wq, wd, x) };
+                                continue;
+                            }
+                            y[o] = self.bias[o] + dot_q8(wq, wd, x);
+                        }
+                    }
+                    ([x0, x1], [y0, y1]) => {
+                        for (o, (wq, wd)) in rows.enumerate() {
+                            #[cfg(target_arch = "x86_64")]
+                            let (a, b) = if AVX2 { unsafe { avx2::dot_q8_pair(wq, wd, x0, x1) } } else { dot_q8_pair(wq, wd, x0, x1) };
+                            #[cfg(not(target_arch = "x86_64"))]
+                            let (a, b) = dot_q8_pair(wq, wd, x0, x1);
+                            y0[o] = self.bias[o] + a;
+                            y1[o] = self.bias[o] + b;
+                        }
+                    }
+                    _ => unreachable!("one or two rows"),
+                }
+            }
+        }
+    }
+}
+
+/// Float dot product with 16 independent lanes (vectorises, keeps two accumulators in flight,
+/// and sums in a fixed order whatever the instruction set).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for i in 0..16 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    let mut s = reduce16(&lanes);
+    for (x, y) in ar.iter().zip(br) {
+        s += x * y;
+    }
+    s
+}
+
+#[inline(always)]
+fn reduce16(l: &[f32; 16]) -> f32 {
+    let mut h = [0f32; 8];
+    for i in 0..8 {
+        h[i] = l[i] + l[i + 8];
+    }
+    ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]))
+}
+
+/// The int32 sums of a block's 32 products in 8 lanes of 4 (lane l: products 4l..4l+4): the
+/// grouping AVX2's `maddubs` + `madd` produce, so both builds compute the same numbers.
+#[inline(always)]
+fn block_lanes(a: &[i8], b: &[i8]) -> [i32; 8] {
+    let mut lanes = [0i32; 8];
+    for l in 0..8 {
+        for i in 4 * l..4 * l + 4 {
+            lanes[l] += a[i] as i32 * b[i] as i32;
+        }
+    }
+    lanes
+}
+
+/// Sum of 8 lanes in the order the AVX2 build's horizontal sum uses.
+#[inline(always)]
+fn hsum8(l: [f32; 8]) -> f32 {
+    let q = [l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7]];
+    let p = [q[0] + q[2], q[1] + q[3]];
+    p[0] + p[1]
+}
+
+/// One q8_0 weight row times one quantised input: per block, each lane's int32 sum is scaled
+/// and accumulated with a fused multiply-add, as the AVX2 kernel does.
+#[inline(always)]
+fn dot_q8(wq: &[i8], wd: &[f32], x: &Q8) -> f32 {
+    let mut acc = [0f32; 8];
+    for ((w, q), (&wd, &xd)) in wq.chunks_exact(QK).zip(x.qs.chunks_exact(QK)).zip(wd.iter().zip(&x.d)) {
+        let s = block_lanes(w, q);
+        let d = wd * xd;
+        for l in 0..8 {
+            acc[l] = d.mul_add(s[l] as f32, acc[l]);
+        }
+    }
+    hsum8(acc)
+}
+
+/// `dot_q8` for two inputs, reading the weight row once.
+#[inline(always)]
+fn dot_q8_pair(wq: &[i8], wd: &[f32], x0: &Q8, x1: &Q8) -> (f32, f32) {
+    (dot_q8(wq, wd, x0), dot_q8(wq, wd, x1))
+}
+
+/// The same two kernels with AVX2 instructions (GGML's q8_0 method: `sign` makes the first
+/// operand unsigned for `maddubs`, `madd` pairs the 16-bit sums into 8 int32 lanes).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Q8, QK};
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    unsafe fn lanes(w: *const i8, x: *const i8) -> __m256 {
+        let w = _mm256_loadu_si256(w as *const __m256i);
+        let x = _mm256_loadu_si256(x as *const __m256i);
+        let products = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(products, _mm256_set1_epi16(1)))
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let p = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q8(wq: &[i8], wd: &[f32], x: &Q8) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for b in 0..wd.len() {
+            let s = lanes(wq.as_ptr().add(b * QK), x.qs.as_ptr().add(b * QK));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(wd[b] * x.d[b]), s, acc);
+        }
+        hsum(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q8_pair(wq: &[i8], wd: &[f32], x0: &Q8, x1: &Q8) -> (f32, f32) {
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for b in 0..wd.len() {
+            let w = _mm256_loadu_si256(wq.as_ptr().add(b * QK) as *const __m256i);
+            let aw = _mm256_sign_epi8(w, w);
+            let ones = _mm256_set1_epi16(1);
+            for (x, acc) in [(x0, &mut a0), (x1, &mut a1)] {
+                let q = _mm256_loadu_si256(x.qs.as_ptr().add(b * QK) as *const __m256i);
+                let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(q, w)), ones));
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(wd[b] * x.d[b]), s, *acc);
+            }
+        }
+        (hsum(a0), hsum(a1))
+    }
+}
+
+/// e^x for x <= 0 (softmax weights), in plain float operations that vectorise: x = n ln2 + r
+/// with n an integer (put into the exponent bits) and |r| <= ln2 / 2 (Cody and Waite's two-part
+/// ln2 keeps r exact), then a degree-6 Taylor polynomial for e^r (relative error about 2e-7).
+/// Below -87 it returns 0.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Round to nearest by the float trick (no floor call): 1.5 * 2^23 shifts the fraction out.
+    const MAGIC: f32 = 12_582_912.0;
+    let xc = x.max(-87.0);
+    let n = (xc * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let pow = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < -87.0 { 0.0 } else { p * pow }
+}
+
+struct Norm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+impl Norm {
+    fn new(ln: &LayerNorm) -> Result<Self> {
+        let (w, b, eps) = ln.parts();
+        Ok(Self { weight: w.to_vec1()?, bias: b.to_vec1()?, eps: eps as f32 })
+    }
+
+    #[inline(always)]
+    fn apply(&self, x: &[f32], y: &mut [f32]) {
+        let n = x.len() as f32;
+        let mean = sum(x) / n;
+        let mut lanes = [0f32; 8];
+        for c in x.chunks_exact(8) {
+            for i in 0..8 {
+                let v = c[i] - mean;
+                lanes[i] += v * v;
+            }
+        }
+        let mut var = lanes.iter().sum::<f32>();
+        for &v in x.chunks_exact(8).remainder() {
+            var += (v - mean) * (v - mean);
+        }
+        let inv = 1.0 / (var / n + self.eps).sqrt();
+        for i in 0..x.len() {
+            y[i] = (x[i] - mean) * inv * self.weight[i] + self.bias[i];
+        }
+    }
+}
+
+#[inline(always)]
+fn sum(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    for c in x.chunks_exact(8) {
+        for i in 0..8 {
+            lanes[i] += c[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + x.chunks_exact(8).remainder().iter().sum::<f32>()
+}
+
+/// candle's GELU (the tanh approximation), in place; tanh(u) = 1 - 2 / (e^(2u) + 1), with
+/// the exponent taken on -|2u| so that it stays in `exp_nonpositive`'s range.
+#[inline(always)]
+fn gelu(x: &mut [f32]) {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    for v in x {
+        let u = SQRT_TWO_OVER_PI * *v * (1.0 + 0.044715 * *v * *v);
+        let e = exp_nonpositive(-2.0 * u.abs());
+        let t = (1.0 - e) / (1.0 + e);
+        let tanh = if u < 0.0 { -t } else { t };
+        *v = 0.5 * *v * (1.0 + tanh);
+    }
+}
+
+struct FastBlock {
+    ln1: Norm,
+    qkv: Dense,
+    out: Dense,
+    ln2: Norm,
+    up: Dense,
+    down: Dense,
+}
+
+impl FastBlock {
+    fn new(b: &Block) -> Result<Self> {
+        Ok(Self {
+            ln1: Norm::new(&b.ln1)?,
+            qkv: Dense::new(&b.attn.qkv)?,
+            out: Dense::new(&b.attn.out)?,
+            ln2: Norm::new(&b.ln2)?,
+            up: Dense::new(&b.up)?,
+            down: Dense::new(&b.down)?,
+        })
+    }
+}
+
+/// A copy of a `Prior`'s weights laid out for one-step CPU inference.
+pub struct FastPrior {
+    levels: usize,
+    codebook: usize,
+    d: usize,
+    heads: usize,
+    head_dim: usize,
+    window: usize,
+    mlp: usize,
+    /// Per level, the embedding table [(codebook + 1) * d] (the last row is BOS).
+    embeds: Vec<Vec<f32>>,
+    cond: Dense,
+    blocks: Vec<FastBlock>,
+    norm: Norm,
+    head: Dense,
+    slopes: Vec<f32>,
+    /// Whether this CPU runs the AVX2 build of the loops (checked once, at load).
+    avx2: bool,
+}
+
+/// What one stream (one guidance row) keeps between steps: the rolling key/value cache, which
+/// step each slot holds, and its working buffers (allocated once).
+pub struct FastState {
+    /// [layers][heads][window][head_dim].
+    k: Vec<f32>,
+    v: Vec<f32>,
+    slot_steps: Vec<Option<u64>>,
+    step: u64,
+    x: Vec<f32>,
+    h: Vec<f32>,
+    qkv: Vec<f32>,
+    att: Vec<f32>,
+    hidden: Vec<f32>,
+    scores: Vec<f32>,
+    /// The logits of the last step: [levels * codebook].
+    pub logits: Vec<f32>,
+    xq: Q8,
+}
+
+impl FastState {
+    pub fn clear(&mut self) {
+        self.slot_steps.fill(None);
+        self.step = 0;
+    }
+}
+
+/// Names the buffer a dense layer reads from or writes to.
+#[derive(Clone, Copy)]
+enum Buf {
+    H,
+    Qkv,
+    Att,
+    Hidden,
+    Logits,
+}
+
+impl FastState {
+    fn buf(&mut self, b: Buf) -> &mut Vec<f32> {
+        match b {
+            Buf::H => &mut self.h,
+            Buf::Qkv => &mut self.qkv,
+            Buf::Att => &mut self.att,
+            Buf::Hidden => &mut self.hidden,
+            Buf::Logits => &mut self.logits,
+        }
+    }
+}
+
+impl FastPrior {
+    pub fn new(prior: &Prior) -> Result<Self> {
+        let cfg = &prior.cfg;
+        let embeds = prior.embeds.iter().map(|e| e.embeddings().flatten_all()?.to_vec1::<f32>()).collect::<Result<Vec<_>>>()?;
+        let cond = Dense::new(&prior.cond)?;
+        if cond.inputs != COND_DIM {
+            candle_core::bail!("fast prior: conditioning takes {} features, expected {COND_DIM}", cond.inputs);
+        }
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        Ok(Self {
+            levels: cfg.n_levels,
+            codebook: cfg.codebook_size,
+            d: cfg.d_model,
+            heads: cfg.n_heads,
+            head_dim: cfg.d_model / cfg.n_heads,
+            window: cfg.window,
+            mlp: cfg.mlp,
+            embeds,
+            cond,
+            blocks: prior.blocks.iter().map(FastBlock::new).collect::<Result<Vec<_>>>()?,
+            norm: Norm::new(&prior.norm)?,
+            head: Dense::new(&prior.head)?,
+            slopes: super::transformer::alibi_slopes(cfg.n_heads),
+            avx2,
+        })
+    }
+
+    /// Run the plain build of the loops even where AVX2 is available (tests compare the two).
+    #[cfg(test)]
+    fn force_plain_loops(&mut self) {
+        self.avx2 = false;
+    }
+
+    pub fn new_state(&self) -> FastState {
+        let cache = self.blocks.len() * self.heads * self.window * self.head_dim;
+        FastState {
+            k: vec![0.0; cache],
+            v: vec![0.0; cache],
+            slot_steps: vec![None; self.window],
+            step: 0,
+            x: vec![0.0; self.d],
+            h: vec![0.0; self.d],
+            qkv: vec![0.0; 3 * self.d],
+            att: vec![0.0; self.d],
+            hidden: vec![0.0; self.mlp],
+            scores: vec![0.0; self.window],
+            logits: vec![0.0; self.levels * self.codebook],
+            xq: Q8::zeros(self.d.max(self.mlp)),
+        }
+    }
+
+    /// One step of one or two streams (the guidance rows), each with its own tokens
+    /// [levels] and conditioning [COND_DIM]; the logits land in each state's `logits`.
+    pub fn step(&self, states: &mut [&mut FastState], tokens: &[&[u32]], conds: &[&[f32]]) -> Result<()> {
+        if states.is_empty() || states.len() > 2 || tokens.len() != states.len() || conds.len() != states.len() {
+            candle_core::bail!("fast prior: {} states, {} token rows, {} conditioning rows", states.len(), tokens.len(), conds.len());
+        }
+        for (t, c) in tokens.iter().zip(conds) {
+            if t.len() != self.levels || c.len() != COND_DIM {
+                candle_core::bail!("fast prior step: {} tokens and {} conditioning values", t.len(), c.len());
+            }
+            if let Some(bad) = t.iter().find(|&&t| t as usize > self.codebook) {
+                candle_core::bail!("fast prior step: token {bad} outside the codebook");
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: the CPU was checked for AVX2 and FMA in `new`.
+            unsafe { self.step_avx2(states, tokens, conds) };
+            return Ok(());
+        }
+        self.step_body::<false>(states, tokens, conds);
+        Ok(())
+    }
+
+    /// The same loops compiled for AVX2 and FMA, with the int8 kernels in intrinsics.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn step_avx2(&self, states: &mut [&mut FastState], tokens: &[&[u32]], conds: &[&[f32]]) {
+        self.step_body::<true>(states, tokens, conds)
+    }
+
+    /// `dst = layer(src)` for every row. Each row's output buffer is taken out of its state for
+    /// the call (no allocation: an empty Vec takes no memory) so that all rows can be written
+    /// while each weight row is read once.
+    #[inline(always)]
+    fn dense<const AVX2: bool>(layer: &Dense, states: &mut [&mut FastState], src: Buf, dst: Buf) {
+        let mut outs: [Vec<f32>; 2] = [Vec::new(), Vec::new()];
+        for (st, out) in states.iter_mut().zip(outs.iter_mut()) {
+            if matches!(layer.weights, Weights::Q8(_)) {
+                let mut xq = std::mem::take(&mut st.xq);
+                xq.quantize(&st.buf(src)[..layer.inputs]);
+                st.xq = xq;
+            }
+            *out = std::mem::take(st.buf(dst));
+        }
+        let n = states.len();
+        {
+            let mut xs: [&[f32]; 2] = [&[], &[]];
+            let empty = Q8::default();
+            let mut xq: [&Q8; 2] = [&empty, &empty];
+            for (r, st) in states.iter_mut().enumerate() {
+                let st: &FastState = st;
+                xs[r] = match src {
+                    Buf::H => &st.h,
+                    Buf::Qkv => &st.qkv,
+                    Buf::Att => &st.att,
+                    Buf::Hidden => &st.hidden,
+                    Buf::Logits => &st.logits,
+                };
+                xq[r] = &st.xq;
+            }
+            let [a, b] = &mut outs;
+            let mut ys: [&mut [f32]; 2] = [&mut a[..], &mut b[..]];
+            layer.apply::<AVX2>(&xs[..n], &xq[..n], &mut ys[..n]);
+        }
+        for (st, out) in states.iter_mut().zip(outs) {
+            *st.buf(dst) = out;
+        }
+    }
+
+    /// One head's attention for one row: store this step's key and value in `slot`, score
+    /// every filled slot (scaled dot product minus the ALiBi distance penalty), softmax, and
+    /// mix the values into `att`. `HD` is the head size when known at compile time, else 0.
+    #[inline(always)]
+    fn attend<const HD: usize>(&self, st: &mut FastState, layer: usize, head: usize, slot: usize) {
+        let (d, w) = (self.d, self.window);
+        let hd = if HD > 0 { HD } else { self.head_dim };
+        let scale = 1.0 / (hd as f32).sqrt();
+        let base = (layer * self.heads + head) * w * hd;
+        let at = base + slot * hd;
+        st.k[at..at + hd].copy_from_slice(&st.qkv[d + head * hd..d + (head + 1) * hd]);
+        st.v[at..at + hd].copy_from_slice(&st.qkv[2 * d + head * hd..2 * d + (head + 1) * hd]);
+        let q = &st.qkv[head * hd..(head + 1) * hd];
+        let keys = &st.k[base..base + w * hd];
+        let slope = self.slopes[head];
+        let mut max = f32::NEG_INFINITY;
+        for ((score, s), key) in st.scores.iter_mut().zip(&st.slot_steps).zip(keys.chunks_exact(hd)) {
+            *score = match s {
+                Some(s) => {
+                    let v = dot(q, key) * scale - slope * (st.step - s) as f32;
+                    max = if v > max { v } else { max };
+                    v
+                }
+                None => f32::NEG_INFINITY,
+            };
+        }
+        // Empty slots hold -inf: their weight is exactly 0.
+        let mut lanes = [0f32; 8];
+        for c in st.scores.chunks_exact_mut(8) {
+            for i in 0..8 {
+                c[i] = exp_nonpositive(c[i] - max);
+                lanes[i] += c[i];
+            }
+        }
+        let mut total = hsum8(lanes);
+        for p in st.scores.chunks_exact_mut(8).into_remainder() {
+            *p = exp_nonpositive(*p - max);
+            total += *p;
+        }
+        let out = &mut st.att[head * hd..(head + 1) * hd];
+        out.fill(0.0);
+        let values = &st.v[base..base + w * hd];
+        for (&p, v) in st.scores.iter().zip(values.chunks_exact(hd)) {
+            if p == 0.0 {
+                continue;
+            }
+            let p = p / total;
+            for i in 0..hd {
+                out[i] += p * v[i];
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn step_body<const AVX2: bool>(&self, states: &mut [&mut FastState], tokens: &[&[u32]], conds: &[&[f32]]) {
+        let (d, w, hd) = (self.d, self.window, self.head_dim);
+        // Input: conditioning projection plus one embedding per level.
+        for ((st, toks), cond) in states.iter_mut().zip(tokens).zip(conds) {
+            let slot = (st.step % w as u64) as usize;
+            st.slot_steps[slot] = Some(st.step);
+            for o in 0..d {
+                st.x[o] = self.cond.bias[o];
+            }
+            if let Weights::F32(wc) = &self.cond.weights {
+                for (o, row) in wc.chunks_exact(COND_DIM).enumerate() {
+                    st.x[o] += dot(row, cond);
+                }
+            }
+            for (table, &t) in self.embeds.iter().zip(toks.iter()) {
+                let e = &table[t as usize * d..(t as usize + 1) * d];
+                for o in 0..d {
+                    st.x[o] += e[o];
+                }
+            }
+        }
+        for (li, blk) in self.blocks.iter().enumerate() {
+            for st in states.iter_mut() {
+                let FastState { x, h, .. } = &mut **st;
+                blk.ln1.apply(x, h);
+            }
+            Self::dense::<AVX2>(&blk.qkv, states, Buf::H, Buf::Qkv);
+            for st in states.iter_mut() {
+                let st = &mut **st;
+                let slot = (st.step % w as u64) as usize;
+                for head in 0..self.heads {
+                    // The shipped head size gets loops of constant length (unrolled, kept in
+                    // registers); other sizes (tests' tiny models) take the general one.
+                    match hd {
+                        64 => self.attend::<64>(st, li, head, slot),
+                        32 => self.attend::<32>(st, li, head, slot),
+                        _ => self.attend::<0>(st, li, head, slot),
+                    }
+                }
+            }
+            Self::dense::<AVX2>(&blk.out, states, Buf::Att, Buf::H);
+            for st in states.iter_mut() {
+                let FastState { x, h, .. } = &mut **st;
+                for i in 0..d {
+                    x[i] += h[i];
+                }
+                blk.ln2.apply(x, h);
+            }
+            Self::dense::<AVX2>(&blk.up, states, Buf::H, Buf::Hidden);
+            for st in states.iter_mut() {
+                gelu(&mut st.hidden);
+            }
+            Self::dense::<AVX2>(&blk.down, states, Buf::Hidden, Buf::H);
+            for st in states.iter_mut() {
+                let FastState { x, h, .. } = &mut **st;
+                for i in 0..d {
+                    x[i] += h[i];
+                }
+            }
+        }
+        for st in states.iter_mut() {
+            let FastState { x, h, .. } = &mut **st;
+            self.norm.apply(x, h);
+        }
+        Self::dense::<AVX2>(&self.head, states, Buf::H, Buf::Logits);
+        for st in states.iter_mut() {
+            st.step += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vectorisable_exp_and_gelu_match_the_library_ones() {
+        let mut worst = 0f32;
+        for i in 0..=20_000 {
+            let x = -90.0 * i as f32 / 20_000.0;
+            let (a, b) = (exp_nonpositive(x), x.exp());
+            worst = worst.max((a - b).abs() / b.max(1e-30));
+        }
+        assert!(worst < 1e-6, "exp relative error {worst}");
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        let xs: Vec<f32> = (-400..=400).map(|i| i as f32 / 40.0).collect();
+        let mut ys = xs.clone();
+        gelu(&mut ys);
+        for (x, y) in xs.iter().zip(ys) {
+            let reference = 0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh());
+            assert!((y - reference).abs() < 1e-6, "gelu({x}) = {y}, expected {reference}");
+        }
+    }
+
+    #[test]
+    fn activations_quantise_as_candle_does() {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        let x: Vec<f32> = (0..64).map(|i| ((i * 37 % 23) as f32 - 11.3) * 0.173).collect();
+        let mut q = Q8::zeros(64);
+        q.quantize(&x);
+        let t = candle_core::Tensor::from_slice(&x, (1, 64), &candle_core::Device::Cpu).unwrap();
+        let bytes = QTensor::quantize(&t, GgmlDType::Q8_0).unwrap().data().unwrap().into_owned();
+        for (b, block) in bytes.chunks_exact(2 + QK).enumerate() {
+            assert_eq!(q.d[b], f16::from_le_bytes([block[0], block[1]]).to_f32());
+            assert!(block[2..].iter().zip(&q.qs[b * QK..]).all(|(&c, &m)| c as i8 == m));
+        }
+    }
+}
+
+#[cfg(test)]
+mod build_tests {
+    use super::super::{conditioning, Prior, PriorConfig, KIND};
+    use crate::model::weights;
+    use candle_core::quantized::GgmlDType;
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+
+    /// The AVX2 build (where this CPU has it) and the plain build give the same logits, bit for
+    /// bit: a bounce repeats exactly whichever build a machine runs.
+    #[test]
+    fn the_avx2_and_plain_builds_agree_bit_for_bit() {
+        let cfg = PriorConfig { d_model: 64, n_heads: 2, mlp: 96, ..PriorConfig::tiny() };
+        let vm = VarMap::new();
+        Prior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let bytes = weights::to_bytes_quantized(KIND, &cfg, &weights::var_tensors(&vm), Some(DType::F32), Some((&Prior::is_quantizable, GgmlDType::Q8_0))).unwrap();
+        let prior = Prior::from_bytes(&bytes, &Device::Cpu).unwrap();
+        let mut plain = super::FastPrior::new(&prior).unwrap();
+        plain.force_plain_loops();
+        let fast = prior.fast.as_ref().unwrap();
+        let (mut a, mut b) = (fast.new_state(), fast.new_state());
+        let (mut pa, mut pb) = (plain.new_state(), plain.new_state());
+        let cond = conditioning::features(&conditioning::Knobs::unconditional(), &conditioning::GridPosition { beats: 1.5, beats_per_bar: 4, phrase: true });
+        for step in 0..cfg.window * 2 {
+            let t: Vec<u32> = (0..cfg.n_levels).map(|l| ((step * 7 + l * 3) % (cfg.codebook_size + 1)) as u32).collect();
+            fast.step(&mut [&mut a, &mut b], &[&t, &t], &[&cond, &cond]).unwrap();
+            plain.step(&mut [&mut pa, &mut pb], &[&t, &t], &[&cond, &cond]).unwrap();
+            assert!(a.logits.iter().zip(&pa.logits).all(|(x, y)| x.to_bits() == y.to_bits()), "step {step}");
+        }
+    }
+}
