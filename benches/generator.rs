@@ -85,6 +85,9 @@ fn main() {
         use cantor::model::prior::stream::PriorStream;
         let mut stream = PriorStream::new(&model.prior, &Device::Cpu, 1).unwrap();
         let mut decoder = DecoderState::new(&model.codec.decoder);
+        let fast = model.codec.fast_decoder.as_ref().unwrap();
+        let mut fast_state = fast.new_state();
+        let (mut fast_decodes, mut audio) = (Vec::new(), Vec::new());
         let knobs = Knobs { styles: Some([0.0, 0.0, 0.0, 1.0, 0.0, 0.0]), instrument: Some(1), key: Some((2, 0)), bpm: Some(110.0) };
         let sampling = Sampling { temperature: 0.9, top_k: 0, top_p: 0.95, guidance: 1.5 };
         let (mut steps, mut decodes) = (Vec::new(), Vec::new());
@@ -98,14 +101,26 @@ fn main() {
                 let t0 = Instant::now();
                 decoder.push_codes(&model.codec.decoder, &model.codec.quantizer, &codes).unwrap();
                 decodes.push(t0.elapsed().as_secs_f64() * 1e3);
+                let t0 = Instant::now();
+                fast.push_frames(&mut fast_state, &f, &mut audio).unwrap();
+                fast_decodes.push(t0.elapsed().as_secs_f64() * 1e3);
             }
         }
-        steps.sort_by(f64::total_cmp);
-        decodes.sort_by(f64::total_cmp);
-        println!("per frame: prior step (guided, sampled) median {:.3} ms; decoder (1 frame) median {:.3} ms", steps[steps.len() / 2], decodes[decodes.len() / 2]);
+        for v in [&mut steps, &mut decodes, &mut fast_decodes] {
+            v.sort_by(f64::total_cmp);
+        }
+        let p99 = |v: &Vec<f64>| v[(v.len() - 1) * 99 / 100];
+        println!("per frame: prior step (guided, sampled) median {:.3} ms, p99 {:.3} ms", steps[steps.len() / 2], p99(&steps));
+        println!(
+            "per frame, decoding 1 frame at a time: candle tensors median {:.3} / p99 {:.3} ms, hand-written median {:.3} / p99 {:.3} ms",
+            decodes[decodes.len() / 2],
+            p99(&decodes),
+            fast_decodes[fast_decodes.len() / 2],
+            p99(&fast_decodes)
+        );
     }
 
-    // Compute per render call (2 frames) of the neural source alone.
+    // Compute per render call (3 frames) of the neural source alone.
     let mut source = NeuralSource::new(model.clone()).unwrap();
     source.reset(1, 0);
     let knobs = KnobSnapshot {
@@ -124,7 +139,7 @@ fn main() {
     };
     let mut out = Vec::new();
     let mut per_frame = Vec::new();
-    let calls = 600; // 1200 frames = 16 s, three times the attention window
+    let calls = 600; // 1800 frames = 24 s, more than four attention windows
     for _ in 0..calls {
         out.clear();
         let t0 = Instant::now();

@@ -34,10 +34,7 @@ pub fn guidance_range() -> (f32, f32) {
 pub fn responsiveness_range() -> (f32, f32) {
     (0.05, 2.0)
 }
-/// Default look-ahead: a knob change reaches the audio within about 150 ms (this buffer, plus
-/// one frame of the prior's delay pattern and one 27 ms render chunk), with the generator's
-/// 7-10x real-time headroom to absorb CPU spikes.
-pub const DEFAULT_LOOK_AHEAD_S: f32 = 0.1;
+pub use crate::engine::shared::DEFAULT_LOOK_AHEAD_S;
 /// Largest seed (seeds are shown and typed as plain numbers).
 pub const MAX_SEED: i32 = 99_999;
 

@@ -3,22 +3,27 @@
 //! Runs on the generator thread only (it allocates, and takes a few milliseconds per call).
 
 use super::{FrameSource, KnobSnapshot};
+use crate::model::codec::fast::FastDecoderState;
 use crate::model::codec::DecoderState;
 use crate::model::pair::ModelPair;
 use crate::model::prior::conditioning::{GridPosition, Knobs};
 use crate::model::prior::sampling::Sampling;
 use crate::model::prior::stream::PriorStream;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use std::sync::Arc;
 
-/// Code frames generated per `render` call: 2 frames = 26.7 ms of audio, small enough that a
-/// knob change reaches the audio quickly, large enough to amortise the call overhead.
-const FRAMES_PER_RENDER: usize = 2;
+/// Code frames generated per `render` call: 3 frames = 40 ms of audio, small enough that a
+/// knob change reaches the audio quickly (see `shared::DEFAULT_LOOK_AHEAD_S`), large enough to
+/// amortise the decoder's per-call cost (0.65 ms a frame decoding 1 frame at a time, about
+/// 0.4 ms in threes: `cargo xtask bench codec`).
+const FRAMES_PER_RENDER: usize = 3;
 
 pub struct NeuralSource {
     model: Arc<ModelPair>,
     stream: PriorStream,
+    /// The tensor decoder's state (GPU builds), or the hand-written CPU decoder's (the default).
     decoder: DecoderState,
+    fast_decoder: Option<FastDecoderState>,
     /// Musical position of the next step, in beats (advanced by the tempo knob each frame).
     beats: f64,
     /// Position (source samples) of the last reset; turned into beats at the first render,
@@ -33,9 +38,10 @@ pub struct NeuralSource {
 
 impl NeuralSource {
     pub fn new(model: Arc<ModelPair>) -> Result<Self, String> {
-        let stream = PriorStream::new(&model.prior, &Device::Cpu, 0).map_err(|e| e.to_string())?;
+        let stream = PriorStream::new(&model.prior, &model.device, 0).map_err(|e| e.to_string())?;
         let decoder = DecoderState::new(&model.codec.decoder);
-        Ok(Self { model, stream, decoder, beats: 0.0, reset_position: Some(0), codes: Vec::new(), phrase: true })
+        let fast_decoder = model.codec.fast_decoder.as_ref().map(|f| f.new_state());
+        Ok(Self { model, stream, decoder, fast_decoder, beats: 0.0, reset_position: Some(0), codes: Vec::new(), phrase: true })
     }
 
     /// Switch the phrase-position conditioning off (an ablation for evaluation).
@@ -69,6 +75,7 @@ impl FrameSource for NeuralSource {
     fn reset(&mut self, seed: u64, position: u64) {
         self.stream.reset(&self.model.prior, piece_seed(seed, position));
         self.decoder = DecoderState::new(&self.model.codec.decoder);
+        self.fast_decoder = self.model.codec.fast_decoder.as_ref().map(|f| f.new_state());
         self.reset_position = Some(position);
     }
 
@@ -97,10 +104,19 @@ impl FrameSource for NeuralSource {
         if frames == 0 {
             return Ok(());
         }
-        let codes = Tensor::from_slice(&self.codes, (frames, levels), &Device::Cpu).map_err(|e| e.to_string())?;
-        let audio = self.decoder.push_codes(&self.model.codec.decoder, &self.model.codec.quantizer, &codes).map_err(|e| format!("the decoder failed: {e}"))?;
+        let start = out.len();
+        match (&self.model.codec.fast_decoder, &mut self.fast_decoder) {
+            (Some(fast), Some(state)) => fast.push_frames(state, &self.codes, out).map_err(|e| format!("the decoder failed: {e}"))?,
+            _ => {
+                let codes = Tensor::from_slice(&self.codes, (frames, levels), &self.model.device).map_err(|e| e.to_string())?;
+                let audio = self.decoder.push_codes(&self.model.codec.decoder, &self.model.codec.quantizer, &codes).map_err(|e| format!("the decoder failed: {e}"))?;
+                out.extend(audio);
+            }
+        }
         // A last guard: the audio thread must never see NaN or a blown-up sample.
-        out.extend(audio.iter().map(|v| if v.is_finite() { v.clamp(-4.0, 4.0) } else { 0.0 }));
+        for v in &mut out[start..] {
+            *v = if v.is_finite() { v.clamp(-4.0, 4.0) } else { 0.0 };
+        }
         Ok(())
     }
 }

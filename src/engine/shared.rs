@@ -7,6 +7,12 @@ use std::sync::Mutex;
 /// Number of style weights (the model vocabulary's styles).
 pub const N_STYLES: usize = crate::model::vocab::STYLES.len();
 
+/// Default look-ahead (the plugin's Look-ahead parameter): a knob change reaches the audio
+/// within about 145 ms: this buffer, plus one 13 ms frame of the prior's delay pattern and one
+/// 40 ms render chunk (`neural_source::FRAMES_PER_RENDER`), with the generator's real-time
+/// headroom to absorb CPU spikes.
+pub const DEFAULT_LOOK_AHEAD_S: f32 = 0.09;
+
 /// Knob values as the generator reads them, once per generated block.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KnobSnapshot {
@@ -91,8 +97,7 @@ impl Default for EngineShared {
             guidance: AtomicF32::new(1.0),
             tempo_bpm: AtomicF32::new(120.0),
             beats_per_bar: AtomicU32::new(4),
-            // As the look-ahead parameter's default (params::DEFAULT_LOOK_AHEAD_S).
-            ahead_s: AtomicF32::new(0.1),
+            ahead_s: AtomicF32::new(DEFAULT_LOOK_AHEAD_S),
             gain: AtomicF32::new(1.0),
             buffered_frames: AtomicU32::new(0),
             output_peak: AtomicF32::new(0.0),

@@ -197,6 +197,11 @@ impl CausalDepthwise {
         self.kernel
     }
 
+    /// Taps [kernel, channels] and bias (for the decoder's hand-written inference path).
+    pub fn parts(&self) -> (&Tensor, &Tensor) {
+        (&self.weight, &self.bias)
+    }
+
     /// `x` is [batch, history + time, channels] where the first `kernel - 1` frames are history
     /// (zeros at a stream start, the previous chunk's tail when streaming); returns [batch, time, channels].
     pub fn forward_with_history(&self, x: &Tensor) -> Result<Tensor> {

@@ -13,12 +13,14 @@ pub struct ModelPair {
     pub prior: Prior,
     /// For the editor: "Cantor prior 4x256 + codec 5.4 kbit/s".
     pub name: String,
+    /// Where both run (`model::inference_device`).
+    pub device: Device,
 }
 
 impl ModelPair {
     /// Load both from model-file bytes and check that they belong together.
     pub fn from_bytes(codec: &[u8], prior: &[u8]) -> Result<Self, String> {
-        let device = Device::Cpu;
+        let device = super::inference_device();
         let codec = Codec::from_bytes(codec, &device).map_err(|e| format!("The codec model file is unusable: {e}"))?;
         let prior = Prior::from_bytes(prior, &device).map_err(|e| format!("The prior model file is unusable: {e}"))?;
         let (c, p) = (&codec.cfg, &prior.cfg);
@@ -35,8 +37,8 @@ impl ModelPair {
         if p.codec_id != id {
             return Err(format!("The prior was trained on the codes of codec {} but this codec is {id}: they do not belong together.", p.codec_id));
         }
-        let name = format!("Cantor prior {}x{} + codec {:.1} kbit/s", p.n_layers, p.d_model, c.bitrate() / 1000.0);
-        Ok(Self { codec, prior, name })
+        let name = format!("Cantor prior {}x{} + codec {:.1} kbit/s{}", p.n_layers, p.d_model, c.bitrate() / 1000.0, if device.is_cpu() { "" } else { " (GPU)" });
+        Ok(Self { codec, prior, name, device })
     }
 
     /// The models built into this binary, if a prior has been trained.

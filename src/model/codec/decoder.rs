@@ -10,13 +10,13 @@ use candle_core::quantized::GgmlDType;
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
-struct ConvNeXtBlock {
-    dw: CausalDepthwise,
-    norm: LayerNorm,
-    up: Linear,
-    down: Linear,
+pub(super) struct ConvNeXtBlock {
+    pub(super) dw: CausalDepthwise,
+    pub(super) norm: LayerNorm,
+    pub(super) up: Linear,
+    pub(super) down: Linear,
     /// Layer scale: starts small so the deep stack starts near identity.
-    gamma: Tensor,
+    pub(super) gamma: Tensor,
 }
 
 impl ConvNeXtBlock {
@@ -43,16 +43,16 @@ impl ConvNeXtBlock {
 }
 
 pub struct Decoder {
-    input: Linear,
-    blocks: Vec<ConvNeXtBlock>,
-    norm: LayerNorm,
-    head: Linear,
+    pub(super) input: Linear,
+    pub(super) blocks: Vec<ConvNeXtBlock>,
+    pub(super) norm: LayerNorm,
+    pub(super) head: Linear,
     /// [2 * bins, n_fft]: inverse real DFT times the synthesis window.
     istft_basis: Tensor,
-    hop: usize,
-    n_fft: usize,
-    bins: usize,
-    kernel: usize,
+    pub(super) hop: usize,
+    pub(super) n_fft: usize,
+    pub(super) bins: usize,
+    pub(super) kernel: usize,
 }
 
 fn istft_basis(n_fft: usize) -> Vec<f32> {

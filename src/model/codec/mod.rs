@@ -7,6 +7,7 @@
 
 mod decoder;
 mod encoder;
+pub mod fast;
 mod quantizer;
 
 pub use decoder::{Decoder, DecoderState, DecoderStream};
@@ -118,6 +119,9 @@ pub struct Codec {
     pub encoder: Encoder,
     pub quantizer: ResidualVq,
     pub decoder: Decoder,
+    /// The decoder and codebooks laid out for frame-at-a-time CPU decoding (`fast`), made when
+    /// a codec is loaded for inference on the CPU; `None` in training.
+    pub fast_decoder: Option<fast::FastDecoder>,
 }
 
 impl Codec {
@@ -128,6 +132,7 @@ impl Codec {
             encoder: Encoder::new(cfg, vb.pp("encoder"))?,
             quantizer: ResidualVq::new(cfg, vb.pp("quantizer"))?,
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
+            fast_decoder: None,
         })
     }
 
@@ -154,6 +159,9 @@ impl Codec {
         let mut codec = weights::build_checked(&raw.config, raw.tensors, device, |cfg, vb| Codec::new(cfg, vb))?;
         if let Some(q) = raw.quantized {
             codec.decoder.quantize(q)?;
+        }
+        if device.is_cpu() {
+            codec.fast_decoder = Some(fast::FastDecoder::new(&codec.decoder, &codec.quantizer)?);
         }
         Ok(codec)
     }

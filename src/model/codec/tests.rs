@@ -187,3 +187,44 @@ fn quantized_files_load_and_decode_close_to_f32() {
     // Truncated quantised blocks are reported, not decoded.
     assert!(Codec::from_bytes(&q_bytes[..q_bytes.len() - 10], &Device::Cpu).is_err());
 }
+
+/// The hand-written frame-at-a-time decoder (what the plugin runs) gives the tensor decoder's
+/// audio, for f32 and q8_0 files, whatever the chunking.
+#[test]
+fn the_fast_decoder_gives_the_tensor_decoders_audio() {
+    use candle_core::quantized::GgmlDType;
+    let (cfg, vm, _) = tiny();
+    let frames = 40;
+    let mut s = 99u64;
+    let codes: Vec<u32> = (0..frames * cfg.n_codebooks)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) % cfg.codebook_size as u64) as u32
+        })
+        .collect();
+    let codes_t = Tensor::from_slice(&codes, (1, frames, cfg.n_codebooks), &Device::Cpu).unwrap();
+    for quant in [None, Some(GgmlDType::Q8_0)] {
+        let bytes = weights::to_bytes_quantized(KIND, &cfg, &tensors(&vm), Some(DType::F32), quant.map(|q| (&Codec::is_quantizable as &dyn Fn(&str) -> bool, q))).unwrap();
+        let codec = Codec::from_bytes(&bytes, &Device::Cpu).unwrap();
+        let whole = codec.decode(&codes_t).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let fast = codec.fast_decoder.as_ref().expect("a CPU load makes the fast decoder");
+        for chunk in [1, 3, 7] {
+            let mut state = fast.new_state();
+            let mut out = Vec::new();
+            for c in codes.chunks(chunk * cfg.n_codebooks) {
+                fast.push_frames(&mut state, c, &mut out).unwrap();
+            }
+            // Everything but the last frames' unfinished overlap is out, aligned with the whole decode.
+            let delay = (cfg.n_fft - cfg.hop()) / 2;
+            assert_eq!(out.len(), frames * cfg.hop() - delay, "{quant:?}, chunks of {chunk}");
+            let scale = whole.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = out.iter().zip(&whole).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let tolerance = if quant.is_some() { 2e-2 } else { 1e-4 };
+            assert!(scale > 1e-3 && worst <= tolerance * scale, "{quant:?}: fast and tensor audio differ by {worst} (peak {scale})");
+        }
+    }
+    // Codes outside the codebook are refused, not read out of bounds.
+    let codec = Codec::from_bytes(&weights::to_bytes(KIND, &cfg, &tensors(&vm), DType::F32).unwrap(), &Device::Cpu).unwrap();
+    let fast = codec.fast_decoder.as_ref().unwrap();
+    assert!(fast.push_frames(&mut fast.new_state(), &vec![cfg.codebook_size as u32; cfg.n_codebooks], &mut Vec::new()).is_err());
+}

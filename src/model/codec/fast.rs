@@ -1,0 +1,245 @@
+//! The streaming decoder written out for the CPU, one code frame at a time: what the generator
+//! thread runs for every frame the prior writes.
+//!
+//! Same model as `decoder.rs` (its weights are copied out of the loaded `Codec`), without
+//! tensors: codebook lookups, the causal ConvNeXt blocks with their history kept in place, the
+//! STFT head, and the inverse STFT by a real FFT (`realfft`) instead of the 1282 x 1280 matrix
+//! product the trainable decoder uses. `tests.rs` checks both give the same audio.
+
+use super::decoder::Decoder;
+use super::ResidualVq;
+use crate::model::cpu::{self, gelu, Dense, Norm, Q8};
+use candle_core::Result;
+use realfft::num_complex::Complex;
+use realfft::{ComplexToReal, RealFftPlanner};
+use std::sync::Arc;
+
+struct FastBlock {
+    /// Depthwise taps [kernel][channels]: tap k multiplies the input delayed by kernel - 1 - k.
+    dw: Vec<f32>,
+    dw_bias: Vec<f32>,
+    norm: Norm,
+    up: Dense,
+    down: Dense,
+    gamma: Vec<f32>,
+}
+
+/// A loaded codec's decoder and codebooks, laid out for frame-at-a-time CPU decoding.
+pub struct FastDecoder {
+    /// Per level, the codebook [size * latent].
+    codebooks: Vec<Vec<f32>>,
+    size: usize,
+    latent: usize,
+    dim: usize,
+    mlp: usize,
+    kernel: usize,
+    input: Dense,
+    blocks: Vec<FastBlock>,
+    norm: Norm,
+    head: Dense,
+    n_fft: usize,
+    hop: usize,
+    bins: usize,
+    /// Hann synthesis window divided by n_fft (the inverse FFT is unnormalised).
+    window: Vec<f32>,
+    inverse: Arc<dyn ComplexToReal<f32>>,
+    avx2: bool,
+}
+
+/// One stream's decoding state: each block's last `kernel - 1` inputs, the overlap-add tail,
+/// the start-up samples still to drop, and working buffers (made once).
+pub struct FastDecoderState {
+    /// Per block, [kernel - 1][dim], oldest first.
+    histories: Vec<Vec<f32>>,
+    tail: Vec<f32>,
+    to_drop: usize,
+    z: Vec<f32>,
+    x: Vec<f32>,
+    y: Vec<f32>,
+    h: Vec<f32>,
+    hidden: Vec<f32>,
+    spec: Vec<f32>,
+    xq: Q8,
+    spectrum: Vec<Complex<f32>>,
+    frame: Vec<f32>,
+    scratch: Vec<Complex<f32>>,
+}
+
+impl FastDecoder {
+    pub fn new(decoder: &Decoder, quantizer: &ResidualVq) -> Result<Self> {
+        let codebooks = (0..quantizer.levels()).map(|l| quantizer.codebook(l).flatten_all()?.to_vec1::<f32>()).collect::<Result<Vec<_>>>()?;
+        let (size, latent) = quantizer.codebook(0).dims2()?;
+        let blocks = decoder
+            .blocks
+            .iter()
+            .map(|b| {
+                let (w, bias) = b.dw.parts();
+                Ok(FastBlock {
+                    dw: w.flatten_all()?.to_vec1()?,
+                    dw_bias: bias.to_vec1()?,
+                    norm: Norm::new(&b.norm)?,
+                    up: Dense::new(&b.up)?,
+                    down: Dense::new(&b.down)?,
+                    gamma: b.gamma.to_vec1()?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let input = Dense::new(&decoder.input)?;
+        let dim = input.bias.len();
+        let mlp = blocks.first().map(|b| b.up.bias.len()).unwrap_or(0);
+        let (n_fft, hop) = (decoder.n_fft, decoder.hop);
+        if input.inputs != latent || n_fft % hop != 0 || decoder.kernel == 0 {
+            candle_core::bail!("fast decoder: latent {latent} vs input {}, n_fft {n_fft}, hop {hop}", input.inputs);
+        }
+        let tau = 2.0 * std::f64::consts::PI;
+        let window = (0..n_fft).map(|n| ((0.5 - 0.5 * (tau * n as f64 / n_fft as f64).cos()) / n_fft as f64) as f32).collect();
+        Ok(Self {
+            codebooks,
+            size,
+            latent,
+            dim,
+            mlp,
+            kernel: decoder.kernel,
+            input,
+            blocks,
+            norm: Norm::new(&decoder.norm)?,
+            head: Dense::new(&decoder.head)?,
+            n_fft,
+            hop,
+            bins: decoder.bins,
+            window,
+            inverse: RealFftPlanner::<f32>::new().plan_fft_inverse(n_fft),
+            avx2: cpu::has_avx2_fma(),
+        })
+    }
+
+    pub fn new_state(&self) -> FastDecoderState {
+        let r = self.n_fft / self.hop;
+        FastDecoderState {
+            histories: vec![vec![0.0; (self.kernel - 1) * self.dim]; self.blocks.len()],
+            tail: vec![0.0; (r - 1) * self.hop],
+            to_drop: (self.n_fft - self.hop) / 2,
+            z: vec![0.0; self.latent],
+            x: vec![0.0; self.dim],
+            y: vec![0.0; self.dim],
+            h: vec![0.0; self.dim],
+            hidden: vec![0.0; self.mlp],
+            spec: vec![0.0; 2 * self.bins],
+            xq: Q8::zeros(self.dim.max(self.mlp).max(self.latent)),
+            spectrum: self.inverse.make_input_vec(),
+            frame: self.inverse.make_output_vec(),
+            scratch: self.inverse.make_scratch_vec(),
+        }
+    }
+
+    /// Decode code frames (`levels` codes each, frame after frame) and append the audio they
+    /// complete to `out`.
+    pub fn push_frames(&self, state: &mut FastDecoderState, codes: &[u32], out: &mut Vec<f32>) -> Result<()> {
+        let levels = self.codebooks.len();
+        if levels == 0 || codes.len() % levels != 0 {
+            candle_core::bail!("{} codes are not whole frames of {levels} levels", codes.len());
+        }
+        if let Some(bad) = codes.iter().find(|&&c| c as usize >= self.size) {
+            candle_core::bail!("code {bad} is out of range for codebooks of {} entries", self.size);
+        }
+        for frame in codes.chunks_exact(levels) {
+            #[cfg(target_arch = "x86_64")]
+            if self.avx2 {
+                // SAFETY: AVX2 and FMA were detected in `new`.
+                unsafe { self.frame_avx2(state, frame) };
+                self.emit(state, out);
+                continue;
+            }
+            self.frame_body::<false>(state, frame);
+            self.emit(state, out);
+        }
+        Ok(())
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn frame_avx2(&self, st: &mut FastDecoderState, codes: &[u32]) {
+        self.frame_body::<true>(st, codes)
+    }
+
+    /// `dense(src) -> dst` for one row.
+    #[inline(always)]
+    fn dense<const AVX2: bool>(layer: &Dense, xq: &mut Q8, x: &[f32], y: &mut [f32]) {
+        if matches!(layer.weights, cpu::Weights::Q8(_)) {
+            xq.quantize(&x[..layer.inputs]);
+        }
+        layer.apply::<AVX2>(&[x], &[xq], &mut [y]);
+    }
+
+    /// One code frame through the network, into the windowed frame `st.frame`.
+    #[inline(always)]
+    fn frame_body<const AVX2: bool>(&self, st: &mut FastDecoderState, codes: &[u32]) {
+        let (d, hist) = (self.dim, self.kernel - 1);
+        st.z.fill(0.0);
+        for (book, &c) in self.codebooks.iter().zip(codes) {
+            let e = &book[c as usize * self.latent..(c as usize + 1) * self.latent];
+            for (z, v) in st.z.iter_mut().zip(e) {
+                *z += v;
+            }
+        }
+        Self::dense::<AVX2>(&self.input, &mut st.xq, &st.z, &mut st.x);
+        for (b, history) in self.blocks.iter().zip(st.histories.iter_mut()) {
+            // Depthwise causal convolution over the history and this frame.
+            st.y.copy_from_slice(&b.dw_bias);
+            for k in 0..self.kernel {
+                let tap = &b.dw[k * d..(k + 1) * d];
+                let input = if k < hist { &history[k * d..(k + 1) * d] } else { &st.x[..] };
+                for c in 0..d {
+                    st.y[c] += input[c] * tap[c];
+                }
+            }
+            if hist > 0 {
+                history.copy_within(d.., 0);
+                history[(hist - 1) * d..].copy_from_slice(&st.x);
+            }
+            b.norm.apply(&st.y, &mut st.h);
+            Self::dense::<AVX2>(&b.up, &mut st.xq, &st.h, &mut st.hidden);
+            gelu(&mut st.hidden);
+            Self::dense::<AVX2>(&b.down, &mut st.xq, &st.hidden, &mut st.y);
+            for c in 0..d {
+                st.x[c] += st.y[c] * b.gamma[c];
+            }
+        }
+        self.norm.apply(&st.x, &mut st.h);
+        Self::dense::<AVX2>(&self.head, &mut st.xq, &st.h, &mut st.spec);
+        // Log-magnitude (clamped as in training) and phase → spectrum; the DC and Nyquist bins'
+        // imaginary parts do not reach a real signal (the matrix form multiplies them by 0).
+        for k in 0..self.bins {
+            let mag = st.spec[k].clamp(-30.0, 8.0).exp();
+            let (sin, cos) = st.spec[self.bins + k].sin_cos();
+            st.spectrum[k] = Complex::new(mag * cos, mag * sin);
+        }
+        st.spectrum[0].im = 0.0;
+        st.spectrum[self.bins - 1].im = 0.0;
+    }
+
+    /// Inverse FFT, window, overlap-add: append the hop of audio this frame completes.
+    fn emit(&self, st: &mut FastDecoderState, out: &mut Vec<f32>) {
+        // Cannot fail: the buffers come from the plan and the edge bins are real.
+        let _ = self.inverse.process_with_scratch(&mut st.spectrum, &mut st.frame, &mut st.scratch);
+        let hop = self.hop;
+        for (f, w) in st.frame.iter_mut().zip(&self.window) {
+            *f *= w;
+        }
+        let tail_len = st.tail.len();
+        // The first hop samples are complete; the rest is the new tail.
+        let start = st.to_drop.min(hop);
+        st.to_drop -= start;
+        if tail_len == 0 {
+            out.extend_from_slice(&st.frame[start..hop]);
+            return;
+        }
+        out.extend(st.tail[start..hop.min(tail_len)].iter().zip(&st.frame[start..hop]).map(|(t, f)| t + f));
+        st.tail.copy_within(hop.min(tail_len).., 0);
+        let keep = tail_len - hop.min(tail_len);
+        for (t, f) in st.tail[..keep].iter_mut().zip(&st.frame[hop..]) {
+            *t += f;
+        }
+        st.tail[keep..].copy_from_slice(&st.frame[hop + keep..self.n_fft]);
+    }
+}

@@ -1,0 +1,381 @@
+//! Hand-written CPU kernels for the models' inference paths (`prior::fast`, `codec::fast`):
+//! dense layers on f32 or q8_0 weights, layer norm, GELU and a vectorisable exp.
+//!
+//! Why: at one frame at a time, candle spends more time creating tensors and dispatching ops
+//! than multiplying. These loops work on buffers made once per stream.
+//!
+//! Arithmetic follows candle's: activations are quantised to q8_0 blocks exactly as candle's
+//! `quantize_row_q8_0` does (scale stored as f16) before the int8 dot products; GELU is the tanh
+//! approximation; layer norm uses eps 1e-5. Float sums use explicit lanes in a fixed order, so
+//! the AVX2 build (`#[target_feature]` callers, intrinsics for the int8 dots) and the plain
+//! build give bit-identical results (nothing is left to reassociation).
+
+use crate::model::nn::{LayerNorm, Linear, LinearWeight};
+use candle_core::Result;
+use half::f16;
+
+/// Whether this CPU can run the AVX2 builds of the loops (AVX2 and FMA).
+pub(crate) fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
+/// Values per int8 block (GGML's q8_0).
+pub(crate) const QK: usize = 32;
+
+/// Values in q8_0 form: int8 values, and one scale per block of 32 (GGML's q8_0, with the f16
+/// scales widened to f32 and kept apart from the values so both stream through the loops).
+#[derive(Clone, Default)]
+pub(crate) struct Q8 {
+    pub(crate) qs: Vec<i8>,
+    pub(crate) d: Vec<f32>,
+}
+
+impl Q8 {
+    pub(crate) fn zeros(values: usize) -> Self {
+        Self { qs: vec![0; values.next_multiple_of(QK)], d: vec![0.0; values.div_ceil(QK)] }
+    }
+
+    /// Quantise `x` (a multiple of 32 values) as candle's `quantize_row_q8_0` does: per block,
+    /// scale amax/127 (stored rounded to f16), values rounded half away from zero.
+    #[inline(always)]
+    pub(crate) fn quantize(&mut self, x: &[f32]) {
+        for ((c, q), d) in x.chunks_exact(QK).zip(self.qs.chunks_exact_mut(QK)).zip(self.d.iter_mut()) {
+            let amax = c.iter().fold(0f32, |a, &v| a.max(v.abs()));
+            let scale = amax / 127.0;
+            let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+            for (q, &v) in q.iter_mut().zip(c) {
+                // |v * id| <= 127: adding 0.5 and truncating rounds half away from zero, with
+                // no call to libm's roundf (which does not vectorise).
+                let r = ((v * id).abs() + 0.5) as i32;
+                *q = if v < 0.0 { -r } else { r } as i8;
+            }
+            *d = f16::from_f32(scale).to_f32();
+        }
+    }
+}
+
+/// A weight matrix [out, in] in one of the two formats the fast path multiplies.
+pub(crate) enum Weights {
+    F32(Vec<f32>),
+    /// Row-major: row o holds values `o * in ..`, scales `o * in / 32 ..`.
+    Q8(Q8),
+}
+
+/// `y = W x + b`.
+pub(crate) struct Dense {
+    pub(crate) weights: Weights,
+    pub(crate) bias: Vec<f32>,
+    pub(crate) inputs: usize,
+}
+
+impl Dense {
+    pub(crate) fn new(linear: &Linear) -> Result<Self> {
+        let (weight, bias) = linear.export()?;
+        let bias = bias.to_vec1::<f32>()?;
+        let outputs = bias.len();
+        let (weights, inputs) = match weight {
+            LinearWeight::Q8_0 { bytes, inputs } => {
+                // GGML q8_0 layout: f16 scale (little endian), then 32 int8 values: 34 bytes.
+                let blocks = bytes.chunks_exact(2 + QK);
+                if inputs % QK != 0 || blocks.len() != outputs * inputs / QK {
+                    candle_core::bail!("a q8_0 weight of {} blocks for {outputs} x {inputs}", blocks.len());
+                }
+                let mut q = Q8 { qs: Vec::with_capacity(outputs * inputs), d: Vec::with_capacity(blocks.len()) };
+                for b in blocks {
+                    q.d.push(f16::from_le_bytes([b[0], b[1]]).to_f32());
+                    q.qs.extend(b[2..].iter().map(|&v| v as i8));
+                }
+                (Weights::Q8(q), inputs)
+            }
+            LinearWeight::F32(w) => {
+                let (o, i) = w.dims2()?;
+                if o != outputs {
+                    candle_core::bail!("weight rows {o} != bias {outputs}");
+                }
+                (Weights::F32(w.flatten_all()?.to_vec1::<f32>()?), i)
+            }
+        };
+        Ok(Self { weights, bias, inputs })
+    }
+
+    /// `ys[r] = W xs[r] + b` for every row r; `xq[r]` is `xs[r]` in q8_0 (unused for f32
+    /// weights). Each weight row is read once for all rows.
+    #[inline(always)]
+    pub(crate) fn apply<const AVX2: bool>(&self, xs: &[&[f32]], xq: &[&Q8], ys: &mut [&mut [f32]]) {
+        let n = self.inputs;
+        match &self.weights {
+            Weights::F32(w) => {
+                for (o, row) in w.chunks_exact(n).enumerate() {
+                    for (x, y) in xs.iter().zip(ys.iter_mut()) {
+                        y[o] = self.bias[o] + dot(row, x);
+                    }
+                }
+            }
+            Weights::Q8(w) => {
+                let nb = n / QK;
+                let rows = w.qs.chunks_exact(n).zip(w.d.chunks_exact(nb));
+                match (xq, ys) {
+                    ([x], [y]) => {
+                        for (o, (wq, wd)) in rows.enumerate() {
+                            #[cfg(target_arch = "x86_64")]
+                            if AVX2 {
+                                // SAFETY: AVX2 and FMA were detected (`FastPrior::new`).
+                                y[o] = self.bias[o] + unsafe { avx2::dot_q8(wq, wd, x) };
+                                continue;
+                            }
+                            y[o] = self.bias[o] + dot_q8(wq, wd, x);
+                        }
+                    }
+                    ([x0, x1], [y0, y1]) => {
+                        for (o, (wq, wd)) in rows.enumerate() {
+                            #[cfg(target_arch = "x86_64")]
+                            let (a, b) = if AVX2 { unsafe { avx2::dot_q8_pair(wq, wd, x0, x1) } } else { dot_q8_pair(wq, wd, x0, x1) };
+                            #[cfg(not(target_arch = "x86_64"))]
+                            let (a, b) = dot_q8_pair(wq, wd, x0, x1);
+                            y0[o] = self.bias[o] + a;
+                            y1[o] = self.bias[o] + b;
+                        }
+                    }
+                    _ => unreachable!("one or two rows"),
+                }
+            }
+        }
+    }
+}
+
+/// Float dot product with 16 independent lanes (vectorises, keeps two accumulators in flight,
+/// and sums in a fixed order whatever the instruction set).
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for i in 0..16 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    let mut s = reduce16(&lanes);
+    for (x, y) in ar.iter().zip(br) {
+        s += x * y;
+    }
+    s
+}
+
+#[inline(always)]
+pub(crate) fn reduce16(l: &[f32; 16]) -> f32 {
+    let mut h = [0f32; 8];
+    for i in 0..8 {
+        h[i] = l[i] + l[i + 8];
+    }
+    ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]))
+}
+
+/// The int32 sums of a block's 32 products in 8 lanes of 4 (lane l: products 4l..4l+4): the
+/// grouping AVX2's `maddubs` + `madd` produce, so both builds compute the same numbers.
+#[inline(always)]
+pub(crate) fn block_lanes(a: &[i8], b: &[i8]) -> [i32; 8] {
+    let mut lanes = [0i32; 8];
+    for l in 0..8 {
+        for i in 4 * l..4 * l + 4 {
+            lanes[l] += a[i] as i32 * b[i] as i32;
+        }
+    }
+    lanes
+}
+
+/// Sum of 8 lanes in the order the AVX2 build's horizontal sum uses.
+#[inline(always)]
+pub(crate) fn hsum8(l: [f32; 8]) -> f32 {
+    let q = [l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7]];
+    let p = [q[0] + q[2], q[1] + q[3]];
+    p[0] + p[1]
+}
+
+/// One q8_0 weight row times one quantised input: per block, each lane's int32 sum is scaled
+/// and accumulated with a fused multiply-add, as the AVX2 kernel does.
+#[inline(always)]
+pub(crate) fn dot_q8(wq: &[i8], wd: &[f32], x: &Q8) -> f32 {
+    let mut acc = [0f32; 8];
+    for ((w, q), (&wd, &xd)) in wq.chunks_exact(QK).zip(x.qs.chunks_exact(QK)).zip(wd.iter().zip(&x.d)) {
+        let s = block_lanes(w, q);
+        let d = wd * xd;
+        for l in 0..8 {
+            acc[l] = d.mul_add(s[l] as f32, acc[l]);
+        }
+    }
+    hsum8(acc)
+}
+
+/// `dot_q8` for two inputs, reading the weight row once.
+#[inline(always)]
+pub(crate) fn dot_q8_pair(wq: &[i8], wd: &[f32], x0: &Q8, x1: &Q8) -> (f32, f32) {
+    (dot_q8(wq, wd, x0), dot_q8(wq, wd, x1))
+}
+
+/// The same two kernels with AVX2 instructions (GGML's q8_0 method: `sign` makes the first
+/// operand unsigned for `maddubs`, `madd` pairs the 16-bit sums into 8 int32 lanes).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Q8, QK};
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    unsafe fn lanes(w: *const i8, x: *const i8) -> __m256 {
+        let w = _mm256_loadu_si256(w as *const __m256i);
+        let x = _mm256_loadu_si256(x as *const __m256i);
+        let products = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(products, _mm256_set1_epi16(1)))
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let p = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q8(wq: &[i8], wd: &[f32], x: &Q8) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for b in 0..wd.len() {
+            let s = lanes(wq.as_ptr().add(b * QK), x.qs.as_ptr().add(b * QK));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(wd[b] * x.d[b]), s, acc);
+        }
+        hsum(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q8_pair(wq: &[i8], wd: &[f32], x0: &Q8, x1: &Q8) -> (f32, f32) {
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for b in 0..wd.len() {
+            let w = _mm256_loadu_si256(wq.as_ptr().add(b * QK) as *const __m256i);
+            let aw = _mm256_sign_epi8(w, w);
+            let ones = _mm256_set1_epi16(1);
+            for (x, acc) in [(x0, &mut a0), (x1, &mut a1)] {
+                let q = _mm256_loadu_si256(x.qs.as_ptr().add(b * QK) as *const __m256i);
+                let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(q, w)), ones));
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(wd[b] * x.d[b]), s, *acc);
+            }
+        }
+        (hsum(a0), hsum(a1))
+    }
+}
+
+/// e^x for x <= 0 (softmax weights), in plain float operations that vectorise: x = n ln2 + r
+/// with n an integer (put into the exponent bits) and |r| <= ln2 / 2 (Cody and Waite's two-part
+/// ln2 keeps r exact), then a degree-6 Taylor polynomial for e^r (relative error about 2e-7).
+/// Below -87 it returns 0.
+#[inline(always)]
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Round to nearest by the float trick (no floor call): 1.5 * 2^23 shifts the fraction out.
+    const MAGIC: f32 = 12_582_912.0;
+    let xc = x.max(-87.0);
+    let n = (xc * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let pow = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < -87.0 { 0.0 } else { p * pow }
+}
+
+pub(crate) struct Norm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+impl Norm {
+    pub(crate) fn new(ln: &LayerNorm) -> Result<Self> {
+        let (w, b, eps) = ln.parts();
+        Ok(Self { weight: w.to_vec1()?, bias: b.to_vec1()?, eps: eps as f32 })
+    }
+
+    #[inline(always)]
+    pub(crate) fn apply(&self, x: &[f32], y: &mut [f32]) {
+        let n = x.len() as f32;
+        let mean = sum(x) / n;
+        let mut lanes = [0f32; 8];
+        for c in x.chunks_exact(8) {
+            for i in 0..8 {
+                let v = c[i] - mean;
+                lanes[i] += v * v;
+            }
+        }
+        let mut var = lanes.iter().sum::<f32>();
+        for &v in x.chunks_exact(8).remainder() {
+            var += (v - mean) * (v - mean);
+        }
+        let inv = 1.0 / (var / n + self.eps).sqrt();
+        for i in 0..x.len() {
+            y[i] = (x[i] - mean) * inv * self.weight[i] + self.bias[i];
+        }
+    }
+}
+
+#[inline(always)]
+pub(crate) fn sum(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    for c in x.chunks_exact(8) {
+        for i in 0..8 {
+            lanes[i] += c[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + x.chunks_exact(8).remainder().iter().sum::<f32>()
+}
+
+/// candle's GELU (the tanh approximation), in place; tanh(u) = 1 - 2 / (e^(2u) + 1), with
+/// the exponent taken on -|2u| so that it stays in `exp_nonpositive`'s range.
+#[inline(always)]
+pub(crate) fn gelu(x: &mut [f32]) {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    for v in x {
+        let u = SQRT_TWO_OVER_PI * *v * (1.0 + 0.044715 * *v * *v);
+        let e = exp_nonpositive(-2.0 * u.abs());
+        let t = (1.0 - e) / (1.0 + e);
+        let tanh = if u < 0.0 { -t } else { t };
+        *v = 0.5 * *v * (1.0 + tanh);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vectorisable_exp_and_gelu_match_the_library_ones() {
+        let mut worst = 0f32;
+        for i in 0..=20_000 {
+            let x = -90.0 * i as f32 / 20_000.0;
+            let (a, b) = (exp_nonpositive(x), x.exp());
+            worst = worst.max((a - b).abs() / b.max(1e-30));
+        }
+        assert!(worst < 1e-6, "exp relative error {worst}");
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        let xs: Vec<f32> = (-400..=400).map(|i| i as f32 / 40.0).collect();
+        let mut ys = xs.clone();
+        gelu(&mut ys);
+        for (x, y) in xs.iter().zip(ys) {
+            let reference = 0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh());
+            assert!((y - reference).abs() < 1e-6, "gelu({x}) = {y}, expected {reference}");
+        }
+    }
+
+    #[test]
+    fn activations_quantise_as_candle_does() {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        let x: Vec<f32> = (0..64).map(|i| ((i * 37 % 23) as f32 - 11.3) * 0.173).collect();
+        let mut q = Q8::zeros(64);
+        q.quantize(&x);
+        let t = candle_core::Tensor::from_slice(&x, (1, 64), &candle_core::Device::Cpu).unwrap();
+        let bytes = QTensor::quantize(&t, GgmlDType::Q8_0).unwrap().data().unwrap().into_owned();
+        for (b, block) in bytes.chunks_exact(2 + QK).enumerate() {
+            assert_eq!(q.d[b], f16::from_le_bytes([block[0], block[1]]).to_f32());
+            assert!(block[2..].iter().zip(&q.qs[b * QK..]).all(|(&c, &m)| c as i8 == m));
+        }
+    }
+}
