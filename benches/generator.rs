@@ -168,4 +168,84 @@ fn main() {
     let took = t0.elapsed().as_secs_f64();
     assert_eq!(audio.len(), 20 * 48_000 * 2);
     println!("end to end (cantor render, 20 s at 48 kHz stereo): {:.2} s -> {:.1}x real time (goal 20x, target 10x)", took, 20.0 / took);
+
+    knob_latency(q(0.5) * 1e-3);
+}
+
+/// Plays its temperature knob as its level, in the neural source's render steps, taking the
+/// neural source's measured compute time per step: shows when a knob change reaches the output.
+struct KnobEcho {
+    samples: usize,
+    compute: std::time::Duration,
+}
+
+impl FrameSource for KnobEcho {
+    fn name(&self) -> &str {
+        "knob echo"
+    }
+    fn sample_rate(&self) -> u32 {
+        24_000
+    }
+    fn reset(&mut self, _: u64, _: u64) {}
+    fn render(&mut self, knobs: &KnobSnapshot, out: &mut Vec<f32>) -> Result<(), String> {
+        let t0 = Instant::now();
+        while t0.elapsed() < self.compute {
+            std::hint::spin_loop();
+        }
+        out.extend(std::iter::repeat_n(knobs.temperature, self.samples));
+        Ok(())
+    }
+}
+
+/// Knob latency in real time at the default look-ahead: the host calls `process` every 256
+/// frames at 48 kHz, paced by the clock; the knob flips every 0.5 s; the latency is the audio
+/// between the flip and the first sample at the new level, plus the prior's one-frame delay
+/// pattern (which an echo source does not have).
+fn knob_latency(compute_per_frame_s: f64) {
+    use cantor::engine::neural_source::FRAMES_PER_RENDER;
+    use cantor::engine::shared::DEFAULT_LOOK_AHEAD_S;
+    use cantor::engine::{Engine, EngineShared, GeneratorConfig, ProcessMode};
+    use std::sync::atomic::Ordering::Relaxed;
+    let hop = cantor::model::codec::CodecConfig::default().hop();
+    let compute = std::time::Duration::from_secs_f64(compute_per_frame_s * FRAMES_PER_RENDER as f64);
+    let source = KnobEcho { samples: FRAMES_PER_RENDER * hop, compute };
+    let shared = Arc::new(EngineShared::default());
+    shared.width.store(0.0, Relaxed);
+    shared.temperature.store(0.25, Relaxed);
+    let mut engine = Engine::start(Box::new(source), shared.clone(), GeneratorConfig { host_rate: 48_000, max_ahead_s: 2.0, seed: 1, mode: ProcessMode::Realtime }).unwrap();
+    let block = 256;
+    let (mut l, mut r) = (vec![0f32; block], vec![0f32; block]);
+    let start = Instant::now();
+    let (mut level, mut flipped_at, mut latencies) = (0.25f32, None::<usize>, Vec::new());
+    for i in 0..48_000 * 12 / block {
+        let due = std::time::Duration::from_secs_f64((i * block) as f64 / 48_000.0);
+        while start.elapsed() < due {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        // A flip every 0.5 s after a 1 s warm-up (only once the last one was heard).
+        if i * block >= 48_000 && (i * block) % 24_000 < block && flipped_at.is_none() {
+            level = if level == 0.25 { 0.75 } else { 0.25 };
+            shared.temperature.store(level, Relaxed);
+            flipped_at = Some(i * block);
+        }
+        engine.reader.process(&mut l, &mut r, ProcessMode::Realtime);
+        if let Some(at) = flipped_at {
+            if let Some(j) = l.iter().position(|&v| (v - level).abs() < 0.1) {
+                latencies.push((i * block + j - at) as f64 / 48.0);
+                flipped_at = None;
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let frame_ms = 1e3 * hop as f64 / 24_000.0;
+    println!(
+        "knob latency at the default look-ahead ({:.0} ms), {} changes: median {:.0} ms, max {:.0} ms (each + {frame_ms:.1} ms delay pattern = {:.0} / {:.0} ms; target 150 ms); underruns {}",
+        DEFAULT_LOOK_AHEAD_S * 1e3,
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        latencies[latencies.len() / 2] + frame_ms,
+        latencies[latencies.len() - 1] + frame_ms,
+        shared.underruns.load(Relaxed)
+    );
 }

@@ -75,6 +75,9 @@ impl Drop for Generator {
     }
 }
 
+/// Input samples per resampler chunk.
+const RESAMPLER_CHUNK: usize = 320;
+
 /// Streaming mono resampler from the source rate to the host rate (pass-through when equal).
 struct StreamResampler {
     inner: Option<FftFixedIn<f32>>,
@@ -87,7 +90,10 @@ impl StreamResampler {
         let inner = if from == to {
             None
         } else {
-            Some(FftFixedIn::<f32>::new(from as usize, to as usize, 512, 2, 1).map_err(|e| format!("resampler: {e}"))?)
+            // Chunks of 320 input samples: one codec frame at 24 kHz, so a render of whole
+            // frames leaves nothing waiting in the resampler (a 512-sample chunk held up to
+            // 21 ms of audio back, which the knob latency paid).
+            Some(FftFixedIn::<f32>::new(from as usize, to as usize, RESAMPLER_CHUNK, 1, 1).map_err(|e| format!("resampler: {e}"))?)
         };
         let output = vec![vec![0f32; inner.as_ref().map_or(0, |r| r.output_frames_max())]];
         Ok(Self { inner, input: Vec::new(), output })

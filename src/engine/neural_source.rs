@@ -12,11 +12,10 @@ use crate::model::prior::stream::PriorStream;
 use candle_core::Tensor;
 use std::sync::Arc;
 
-/// Code frames generated per `render` call: 3 frames = 40 ms of audio, small enough that a
-/// knob change reaches the audio quickly (see `shared::DEFAULT_LOOK_AHEAD_S`), large enough to
-/// amortise the decoder's per-call cost (0.65 ms a frame decoding 1 frame at a time, about
-/// 0.4 ms in threes: `cargo xtask bench codec`).
-const FRAMES_PER_RENDER: usize = 3;
+/// Code frames generated per `render` call: 2 frames = 26.7 ms of audio, small enough that a
+/// knob change reaches the audio quickly (see `shared::DEFAULT_LOOK_AHEAD_S`); the hand-written
+/// decoder costs the same per frame whatever the chunk, so nothing is gained by larger ones.
+pub const FRAMES_PER_RENDER: usize = 2;
 
 pub struct NeuralSource {
     model: Arc<ModelPair>,

@@ -7,10 +7,11 @@ use std::sync::Mutex;
 /// Number of style weights (the model vocabulary's styles).
 pub const N_STYLES: usize = crate::model::vocab::STYLES.len();
 
-/// Default look-ahead (the plugin's Look-ahead parameter): a knob change reaches the audio
-/// within about 145 ms: this buffer, plus one 13 ms frame of the prior's delay pattern and one
-/// 40 ms render chunk (`neural_source::FRAMES_PER_RENDER`), with the generator's real-time
-/// headroom to absorb CPU spikes.
+/// Default look-ahead (the plugin's Look-ahead parameter). A knob change reaches the output
+/// after at most this buffer, one 27 ms render step (`neural_source::FRAMES_PER_RENDER`), the
+/// resampler's few milliseconds, and one 13 ms frame of the prior's delay pattern: about 140 ms,
+/// under the 150 ms target (`cargo bench --bench generator` measures it), while a CPU spike of
+/// up to 90 ms is absorbed.
 pub const DEFAULT_LOOK_AHEAD_S: f32 = 0.09;
 
 /// Knob values as the generator reads them, once per generated block.
