@@ -172,31 +172,6 @@ fn main() {
     knob_latency(q(0.5) * 1e-3);
 }
 
-/// Plays its temperature knob as its level, in the neural source's render steps, taking the
-/// neural source's measured compute time per step: shows when a knob change reaches the output.
-struct KnobEcho {
-    samples: usize,
-    compute: std::time::Duration,
-}
-
-impl FrameSource for KnobEcho {
-    fn name(&self) -> &str {
-        "knob echo"
-    }
-    fn sample_rate(&self) -> u32 {
-        24_000
-    }
-    fn reset(&mut self, _: u64, _: u64) {}
-    fn render(&mut self, knobs: &KnobSnapshot, out: &mut Vec<f32>) -> Result<(), String> {
-        let t0 = Instant::now();
-        while t0.elapsed() < self.compute {
-            std::hint::spin_loop();
-        }
-        out.extend(std::iter::repeat_n(knobs.temperature, self.samples));
-        Ok(())
-    }
-}
-
 /// Knob latency in real time at the default look-ahead: the host calls `process` every 256
 /// frames at 48 kHz, paced by the clock; the knob flips every 0.5 s; the latency is the audio
 /// between the flip and the first sample at the new level, plus the prior's one-frame delay
@@ -208,7 +183,8 @@ fn knob_latency(compute_per_frame_s: f64) {
     use std::sync::atomic::Ordering::Relaxed;
     let hop = cantor::model::codec::CodecConfig::default().hop();
     let compute = std::time::Duration::from_secs_f64(compute_per_frame_s * FRAMES_PER_RENDER as f64);
-    let source = KnobEcho { samples: FRAMES_PER_RENDER * hop, compute };
+    // The neural source's render steps, spending its measured compute per step.
+    let source = cantor::engine::source::KnobEchoSource::new(FRAMES_PER_RENDER * hop, compute, 0, 1);
     let shared = Arc::new(EngineShared::default());
     shared.width.store(0.0, Relaxed);
     shared.temperature.store(0.25, Relaxed);

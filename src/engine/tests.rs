@@ -1,4 +1,4 @@
-use super::source::CountingSource;
+use super::source::{CountingSource, KnobEchoSource};
 use super::*;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -156,32 +156,11 @@ fn reset_restarts_from_the_requested_position_after_a_fade() {
     assert!(out[settled] > 1_000_000.0 && out[settled] < 1_000_000.0 + 2.0 * fade as f32 + 2.0, "{}", out[settled]);
 }
 
-/// Plays the temperature knob as its output level: shows which knob value each frame saw.
-struct KnobEcho {
-    jitter: u64,
-}
-
-impl FrameSource for KnobEcho {
-    fn name(&self) -> &str {
-        "knob echo"
-    }
-    fn sample_rate(&self) -> u32 {
-        24_000
-    }
-    fn reset(&mut self, _: u64, _: u64) {}
-    fn render(&mut self, knobs: &KnobSnapshot, out: &mut Vec<f32>) -> Result<(), String> {
-        self.jitter = self.jitter.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        std::thread::sleep(std::time::Duration::from_micros((self.jitter >> 33) % 300));
-        out.extend(std::iter::repeat_n(knobs.temperature, 320));
-        Ok(())
-    }
-}
-
 #[test]
 fn offline_renders_with_automation_are_bit_identical() {
     // The knob changes every block, as automation would; thread timing differs between runs.
     let render = |jitter| {
-        let mut e = offline_engine(Box::new(KnobEcho { jitter }), 48_000);
+        let mut e = offline_engine(Box::new(KnobEchoSource::new(320, std::time::Duration::ZERO, 300, jitter)), 48_000);
         let (mut l, mut r) = (vec![0f32; 256], vec![0f32; 256]);
         let mut out = Vec::new();
         for (block, n) in block_sizes(5).take(400).enumerate() {
