@@ -1,6 +1,6 @@
 //! `cargo xtask eval prior`: what the generator plays, judged on its audio. For each style, a
 //! few seeds are rendered through the plugin's offline path (`cantor render`'s code) and scored
-//! for style (a nearest-centroid classifier fitted on real corpus clips), tempo and key (the
+//! for style (a logistic-regression classifier fitted on real corpus clips), tempo and key (the
 //! estimators of `music`), diversity across seeds, and the stability of a long take.
 
 use super::music::{autocorrelation, bar_similarity, estimate_key, phrase_contrast, spectrogram, tempo_adherent};
@@ -52,30 +52,64 @@ pub fn style_features(x: &[f32], bpm: f64) -> Vec<f64> {
     out
 }
 
-/// Nearest-centroid classifier over standardised features.
+/// Multinomial logistic regression over standardised features (full-batch gradient descent
+/// with L2 weight decay, from zero weights: deterministic).
+///
+/// Why not nearest centroid (sessions 2-3): 64 of the features describe timbre, which the corpus
+/// varies at random across instrument families, and a centroid weighs them all equally; it
+/// recognised 31% of real test clips. A learned linear model weighs the rhythm features that
+/// tell a jig from a reel.
 pub struct StyleClassifier {
     mean: Vec<f64>,
     std: Vec<f64>,
-    centroids: Vec<Vec<f64>>,
+    /// [class][feature], and one bias per class.
+    weights: Vec<Vec<f64>>,
+    bias: Vec<f64>,
 }
 
 impl StyleClassifier {
+    const STEPS: usize = 2000;
+    const LEARNING_RATE: f64 = 0.5;
+    const WEIGHT_DECAY: f64 = 1e-2;
+
     /// Fit on (features, style index) pairs.
     pub fn fit(data: &[(Vec<f64>, usize)]) -> Self {
         let d = data[0].0.len();
         let n = data.len() as f64;
         let mean: Vec<f64> = (0..d).map(|j| data.iter().map(|(f, _)| f[j]).sum::<f64>() / n).collect();
         let std: Vec<f64> = (0..d).map(|j| (data.iter().map(|(f, _)| (f[j] - mean[j]).powi(2)).sum::<f64>() / n).sqrt().max(1e-9)).collect();
-        let mut sums = vec![vec![0.0; d]; STYLES.len()];
-        let mut counts = vec![0.0; STYLES.len()];
-        for (f, s) in data {
-            for j in 0..d {
-                sums[*s][j] += (f[j] - mean[j]) / std[j];
+        let mut clf = Self { mean, std, weights: vec![vec![0.0; d]; STYLES.len()], bias: vec![0.0; STYLES.len()] };
+        let xs: Vec<Vec<f64>> = data.iter().map(|(f, _)| clf.standardise(f)).collect();
+        for _ in 0..Self::STEPS {
+            let mut gw = vec![vec![0.0; d]; STYLES.len()];
+            let mut gb = vec![0.0; STYLES.len()];
+            for (x, (_, label)) in xs.iter().zip(data) {
+                let p = clf.probabilities(x);
+                for c in 0..STYLES.len() {
+                    let err = p[c] - if c == *label { 1.0 } else { 0.0 };
+                    gb[c] += err / n;
+                    for j in 0..d {
+                        gw[c][j] += err * x[j] / n;
+                    }
+                }
             }
-            counts[*s] += 1.0;
+            for c in 0..STYLES.len() {
+                clf.bias[c] -= Self::LEARNING_RATE * gb[c];
+                for j in 0..d {
+                    clf.weights[c][j] -= Self::LEARNING_RATE * (gw[c][j] + Self::WEIGHT_DECAY * clf.weights[c][j]);
+                }
+            }
         }
-        let centroids = sums.iter().zip(&counts).map(|(s, c)| s.iter().map(|v| v / f64::max(*c, 1.0)).collect()).collect();
-        Self { mean, std, centroids }
+        clf
+    }
+
+    /// Class probabilities of standardised features.
+    fn probabilities(&self, z: &[f64]) -> Vec<f64> {
+        let logits: Vec<f64> = self.weights.iter().zip(&self.bias).map(|(w, b)| b + w.iter().zip(z).map(|(a, x)| a * x).sum::<f64>()).collect();
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+        let total: f64 = e.iter().sum();
+        e.iter().map(|v| v / total).collect()
     }
 
     pub fn standardise(&self, f: &[f64]) -> Vec<f64> {
@@ -83,9 +117,8 @@ impl StyleClassifier {
     }
 
     pub fn predict(&self, f: &[f64]) -> usize {
-        let z = self.standardise(f);
-        let dist = |c: &Vec<f64>| c.iter().zip(&z).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
-        (0..self.centroids.len()).min_by(|&a, &b| dist(&self.centroids[a]).total_cmp(&dist(&self.centroids[b]))).unwrap_or(0)
+        let p = self.probabilities(&self.standardise(f));
+        (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0)
     }
 }
 
@@ -217,7 +250,7 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
          Command: `cargo xtask eval prior --seeds {seeds} --seconds {seconds}`; every style at a typical tempo, keys and instruments rotating with the seed, rendered through the plugin's offline path.\n\n\
          | style | style recognised | tempo within 5% | key right |\n|---|---|---|---|\n{rows}\
          | **all** | **{:.0}%** | **{:.0}%** | **{:.0}%** |\n\n\
-         Targets: style at least 80% (chance {:.0}%), tempo at least 80%, key at least 70%. The style classifier (nearest centroid over timbre and beat-relative rhythm features) recognises {:.0}% of real test clips; the estimators' own agreement on real clips is in the estimators section.\n\n\
+         Targets: style at least 80% (chance {:.0}%), tempo at least 80%, key at least 70%. The style classifier (logistic regression over timbre and beat-relative rhythm features) recognises {:.0}% of real test clips; the estimators' own agreement on real clips is in the estimators section.\n\n\
          Diversity across seeds (mean standardised feature distance between two takes of one style): {div:.2}.\n\n\
          Stability over {stability_seconds:.0} s: finite samples {finite}, quietest 5 s window {quietest:.1} dBFS, identical consecutive windows {repeats}.\n\n         Long-range structure (phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart, 40 s takes): real test pieces {real_phrase:+.3}; generated reels with phrase-position conditioning {with_phrase:+.3}, without {without_phrase:+.3}.\n",
         pct(style_ok),
