@@ -101,6 +101,15 @@ impl Dense {
         Ok(Self { weights, bias, inputs })
     }
 
+    /// `y = W x + b` for one row, quantising `x` into `xq` first when the weights are q8_0.
+    #[inline(always)]
+    pub(crate) fn apply_one<const AVX2: bool>(&self, x: &[f32], xq: &mut Q8, y: &mut [f32]) {
+        if matches!(self.weights, Weights::Q8(_)) {
+            xq.quantize(&x[..self.inputs]);
+        }
+        self.apply::<AVX2>(&[x], &[xq], &mut [y]);
+    }
+
     /// `ys[r] = W xs[r] + b` for every row r; `xq[r]` is `xs[r]` in q8_0 (unused for f32
     /// weights). Each weight row is read once for all rows.
     #[inline(always)]
@@ -122,7 +131,8 @@ impl Dense {
                         for (o, (wq, wd)) in rows.enumerate() {
                             #[cfg(target_arch = "x86_64")]
                             if AVX2 {
-                                // SAFETY: AVX2 and FMA were detected (`FastPrior::new`).
+                                // SAFETY: callers pass AVX2 = true only on CPUs where
+                                // `has_avx2_fma()` held.
                                 y[o] = self.bias[o] + unsafe { avx2::dot_q8(wq, wd, x) };
                                 continue;
                             }
@@ -132,6 +142,7 @@ impl Dense {
                     ([x0, x1], [y0, y1]) => {
                         for (o, (wq, wd)) in rows.enumerate() {
                             #[cfg(target_arch = "x86_64")]
+                            // SAFETY: as above.
                             let (a, b) = if AVX2 { unsafe { avx2::dot_q8_pair(wq, wd, x0, x1) } } else { dot_q8_pair(wq, wd, x0, x1) };
                             #[cfg(not(target_arch = "x86_64"))]
                             let (a, b) = dot_q8_pair(wq, wd, x0, x1);
@@ -166,18 +177,18 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-pub(crate) fn reduce16(l: &[f32; 16]) -> f32 {
+fn reduce16(l: &[f32; 16]) -> f32 {
     let mut h = [0f32; 8];
     for i in 0..8 {
         h[i] = l[i] + l[i + 8];
     }
-    ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]))
+    hsum8(h)
 }
 
 /// The int32 sums of a block's 32 products in 8 lanes of 4 (lane l: products 4l..4l+4): the
 /// grouping AVX2's `maddubs` + `madd` produce, so both builds compute the same numbers.
 #[inline(always)]
-pub(crate) fn block_lanes(a: &[i8], b: &[i8]) -> [i32; 8] {
+fn block_lanes(a: &[i8], b: &[i8]) -> [i32; 8] {
     let mut lanes = [0i32; 8];
     for l in 0..8 {
         for i in 4 * l..4 * l + 4 {
@@ -198,7 +209,7 @@ pub(crate) fn hsum8(l: [f32; 8]) -> f32 {
 /// One q8_0 weight row times one quantised input: per block, each lane's int32 sum is scaled
 /// and accumulated with a fused multiply-add, as the AVX2 kernel does.
 #[inline(always)]
-pub(crate) fn dot_q8(wq: &[i8], wd: &[f32], x: &Q8) -> f32 {
+fn dot_q8(wq: &[i8], wd: &[f32], x: &Q8) -> f32 {
     let mut acc = [0f32; 8];
     for ((w, q), (&wd, &xd)) in wq.chunks_exact(QK).zip(x.qs.chunks_exact(QK)).zip(wd.iter().zip(&x.d)) {
         let s = block_lanes(w, q);
@@ -212,7 +223,7 @@ pub(crate) fn dot_q8(wq: &[i8], wd: &[f32], x: &Q8) -> f32 {
 
 /// `dot_q8` for two inputs, reading the weight row once.
 #[inline(always)]
-pub(crate) fn dot_q8_pair(wq: &[i8], wd: &[f32], x0: &Q8, x1: &Q8) -> (f32, f32) {
+fn dot_q8_pair(wq: &[i8], wd: &[f32], x0: &Q8, x1: &Q8) -> (f32, f32) {
     (dot_q8(wq, wd, x0), dot_q8(wq, wd, x1))
 }
 
@@ -318,7 +329,7 @@ impl Norm {
 }
 
 #[inline(always)]
-pub(crate) fn sum(x: &[f32]) -> f32 {
+fn sum(x: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     for c in x.chunks_exact(8) {
         for i in 0..8 {

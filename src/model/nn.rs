@@ -21,10 +21,8 @@ impl LayerNorm {
             eps: 1e-5,
         })
     }
-}
 
-impl LayerNorm {
-    /// Weight, bias and epsilon (for the prior's hand-written inference path).
+    /// Weight, bias and epsilon (for the hand-written inference paths, `model::cpu`).
     pub fn parts(&self) -> (&Tensor, &Tensor, f64) {
         (&self.weight, &self.bias, self.eps)
     }
@@ -75,18 +73,7 @@ impl Linear {
             Self::Quantized { bias, .. } => bias.dim(0),
         }
     }
-}
 
-/// A linear layer's weight as stored, for code that multiplies it itself.
-pub enum LinearWeight {
-    /// [out, in], f32 (also what any other quantisation is widened to).
-    F32(Tensor),
-    /// GGML q8_0 blocks, raw bytes: per output row, `inputs / 32` blocks of an f16 scale
-    /// and 32 int8 values.
-    Q8_0 { bytes: Vec<u8>, inputs: usize },
-}
-
-impl Linear {
     /// The weight as stored (q8_0 kept as blocks, other formats widened to f32) and the bias.
     pub fn export(&self) -> Result<(LinearWeight, Tensor)> {
         let (weight, bias) = match self {
@@ -107,6 +94,15 @@ impl Linear {
         };
         Ok((weight, bias.to_dtype(DType::F32)?))
     }
+}
+
+/// A linear layer's weight as stored, for code that multiplies it itself.
+pub enum LinearWeight {
+    /// [out, in], f32 (also what any other quantisation is widened to).
+    F32(Tensor),
+    /// GGML q8_0 blocks, raw bytes: per output row, `inputs / 32` blocks of an f16 scale
+    /// and 32 int8 values.
+    Q8_0 { bytes: Vec<u8>, inputs: usize },
 }
 
 impl Module for Linear {

@@ -162,15 +162,6 @@ impl FastDecoder {
         self.frame_body::<true>(st, codes)
     }
 
-    /// `dense(src) -> dst` for one row.
-    #[inline(always)]
-    fn dense<const AVX2: bool>(layer: &Dense, xq: &mut Q8, x: &[f32], y: &mut [f32]) {
-        if matches!(layer.weights, cpu::Weights::Q8(_)) {
-            xq.quantize(&x[..layer.inputs]);
-        }
-        layer.apply::<AVX2>(&[x], &[xq], &mut [y]);
-    }
-
     /// One code frame through the network, into the windowed frame `st.frame`.
     #[inline(always)]
     fn frame_body<const AVX2: bool>(&self, st: &mut FastDecoderState, codes: &[u32]) {
@@ -182,7 +173,7 @@ impl FastDecoder {
                 *z += v;
             }
         }
-        Self::dense::<AVX2>(&self.input, &mut st.xq, &st.z, &mut st.x);
+        self.input.apply_one::<AVX2>(&st.z, &mut st.xq, &mut st.x);
         for (b, history) in self.blocks.iter().zip(st.histories.iter_mut()) {
             // Depthwise causal convolution over the history and this frame.
             st.y.copy_from_slice(&b.dw_bias);
@@ -198,15 +189,15 @@ impl FastDecoder {
                 history[(hist - 1) * d..].copy_from_slice(&st.x);
             }
             b.norm.apply(&st.y, &mut st.h);
-            Self::dense::<AVX2>(&b.up, &mut st.xq, &st.h, &mut st.hidden);
+            b.up.apply_one::<AVX2>(&st.h, &mut st.xq, &mut st.hidden);
             gelu(&mut st.hidden);
-            Self::dense::<AVX2>(&b.down, &mut st.xq, &st.hidden, &mut st.y);
+            b.down.apply_one::<AVX2>(&st.hidden, &mut st.xq, &mut st.y);
             for c in 0..d {
                 st.x[c] += st.y[c] * b.gamma[c];
             }
         }
         self.norm.apply(&st.x, &mut st.h);
-        Self::dense::<AVX2>(&self.head, &mut st.xq, &st.h, &mut st.spec);
+        self.head.apply_one::<AVX2>(&st.h, &mut st.xq, &mut st.spec);
         // Log-magnitude (clamped as in training) and phase → spectrum; the DC and Nyquist bins'
         // imaginary parts do not reach a real signal (the matrix form multiplies them by 0).
         for k in 0..self.bins {

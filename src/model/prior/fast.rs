@@ -291,14 +291,7 @@ impl FastPrior {
         for ((st, toks), cond) in states.iter_mut().zip(tokens).zip(conds) {
             let slot = (st.step % w as u64) as usize;
             st.slot_steps[slot] = Some(st.step);
-            for o in 0..d {
-                st.x[o] = self.cond.bias[o];
-            }
-            if let Weights::F32(wc) = &self.cond.weights {
-                for (o, row) in wc.chunks_exact(COND_DIM).enumerate() {
-                    st.x[o] += dot(row, cond);
-                }
-            }
+            self.cond.apply_one::<AVX2>(cond, &mut st.xq, &mut st.x);
             for (table, &t) in self.embeds.iter().zip(toks.iter()) {
                 let e = &table[t as usize * d..(t as usize + 1) * d];
                 for o in 0..d {

@@ -125,8 +125,17 @@ pub struct Prior {
     fast: Option<fast::FastPrior>,
 }
 
-/// Generation state of one stream: per-layer caches, which step each slot holds, the step count.
-pub struct PriorState {
+/// Generation state of one stream: the hand-written CPU path's (`fast`) or candle's tensors'.
+pub struct PriorState(StateKind);
+
+enum StateKind {
+    /// One row on the CPU with the fast path on: its cache and buffers.
+    Fast(fast::FastState),
+    Tensors(TensorState),
+}
+
+/// Candle's generation state: per-layer caches, which step each slot holds, the step count.
+struct TensorState {
     caches: Vec<LayerCache>,
     slot_steps: Vec<Option<u64>>,
     step: u64,
@@ -134,17 +143,17 @@ pub struct PriorState {
     /// ALiBi slope per head (fixed), and the per-step bias [heads, window] built from them.
     slopes: Vec<f32>,
     bias: Vec<f32>,
-    /// The fast path's cache and buffers, when the state was made for it (then `caches` is empty).
-    fast: Option<fast::FastState>,
 }
 
 impl PriorState {
     /// Forget everything (a reset). Old cache contents stay in memory but are masked out.
     pub fn clear(&mut self) {
-        self.slot_steps.fill(None);
-        self.step = 0;
-        if let Some(f) = &mut self.fast {
-            f.clear();
+        match &mut self.0 {
+            StateKind::Fast(f) => f.clear(),
+            StateKind::Tensors(t) => {
+                t.slot_steps.fill(None);
+                t.step = 0;
+            }
         }
     }
 }
@@ -207,33 +216,29 @@ impl Prior {
     /// A generation state of `batch` rows. One row on the CPU with the fast path on gets a fast
     /// state; anything else runs on candle's tensors.
     pub fn new_state(&self, batch: usize, device: &Device) -> Result<PriorState> {
-        let fast = match &self.fast {
-            Some(f) if batch == 1 && device.is_cpu() => Some(f.new_state()),
-            _ => None,
-        };
-        let caches = if fast.is_some() {
-            Vec::new()
-        } else {
-            self.blocks.iter().map(|b| b.attn.new_cache(batch, self.cfg.window, device)).collect::<Result<Vec<_>>>()?
-        };
-        Ok(PriorState {
-            fast,
-            caches,
+        if let Some(f) = self.fast.as_ref().filter(|_| batch == 1 && device.is_cpu()) {
+            return Ok(PriorState(StateKind::Fast(f.new_state())));
+        }
+        Ok(PriorState(StateKind::Tensors(TensorState {
+            caches: self.blocks.iter().map(|b| b.attn.new_cache(batch, self.cfg.window, device)).collect::<Result<Vec<_>>>()?,
             slot_steps: vec![None; self.cfg.window],
             step: 0,
             batch,
             slopes: transformer::alibi_slopes(self.cfg.n_heads),
             bias: vec![0.0; self.cfg.n_heads * self.cfg.window],
-        })
+        })))
     }
 
     /// One step for every row of the state: tokens [batch * levels], conditioning
     /// [batch * COND_DIM] → logits [batch * levels * codebook_size] (row-major).
     pub fn step(&self, state: &mut PriorState, tokens: &[u32], cond: &[f32]) -> Result<Vec<f32>> {
-        if let Some(fs) = &mut state.fast {
-            self.fast_path()?.step(&mut [fs], &[tokens], &[cond])?;
-            return Ok(fs.logits.clone());
-        }
+        let state = match &mut state.0 {
+            StateKind::Fast(fs) => {
+                self.fast_path()?.step(&mut [fs], &[tokens], &[cond])?;
+                return Ok(fs.logits.clone());
+            }
+            StateKind::Tensors(t) => t,
+        };
         let (b, w, h) = (state.batch, self.cfg.window, self.cfg.n_heads);
         if tokens.len() != b * self.cfg.n_levels || cond.len() != b * COND_DIM {
             candle_core::bail!("prior step: {} tokens and {} conditioning values for a batch of {b}", tokens.len(), cond.len());
@@ -264,7 +269,7 @@ impl Prior {
     /// unconditional streams), each with its own tokens and conditioning. On the fast path both
     /// rows share one pass over the weights.
     pub fn step_pair(&self, a: &mut PriorState, b: &mut PriorState, rows: [(&[u32], &[f32]); 2]) -> Result<(Vec<f32>, Vec<f32>)> {
-        if let (Some(fa), Some(fb)) = (&mut a.fast, &mut b.fast) {
+        if let (StateKind::Fast(fa), StateKind::Fast(fb)) = (&mut a.0, &mut b.0) {
             self.fast_path()?.step(&mut [fa, fb], &[rows[0].0, rows[1].0], &[rows[0].1, rows[1].1])?;
             return Ok((fa.logits.clone(), fb.logits.clone()));
         }
