@@ -21,6 +21,7 @@ pub mod generator;
 pub mod neural_source;
 pub mod reader;
 pub mod shared;
+pub mod silence_watch;
 pub mod source;
 pub mod spectrogram;
 pub mod stereo;

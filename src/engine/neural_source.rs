@@ -2,6 +2,7 @@
 //! steered by the knob snapshot, the codec's streaming decoder turns them into 24 kHz audio.
 //! Runs on the generator thread only (it allocates, and takes a few milliseconds per call).
 
+use super::silence_watch::SilenceWatch;
 use super::{FrameSource, KnobSnapshot};
 use crate::model::codec::fast::FastDecoderState;
 use crate::model::codec::DecoderState;
@@ -33,6 +34,12 @@ pub struct NeuralSource {
     /// Whether the prior is told where it is in the 8-bar phrase (off only to measure what
     /// that conditioning does: `cargo xtask eval prior`).
     phrase: bool,
+    /// The seed of the current piece (from `reset`), from which fresh starts derive theirs.
+    piece_seed: u64,
+    /// Fresh starts since the last reset: the prior fell silent and was restarted this often.
+    fresh_starts: u64,
+    /// Notices when the music has faded into silence and stays there.
+    silence: SilenceWatch,
 }
 
 impl NeuralSource {
@@ -40,7 +47,13 @@ impl NeuralSource {
         let stream = PriorStream::new(&model.prior, &model.device, 0).map_err(|e| e.to_string())?;
         let decoder = DecoderState::new(&model.codec.decoder);
         let fast_decoder = model.codec.fast_decoder.as_ref().map(|f| f.new_state());
-        Ok(Self { model, stream, decoder, fast_decoder, beats: 0.0, reset_position: Some(0), codes: Vec::new(), phrase: true })
+        let silence = SilenceWatch::new(model.codec.cfg.sample_rate);
+        Ok(Self { model, stream, decoder, fast_decoder, beats: 0.0, reset_position: Some(0), codes: Vec::new(), phrase: true, piece_seed: 0, fresh_starts: 0, silence })
+    }
+
+    /// How often the prior fell silent and was given a fresh context since the last reset.
+    pub fn fresh_starts(&self) -> u64 {
+        self.fresh_starts
     }
 
     /// Switch the phrase-position conditioning off (an ablation for evaluation).
@@ -72,7 +85,10 @@ impl FrameSource for NeuralSource {
     }
 
     fn reset(&mut self, seed: u64, position: u64) {
-        self.stream.reset(&self.model.prior, piece_seed(seed, position));
+        self.piece_seed = piece_seed(seed, position);
+        self.fresh_starts = 0;
+        self.silence.reset();
+        self.stream.reset(&self.model.prior, self.piece_seed);
         self.decoder = DecoderState::new(&self.model.codec.decoder);
         self.fast_decoder = self.model.codec.fast_decoder.as_ref().map(|f| f.new_state());
         self.reset_position = Some(position);
@@ -115,6 +131,14 @@ impl FrameSource for NeuralSource {
         // A last guard: the audio thread must never see NaN or a blown-up sample.
         for v in &mut out[start..] {
             *v = if v.is_finite() { v.clamp(-4.0, 4.0) } else { 0.0 };
+        }
+        // Silent for seconds: the prior's context holds nothing but silence, which it would
+        // continue forever. Start it afresh (empty context, a seed of its own); the decoder
+        // and the beat grid carry on, so the music re-enters in time.
+        if self.silence.push(&out[start..]) {
+            self.fresh_starts += 1;
+            let seed = self.piece_seed ^ self.fresh_starts.wrapping_mul(0x9E3779B97F4A7C15);
+            self.stream.reset(&self.model.prior, seed);
         }
         Ok(())
     }
