@@ -7,6 +7,7 @@ use super::music::{autocorrelation, bar_similarity, estimate_key, phrase_contras
 use crate::dataset::recipe::{ClipRecipe, DatasetConfig};
 use crate::dataset::{ClipSource, Dataset};
 use anyhow::Result;
+use cantor::engine::silence_watch::QUIET_DBFS;
 use cantor::model::spectral::mel_filterbank;
 use cantor::model::vocab::{INSTRUMENT_FAMILIES, KEY_NAMES, STYLES};
 use cantor::plugin::render::{render, RenderSettings};
@@ -192,6 +193,20 @@ pub fn phrase_factory(pair: std::sync::Arc<cantor::model::pair::ModelPair>) -> i
 
 /// The whole evaluation; returns the EVAL.md section. `phrase_factory(false)` must make
 /// sources without phrase conditioning (the ablation).
+/// The longest stretch and the total time (seconds) that `x` spends below `dbfs`, measured in
+/// half-second windows: what a listener hears as the music dropping out.
+pub fn quiet_stretches(x: &[f32], sample_rate: u32, dbfs: f32) -> (f64, f64) {
+    let win = (sample_rate / 2).max(1) as usize;
+    let quiet: Vec<bool> = x.chunks(win).filter(|w| w.len() == win).map(|w| 10.0 * ((w.iter().map(|v| v * v).sum::<f32>() / win as f32) + 1e-12).log10() < dbfs).collect();
+    let (mut longest, mut run) = (0usize, 0usize);
+    for &q in &quiet {
+        run = if q { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let total = quiet.iter().filter(|&&q| q).count();
+    (longest as f64 * 0.5, total as f64 * 0.5)
+}
+
 pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(bool) -> SourceFactory, seeds: u32, seconds: f64, stability_seconds: f64, classifier_clips: usize) -> Result<String> {
     let ds = Dataset::build(&DatasetConfig::default())?;
     let (clf, real_accuracy) = real_style_classifier(&ds, classifier_clips)?;
@@ -242,6 +257,7 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
     let finite = mono.iter().all(|v| v.is_finite());
     let quietest = windows.iter().map(|w| 10.0 * ((w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32) as f64 + 1e-12).log10()).fold(f64::INFINITY, f64::min);
     let repeats = windows.windows(2).filter(|p| p[0] == p[1]).count();
+    let (longest_quiet, total_quiet) = quiet_stretches(&mono, SR, QUIET_DBFS);
     let real_phrase = real_phrase_contrast(&ds, classifier_clips.min(20))?;
     let with_phrase = generated_phrase_contrast(phrase_factory, true, seeds)?;
     let without_phrase = generated_phrase_contrast(phrase_factory, false, seeds)?;
@@ -252,7 +268,8 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
          | **all** | **{:.0}%** | **{:.0}%** | **{:.0}%** |\n\n\
          Targets: style at least 80% (chance {:.0}%), tempo at least 80%, key at least 70%. The style classifier (logistic regression over timbre and beat-relative rhythm features) recognises {:.0}% of real test clips; the estimators' own agreement on real clips is in the estimators section.\n\n\
          Diversity across seeds (mean standardised feature distance between two takes of one style): {div:.2}.\n\n\
-         Stability over {stability_seconds:.0} s: finite samples {finite}, quietest 5 s window {quietest:.1} dBFS, identical consecutive windows {repeats}.\n\n         Long-range structure (phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart, 40 s takes): real test pieces {real_phrase:+.3}; generated reels with phrase-position conditioning {with_phrase:+.3}, without {without_phrase:+.3}.\n",
+         Stability over {stability_seconds:.0} s: finite samples {finite}, quietest 5 s window {quietest:.1} dBFS, identical consecutive windows {repeats}; below {QUIET_DBFS:.0} dBFS for {total_quiet:.1} s in all, the longest stretch {longest_quiet:.1} s (half-second windows).\n\n\
+         Long-range structure (phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart, 40 s takes): real test pieces {real_phrase:+.3}; generated reels with phrase-position conditioning {with_phrase:+.3}, without {without_phrase:+.3}.\n",
         pct(style_ok),
         pct(tempo_ok),
         pct(key_ok),
@@ -264,6 +281,16 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiet_stretches_are_measured_in_half_seconds() {
+        // 2 s loud, 3 s at -60 dBFS, 1 s loud, 1 s silent (at 1 kHz).
+        let mut x = vec![0.1f32; 2000];
+        x.extend(vec![0.001f32; 3000]);
+        x.extend(vec![0.1f32; 1000]);
+        x.extend(vec![0.0f32; 1000]);
+        assert_eq!(quiet_stretches(&x, 1000, -45.0), (3.0, 4.0));
+    }
 
     #[test]
     fn the_classifier_separates_two_kinds_of_clip() {
