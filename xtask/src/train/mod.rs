@@ -46,6 +46,7 @@ impl RunArgs {
 
 /// Where one model's training files live: the run folder in the cache, and the committed copies
 /// (the resume point, the shipped weights and the metrics log).
+#[derive(Debug, Clone)]
 pub struct RunPaths {
     pub out: PathBuf,
     pub checkpoint: PathBuf,
@@ -70,6 +71,25 @@ impl RunPaths {
             published_weights: root.join(format!("assets/models/{model}.safetensors")),
             out,
             custom,
+        }
+    }
+
+    /// A side run of the same model (e.g. a learning-rate cool-down): its own folder beside this
+    /// run's and its own log beside this run's log; it ships to the same weights file.
+    pub fn branch(&self, name: &str) -> Self {
+        let sibling = |p: &Path, suffix: &str| {
+            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
+            p.with_file_name(format!("{stem}-{name}{suffix}"))
+        };
+        let out = sibling(&self.out, "");
+        Self {
+            checkpoint: out.join("checkpoint.safetensors"),
+            best: out.join("best.safetensors"),
+            log: if self.custom { out.join("log.jsonl") } else { sibling(&self.log, ".jsonl") },
+            published_checkpoint: sibling(&self.published_checkpoint, ".safetensors"),
+            published_weights: self.published_weights.clone(),
+            out,
+            custom: self.custom,
         }
     }
 

@@ -37,6 +37,12 @@ pub struct PriorTrainArgs {
     /// Tiny model (tests, smoke runs).
     #[arg(long)]
     pub tiny: bool,
+    /// Cool down instead of training on: branch from the main run's checkpoint into
+    /// cache/train/prior-anneal and decay the learning rate linearly to zero over this many
+    /// steps (warmup-stable-decay). The main run stays resumable at its constant rate; with
+    /// `--publish`, only the branch's best weights are shipped.
+    #[arg(long, default_value_t = 0)]
+    pub anneal_steps: u64,
 }
 
 
@@ -56,6 +62,9 @@ struct TrainState {
     /// Best held-out negative log-likelihood per code (nats) so far.
     best_valid_nll: Option<f64>,
     config: PriorConfig,
+    /// Set on a cool-down branch: the main run's step it branched from.
+    #[serde(default)]
+    anneal_from: Option<u64>,
 }
 
 /// One training crop: clip, first frame, and which conditions were dropped.
@@ -162,9 +171,18 @@ pub fn default_tokens_dir() -> Result<PathBuf> {
 
 pub fn train(args: &PriorTrainArgs) -> Result<()> {
     let device = Device::Cpu;
-    let paths = super::RunPaths::new("prior", args.run.out.as_deref());
+    let main_run = super::RunPaths::new("prior", args.run.out.as_deref());
+    let annealing = args.anneal_steps > 0;
+    let paths = if annealing { main_run.branch("anneal") } else { main_run.clone() };
     std::fs::create_dir_all(&paths.out)?;
     let (ckpt_path, best_path, log) = (&paths.checkpoint, &paths.best, &paths.log);
+    if args.run.publish && annealing {
+        anyhow::ensure!(best_path.exists(), "no cool-down weights at {}: run with --anneal-steps first", best_path.display());
+        std::fs::copy(best_path, &paths.published_weights)?;
+        let (state, _): (TrainState, _) = super::load_checkpoint(ckpt_path, CHECKPOINT_KIND)?;
+        println!("published the cool-down branch's best weights (step {}, best held-out NLL {:?} nats/code); the main checkpoint is unchanged", state.step, state.best_valid_nll);
+        return Ok(());
+    }
     if args.run.publish {
         let state: TrainState = super::publish(ckpt_path, CHECKPOINT_KIND, best_path, &paths.published_checkpoint, &paths.published_weights)?;
         println!("published step {} (best held-out NLL {:?} nats/code)", state.step, state.best_valid_nll);
@@ -178,7 +196,8 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
     let valid_set = TokenSet::load(&tokens, "valid")?;
     let unigram = train_set.unigram_entropy();
 
-    let resume_from = paths.resume_from();
+    // A cool-down branch resumes itself, or starts from wherever the main run would resume.
+    let resume_from = if annealing { Some(ckpt_path.clone()).filter(|p| p.exists()).or_else(|| main_run.resume_from()) } else { paths.resume_from() };
     let mut cfg = if args.tiny { PriorConfig::tiny() } else { PriorConfig::default() };
     cfg.n_levels = train_set.levels;
     cfg.codebook_size = train_set.codebook_size;
@@ -187,7 +206,7 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
     if cfg.delays.len() != cfg.n_levels {
         cfg.delays = (0..cfg.n_levels).map(|k| k.min(1)).collect();
     }
-    let mut state = TrainState { step: 0, best_valid_nll: None, config: cfg };
+    let mut state = TrainState { step: 0, best_valid_nll: None, config: cfg, anneal_from: None };
     let mut saved = Default::default();
     if let Some(p) = &resume_from {
         (state, saved) = super::load_checkpoint(p, CHECKPOINT_KIND)?;
@@ -200,6 +219,16 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
         println!("resuming from {} at step {}", p.display(), state.step);
         super::truncate_log_after(log, state.step)?;
     }
+    match (annealing, state.anneal_from) {
+        (true, None) => state.anneal_from = Some(state.step),
+        (false, Some(from)) => anyhow::bail!("{} is a cool-down branch (from step {from}): resume the main run's checkpoint instead", resume_from.as_deref().unwrap_or(ckpt_path).display()),
+        _ => {}
+    }
+    // The branch ends when its rate reaches zero.
+    let last_step = match state.anneal_from {
+        Some(from) => args.run.steps.min(from + args.anneal_steps),
+        None => args.run.steps,
+    };
     let cfg = state.config.clone();
     let vm = VarMap::new();
     let prior = Prior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device))?;
@@ -226,11 +255,15 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
     let mut clock = super::RunClock::new(&args.run);
     let mut window_start = Instant::now();
     let (mut acc, mut acc_n) = (0f64, 0u64);
-    while state.step < args.run.steps {
+    while state.step < last_step {
         let crops = draw_crops(&train_set, state.step, args.batch, cfg.window, true);
         let (tokens, cond, rows, targets) = batch_tensors(&train_set, &crops, &cfg, &device)?;
         let l = loss(&prior, &tokens, &cond, &rows, &targets)?;
-        let (norm, lr) = opt.minimize(&l, args.lr, state.step)?;
+        let base_lr = match state.anneal_from {
+            Some(from) => args.lr * (1.0 - (state.step - from) as f64 / args.anneal_steps as f64).max(0.0),
+            None => args.lr,
+        };
+        let (norm, lr) = opt.minimize(&l, base_lr, state.step)?;
         state.step += 1;
         acc += l.to_scalar::<f32>()? as f64;
         acc_n += 1;
@@ -260,7 +293,7 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
             (acc, acc_n) = (0.0, 0);
             window_start = Instant::now();
         }
-        if clock.checkpoint_due(state.step == args.run.steps) {
+        if clock.checkpoint_due(state.step == last_step) {
             super::save_checkpoint(ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, Default::default())?;
         }
         if clock.out_of_time() {
@@ -351,7 +384,7 @@ mod tests {
     }
 
     fn args(tokens: &Path, out: &Path, steps: u64) -> PriorTrainArgs {
-        PriorTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, lr: 1e-3, valid_every: 4, tokens: Some(tokens.to_path_buf()), tiny: true }
+        PriorTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, lr: 1e-3, valid_every: 4, tokens: Some(tokens.to_path_buf()), tiny: true, anneal_steps: 0 }
     }
 
     #[test]
@@ -371,6 +404,30 @@ mod tests {
         assert!(log.lines().any(|l| l.contains("valid_nll")));
         let prior = Prior::from_bytes(&std::fs::read(a.join("best.safetensors")).unwrap(), &Device::Cpu).unwrap();
         assert_eq!(prior.cfg.codec_id, "test-codec");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn a_cool_down_branch_decays_to_zero_and_leaves_the_main_run_resumable() {
+        let base = std::env::temp_dir().join(format!("cantor-prior-anneal-{}", std::process::id()));
+        let (tokens, main) = (base.join("tokens"), base.join("main"));
+        write_tokens(&tokens);
+        train(&args(&tokens, &main, 6)).unwrap();
+        let main_ckpt = std::fs::read(main.join("checkpoint.safetensors")).unwrap();
+        train(&PriorTrainArgs { anneal_steps: 4, ..args(&tokens, &main, 100) }).unwrap();
+        let branch = base.join("main-anneal");
+        let (state, _): (TrainState, _) = super::super::load_checkpoint(&branch.join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
+        assert_eq!((state.step, state.anneal_from), (10, Some(6)), "the branch runs exactly its steps");
+        // Logged at step 8: the update from step 7, a quarter of the way down (and still warming up).
+        let logged: Vec<serde_json::Value> = std::fs::read_to_string(branch.join("log.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let at8 = logged.iter().find(|r| r["step"] == 8).expect("step 8 logged");
+        let expected = 1e-3 * 0.75 * 8.0 / super::super::optim::WARMUP_STEPS as f64;
+        assert!((at8["lr"].as_f64().unwrap() - expected).abs() < 1e-12, "{at8}");
+        assert_eq!(std::fs::read(main.join("checkpoint.safetensors")).unwrap(), main_ckpt, "the main run is untouched");
+        // The branch cannot be mistaken for the main run.
+        std::fs::copy(branch.join("checkpoint.safetensors"), main.join("checkpoint.safetensors")).unwrap();
+        let err = train(&args(&tokens, &main, 12)).unwrap_err().to_string();
+        assert!(err.contains("cool-down branch"), "{err}");
         let _ = std::fs::remove_dir_all(&base);
     }
 }
