@@ -148,6 +148,7 @@ pub fn tokenize(codec_weights: &Path, quick: bool, hours: f64, valid_hours: f64)
         let bar = progress(take.len() as u64, &format!("tokenising {split}"));
         let hop = codec.cfg.hop();
         let mut failed = 0;
+        let mut first_error = None;
         for clip in take {
             bar.inc(1);
             let audio = match source.render(clip) {
@@ -155,6 +156,7 @@ pub fn tokenize(codec_weights: &Path, quick: bool, hours: f64, valid_hours: f64)
                 Err(e) => {
                     failed += 1;
                     bar.println(format!("{}: {e}", clip.id));
+                    first_error.get_or_insert_with(|| format!("{}: {e}", clip.id));
                     continue;
                 }
             };
@@ -168,6 +170,14 @@ pub fn tokenize(codec_weights: &Path, quick: bool, hours: f64, valid_hours: f64)
             set.codes.extend(codes.iter().flatten().map(|&c| c as u16));
         }
         bar.finish();
+        // A partial corpus would train a different prior and break exact resume: refuse it
+        // (session 5 lost half the clips to a soundfont that was not installed, silently).
+        if let Some(e) = first_error {
+            anyhow::bail!(
+                "{failed} {split} clips failed to render (first: {e}); nothing was saved. Are both soundfonts installed? \
+                 apt-get install fluid-soundfont-gm musescore-general-soundfont-lossless"
+            );
+        }
         set.save(&dir, split)?;
         let hours: f64 = set.clips.iter().map(|c| c.frames as f64 / set.frame_rate / 3600.0).sum();
         println!("{split}: {} clips, {hours:.2} h, {failed} failed to render, unigram entropy {:.3} nats/code", set.clips.len(), set.unigram_entropy());
