@@ -51,10 +51,6 @@ impl NeuralSource {
         Ok(Self { model, stream, decoder, fast_decoder, beats: 0.0, reset_position: Some(0), codes: Vec::new(), phrase: true, piece_seed: 0, fresh_starts: 0, silence })
     }
 
-    /// How often the prior fell silent and was given a fresh context since the last reset.
-    pub fn fresh_starts(&self) -> u64 {
-        self.fresh_starts
-    }
 
     /// Switch the phrase-position conditioning off (an ablation for evaluation).
     pub fn set_phrase_conditioning(&mut self, on: bool) {

@@ -20,7 +20,12 @@ const FOLLOW_SECONDS: f32 = 0.25;
 /// A level follower and the time spent below the threshold.
 #[derive(Debug, Clone)]
 pub struct SilenceWatch {
-    sample_rate: f32,
+    /// The follower's per-sample smoothing coefficient (from `FOLLOW_SECONDS`).
+    alpha: f32,
+    /// `QUIET_DBFS` as a mean square.
+    threshold: f32,
+    /// `QUIET_SECONDS` in samples.
+    quiet_limit: u64,
     /// Smoothed mean square of the output.
     level: f32,
     /// Samples spent with the smoothed level below the threshold.
@@ -30,7 +35,14 @@ pub struct SilenceWatch {
 impl SilenceWatch {
     pub fn new(sample_rate: u32) -> Self {
         // Starts "loud": a piece's first half-second of lead-in must not count as a dropout.
-        Self { sample_rate: sample_rate.max(1) as f32, level: 1.0, quiet_samples: 0 }
+        let rate = sample_rate.max(1) as f32;
+        Self {
+            alpha: 1.0 - (-1.0 / (FOLLOW_SECONDS * rate)).exp(),
+            threshold: 10f32.powf(QUIET_DBFS / 10.0),
+            quiet_limit: (QUIET_SECONDS * rate).ceil() as u64,
+            level: 1.0,
+            quiet_samples: 0,
+        }
     }
 
     /// Forget the past (a new piece).
@@ -42,17 +54,15 @@ impl SilenceWatch {
     /// Feed the samples just generated; true when the music has been silent for
     /// `QUIET_SECONDS` (the watch then starts counting again).
     pub fn push(&mut self, samples: &[f32]) -> bool {
-        let threshold = 10f32.powf(QUIET_DBFS / 10.0);
-        let alpha = 1.0 - (-1.0 / (FOLLOW_SECONDS * self.sample_rate)).exp();
         for &v in samples {
-            self.level += alpha * (v * v - self.level);
-            if self.level < threshold {
+            self.level += self.alpha * (v * v - self.level);
+            if self.level < self.threshold {
                 self.quiet_samples += 1;
             } else {
                 self.quiet_samples = 0;
             }
         }
-        let fired = self.quiet_samples as f32 >= QUIET_SECONDS * self.sample_rate;
+        let fired = self.quiet_samples >= self.quiet_limit;
         if fired {
             self.quiet_samples = 0;
         }

@@ -191,13 +191,16 @@ pub fn phrase_factory(pair: std::sync::Arc<cantor::model::pair::ModelPair>) -> i
     }
 }
 
-/// The whole evaluation; returns the EVAL.md section. `phrase_factory(false)` must make
-/// sources without phrase conditioning (the ablation).
+/// Level of a window of samples, dBFS (mean square; -120 for digital silence).
+fn window_dbfs(w: &[f32]) -> f64 {
+    10.0 * ((w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32) as f64 + 1e-12).log10()
+}
+
 /// The longest stretch and the total time (seconds) that `x` spends below `dbfs`, measured in
 /// half-second windows: what a listener hears as the music dropping out.
 pub fn quiet_stretches(x: &[f32], sample_rate: u32, dbfs: f32) -> (f64, f64) {
     let win = (sample_rate / 2).max(1) as usize;
-    let quiet: Vec<bool> = x.chunks(win).filter(|w| w.len() == win).map(|w| 10.0 * ((w.iter().map(|v| v * v).sum::<f32>() / win as f32) + 1e-12).log10() < dbfs).collect();
+    let quiet: Vec<bool> = x.chunks(win).filter(|w| w.len() == win).map(|w| window_dbfs(w) < dbfs as f64).collect();
     let (mut longest, mut run) = (0usize, 0usize);
     for &q in &quiet {
         run = if q { run + 1 } else { 0 };
@@ -207,6 +210,8 @@ pub fn quiet_stretches(x: &[f32], sample_rate: u32, dbfs: f32) -> (f64, f64) {
     (longest as f64 * 0.5, total as f64 * 0.5)
 }
 
+/// The whole evaluation; returns the EVAL.md section. `phrase_factory(false)` must make
+/// sources without phrase conditioning (the ablation).
 pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(bool) -> SourceFactory, seeds: u32, seconds: f64, stability_seconds: f64, classifier_clips: usize) -> Result<String> {
     let ds = Dataset::build(&DatasetConfig::default())?;
     let (clf, real_accuracy) = real_style_classifier(&ds, classifier_clips)?;
@@ -255,7 +260,7 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
     let win = (5 * SR) as usize;
     let windows: Vec<&[f32]> = mono.chunks(win).filter(|w| w.len() == win).collect();
     let finite = mono.iter().all(|v| v.is_finite());
-    let quietest = windows.iter().map(|w| 10.0 * ((w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32) as f64 + 1e-12).log10()).fold(f64::INFINITY, f64::min);
+    let quietest = windows.iter().map(|w| window_dbfs(w)).fold(f64::INFINITY, f64::min);
     let repeats = windows.windows(2).filter(|p| p[0] == p[1]).count();
     let (longest_quiet, total_quiet) = quiet_stretches(&mono, SR, QUIET_DBFS);
     let real_phrase = real_phrase_contrast(&ds, classifier_clips.min(20))?;
