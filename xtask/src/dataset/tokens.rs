@@ -85,6 +85,11 @@ impl TokenSet {
         Ok(set)
     }
 
+    /// Hours of audio the split holds.
+    pub fn hours(&self) -> f64 {
+        self.clips.iter().map(|c| c.frames as f64 / self.frame_rate / 3600.0).sum()
+    }
+
     /// Unigram entropy per code in nats (the baseline a prior must beat), averaged over levels.
     pub fn unigram_entropy(&self) -> f64 {
         let mut total = 0.0;
@@ -128,9 +133,14 @@ pub fn tokenize(codec_weights: &Path, quick: bool, hours: f64, valid_hours: f64)
     let dir = tokens_dir(&codec_id, quick);
     let ds = Dataset::build(&if quick { DatasetConfig::quick() } else { DatasetConfig::default() })?;
     for (split, budget) in [("train", hours), ("valid", valid_hours)] {
-        if dir.join(format!("{split}.json")).exists() {
-            println!("{split}: already tokenised in {}", dir.display());
-            continue;
+        // A split tokenised before with a smaller budget is extended, not redone: the clip order
+        // is a seeded shuffle, so its clips are the first ones of the larger take and keep their codes.
+        let earlier = if dir.join(format!("{split}.json")).exists() { Some(TokenSet::load(&dir, split)?) } else { None };
+        if let Some(set) = &earlier {
+            if set.hours() + 0.01 >= budget {
+                println!("{split}: already tokenised in {} ({:.2} h)", dir.display(), set.hours());
+                continue;
+            }
         }
         let mut clips: Vec<&ClipRecipe> = ds.split(split).collect();
         clips.shuffle(&mut ChaCha8Rng::seed_from_u64(0x70C3));
@@ -149,8 +159,15 @@ pub fn tokenize(codec_weights: &Path, quick: bool, hours: f64, valid_hours: f64)
         let hop = codec.cfg.hop();
         let mut failed = 0;
         let mut first_error = None;
-        for clip in take {
+        for (i, clip) in take.into_iter().enumerate() {
             bar.inc(1);
+            if let Some((old_set, old_clip)) = earlier.as_ref().and_then(|e| e.clips.get(i).map(|c| (e, c))) {
+                anyhow::ensure!(old_clip.id == clip.id, "{split}: the tokenised clip {i} is {} but the corpus now has {} there: delete {} and tokenise again", old_clip.id, clip.id, dir.display());
+                let at = old_clip.offset * old_set.levels;
+                set.clips.push(TokenClip { offset: set.codes.len() / set.levels, ..old_clip.clone() });
+                set.codes.extend_from_slice(&old_set.codes[at..at + old_clip.frames * old_set.levels]);
+                continue;
+            }
             let audio = match source.render(clip) {
                 Ok(a) => a,
                 Err(e) => {
@@ -179,7 +196,7 @@ pub fn tokenize(codec_weights: &Path, quick: bool, hours: f64, valid_hours: f64)
             );
         }
         set.save(&dir, split)?;
-        let hours: f64 = set.clips.iter().map(|c| c.frames as f64 / set.frame_rate / 3600.0).sum();
+        let hours = set.hours();
         println!("{split}: {} clips, {hours:.2} h, {failed} failed to render, unigram entropy {:.3} nats/code", set.clips.len(), set.unigram_entropy());
     }
     Ok(dir)

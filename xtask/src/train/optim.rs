@@ -5,6 +5,9 @@ use anyhow::Result;
 use candle_core::{Tensor, Var};
 use std::collections::HashMap;
 
+/// Checkpoint tensor holding the optimiser's own step count.
+const OPTIM_STEP: &str = "optim.step";
+
 pub struct AdamW {
     /// (name, parameter) in a fixed order.
     params: Vec<(String, Var)>,
@@ -61,11 +64,21 @@ impl AdamW {
             out.insert(format!("adam.m.{name}"), self.m[i].clone());
             out.insert(format!("adam.v.{name}"), self.v[i].clone());
         }
+        // Its own step count (bias correction), which differs from the run's after an adoption.
+        // Not `adam.`-prefixed: publishing stores those as bf16, which would round it.
+        if let Ok(step) = Tensor::new(&[self.step as f32], &candle_core::Device::Cpu) {
+            out.insert(OPTIM_STEP.to_string(), step);
+        }
         out
     }
 
     /// Restore moments saved by `state` (missing or reshaped ones stay zero, e.g. after adding a layer).
+    /// The optimiser's own step count (bias correction) comes from the checkpoint; older ones
+    /// lack it and use the run's step, unless they hold no moments at all (a fresh optimiser,
+    /// e.g. adopted weights): then it restarts from 0, since with a step count in the thousands
+    /// zero-started moments would make the first ~100 updates up to twice the rate in size.
     pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, step: u64) -> Result<()> {
+        let mut any_moments = false;
         for (i, (name, p)) in self.params.iter().enumerate() {
             // Moments of a different shape (a warm start across architectures) stay zero.
             if let Some(m) = tensors.get(&format!("adam.m.{name}")).filter(|m| m.dims() == p.dims()) {
@@ -73,6 +86,7 @@ impl AdamW {
             }
             if let Some(v) = tensors.get(&format!("adam.v.{name}")).filter(|v| v.dims() == p.dims()) {
                 self.v[i] = v.to_dtype(p.dtype())?;
+                any_moments |= self.v[i].ne(0f32)?.to_dtype(p.dtype())?.sum_all()?.to_scalar::<f32>()? > 0.0;
                 // Second moments that underflowed to zero in an f16 file (session 1's) would
                 // divide first moments by eps: restart those parameters' moments from zero.
                 let zeros = self.v[i].eq(0f32)?.to_dtype(p.dtype())?.sum_all()?.to_scalar::<f32>()?;
@@ -82,7 +96,11 @@ impl AdamW {
                 }
             }
         }
-        self.step = step;
+        self.step = match tensors.get(OPTIM_STEP) {
+            Some(t) => t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?.first().copied().unwrap_or(0.0) as u64,
+            None if any_moments => step,
+            None => 0,
+        };
         Ok(())
     }
 }

@@ -43,6 +43,15 @@ pub struct PriorTrainArgs {
     /// `--publish`, only the branch's best weights are shipped.
     #[arg(long, default_value_t = 0)]
     pub anneal_steps: u64,
+    /// Restart the main run from prior weights trained elsewhere (the PyTorch twin on a lent
+    /// GPU, `xtask/gpu/`): writes the main checkpoint at `--adopt-step` with these weights and a
+    /// fresh optimiser, makes them the best weights, and logs their held-out NLL. Then
+    /// `--publish` ships them and later runs resume from them.
+    #[arg(long)]
+    pub adopt: Option<PathBuf>,
+    /// The step count the adopted weights stand for (the log's step axis continues from it).
+    #[arg(long, default_value_t = 0)]
+    pub adopt_step: u64,
 }
 
 
@@ -195,6 +204,10 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
     let train_set = TokenSet::load(&tokens, "train")?;
     let valid_set = TokenSet::load(&tokens, "valid")?;
     let unigram = train_set.unigram_entropy();
+    if let Some(file) = &args.adopt {
+        anyhow::ensure!(!annealing, "--adopt starts the main run: leave out --anneal-steps");
+        return adopt(file, args.adopt_step, &train_set, &valid_set, &paths);
+    }
 
     // A cool-down branch resumes itself, or starts from wherever the main run would resume.
     let resume_from = if annealing { Some(ckpt_path.clone()).filter(|p| p.exists()).or_else(|| main_run.resume_from()) } else { paths.resume_from() };
@@ -304,6 +317,38 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--adopt`: the main run's checkpoint from weights trained elsewhere, with a fresh optimiser
+/// (its bias correction restarts, see `AdamW::load_state`).
+fn adopt(file: &Path, step: u64, train_set: &TokenSet, valid_set: &TokenSet, paths: &super::RunPaths) -> Result<()> {
+    let device = Device::Cpu;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let raw = weights::parse::<PriorConfig>(&bytes, KIND, &device).with_context(|| format!("reading {}", file.display()))?;
+    anyhow::ensure!(raw.quantized.is_none(), "{}: quantised weights cannot be trained on", file.display());
+    let cfg = raw.config;
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        cfg.codec_id == train_set.codec_id && cfg.n_levels == train_set.levels && cfg.codebook_size == train_set.codebook_size,
+        "{} models codec {} but the tokens come from codec {}",
+        file.display(),
+        cfg.codec_id,
+        train_set.codec_id
+    );
+    let vm = VarMap::new();
+    let prior = Prior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device))?;
+    let missing = super::restore_vars(&vm, &raw.tensors)?;
+    anyhow::ensure!(missing.is_empty(), "{} lacks (or has wrongly shaped) {missing:?}", file.display());
+    let nll = held_out_nll(&prior, &held_out_batches(valid_set, &cfg, &device)?)?;
+    let params: Vec<_> = vm.data().lock().expect("varmap").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let state = TrainState { step, best_valid_nll: Some(nll), config: cfg.clone(), anneal_from: None };
+    super::save_checkpoint(&paths.checkpoint, CHECKPOINT_KIND, &state, &vm, &AdamW::new(params)?, Default::default())?;
+    save_inference(&paths.best, &cfg, &vm)?;
+    super::truncate_log_after(&paths.log, step)?;
+    let rec = serde_json::json!({"step": step, "adopted": file.file_name().map(|n| n.to_string_lossy().into_owned()), "valid_nll": nll, "unigram": train_set.unigram_entropy(), "best": true});
+    super::log_line(&paths.log, &rec)?;
+    println!("adopted {} as the main run's step {step}: held-out NLL {nll:.4} nats/code (fresh optimiser); `--publish` ships it", file.display());
+    Ok(())
+}
+
 /// The fixed held-out batches (all conditions given) the trainer validates on.
 fn held_out_batches(set: &TokenSet, cfg: &PriorConfig, device: &Device) -> Result<Vec<(Tensor, Tensor, Tensor, Tensor)>> {
     (0..4).map(|i| batch_tensors(set, &draw_crops(set, u64::MAX - i, 8, cfg.window, false), cfg, device)).collect()
@@ -384,7 +429,7 @@ mod tests {
     }
 
     fn args(tokens: &Path, out: &Path, steps: u64) -> PriorTrainArgs {
-        PriorTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, lr: 1e-3, valid_every: 4, tokens: Some(tokens.to_path_buf()), tiny: true, anneal_steps: 0 }
+        PriorTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, lr: 1e-3, valid_every: 4, tokens: Some(tokens.to_path_buf()), tiny: true, anneal_steps: 0, adopt: None, adopt_step: 0 }
     }
 
     #[test]
@@ -404,6 +449,32 @@ mod tests {
         assert!(log.lines().any(|l| l.contains("valid_nll")));
         let prior = Prior::from_bytes(&std::fs::read(a.join("best.safetensors")).unwrap(), &Device::Cpu).unwrap();
         assert_eq!(prior.cfg.codec_id, "test-codec");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn adopted_weights_become_the_main_run_with_a_fresh_optimiser() {
+        let base = std::env::temp_dir().join(format!("cantor-prior-adopt-{}", std::process::id()));
+        let (tokens, elsewhere, main) = (base.join("tokens"), base.join("elsewhere"), base.join("main"));
+        write_tokens(&tokens);
+        train(&args(&tokens, &elsewhere, 4)).unwrap();
+        let file = elsewhere.join("best.safetensors");
+        train(&PriorTrainArgs { adopt: Some(file.clone()), adopt_step: 100, ..args(&tokens, &main, 0) }).unwrap();
+        let (state, saved): (TrainState, _) = super::super::load_checkpoint(&main.join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
+        assert_eq!(state.step, 100);
+        assert!(state.best_valid_nll.is_some_and(|n| n.is_finite()));
+        let adopted = weights::parse::<PriorConfig>(&std::fs::read(&file).unwrap(), KIND, &Device::Cpu).unwrap();
+        let w = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(w(&saved["head.weight"]), w(&adopted.tensors["head.weight"]), "the checkpoint holds the adopted weights");
+        // Training on: the optimiser's own count restarts (bias correction), the run's goes on.
+        train(&args(&tokens, &main, 103)).unwrap();
+        let (state, saved): (TrainState, _) = super::super::load_checkpoint(&main.join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
+        assert_eq!((state.step, w(&saved["optim.step"])), (103, vec![3.0]));
+        // Quantised weights are refused.
+        let q = weights::to_bytes_quantized(KIND, &adopted.config, &adopted.tensors, Some(DType::F32), Some((&Prior::is_quantizable, GgmlDType::Q8_0))).unwrap();
+        std::fs::write(base.join("q.safetensors"), q).unwrap();
+        let err = train(&PriorTrainArgs { adopt: Some(base.join("q.safetensors")), adopt_step: 100, ..args(&tokens, &main, 0) }).unwrap_err().to_string();
+        assert!(err.contains("quantised"), "{err}");
         let _ = std::fs::remove_dir_all(&base);
     }
 
