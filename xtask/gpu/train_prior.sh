@@ -16,16 +16,20 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/gpu.
 python3 -c "import torch, safetensors; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
 run() {
-  local name=$1; shift
-  PYTHONUNBUFFERED=1 python3 xtask/gpu/prior_twin.py train --tokens .gpu/tokens --start .gpu/start.safetensors \
+  local name=$1 start=$2; shift 2
+  PYTHONUNBUFFERED=1 python3 xtask/gpu/prior_twin.py train --tokens .gpu/tokens --start "$start" \
     --out "/tmp/runs/$name" --name "$name" --first-step "$FIRST_STEP" --seconds "$SECONDS_EACH" "$@" ${EXTRA_ARGS:-} > "/tmp/runs/$name.out" 2>&1
 }
 # The data (hours of codes) limits this small model more than the GPU does: the settings differ
 # in how hard they regularise against repeating the same clips many times.
-run A --batch 128 --lr 1.5e-3 --epochs 15 --dropout 0.1 --weight-decay 0.05 &
-run B --batch 128 --lr 1.5e-3 --epochs 40 --dropout 0.2 --weight-decay 0.1 &
-run C --batch 64 --lr 1e-3 --epochs 30 --dropout 0.1 --weight-decay 0.1 &
-run D --batch 128 --lr 2e-3 --epochs 80 --dropout 0.3 --weight-decay 0.1 &
+# RUNS overrides them: one run a line, "NAME START-FILE ARGS...".
+RUNS=${RUNS:-"A .gpu/start.safetensors --batch 128 --lr 1.5e-3 --epochs 15 --dropout 0.1 --weight-decay 0.05
+B .gpu/start.safetensors --batch 128 --lr 1.5e-3 --epochs 40 --dropout 0.2 --weight-decay 0.1
+C .gpu/start.safetensors --batch 64 --lr 1e-3 --epochs 30 --dropout 0.1 --weight-decay 0.1
+D .gpu/start.safetensors --batch 128 --lr 2e-3 --epochs 80 --dropout 0.3 --weight-decay 0.1"}
+while read -r name start args; do
+  [ -n "$name" ] && run "$name" "$start" $args &
+done <<< "$RUNS"
 wait
 
 python3 - "$OUT" <<'EOF'
