@@ -216,7 +216,7 @@ impl Default for CantorParams {
             )),
             top_p: FloatParam::new("Top-p", 0.95, FloatRange::Linear { min: 0.05, max: 1.0 })
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
-            guidance: FloatParam::new("Guidance", 1.5, FloatRange::Linear { min: gd_lo, max: gd_hi })
+            guidance: FloatParam::new("Guidance", 3.0, FloatRange::Linear { min: gd_lo, max: gd_hi })
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
             seed: IntParam::new("Seed", 1, IntRange::Linear { min: 0, max: MAX_SEED }),
             run_mode: EnumParam::new("Run mode", RunMode::Transport),

@@ -70,6 +70,10 @@ enum EvalCommand {
         /// Length of the stability take.
         #[arg(long, default_value_t = 600.0)]
         stability_seconds: f64,
+        /// Instead of the full evaluation, measure adherence at each of these guidance strengths
+        /// (comma-separated, e.g. 0,1.5,3) into EVAL.md's guidance section.
+        #[arg(long, value_delimiter = ',')]
+        guidance_sweep: Vec<f32>,
     },
     /// The tempo and key estimators (used to judge the prior) on real test clips.
     Estimators {
@@ -211,10 +215,15 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Prior(args) } => train::prior::train(&args),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
         Command::Eval { model: EvalCommand::Estimators { clips } } => eval::music::eval_estimators(clips),
-        Command::Eval { model: EvalCommand::Prior { prior, codec, seeds, seconds, stability_seconds } } => {
+        Command::Eval { model: EvalCommand::Prior { prior, codec, seeds, seconds, stability_seconds, guidance_sweep } } => {
             let prior = prior.unwrap_or_else(|| train::RunPaths::new("prior", None).published_weights);
             let codec = codec.unwrap_or_else(train::codec::published_weights);
             let pair = std::sync::Arc::new(cantor::model::pair::ModelPair::from_bytes(&std::fs::read(&codec)?, &std::fs::read(&prior)?).map_err(anyhow::Error::msg)?);
+            if !guidance_sweep.is_empty() {
+                let body = eval::prior::eval_guidance(|| cantor::plugin::neural_factory(pair.clone()), seeds, seconds, &guidance_sweep, 40)?;
+                println!("{body}");
+                return eval::write_section(&dataset::repo_root().join("EVAL.md"), "prior-guidance", &body);
+            }
             let ablated = eval::prior::phrase_factory(pair.clone());
             let body = eval::prior::eval_prior(|| cantor::plugin::neural_factory(pair.clone()), &ablated, seeds, seconds, stability_seconds, 40)?;
             println!("{body}");

@@ -192,137 +192,53 @@ fn the_fast_path_gives_the_tensor_path_logits() {
 /// small random model in the twin's weight names, inputs, and the twin's outputs for them.
 #[test]
 fn prior_twin_matches_the_pytorch_twin() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/prior-twin.safetensors"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/prior-twin.safetensors");
     let bytes = std::fs::read(path).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let cfg: PriorConfig =
-        serde_json::from_str(&meta.metadata().as_ref().unwrap()["cantor.config"]).unwrap();
-    let mut all = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
-    let io: std::collections::HashMap<String, Tensor> = all
-        .keys()
-        .filter(|k| k.starts_with("io."))
-        .cloned()
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|k| (k.clone(), all.remove(&k).unwrap()))
-        .collect();
+    let cfg: PriorConfig = serde_json::from_str(&meta.metadata().as_ref().unwrap()["cantor.config"]).unwrap();
+    let mut weights = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
+    let io_names: Vec<String> = weights.keys().filter(|k| k.starts_with("io.")).cloned().collect();
+    let io: std::collections::HashMap<String, Tensor> = io_names.into_iter().map(|k| (k.clone(), weights.remove(&k).unwrap())).collect();
     let get = |k: &str| io[k].clone();
+    let max_abs = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
 
-    // 1. The forward pass: same logits from the same weights and inputs.
-    let prior = Prior::new(
-        &cfg,
-        VarBuilder::from_tensors(all, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
-    let tokens = get("io.tokens").to_dtype(DType::U32).unwrap();
-    let logits = prior.forward(&tokens, &get("io.cond")).unwrap();
+    // 1. The forward pass: the same logits from the same weights and inputs.
+    let prior = Prior::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu)).unwrap();
+    let logits = prior.forward(&get("io.tokens").to_dtype(DType::U32).unwrap(), &get("io.cond")).unwrap();
     let expected = get("io.logits");
     assert_eq!(logits.dims(), expected.dims());
-    let diff = (logits - &expected)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let scale = expected
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert!(
-        diff < 1e-5 * scale.max(1.0),
-        "logits differ by {diff} (largest logit {scale})"
-    );
+    let (diff, scale) = (max_abs(&(logits - &expected).unwrap()), max_abs(&expected));
+    assert!(diff < 1e-5 * scale.max(1.0), "logits differ by {diff} (largest logit {scale})");
 
     // 2. The conditioning features.
-    let col_i = |k: &str| {
-        get(&format!("io.features.{k}"))
-            .to_dtype(DType::I64)
-            .unwrap()
-            .to_vec1::<i64>()
-            .unwrap()
-    };
-    let col_f = |k: &str| {
-        get(&format!("io.features.{k}"))
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap()
-    };
-    let (style, instrument, key, mode, bpb) = (
-        col_i("style"),
-        col_i("instrument"),
-        col_i("key"),
-        col_i("mode"),
-        col_i("beats_per_bar"),
-    );
-    let (style_on, instrument_on, key_on, bpm_on, phrase_on) = (
-        col_f("style_on"),
-        col_f("instrument_on"),
-        col_f("key_on"),
-        col_f("bpm_on"),
-        col_f("phrase_on"),
-    );
-    let (bpm, beats) = (col_f("bpm"), col_f("beats"));
+    let ints = |k: &str| get(&format!("io.features.{k}")).to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap();
+    let floats = |k: &str| get(&format!("io.features.{k}")).to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+    let (style, instrument, key, mode, beats_per_bar) = (ints("style"), ints("instrument"), ints("key"), ints("mode"), ints("beats_per_bar"));
+    let on = |k: &str| floats(k).into_iter().map(|v| v > 0.5).collect::<Vec<_>>();
+    let (style_on, instrument_on, key_on, bpm_on, phrase_on) = (on("style_on"), on("instrument_on"), on("key_on"), on("bpm_on"), on("phrase_on"));
+    let (bpm, beats) = (floats("bpm"), floats("beats"));
     let twin = get("io.features").to_vec2::<f32>().unwrap();
-    for i in 0..twin.len() {
+    for (i, twin_row) in twin.iter().enumerate() {
         let mut styles = [0.0; 6];
         styles[style[i] as usize] = 1.0;
         let knobs = Knobs {
-            styles: (style_on[i] > 0.5).then_some(styles),
-            instrument: (instrument_on[i] > 0.5).then_some(instrument[i] as u32),
-            key: (key_on[i] > 0.5).then_some((key[i] as u32, mode[i] as u32)),
-            bpm: (bpm_on[i] > 0.5).then_some(bpm[i] as f32),
+            styles: style_on[i].then_some(styles),
+            instrument: instrument_on[i].then_some(instrument[i] as u32),
+            key: key_on[i].then_some((key[i] as u32, mode[i] as u32)),
+            bpm: bpm_on[i].then_some(bpm[i] as f32),
         };
-        let grid = GridPosition {
-            beats: beats[i],
-            beats_per_bar: bpb[i] as u32,
-            phrase: phrase_on[i] > 0.5,
-        };
-        let ours = features(&knobs, &grid);
-        for (j, (a, b)) in ours.iter().zip(&twin[i]).enumerate() {
-            assert!(
-                (a - b).abs() < 1e-5,
-                "case {i}, feature {j}: ours {a}, the twin's {b}"
-            );
+        let ours = features(&knobs, &GridPosition { beats: beats[i], beats_per_bar: beats_per_bar[i] as u32, phrase: phrase_on[i] });
+        for (j, (a, b)) in ours.iter().zip(twin_row).enumerate() {
+            assert!((a - b).abs() < 1e-5, "case {i}, feature {j}: ours {a}, the twin's {b}");
         }
     }
 
     // 3. The delay pattern's training pairs (-100: not scored).
-    let codes: Vec<Vec<u32>> = get("io.pairs.codes")
-        .to_dtype(DType::U32)
-        .unwrap()
-        .to_vec2()
-        .unwrap();
-    let start = get("io.pairs.start")
-        .to_dtype(DType::I64)
-        .unwrap()
-        .to_vec1::<i64>()
-        .unwrap()[0] as usize;
-    let twin_inputs: Vec<Vec<i64>> = get("io.pairs.inputs").to_vec2().unwrap();
-    let twin_targets: Vec<Vec<i64>> = get("io.pairs.targets").to_vec2().unwrap();
-    let (inputs, targets) = pattern::training_pairs(
-        &codes,
-        start,
-        twin_inputs.len(),
-        &cfg.delays,
-        cfg.codebook_size,
-    );
-    let inputs: Vec<Vec<i64>> = inputs
-        .iter()
-        .map(|r| r.iter().map(|&v| v as i64).collect())
-        .collect();
-    let targets: Vec<Vec<i64>> = targets
-        .iter()
-        .map(|r| r.iter().map(|v| v.map_or(-100, |v| v as i64)).collect())
-        .collect();
-    assert_eq!(inputs, twin_inputs);
-    assert_eq!(targets, twin_targets);
+    let codes: Vec<Vec<u32>> = get("io.pairs.codes").to_dtype(DType::U32).unwrap().to_vec2().unwrap();
+    let start = get("io.pairs.start").to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap()[0] as usize;
+    let (twin_inputs, twin_targets): (Vec<Vec<i64>>, Vec<Vec<i64>>) = (get("io.pairs.inputs").to_vec2().unwrap(), get("io.pairs.targets").to_vec2().unwrap());
+    let (inputs, targets) = pattern::training_pairs(&codes, start, twin_inputs.len(), &cfg.delays, cfg.codebook_size);
+    let inputs: Vec<Vec<i64>> = inputs.iter().map(|r| r.iter().map(|&v| v as i64).collect()).collect();
+    let targets: Vec<Vec<i64>> = targets.iter().map(|r| r.iter().map(|v| v.map_or(-100, |v| v as i64)).collect()).collect();
+    assert_eq!((inputs, targets), (twin_inputs, twin_targets));
 }

@@ -212,12 +212,28 @@ pub fn quiet_stretches(x: &[f32], sample_rate: u32, dbfs: f32) -> (f64, f64) {
 
 /// The whole evaluation; returns the EVAL.md section. `phrase_factory(false)` must make
 /// sources without phrase conditioning (the ablation).
-pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(bool) -> SourceFactory, seeds: u32, seconds: f64, stability_seconds: f64, classifier_clips: usize) -> Result<String> {
-    let ds = Dataset::build(&DatasetConfig::default())?;
-    let (clf, real_accuracy) = real_style_classifier(&ds, classifier_clips)?;
-    let (mut n, mut style_ok, mut tempo_ok, mut key_ok) = (0usize, 0usize, 0usize, 0usize);
+/// Adherence of generated takes: every style at its typical tempo, keys and instruments
+/// rotating with the seed, at guidance strength `guidance`.
+struct Adherence {
+    /// Markdown rows, one per style: recognised, tempo within 5%, key right (counts of `seeds`).
+    rows: String,
+    takes: usize,
+    style_ok: usize,
+    tempo_ok: usize,
+    key_ok: usize,
+    /// Mean standardised feature distance between two takes of one style.
+    diversity: f64,
+}
+
+impl Adherence {
+    fn pct(&self, k: usize) -> f64 {
+        100.0 * k as f64 / self.takes.max(1) as f64
+    }
+}
+
+fn adherence(factory: &impl Fn() -> SourceFactory, clf: &StyleClassifier, seeds: u32, seconds: f64, guidance: f32) -> Result<Adherence> {
+    let mut out = Adherence { rows: String::new(), takes: 0, style_ok: 0, tempo_ok: 0, key_ok: 0, diversity: 0.0 };
     let mut diversity = Vec::new();
-    let mut rows = String::new();
     for (s, style) in STYLES.iter().enumerate() {
         let mut feats = Vec::new();
         let (mut s_ok, mut t_ok, mut k_ok) = (0, 0, 0);
@@ -233,6 +249,7 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
                 mode: "major".into(),
                 seed,
                 width: 0.0,
+                guidance,
                 ..Default::default()
             };
             let stereo = render(&settings, factory(), |_| {}).map_err(anyhow::Error::msg)?;
@@ -248,12 +265,40 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
                 diversity.push(feats[i].iter().zip(&feats[j]).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt() / (feats[i].len() as f64).sqrt());
             }
         }
-        rows.push_str(&format!("| {style} | {s_ok}/{seeds} | {t_ok}/{seeds} | {k_ok}/{seeds} |\n"));
-        n += seeds as usize;
-        (style_ok, tempo_ok, key_ok) = (style_ok + s_ok, tempo_ok + t_ok, key_ok + k_ok);
+        out.rows.push_str(&format!("| {style} | {s_ok}/{seeds} | {t_ok}/{seeds} | {k_ok}/{seeds} |\n"));
+        out.takes += seeds as usize;
+        (out.style_ok, out.tempo_ok, out.key_ok) = (out.style_ok + s_ok, out.tempo_ok + t_ok, out.key_ok + k_ok);
     }
-    let pct = |k: usize| 100.0 * k as f64 / n.max(1) as f64;
-    let div = diversity.iter().sum::<f64>() / diversity.len().max(1) as f64;
+    out.diversity = diversity.iter().sum::<f64>() / diversity.len().max(1) as f64;
+    Ok(out)
+}
+
+/// `cargo xtask eval prior --guidance-sweep 0,1.5,3`: adherence and diversity at each guidance
+/// strength (is guidance a knob that steers, and which default steers best?).
+pub fn eval_guidance(factory: impl Fn() -> SourceFactory, seeds: u32, seconds: f64, strengths: &[f32], classifier_clips: usize) -> Result<String> {
+    let ds = Dataset::build(&DatasetConfig::default())?;
+    let (clf, _) = real_style_classifier(&ds, classifier_clips)?;
+    let mut rows = String::new();
+    for &g in strengths {
+        let a = adherence(&factory, &clf, seeds, seconds, g)?;
+        rows.push_str(&format!("| {g} | {:.0}% | {:.0}% | {:.0}% | {:.2} |\n", a.pct(a.style_ok), a.pct(a.tempo_ok), a.pct(a.key_ok), a.diversity));
+        println!("guidance {g}: style {:.0}%, tempo {:.0}%, key {:.0}%, diversity {:.2}", a.pct(a.style_ok), a.pct(a.tempo_ok), a.pct(a.key_ok), a.diversity);
+    }
+    let list: Vec<String> = strengths.iter().map(|g| g.to_string()).collect();
+    Ok(format!(
+        "## Prior: guidance strength\n\n\
+         Command: `cargo xtask eval prior --seeds {seeds} --seconds {seconds} --guidance-sweep {}`; the takes of the adherence table above at each classifier-free guidance strength (0 ignores the knobs, 1 is the conditional model, above 1 exaggerates the knobs; the plugin's default is {}).\n\n\
+         | guidance | style recognised | tempo within 5% | key right | diversity |\n|---|---|---|---|---|\n{rows}",
+        list.join(","),
+        RenderSettings::default().guidance
+    ))
+}
+
+pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(bool) -> SourceFactory, seeds: u32, seconds: f64, stability_seconds: f64, classifier_clips: usize) -> Result<String> {
+    let ds = Dataset::build(&DatasetConfig::default())?;
+    let (clf, real_accuracy) = real_style_classifier(&ds, classifier_clips)?;
+    let a = adherence(&factory, &clf, seeds, seconds, RenderSettings::default().guidance)?;
+    let (rows, div) = (&a.rows, a.diversity);
     // Stability: a long take, cut into 5 s windows: never silent, never NaN, never repeating.
     let long = render(&RenderSettings { seconds: stability_seconds, sample_rate: SR, width: 0.0, ..Default::default() }, factory(), |_| {}).map_err(anyhow::Error::msg)?;
     let mono: Vec<f32> = long.chunks(2).map(|f| 0.5 * (f[0] + f[1])).collect();
@@ -268,16 +313,17 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
     let without_phrase = generated_phrase_contrast(phrase_factory, false, seeds)?;
     Ok(format!(
         "## Prior: what it plays (generated audio)\n\n\
-         Command: `cargo xtask eval prior --seeds {seeds} --seconds {seconds}`; every style at a typical tempo, keys and instruments rotating with the seed, rendered through the plugin's offline path.\n\n\
+         Command: `cargo xtask eval prior --seeds {seeds} --seconds {seconds}`; every style at a typical tempo, keys and instruments rotating with the seed, rendered through the plugin's offline path at the default guidance ({}).\n\n\
          | style | style recognised | tempo within 5% | key right |\n|---|---|---|---|\n{rows}\
          | **all** | **{:.0}%** | **{:.0}%** | **{:.0}%** |\n\n\
          Targets: style at least 80% (chance {:.0}%), tempo at least 80%, key at least 70%. The style classifier (logistic regression over timbre and beat-relative rhythm features) recognises {:.0}% of real test clips; the estimators' own agreement on real clips is in the estimators section.\n\n\
          Diversity across seeds (mean standardised feature distance between two takes of one style): {div:.2}.\n\n\
          Stability over {stability_seconds:.0} s: finite samples {finite}, quietest 5 s window {quietest:.1} dBFS, identical consecutive windows {repeats}; below {QUIET_DBFS:.0} dBFS for {total_quiet:.1} s in all, the longest stretch {longest_quiet:.1} s (half-second windows).\n\n\
          Long-range structure (phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart, 40 s takes): real test pieces {real_phrase:+.3}; generated reels with phrase-position conditioning {with_phrase:+.3}, without {without_phrase:+.3}.\n",
-        pct(style_ok),
-        pct(tempo_ok),
-        pct(key_ok),
+        RenderSettings::default().guidance,
+        a.pct(a.style_ok),
+        a.pct(a.tempo_ok),
+        a.pct(a.key_ok),
         100.0 / STYLES.len() as f64,
         100.0 * real_accuracy,
     ))
