@@ -189,14 +189,14 @@ class Prior(nn.Module):
 # --- Model files (src/model/weights.rs): safetensors with a Cantor header ---
 
 def read_model(path, kind_prefix="cantor-prior"):
-    """Weights and header of a Cantor prior file or prior checkpoint (Adam moments dropped)."""
+    """Weights and header of a Cantor prior file or prior checkpoint (optimiser state dropped)."""
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as f:
         meta = f.metadata()
         assert meta["cantor.kind"].startswith(kind_prefix), f"{path}: not a prior file ({meta['cantor.kind']})"
         assert "cantor.quant" not in meta, f"{path}: quantised files cannot be trained"
-        tensors = {k: f.get_tensor(k).float() for k in f.keys() if not k.startswith("adam.")}
+        tensors = {k: f.get_tensor(k).float() for k in f.keys() if not k.startswith(("adam.", "optim."))}
     config = json.loads(meta["cantor.config"])
     if meta["cantor.kind"].endswith("-checkpoint"):
         state, config = config, config["config"]
@@ -403,9 +403,18 @@ def main():
     t.add_argument("--valid-chunk", type=int, default=64)
     t.add_argument("--valid-clips", type=int, default=None, help="validate on the first N clips only (smoke tests)")
     t.add_argument("--seed", type=int, default=1)
+    e = sub.add_parser("export", help="write the f16 weights of a prior file or checkpoint (the start file of a GPU run)")
+    e.add_argument("--from", dest="src", required=True)
+    e.add_argument("--to", dest="dst", required=True)
     args = p.parse_args()
     if args.cmd == "train":
         train(args)
+    elif args.cmd == "export":
+        tensors, cfg, state = read_model(args.src)
+        model = Prior(cfg)
+        model.load_state_dict(tensors, strict=True)
+        write_model(args.dst, model, "cantor-prior", cfg)
+        print(f"{args.dst}: step {(state or {}).get('step', '?')}, {sum(t.numel() for t in tensors.values())} parameters")
 
 
 if __name__ == "__main__":
