@@ -30,6 +30,9 @@ pub fn top_k_range() -> (i32, i32) {
 pub fn guidance_range() -> (f32, f32) {
     (0.0, 8.0)
 }
+/// Default guidance (parameter, `cantor render`): 3 followed tempo and style best of 0-5 in
+/// EVAL.md's guidance table (session 6; it was 1.5).
+pub const DEFAULT_GUIDANCE: f32 = 3.0;
 /// Seconds generated ahead of playback: smaller follows knobs faster, larger survives CPU spikes.
 pub fn responsiveness_range() -> (f32, f32) {
     (0.05, 2.0)
@@ -216,7 +219,7 @@ impl Default for CantorParams {
             )),
             top_p: FloatParam::new("Top-p", 0.95, FloatRange::Linear { min: 0.05, max: 1.0 })
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
-            guidance: FloatParam::new("Guidance", 3.0, FloatRange::Linear { min: gd_lo, max: gd_hi })
+            guidance: FloatParam::new("Guidance", DEFAULT_GUIDANCE, FloatRange::Linear { min: gd_lo, max: gd_hi })
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
             seed: IntParam::new("Seed", 1, IntRange::Linear { min: 0, max: MAX_SEED }),
             run_mode: EnumParam::new("Run mode", RunMode::Transport),

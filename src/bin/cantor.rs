@@ -68,7 +68,7 @@ struct RenderArgs {
     #[arg(long, default_value_t = 0.95)]
     top_p: f32,
     /// Classifier-free guidance: 0 ignores style, instrument, key and tempo; above 1 exaggerates them.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = cantor::params::DEFAULT_GUIDANCE)]
     guidance: f32,
     /// Stereo width: 0 mono, 1 natural, 2 wide.
     #[arg(long, default_value_t = 1.0)]

@@ -42,7 +42,7 @@ impl Default for RenderSettings {
             temperature: 0.9,
             top_k: 0,
             top_p: 0.95,
-            guidance: 3.0,
+            guidance: crate::params::DEFAULT_GUIDANCE,
             width: 1.0,
             gain_db: -6.0,
         }

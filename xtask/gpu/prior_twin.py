@@ -313,7 +313,7 @@ def train(args):
     gen.manual_seed(args.seed)
     tensors, cfg, start_state = read_model(args.start)
     model = Prior(cfg)
-    missing = model.load_state_dict(tensors, strict=True)
+    model.load_state_dict(tensors, strict=True)
     model.to(dev).train()
     model.dropout = args.dropout
     train_set, valid_set = TokenSet(args.tokens, "train", dev), TokenSet(args.tokens, "valid", dev)

@@ -210,8 +210,6 @@ pub fn quiet_stretches(x: &[f32], sample_rate: u32, dbfs: f32) -> (f64, f64) {
     (longest as f64 * 0.5, total as f64 * 0.5)
 }
 
-/// The whole evaluation; returns the EVAL.md section. `phrase_factory(false)` must make
-/// sources without phrase conditioning (the ablation).
 /// Adherence of generated takes: every style at its typical tempo, keys and instruments
 /// rotating with the seed, at guidance strength `guidance`.
 struct Adherence {
@@ -294,6 +292,8 @@ pub fn eval_guidance(factory: impl Fn() -> SourceFactory, seeds: u32, seconds: f
     ))
 }
 
+/// The whole evaluation; returns the EVAL.md section. `phrase_factory(false)` must make
+/// sources without phrase conditioning (the ablation).
 pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(bool) -> SourceFactory, seeds: u32, seconds: f64, stability_seconds: f64, classifier_clips: usize) -> Result<String> {
     let ds = Dataset::build(&DatasetConfig::default())?;
     let (clf, real_accuracy) = real_style_classifier(&ds, classifier_clips)?;

@@ -206,7 +206,7 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
     let unigram = train_set.unigram_entropy();
     if let Some(file) = &args.adopt {
         anyhow::ensure!(!annealing, "--adopt starts the main run: leave out --anneal-steps");
-        return adopt(file, args.adopt_step, &train_set, &valid_set, &paths);
+        return adopt(file, args.adopt_step, &train_set, &valid_set, unigram, &paths);
     }
 
     // A cool-down branch resumes itself, or starts from wherever the main run would resume.
@@ -319,7 +319,7 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
 
 /// `--adopt`: the main run's checkpoint from weights trained elsewhere, with a fresh optimiser
 /// (its bias correction restarts, see `AdamW::load_state`).
-fn adopt(file: &Path, step: u64, train_set: &TokenSet, valid_set: &TokenSet, paths: &super::RunPaths) -> Result<()> {
+fn adopt(file: &Path, step: u64, train_set: &TokenSet, valid_set: &TokenSet, unigram: f64, paths: &super::RunPaths) -> Result<()> {
     let device = Device::Cpu;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let raw = weights::parse::<PriorConfig>(&bytes, KIND, &device).with_context(|| format!("reading {}", file.display()))?;
@@ -343,7 +343,7 @@ fn adopt(file: &Path, step: u64, train_set: &TokenSet, valid_set: &TokenSet, pat
     super::save_checkpoint(&paths.checkpoint, CHECKPOINT_KIND, &state, &vm, &AdamW::new(params)?, Default::default())?;
     save_inference(&paths.best, &cfg, &vm)?;
     super::truncate_log_after(&paths.log, step)?;
-    let rec = serde_json::json!({"step": step, "adopted": file.file_name().map(|n| n.to_string_lossy().into_owned()), "valid_nll": nll, "unigram": train_set.unigram_entropy(), "best": true});
+    let rec = serde_json::json!({"step": step, "adopted": file.file_name().map(|n| n.to_string_lossy().into_owned()), "valid_nll": nll, "unigram": unigram, "best": true});
     super::log_line(&paths.log, &rec)?;
     println!("adopted {} as the main run's step {step}: held-out NLL {nll:.4} nats/code (fresh optimiser); `--publish` ships it", file.display());
     Ok(())
