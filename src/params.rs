@@ -21,6 +21,14 @@ pub fn tempo_range() -> (f32, f32) {
 pub fn temperature_range() -> (f32, f32) {
     (0.0, 2.0)
 }
+/// Top-p (nucleus) mass: 1 disables it; small values keep only the likeliest codes.
+pub fn top_p_range() -> (f32, f32) {
+    (0.05, 1.0)
+}
+/// Stereo width: 0 is mono, 1 natural, 2 wide.
+pub fn width_range() -> (f32, f32) {
+    (0.0, 2.0)
+}
 /// Top-k: 0 disables it; otherwise only the k likeliest codes are sampled.
 pub fn top_k_range() -> (i32, i32) {
     (0, 512)
@@ -33,6 +41,15 @@ pub fn guidance_range() -> (f32, f32) {
 /// Default guidance (parameter, `cantor render`): 3 followed tempo and style best of 0-5 in
 /// EVAL.md's guidance table (session 6; it was 1.5).
 pub const DEFAULT_GUIDANCE: f32 = 3.0;
+/// Default sampling temperature (parameter, `cantor render`): a little below the model's own
+/// distribution, which keeps takes from wandering.
+pub const DEFAULT_TEMPERATURE: f32 = 0.9;
+/// Default nucleus (top-p) mass (parameter, `cantor render`): cuts the unlikeliest 5% tail.
+pub const DEFAULT_TOP_P: f32 = 0.95;
+/// Default stereo width (parameter, `cantor render`): 1 is natural.
+pub const DEFAULT_WIDTH: f32 = 1.0;
+/// Default output gain in dB (parameter, `cantor render`): headroom for the host's mix.
+pub const DEFAULT_GAIN_DB: f32 = -6.0;
 /// Seconds generated ahead of playback: smaller follows knobs faster, larger survives CPU spikes.
 pub fn responsiveness_range() -> (f32, f32) {
     (0.05, 2.0)
@@ -172,11 +189,13 @@ impl Default for CantorParams {
         let (temp_lo, temp_hi) = temperature_range();
         let (k_lo, k_hi) = top_k_range();
         let (gd_lo, gd_hi) = guidance_range();
+        let (p_lo, p_hi) = top_p_range();
+        let (w_lo, w_hi) = width_range();
         let (r_lo, r_hi) = responsiveness_range();
         Self {
             gain: FloatParam::new(
                 "Output gain",
-                util::db_to_gain(-6.0),
+                util::db_to_gain(DEFAULT_GAIN_DB),
                 FloatRange::Skewed {
                     min: util::db_to_gain(g_lo),
                     max: util::db_to_gain(g_hi),
@@ -187,7 +206,7 @@ impl Default for CantorParams {
             .with_unit(" dB")
             .with_value_to_string(formatters::v2s_f32_gain_to_db(1))
             .with_string_to_value(formatters::s2v_f32_gain_to_db()),
-            width: FloatParam::new("Stereo width", 1.0, FloatRange::Linear { min: 0.0, max: 2.0 })
+            width: FloatParam::new("Stereo width", DEFAULT_WIDTH, FloatRange::Linear { min: w_lo, max: w_hi })
                 .with_smoother(SmoothingStyle::Linear(50.0))
                 .with_value_to_string(formatters::v2s_f32_percentage(0))
                 .with_string_to_value(formatters::s2v_f32_percentage())
@@ -212,12 +231,12 @@ impl Default for CantorParams {
                 .with_value_to_string(names_formatter(&MODES))
                 .with_string_to_value(names_parser(&MODES)),
             key_follows_midi: BoolParam::new("Key follows MIDI", false),
-            temperature: FloatParam::new("Temperature", 0.9, FloatRange::Linear { min: temp_lo, max: temp_hi })
+            temperature: FloatParam::new("Temperature", DEFAULT_TEMPERATURE, FloatRange::Linear { min: temp_lo, max: temp_hi })
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
             top_k: IntParam::new("Top-k", 0, IntRange::Linear { min: k_lo, max: k_hi }).with_value_to_string(Arc::new(
                 |v| if v == 0 { "off".to_string() } else { v.to_string() },
             )),
-            top_p: FloatParam::new("Top-p", 0.95, FloatRange::Linear { min: 0.05, max: 1.0 })
+            top_p: FloatParam::new("Top-p", DEFAULT_TOP_P, FloatRange::Linear { min: p_lo, max: p_hi })
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
             guidance: FloatParam::new("Guidance", DEFAULT_GUIDANCE, FloatRange::Linear { min: gd_lo, max: gd_hi })
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),

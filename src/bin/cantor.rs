@@ -59,22 +59,22 @@ struct RenderArgs {
     #[arg(long, default_value_t = 1)]
     seed: u32,
     /// Sampling temperature (0 = always the likeliest code, 2 = wild).
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = cantor::params::DEFAULT_TEMPERATURE)]
     temperature: f32,
     /// Sample only among the k likeliest codes (0 = off).
     #[arg(long, default_value_t = 0)]
     top_k: u32,
     /// Sample only among the likeliest codes that make up this probability (1 = off).
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = cantor::params::DEFAULT_TOP_P)]
     top_p: f32,
     /// Classifier-free guidance: 0 ignores style, instrument, key and tempo; above 1 exaggerates them.
     #[arg(long, default_value_t = cantor::params::DEFAULT_GUIDANCE)]
     guidance: f32,
     /// Stereo width: 0 mono, 1 natural, 2 wide.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = cantor::params::DEFAULT_WIDTH)]
     width: f32,
     /// Output gain in dB.
-    #[arg(long, default_value_t = -6.0)]
+    #[arg(long, default_value_t = cantor::params::DEFAULT_GAIN_DB)]
     gain_db: f32,
     /// Output sample rate in Hz.
     #[arg(long, default_value_t = 48_000)]

@@ -3,6 +3,7 @@
 
 use super::{Cantor, DirectHost, SourceFactory};
 use crate::model::vocab::{self, INSTRUMENT_FAMILIES, STYLES};
+use crate::params;
 use nice_plug::prelude::ProcessMode;
 
 /// Everything a render is steered by. Values are checked by `validate`.
@@ -39,12 +40,12 @@ impl Default for RenderSettings {
             key: "D".into(),
             mode: "major".into(),
             seed: 1,
-            temperature: 0.9,
+            temperature: params::DEFAULT_TEMPERATURE,
             top_k: 0,
-            top_p: 0.95,
-            guidance: crate::params::DEFAULT_GUIDANCE,
-            width: 1.0,
-            gain_db: -6.0,
+            top_p: params::DEFAULT_TOP_P,
+            guidance: params::DEFAULT_GUIDANCE,
+            width: params::DEFAULT_WIDTH,
+            gain_db: params::DEFAULT_GAIN_DB,
         }
     }
 }
@@ -96,16 +97,24 @@ impl RenderSettings {
         if !vocab::MODES.contains(&self.mode.to_ascii_lowercase().as_str()) {
             errors.push(format!("unknown mode {:?}; modes: {}", self.mode, vocab::MODES.join(", ")));
         }
-        for (name, v, lo, hi) in [("temperature", self.temperature, 0.0, 2.0), ("top-p", self.top_p, 0.05, 1.0), ("guidance", self.guidance, 0.0, 8.0), ("width", self.width, 0.0, 2.0), ("gain-db", self.gain_db, -60.0, 12.0)] {
+        let ranges = [
+            ("temperature", self.temperature, params::temperature_range()),
+            ("top-p", self.top_p, params::top_p_range()),
+            ("guidance", self.guidance, params::guidance_range()),
+            ("width", self.width, params::width_range()),
+            ("gain-db", self.gain_db, params::gain_db_range()),
+        ];
+        for (name, v, (lo, hi)) in ranges {
             if !(v.is_finite() && v >= lo && v <= hi) {
                 errors.push(format!("--{name} must be between {lo} and {hi}, not {v}"));
             }
         }
-        if self.top_k > 512 {
-            errors.push(format!("--top-k must be 0 (off) to 512, not {}", self.top_k));
+        let k_hi = params::top_k_range().1;
+        if self.top_k > k_hi as u32 {
+            errors.push(format!("--top-k must be 0 (off) to {k_hi}, not {}", self.top_k));
         }
-        if self.seed > crate::params::MAX_SEED as u32 {
-            errors.push(format!("--seed must be 0-{}, not {}", crate::params::MAX_SEED, self.seed));
+        if self.seed > params::MAX_SEED as u32 {
+            errors.push(format!("--seed must be 0-{}, not {}", params::MAX_SEED, self.seed));
         }
         if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
     }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use cantor::model::codec::{Codec, CodecConfig, KIND};
+use cantor::model::prior::codec_codes_id;
 use cantor::model::spectral::SpectralDistances;
 use cantor::model::weights;
 use rand::{Rng, SeedableRng};
@@ -42,9 +43,19 @@ pub struct CodecTrainArgs {
     #[arg(long, default_value_t = 400)]
     pub ae_warmup_steps: u64,
     /// Train the decoder only: the encoder and codebooks stay as they are, so the codes (and a
-    /// prior trained on them) stay valid while the sound improves.
+    /// prior trained on them) stay valid while the sound improves. This is a side run of its own
+    /// (cache/train/codec-decoder, log assets/training/codec-log-decoder.jsonl) that starts from
+    /// `--from` and ships to the same weights file.
     #[arg(long)]
     pub freeze_codes: bool,
+    /// Where a decoder-only run starts when it has no checkpoint yet: codec weights or a codec
+    /// checkpoint (default: the shipped weights, whose codes the tokenised corpus and the prior use).
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// Decay the learning rate linearly to zero over the last this many steps before `--steps`
+    /// (0: a constant rate after warm-up). A pure function of the step, so resumes stay exact.
+    #[arg(long, default_value_t = 0)]
+    pub cooldown_steps: u64,
 }
 
 /// The shipped weights (what evaluation, quantisation and the tokeniser read).
@@ -68,6 +79,10 @@ struct TrainState {
     /// Best validation log-mel distance so far (None before the first validation).
     best_valid_mel: Option<f64>,
     config: CodecConfig,
+    /// A decoder-only run: the codes' identity (`codec_codes_id`) it must keep, checked at every
+    /// resume so a checkpoint whose codes moved can never pass for one that the prior still fits.
+    #[serde(default)]
+    frozen_codes_id: Option<String>,
 }
 
 /// EMA codebook statistics, per level: cluster sizes [K] and vector sums [K * D].
@@ -218,9 +233,29 @@ fn make_batch(source: &mut ClipSource, clips: &[&ClipRecipe], step: u64, batch: 
     Ok(out)
 }
 
+/// Learning rate before warm-up: constant, or falling linearly to zero over the last
+/// `cooldown` steps before `last`.
+fn scheduled_lr(base: f64, step: u64, last: u64, cooldown: u64) -> f64 {
+    if cooldown == 0 {
+        return base;
+    }
+    base * ((last.saturating_sub(step)) as f64 / cooldown as f64).min(1.0)
+}
+
+/// The start of a decoder-only run: the weights (or checkpoint) whose codes must be kept.
+fn load_start(path: &Path) -> Result<(CodecConfig, HashMap<String, Tensor>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading the decoder run's start {}", path.display()))?;
+    let tensors = match weights::parse::<TrainState>(&bytes, CHECKPOINT_KIND, &Device::Cpu) {
+        Ok(raw) => return Ok((raw.config.config, raw.tensors.into_iter().filter(|(k, _)| !k.starts_with("adam.") && !k.starts_with("optim.")).collect())),
+        Err(_) => weights::parse::<CodecConfig>(&bytes, KIND, &Device::Cpu).with_context(|| format!("{} is neither codec weights nor a codec checkpoint", path.display()))?,
+    };
+    Ok((tensors.config, tensors.tensors))
+}
+
 pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let device = Device::Cpu;
-    let paths = super::RunPaths::new("codec", args.run.out.as_deref());
+    let main_run = super::RunPaths::new("codec", args.run.out.as_deref());
+    let paths = if args.freeze_codes { main_run.branch("decoder") } else { main_run.clone() };
     std::fs::create_dir_all(&paths.out)?;
     let (ckpt_path, best_path, log) = (&paths.checkpoint, &paths.best, &paths.log);
     if args.run.publish {
@@ -246,17 +281,33 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         step: 0,
         best_valid_mel: None,
         config: if args.tiny { CodecConfig::tiny() } else { CodecConfig::default() },
+        frozen_codes_id: None,
     };
     let mut saved: HashMap<String, Tensor> = HashMap::new();
     if let Some(p) = &resume_from {
         (state, saved) = super::load_checkpoint(p, CHECKPOINT_KIND)?;
         println!("resuming from {} at step {}", p.display(), state.step);
         super::truncate_log_after(log, state.step)?;
+    } else if args.freeze_codes {
+        let start = args.from.clone().unwrap_or_else(|| main_run.published_weights.clone());
+        (state.config, saved) = load_start(&start)?;
+        println!("decoder-only run starts from {}", start.display());
     }
     let cfg = state.config.clone();
     let vm = VarMap::new();
     let codec = Codec::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device))?;
-    super::restore_vars(&vm, &saved)?;
+    let fresh = super::restore_vars(&vm, &saved)?;
+    if args.freeze_codes {
+        anyhow::ensure!(!fresh.iter().any(|n| !n.starts_with("decoder.")), "the decoder run's start lacks encoder or codebook weights: {fresh:?}");
+        let id = codec_codes_id(&codec)?;
+        match &state.frozen_codes_id {
+            Some(kept) => anyhow::ensure!(*kept == id, "this decoder-only checkpoint's codes ({id}) are not the ones it froze ({kept})"),
+            None => state.frozen_codes_id = Some(id),
+        }
+        println!("codes frozen: codec codes id {}", state.frozen_codes_id.as_deref().unwrap_or_default());
+    } else {
+        anyhow::ensure!(state.frozen_codes_id.is_none(), "{} is a decoder-only run: resume it with --freeze-codes", paths.checkpoint.display());
+    }
     let params: Vec<(String, Var)> = vm
         .data()
         .lock()
@@ -334,7 +385,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         let (stft, mel) = spectral.both(&y, &x)?;
         let commitment_weight = if quantizing && !args.freeze_codes { COMMITMENT_WEIGHT } else { 0.0 };
         let loss = ((&stft + &mel)? + (&vq.commitment * commitment_weight)?)?;
-        let (norm, lr) = opt.minimize(&loss, args.lr, state.step)?;
+        let (norm, lr) = opt.minimize(&loss, scheduled_lr(args.lr, state.step, args.run.steps, args.cooldown_steps), state.step)?;
         // Dead-code restarts draw from an RNG of the step, so a resumed run draws the same.
         let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0xC0DEC ^ state.step.wrapping_mul(0x9E3779B97F4A7C15));
         let codes = vq.codes.flatten_to(1)?; // [b*f, levels]
@@ -411,7 +462,7 @@ mod tests {
     use super::*;
 
     fn args(out: &Path, steps: u64) -> CodecTrainArgs {
-        CodecTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, seconds: 0.2, lr: 1e-3, valid_every: 1000, quick: true, tiny: true, ae_warmup_steps: 2, freeze_codes: false }
+        CodecTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, seconds: 0.2, lr: 1e-3, valid_every: 1000, quick: true, tiny: true, ae_warmup_steps: 2, freeze_codes: false, from: None, cooldown_steps: 0 }
     }
 
     #[test]
@@ -427,10 +478,13 @@ mod tests {
         train(&args(&b, 6)).unwrap();
         super::super::assert_same_checkpoint(&a, &b, CHECKPOINT_KIND, 6);
         // Decoder-only training leaves the codes alone: encoder and codebooks bit-identical.
-        let frozen = CodecTrainArgs { freeze_codes: true, ..args(&b, 9) };
+        // It is a side run (b-decoder) that starts from b's checkpoint and runs its own steps.
+        let frozen = CodecTrainArgs { freeze_codes: true, from: Some(b.join("checkpoint.safetensors")), ..args(&b, 3) };
         train(&frozen).unwrap();
         let (_, before) = super::super::load_checkpoint::<TrainState>(&a.join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
-        let (_, after) = super::super::load_checkpoint::<TrainState>(&b.join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
+        let (state, after) = super::super::load_checkpoint::<TrainState>(&base.join("b-decoder").join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
+        assert_eq!(state.step, 3, "the decoder run counts its own steps");
+        assert!(state.frozen_codes_id.is_some(), "the decoder run records the codes it keeps");
         for (name, t) in before.iter().filter(|(n, _)| !n.starts_with("adam.")) {
             let same = t.flatten_all().unwrap().to_vec1::<f32>().unwrap() == after[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let code_side = name.starts_with("encoder.") || name.starts_with("quantizer.");
@@ -439,6 +493,18 @@ mod tests {
                 assert!(!same, "the decoder did not train");
             }
         }
+        // Its checkpoint cannot be resumed as a run that moves the codes.
+        std::fs::copy(base.join("b-decoder").join("checkpoint.safetensors"), b.join("checkpoint.safetensors")).unwrap();
+        let err = train(&args(&b, 12)).unwrap_err().to_string();
+        assert!(err.contains("--freeze-codes"), "{err}");
         let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn the_cooldown_falls_linearly_to_zero_at_the_last_step() {
+        assert_eq!(scheduled_lr(1.0, 50, 100, 0), 1.0);
+        assert_eq!(scheduled_lr(1.0, 50, 100, 40), 1.0);
+        assert_eq!(scheduled_lr(1.0, 80, 100, 40), 0.5);
+        assert_eq!(scheduled_lr(1.0, 100, 100, 40), 0.0);
     }
 }
