@@ -1,5 +1,5 @@
 //! Musical measurements on audio, for judging what the prior generates: tempo (beat tracking by
-//! onset autocorrelation) and key (chroma against Krumhansl's key profiles). They are checked
+//! onset autocorrelation) and key (chroma against Temperley's key profiles). They are checked
 //! against the labels of real corpus clips (`cargo xtask eval estimators`), which says how far
 //! their verdicts on generated audio can be trusted.
 
@@ -73,27 +73,49 @@ pub fn estimate_tempo(x: &[f32], sr: u32, lo: f64, hi: f64) -> Option<f64> {
     best.map(|(b, _)| b)
 }
 
-/// Krumhansl-Kessler major and minor key profiles (C major / C minor).
-const MAJOR: [f64; 12] = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88];
-const MINOR: [f64; 12] = [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17];
+/// Temperley's (Kostka-Payne) major and minor key profiles (C major / C minor): how often each
+/// scale degree sounds in pieces of that key.
+///
+/// Why not Krumhansl-Kessler's (sessions 2-6): on 400 train and 200 test clips of the corpus
+/// (session 7), Krumhansl's profiles found tonic and mode for 56% / 60% of them, Temperley's for
+/// 72% / 72% (both over the compressed chroma of `estimate_key`). Temperley's give the leading tone and the minor
+/// third less weight next to the tonic triad, which suits these diatonic folk tunes.
+const MAJOR: [f64; 12] = [0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400];
+const MINOR: [f64; 12] = [0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330];
 
-/// Pitch-class energy of the whole clip, 65 Hz to 2.1 kHz (C2 to C7).
-pub fn chroma(x: &[f32], sr: u32) -> [f64; 12] {
+/// MIDI notes the chroma covers: C2 to C7 (65 Hz to 2.1 kHz), where the tunes' fundamentals are.
+const CHROMA_NOTES: std::ops::RangeInclusive<i64> = 36..=96;
+
+/// Energy of each note of `CHROMA_NOTES` over the whole clip (spectrum bins rounded to the
+/// nearest equal-tempered note).
+fn note_power(x: &[f32], sr: u32) -> Vec<f64> {
     let n_fft = 8192;
     let spec = spectrogram(x, n_fft, 2048);
-    let mut c = [0f64; 12];
+    let mut notes = vec![0f64; CHROMA_NOTES.count()];
     for frame in &spec {
         for (bin, m) in frame.iter().enumerate().skip(1) {
             let f = bin as f64 * sr as f64 / n_fft as f64;
-            if !(65.0..=2100.0).contains(&f) {
-                continue;
+            let midi = (69.0 + 12.0 * (f / 440.0).log2()).round() as i64;
+            if CHROMA_NOTES.contains(&midi) {
+                notes[(midi - CHROMA_NOTES.start()) as usize] += (*m as f64).powi(2);
             }
-            let midi = 69.0 + 12.0 * (f / 440.0).log2();
-            let pc = (midi.round() as i64).rem_euclid(12) as usize;
-            c[pc] += (*m as f64).powi(2);
         }
     }
+    notes
+}
+
+/// Sum per-note values into pitch classes.
+fn pitch_classes(notes: impl IntoIterator<Item = f64>) -> [f64; 12] {
+    let mut c = [0f64; 12];
+    for (i, v) in notes.into_iter().enumerate() {
+        c[(*CHROMA_NOTES.start() as usize + i) % 12] += v;
+    }
     c
+}
+
+/// Pitch-class energy of the whole clip, 65 Hz to 2.1 kHz (C2 to C7).
+pub fn chroma(x: &[f32], sr: u32) -> [f64; 12] {
+    pitch_classes(note_power(x, sr))
 }
 
 fn correlation(a: &[f64; 12], b: &[f64]) -> f64 {
@@ -109,8 +131,11 @@ fn correlation(a: &[f64; 12], b: &[f64]) -> f64 {
 }
 
 /// Key as (tonic pitch class, mode 0 major / 1 minor): the best-correlated rotated profile.
+/// Each note's energy is square-rooted before it joins its pitch class, so a few loud low notes
+/// (a drone, a bass line) do not outweigh the melody: on the same train / test clips, 50% / 56%
+/// -> 56% / 60% with Krumhansl's profiles, 68% / 69% -> 72% / 72% with Temperley's.
 pub fn estimate_key(x: &[f32], sr: u32) -> (u32, u32) {
-    let c = chroma(x, sr);
+    let c = pitch_classes(note_power(x, sr).into_iter().map(f64::sqrt));
     let mut best = (0u32, 0u32, f64::NEG_INFINITY);
     for tonic in 0..12 {
         for (mode, profile) in [MAJOR, MINOR].iter().enumerate() {
@@ -255,3 +280,4 @@ pub fn phrase_contrast(similarity: &[f64]) -> f64 {
     let at = |d: usize| similarity.get(d - 1).copied().unwrap_or(0.0);
     (at(4) + at(8)) / 2.0 - [1, 2, 3, 5, 6, 7].iter().map(|&d| at(d)).sum::<f64>() / 6.0
 }
+
