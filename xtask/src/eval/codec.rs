@@ -107,11 +107,21 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
     let usage: Vec<String> =
         used.iter().map(|u| format!("{:.0}%", 100.0 * u.iter().filter(|&&b| b).count() as f64 / u.len() as f64)).collect();
     let seconds: f64 = chosen.iter().map(|c| c.seconds).sum();
-    let step = std::fs::read_to_string(repo_root().join("assets/training/codec-log.jsonl"))
-        .ok()
-        .and_then(|s| s.lines().rev().find(|l| l.contains("\"best\":true")).map(|l| l.to_string()))
-        .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
-        .and_then(|v| v["step"].as_u64());
+    // Where the shipped weights come from: the last best validation of a run's log. A
+    // decoder-only run (session 7 on) ships its decoder on the main run's encoder and codes.
+    let best_step = |log: &str| {
+        std::fs::read_to_string(repo_root().join("assets/training").join(log))
+            .ok()
+            .and_then(|s| s.lines().rev().find(|l| l.contains("\"best\":true")).map(|l| l.to_string()))
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+            .and_then(|v| v["step"].as_u64())
+    };
+    let provenance = match (best_step("codec-log.jsonl"), best_step("codec-log-decoder.jsonl")) {
+        (Some(m), Some(d)) => format!(" (encoder and codes: best validation of the main run, step {m}; decoder: best validation of the decoder-only run, step {d})"),
+        (Some(m), None) => format!(" (best validation at training step {m})"),
+        _ => String::new(),
+    };
+    let provenance = if path == crate::train::codec::published_weights() { provenance } else { String::new() };
     let body = format!(
         "## Codec against Opus (test split)\n\n\
          {} test clips ({:.1} min, every clip of a tune unseen in training), 24 kHz mono. \
@@ -122,7 +132,7 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
         chosen.len(),
         seconds / 60.0,
         path.strip_prefix(repo_root()).unwrap_or(&path).display(),
-        step.map(|s| format!(" (best validation at training step {s})")).unwrap_or_default(),
+        provenance,
         clips,
         started.elapsed().as_secs_f64(),
         ours.row("Cantor codec", cfg.bitrate() / 1000.0),
