@@ -167,16 +167,30 @@ pub fn real_phrase_contrast(ds: &Dataset, pieces: usize) -> Result<f64> {
     Ok(total / n.max(1) as f64)
 }
 
-/// Phrase contrast of generated reels, 40 s each, with or without phrase conditioning.
-fn generated_phrase_contrast(factory: &dyn Fn(bool) -> SourceFactory, phrase: bool, seeds: u32) -> Result<f64> {
-    let mut total = 0.0;
-    for seed in 1..=seeds {
-        let settings = RenderSettings { seconds: 40.0, sample_rate: SR, styles: vec![("reel".into(), 1.0)], bpm: 116.0, beats_per_bar: 4, seed, width: 0.0, ..Default::default() };
-        let stereo = render(&settings, factory(phrase), |_| {}).map_err(anyhow::Error::msg)?;
-        let mono: Vec<f32> = stereo.chunks(2).map(|f| 0.5 * (f[0] + f[1])).collect();
-        total += phrase_contrast(&bar_similarity(&mono, SR, 116.0, 4, 8));
-    }
-    Ok(total / seeds as f64)
+/// Takes per arm of the phrase ablation. Session 6's 5 takes per arm gave with/without
+/// -0.038/-0.020, session 7's -0.020/-0.063: the sign flipped, so the arms need more takes and
+/// the difference its standard error.
+const PHRASE_TAKES: u32 = 16;
+
+/// Phrase contrast of generated reels, 40 s each, with or without phrase conditioning, one per
+/// seed 1..=takes (the same seeds in both arms, so the difference can be paired).
+fn generated_phrase_contrast(factory: &dyn Fn(bool) -> SourceFactory, phrase: bool, takes: u32) -> Result<Vec<f64>> {
+    (1..=takes)
+        .map(|seed| {
+            let settings = RenderSettings { seconds: 40.0, sample_rate: SR, styles: vec![("reel".into(), 1.0)], bpm: 116.0, beats_per_bar: 4, seed, width: 0.0, ..Default::default() };
+            let stereo = render(&settings, factory(phrase), |_| {}).map_err(anyhow::Error::msg)?;
+            let mono: Vec<f32> = stereo.chunks(2).map(|f| 0.5 * (f[0] + f[1])).collect();
+            Ok(phrase_contrast(&bar_similarity(&mono, SR, 116.0, 4, 8)))
+        })
+        .collect()
+}
+
+/// Mean and standard error of the mean.
+fn mean_and_error(x: &[f64]) -> (f64, f64) {
+    let n = x.len().max(1) as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, (var / n).sqrt())
 }
 
 /// Sources on `pair` with phrase conditioning on or off (the ablation `eval_prior` measures).
@@ -309,8 +323,13 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
     let repeats = windows.windows(2).filter(|p| p[0] == p[1]).count();
     let (longest_quiet, total_quiet) = quiet_stretches(&mono, SR, QUIET_DBFS);
     let real_phrase = real_phrase_contrast(&ds, classifier_clips.min(20))?;
-    let with_phrase = generated_phrase_contrast(phrase_factory, true, seeds)?;
-    let without_phrase = generated_phrase_contrast(phrase_factory, false, seeds)?;
+    let takes = if seeds <= 1 { 1 } else { PHRASE_TAKES };
+    let with = generated_phrase_contrast(phrase_factory, true, takes)?;
+    let without = generated_phrase_contrast(phrase_factory, false, takes)?;
+    let (with_phrase, with_err) = mean_and_error(&with);
+    let (without_phrase, without_err) = mean_and_error(&without);
+    let paired: Vec<f64> = with.iter().zip(&without).map(|(a, b)| a - b).collect();
+    let (gain, gain_err) = mean_and_error(&paired);
     Ok(format!(
         "## Prior: what it plays (generated audio)\n\n\
          Command: `cargo xtask eval prior --seeds {seeds} --seconds {seconds}`; every style at a typical tempo, keys and instruments rotating with the seed, rendered through the plugin's offline path at the default guidance ({}).\n\n\
@@ -319,7 +338,7 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
          Targets: style at least 80% (chance {:.0}%), tempo at least 80%, key at least 70%. The style classifier (logistic regression over timbre and beat-relative rhythm features) recognises {:.0}% of real test clips; the estimators' own agreement on real clips is in the estimators section.\n\n\
          Diversity across seeds (mean standardised feature distance between two takes of one style): {div:.2}.\n\n\
          Stability over {stability_seconds:.0} s: finite samples {finite}, quietest 5 s window {quietest:.1} dBFS, identical consecutive windows {repeats}; below {QUIET_DBFS:.0} dBFS for {total_quiet:.1} s in all, the longest stretch {longest_quiet:.1} s (half-second windows).\n\n\
-         Long-range structure (phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart, 40 s takes): real test pieces {real_phrase:+.3}; generated reels with phrase-position conditioning {with_phrase:+.3}, without {without_phrase:+.3}.\n",
+         Long-range structure (phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart, 40 s takes): real test pieces {real_phrase:+.3}; generated reels ({takes} seeds, 116 BPM) with phrase-position conditioning {with_phrase:+.3} ± {with_err:.3}, without {without_phrase:+.3} ± {without_err:.3}; paired difference (with minus without, same seeds) {gain:+.3} ± {gain_err:.3} (± one standard error).\n",
         RenderSettings::default().guidance,
         a.pct(a.style_ok),
         a.pct(a.tempo_ok),
