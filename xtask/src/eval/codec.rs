@@ -116,12 +116,15 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
             .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
             .and_then(|v| v["step"].as_u64())
     };
-    let provenance = match (best_step("codec-log.jsonl"), best_step("codec-log-decoder.jsonl")) {
-        (Some(m), Some(d)) => format!(" (encoder and codes: best validation of the main run, step {m}; decoder: best validation of the decoder-only run, step {d})"),
-        (Some(m), None) => format!(" (best validation at training step {m})"),
-        _ => String::new(),
+    let provenance = if path != crate::train::codec::published_weights() {
+        String::new() // another file: no claim about where it came from
+    } else {
+        match (best_step("codec-log.jsonl"), best_step("codec-log-decoder.jsonl")) {
+            (Some(m), Some(d)) => format!(" (encoder and codes: best validation of the main run, step {m}; decoder: best validation of the decoder-only run, step {d})"),
+            (Some(m), None) => format!(" (best validation at training step {m})"),
+            _ => String::new(),
+        }
     };
-    let provenance = if path == crate::train::codec::published_weights() { provenance } else { String::new() };
     let body = format!(
         "## Codec against Opus (test split)\n\n\
          {} test clips ({:.1} min, every clip of a tune unseen in training), 24 kHz mono. \

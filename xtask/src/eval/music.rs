@@ -91,13 +91,19 @@ const CHROMA_NOTES: std::ops::RangeInclusive<i64> = 36..=96;
 fn note_power(x: &[f32], sr: u32) -> Vec<f64> {
     let n_fft = 8192;
     let spec = spectrogram(x, n_fft, 2048);
-    let mut notes = vec![0f64; CHROMA_NOTES.count()];
-    for frame in &spec {
-        for (bin, m) in frame.iter().enumerate().skip(1) {
+    // Each bin's note (index into `notes`), worked out once rather than per frame.
+    let note_of_bin: Vec<Option<usize>> = (0..=n_fft / 2)
+        .map(|bin| {
             let f = bin as f64 * sr as f64 / n_fft as f64;
             let midi = (69.0 + 12.0 * (f / 440.0).log2()).round() as i64;
-            if CHROMA_NOTES.contains(&midi) {
-                notes[(midi - CHROMA_NOTES.start()) as usize] += (*m as f64).powi(2);
+            (bin > 0 && CHROMA_NOTES.contains(&midi)).then(|| (midi - CHROMA_NOTES.start()) as usize)
+        })
+        .collect();
+    let mut notes = vec![0f64; CHROMA_NOTES.count()];
+    for frame in &spec {
+        for (m, note) in frame.iter().zip(&note_of_bin) {
+            if let Some(i) = note {
+                notes[*i] += (*m as f64).powi(2);
             }
         }
     }
@@ -280,4 +286,3 @@ pub fn phrase_contrast(similarity: &[f64]) -> f64 {
     let at = |d: usize| similarity.get(d - 1).copied().unwrap_or(0.0);
     (at(4) + at(8)) / 2.0 - [1, 2, 3, 5, 6, 7].iter().map(|&d| at(d)).sum::<f64>() / 6.0
 }
-

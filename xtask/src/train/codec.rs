@@ -245,11 +245,13 @@ fn scheduled_lr(base: f64, step: u64, last: u64, cooldown: u64) -> f64 {
 /// The start of a decoder-only run: the weights (or checkpoint) whose codes must be kept.
 fn load_start(path: &Path) -> Result<(CodecConfig, HashMap<String, Tensor>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading the decoder run's start {}", path.display()))?;
-    let tensors = match weights::parse::<TrainState>(&bytes, CHECKPOINT_KIND, &Device::Cpu) {
-        Ok(raw) => return Ok((raw.config.config, raw.tensors.into_iter().filter(|(k, _)| !k.starts_with("adam.") && !k.starts_with("optim.")).collect())),
-        Err(_) => weights::parse::<CodecConfig>(&bytes, KIND, &Device::Cpu).with_context(|| format!("{} is neither codec weights nor a codec checkpoint", path.display()))?,
-    };
-    Ok((tensors.config, tensors.tensors))
+    if let Ok(ckpt) = weights::parse::<TrainState>(&bytes, CHECKPOINT_KIND, &Device::Cpu) {
+        // The start's weights only: the decoder run's optimiser starts fresh.
+        let model = ckpt.tensors.into_iter().filter(|(k, _)| !k.starts_with("adam.") && !k.starts_with("optim.")).collect();
+        return Ok((ckpt.config.config, model));
+    }
+    let raw = weights::parse::<CodecConfig>(&bytes, KIND, &Device::Cpu).with_context(|| format!("{} is neither codec weights nor a codec checkpoint", path.display()))?;
+    Ok((raw.config, raw.tensors))
 }
 
 pub fn train(args: &CodecTrainArgs) -> Result<()> {
@@ -298,7 +300,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let codec = Codec::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device))?;
     let fresh = super::restore_vars(&vm, &saved)?;
     if args.freeze_codes {
-        anyhow::ensure!(!fresh.iter().any(|n| !n.starts_with("decoder.")), "the decoder run's start lacks encoder or codebook weights: {fresh:?}");
+        anyhow::ensure!(fresh.iter().all(|n| n.starts_with("decoder.")), "the decoder run's start lacks encoder or codebook weights: {fresh:?}");
         let id = codec_codes_id(&codec)?;
         match &state.frozen_codes_id {
             Some(kept) => anyhow::ensure!(*kept == id, "this decoder-only checkpoint's codes ({id}) are not the ones it froze ({kept})"),
