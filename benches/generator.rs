@@ -89,7 +89,7 @@ fn main() {
         let mut fast_state = fast.new_state();
         let (mut fast_decodes, mut audio) = (Vec::new(), Vec::new());
         let knobs = Knobs { styles: Some([0.0, 0.0, 0.0, 1.0, 0.0, 0.0]), instrument: Some(1), key: Some((2, 0)), bpm: Some(110.0) };
-        let sampling = Sampling { temperature: 0.9, top_k: 0, top_p: 0.95, guidance: 1.5 };
+        let sampling = Sampling { temperature: 0.9, top_k: 0, top_p: 0.95, guidance: 1.5, repeat: 0.5 };
         let (mut steps, mut decodes) = (Vec::new(), Vec::new());
         for i in 0..800 {
             let grid = GridPosition { beats: i as f64 * 0.02, beats_per_bar: 4, phrase: true };
@@ -133,6 +133,7 @@ fn main() {
         top_k: 0,
         top_p: 0.95,
         guidance: 1.5,
+        repeat: 0.5,
         tempo_bpm: 110.0,
         beats_per_bar: 4,
         ahead_s: 0.1,

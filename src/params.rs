@@ -41,6 +41,13 @@ pub fn guidance_range() -> (f32, f32) {
 /// Default guidance (parameter, `cantor render`): 3 followed tempo and style best of 0-5 in
 /// EVAL.md's guidance table (session 6; it was 1.5).
 pub const DEFAULT_GUIDANCE: f32 = 3.0;
+/// How closely the second playing of each 8-bar strain follows the first: 0 lets the music
+/// wander freely, 1 is the strongest echo (`model::prior::sampling::REPEAT_MAX_BIAS`).
+pub fn repeat_range() -> (f32, f32) {
+    (0.0, 1.0)
+}
+/// Default repeat (parameter, `cantor render`).
+pub const DEFAULT_REPEAT: f32 = 0.75;
 /// Default sampling temperature (parameter, `cantor render`): a little below the model's own
 /// distribution, which keeps takes from wandering.
 pub const DEFAULT_TEMPERATURE: f32 = 0.9;
@@ -122,6 +129,9 @@ pub struct CantorParams {
     pub top_p: FloatParam,
     #[id = "guidance"]
     pub guidance: FloatParam,
+    /// Strain repetition (long-range structure): see `repeat_range`.
+    #[id = "repeat"]
+    pub repeat: FloatParam,
     /// Seed of the generator's random choices: the same seed and automation give the same music.
     #[id = "seed"]
     pub seed: IntParam,
@@ -191,6 +201,7 @@ impl Default for CantorParams {
         let (gd_lo, gd_hi) = guidance_range();
         let (p_lo, p_hi) = top_p_range();
         let (w_lo, w_hi) = width_range();
+        let (rep_lo, rep_hi) = repeat_range();
         let (r_lo, r_hi) = responsiveness_range();
         Self {
             gain: FloatParam::new(
@@ -240,6 +251,10 @@ impl Default for CantorParams {
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
             guidance: FloatParam::new("Guidance", DEFAULT_GUIDANCE, FloatRange::Linear { min: gd_lo, max: gd_hi })
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            repeat: FloatParam::new("Repeat", DEFAULT_REPEAT, FloatRange::Linear { min: rep_lo, max: rep_hi })
+                .with_value_to_string(formatters::v2s_f32_percentage(0))
+                .with_string_to_value(formatters::s2v_f32_percentage())
+                .with_unit("%"),
             seed: IntParam::new("Seed", 1, IntRange::Linear { min: 0, max: MAX_SEED }),
             run_mode: EnumParam::new("Run mode", RunMode::Transport),
             responsiveness: FloatParam::new(
@@ -359,7 +374,7 @@ mod tests {
         // Ids are a promise to hosts' saved projects: this list only ever grows.
         let p = CantorParams::default();
         let ids: Vec<String> = p.param_map().into_iter().map(|(id, _, _)| id).collect();
-        for id in ["gain", "width", "instrument", "tempo_mode", "tempo", "key", "mode", "key_midi", "temperature", "top_k", "top_p", "guidance", "seed", "run_mode", "ahead"] {
+        for id in ["gain", "width", "instrument", "tempo_mode", "tempo", "key", "mode", "key_midi", "temperature", "top_k", "top_p", "guidance", "repeat", "seed", "run_mode", "ahead"] {
             assert!(ids.iter().any(|i| i == id), "parameter id {id:?} disappeared");
         }
         let mut sorted = ids.clone();

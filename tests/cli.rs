@@ -14,19 +14,20 @@ fn help_documents_every_render_option() {
     let out = cantor().args(["render", "--help"]).output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for option in ["--seconds", "--style", "--instrument", "--bpm", "--key", "--mode", "--seed", "--temperature", "--top-k", "--top-p", "--guidance", "--width", "--out"] {
+    for option in ["--seconds", "--style", "--instrument", "--bpm", "--key", "--mode", "--seed", "--temperature", "--top-k", "--top-p", "--guidance", "--repeat", "--width", "--out"] {
         assert!(help.contains(option), "render --help does not mention {option}");
     }
 }
 
 #[test]
 fn bad_arguments_get_clear_messages_and_a_failing_exit() {
-    let out = cantor().args(["render", "--bpm", "999", "--style", "tango", "--key", "H", "--out", "/nonexistent/x.wav"]).output().unwrap();
+    let out = cantor().args(["render", "--bpm", "999", "--style", "tango", "--key", "H", "--repeat", "3", "--out", "/nonexistent/x.wav"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--bpm must be between 60 and 180"), "{err}");
     assert!(err.contains("unknown style \"tango\""), "{err}");
     assert!(err.contains("unknown key \"H\""), "{err}");
+    assert!(err.contains("--repeat must be between 0 and 1, not 3"), "{err}");
     let out = cantor().args(["render", "--temperature", "warm"]).output().unwrap();
     assert!(!out.status.success());
 }

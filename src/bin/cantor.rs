@@ -70,6 +70,9 @@ struct RenderArgs {
     /// Classifier-free guidance: 0 ignores style, instrument, key and tempo; above 1 exaggerates them.
     #[arg(long, default_value_t = cantor::params::DEFAULT_GUIDANCE)]
     guidance: f32,
+    /// How closely the second playing of each 8-bar strain follows the first (0 = free, 1 = closest).
+    #[arg(long, default_value_t = cantor::params::DEFAULT_REPEAT)]
+    repeat: f32,
     /// Stereo width: 0 mono, 1 natural, 2 wide.
     #[arg(long, default_value_t = cantor::params::DEFAULT_WIDTH)]
     width: f32,
@@ -105,6 +108,7 @@ fn render(args: RenderArgs) -> Result<()> {
         top_k: args.top_k,
         top_p: args.top_p,
         guidance: args.guidance,
+        repeat: args.repeat,
         width: args.width,
         gain_db: args.gain_db,
     };

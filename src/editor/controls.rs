@@ -35,6 +35,7 @@ pub fn show(ui: &mut egui::Ui, p: &CantorParams, setter: &ParamSetter) {
         row(ui, &p.top_k, setter, "Choose only among the k likeliest codes (0 = off). Lower is safer.");
         row(ui, &p.top_p, setter, "Choose only among the likeliest codes that together reach this probability. Lower is safer.");
         row(ui, &p.guidance, setter, "How strongly style, instrument, key and tempo are imposed: 0 ignores them, above 1 exaggerates them.");
+        row(ui, &p.repeat, setter, "Each 8-bar strain is played twice, as in a dance tune: how closely the second playing follows the first. 0 lets the music wander freely.");
         row(ui, &p.seed, setter, "The same seed and the same automation give the same music, bit for bit.");
         ui.add_space(6.0);
         ui.strong("Playback");

@@ -60,7 +60,7 @@ impl NeuralSource {
     fn knobs(k: &KnobSnapshot) -> (Knobs, Sampling) {
         let styles = k.styles.iter().any(|&w| w.is_finite() && w > 0.0).then_some(k.styles);
         let knobs = Knobs { styles, instrument: Some(k.instrument), key: Some((k.key, k.mode)), bpm: Some(k.tempo_bpm) };
-        let sampling = Sampling { temperature: k.temperature, top_k: k.top_k as usize, top_p: k.top_p, guidance: k.guidance };
+        let sampling = Sampling { temperature: k.temperature, top_k: k.top_k as usize, top_p: k.top_p, guidance: k.guidance, repeat: k.repeat };
         (knobs, sampling)
     }
 }

@@ -30,6 +30,8 @@ pub struct KnobSnapshot {
     pub top_k: u32,
     pub top_p: f32,
     pub guidance: f32,
+    /// How closely each strain's second playing follows its first (0-1).
+    pub repeat: f32,
     pub tempo_bpm: f32,
     pub beats_per_bar: u32,
     /// Seconds of audio the generator keeps ready (responsiveness against safety).
@@ -48,6 +50,7 @@ pub struct EngineShared {
     pub top_k: AtomicU32,
     pub top_p: AtomicF32,
     pub guidance: AtomicF32,
+    pub repeat: AtomicF32,
     pub tempo_bpm: AtomicF32,
     /// Beats per bar of the host's time signature (4 when the host does not say).
     pub beats_per_bar: AtomicU32,
@@ -96,6 +99,7 @@ impl Default for EngineShared {
             top_k: AtomicU32::new(0),
             top_p: AtomicF32::new(1.0),
             guidance: AtomicF32::new(1.0),
+            repeat: AtomicF32::new(0.0),
             tempo_bpm: AtomicF32::new(120.0),
             beats_per_bar: AtomicU32::new(4),
             ahead_s: AtomicF32::new(DEFAULT_LOOK_AHEAD_S),
@@ -129,6 +133,7 @@ impl EngineShared {
             top_k: self.top_k.load(Relaxed),
             top_p: self.top_p.load(Relaxed),
             guidance: self.guidance.load(Relaxed),
+            repeat: self.repeat.load(Relaxed),
             tempo_bpm: self.tempo_bpm.load(Relaxed),
             beats_per_bar: self.beats_per_bar.load(Relaxed),
             ahead_s: self.ahead_s.load(Relaxed),

@@ -110,6 +110,7 @@ impl Cantor {
         s.top_k.store(p.top_k.value().max(0) as u32, Relaxed);
         s.top_p.store(p.top_p.value(), Relaxed);
         s.guidance.store(p.guidance.value(), Relaxed);
+        s.repeat.store(p.repeat.value(), Relaxed);
         s.ahead_s.store(p.responsiveness.value(), Relaxed);
         s.gain.store(p.gain.value(), Relaxed);
     }

@@ -24,6 +24,7 @@ pub struct RenderSettings {
     pub top_k: u32,
     pub top_p: f32,
     pub guidance: f32,
+    pub repeat: f32,
     pub width: f32,
     pub gain_db: f32,
 }
@@ -44,6 +45,7 @@ impl Default for RenderSettings {
             top_k: 0,
             top_p: params::DEFAULT_TOP_P,
             guidance: params::DEFAULT_GUIDANCE,
+            repeat: params::DEFAULT_REPEAT,
             width: params::DEFAULT_WIDTH,
             gain_db: params::DEFAULT_GAIN_DB,
         }
@@ -101,6 +103,7 @@ impl RenderSettings {
             ("temperature", self.temperature, params::temperature_range()),
             ("top-p", self.top_p, params::top_p_range()),
             ("guidance", self.guidance, params::guidance_range()),
+            ("repeat", self.repeat, params::repeat_range()),
             ("width", self.width, params::width_range()),
             ("gain-db", self.gain_db, params::gain_db_range()),
         ];
@@ -148,6 +151,7 @@ pub fn render(settings: &RenderSettings, factory: SourceFactory, mut progress: i
     set("top_k", settings.top_k as f32)?;
     set("top_p", settings.top_p)?;
     set("guidance", settings.guidance)?;
+    set("repeat", settings.repeat)?;
     set("width", settings.width)?;
     set("gain", 10f32.powf(settings.gain_db / 20.0))?;
     let t = host.transport_mut();

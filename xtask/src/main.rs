@@ -74,6 +74,11 @@ enum EvalCommand {
         /// (comma-separated, e.g. 0,1.5,3) into EVAL.md's guidance section.
         #[arg(long, value_delimiter = ',')]
         guidance_sweep: Vec<f32>,
+        /// Instead of the full evaluation, measure the phrase structure of generated reels at
+        /// each of these repeat strengths (comma-separated, e.g. 0,0.5,1) into EVAL.md's
+        /// strain repetition section.
+        #[arg(long, value_delimiter = ',')]
+        repeat_sweep: Vec<f32>,
     },
     /// The tempo and key estimators (used to judge the prior) on real test clips.
     Estimators {
@@ -215,7 +220,7 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Prior(args) } => train::prior::train(&args),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
         Command::Eval { model: EvalCommand::Estimators { clips } } => eval::music::eval_estimators(clips),
-        Command::Eval { model: EvalCommand::Prior { prior, codec, seeds, seconds, stability_seconds, guidance_sweep } } => {
+        Command::Eval { model: EvalCommand::Prior { prior, codec, seeds, seconds, stability_seconds, guidance_sweep, repeat_sweep } } => {
             let prior = prior.unwrap_or_else(|| train::RunPaths::new("prior", None).published_weights);
             let codec = codec.unwrap_or_else(train::codec::published_weights);
             let pair = std::sync::Arc::new(cantor::model::pair::ModelPair::from_bytes(&std::fs::read(&codec)?, &std::fs::read(&prior)?).map_err(anyhow::Error::msg)?);
@@ -225,6 +230,11 @@ fn main() -> Result<()> {
                 return eval::write_section(&dataset::repo_root().join("EVAL.md"), "prior-guidance", &body);
             }
             let ablated = eval::prior::phrase_factory(pair.clone());
+            if !repeat_sweep.is_empty() {
+                let body = eval::prior::eval_repeat(&ablated, &repeat_sweep, 16)?;
+                println!("{body}");
+                return eval::write_section(&dataset::repo_root().join("EVAL.md"), "prior-repeat", &body);
+            }
             let body = eval::prior::eval_prior(|| cantor::plugin::neural_factory(pair.clone()), &ablated, seeds, seconds, stability_seconds, 40)?;
             println!("{body}");
             eval::write_section(&dataset::repo_root().join("EVAL.md"), "prior", &body)

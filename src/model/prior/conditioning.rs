@@ -61,6 +61,23 @@ pub struct GridPosition {
     pub phrase: bool,
 }
 
+impl GridPosition {
+    /// Whether this frame falls in the second playing of a strain, and if so how many frames
+    /// back the same place in the first playing is: strains of `PHRASE_BARS` bars come in pairs
+    /// (A A B B ..., as the corpus's dance tunes repeat each strain), so the second strain of
+    /// every pair echoes the one before (`Sampling::repeat`). `None` in the first strain of a
+    /// pair, or without a usable tempo.
+    pub fn strain_echo_frames(&self, bpm: Option<f32>, frame_rate: f64) -> Option<usize> {
+        let bpm = bpm.filter(|b| b.is_finite() && *b > 0.0)? as f64;
+        if !(self.beats.is_finite() && self.beats >= 0.0 && frame_rate.is_finite() && frame_rate > 0.0) {
+            return None;
+        }
+        let per_bar = self.beats_per_bar.clamp(1, 32) as f64;
+        let strain = (self.beats / per_bar / PHRASE_BARS as f64).floor() as u64;
+        (strain % 2 == 1).then(|| (PHRASE_BARS as f64 * per_bar * 60.0 / bpm * frame_rate).round() as usize)
+    }
+}
+
 /// Write the features of one frame into `out` (length `COND_DIM`). Absurd values are clamped
 /// or treated as absent, never propagated as NaN.
 pub fn write_features(knobs: &Knobs, grid: &GridPosition, out: &mut [f32]) {
@@ -143,5 +160,20 @@ mod tests {
         assert_eq!(f[KEY_AT + 1 + 2], 1.0, "tonic 14 wraps to D");
         assert_eq!(f[KEY_AT + 14], 1.0, "mode clamps to minor");
         assert_eq!(f[TEMPO_AT], 0.0, "infinite tempo is absent");
+    }
+
+    #[test]
+    fn the_second_strain_of_each_pair_echoes_the_first() {
+        // 4/4 at 120 BPM, 75 frames/s: a strain of 8 bars is 16 s, 1200 frames.
+        let at = |bar: f64| GridPosition { beats: bar * 4.0, beats_per_bar: 4, phrase: true }.strain_echo_frames(Some(120.0), 75.0);
+        assert_eq!(at(0.0), None);
+        assert_eq!(at(7.9), None);
+        assert_eq!(at(8.0), Some(1200));
+        assert_eq!(at(15.9), Some(1200));
+        assert_eq!(at(16.5), None, "a new strain pair starts fresh");
+        assert_eq!(at(24.0), Some(1200));
+        assert_eq!(GridPosition { beats: 9.0 * 3.0, beats_per_bar: 3, phrase: false }.strain_echo_frames(Some(90.0), 75.0), Some(1200), "3/4 at 90 BPM: 8 bars are 16 s");
+        assert_eq!(at(8.0).and(GridPosition { beats: 40.0, beats_per_bar: 4, phrase: true }.strain_echo_frames(None, 75.0)), None, "no tempo, no echo");
+        assert_eq!(GridPosition { beats: f64::NAN, beats_per_bar: 4, phrase: true }.strain_echo_frames(Some(120.0), 75.0), None);
     }
 }

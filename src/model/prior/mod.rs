@@ -88,7 +88,7 @@ impl PriorConfig {
 }
 
 /// The identity of a codec's code space: a hash of its configuration and codebooks (a
-/// fingerprint: the encoder trains together with them). Retraining only the decoder keeps it. Retraining only the decoder (and the up-projections) keeps it;
+/// fingerprint: the encoder trains together with them). Retraining only the decoder keeps it;
 /// training that moves the codes changes it.
 pub fn codec_codes_id(codec: &crate::model::codec::Codec) -> Result<String> {
     // FNV-1a over the codebook bits: stable across runs and platforms (unlike DefaultHasher's seed).

@@ -15,11 +15,19 @@ pub struct Sampling {
     pub top_p: f32,
     /// Classifier-free guidance: 0 = unconditional, 1 = conditional, above 1 exaggerates.
     pub guidance: f32,
+    /// How closely the second playing of each strain follows the first: 0 = off, 1 = the
+    /// strongest echo (see `stream::PriorStream` and `REPEAT_MAX_BIAS`).
+    pub repeat: f32,
 }
+
+/// Logit bonus (nats) that repeat 1 gives the code one strain earlier: e^6, a 400-fold boost,
+/// makes a code the model found fairly plausible near certain, while a code it rules out stays
+/// out, so the echo bends to the new context instead of copying blindly.
+pub const REPEAT_MAX_BIAS: f32 = 6.0;
 
 impl Default for Sampling {
     fn default() -> Self {
-        Self { temperature: 1.0, top_k: 0, top_p: 1.0, guidance: 1.0 }
+        Self { temperature: 1.0, top_k: 0, top_p: 1.0, guidance: 1.0, repeat: 0.0 }
     }
 }
 

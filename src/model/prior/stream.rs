@@ -3,7 +3,7 @@
 
 use super::conditioning::{write_features, GridPosition, Knobs, COND_DIM};
 use super::pattern::{bos, FrameAssembler};
-use super::sampling::{guide, sample, Sampling};
+use super::sampling::{guide, sample, Sampling, REPEAT_MAX_BIAS};
 use super::{Prior, PriorState};
 use candle_core::{Device, Result};
 use rand::SeedableRng;
@@ -14,6 +14,12 @@ use rand_chacha::ChaCha8Rng;
 /// over the weights (`Prior::step_pair`).
 /// When guidance leaves 1, the unconditional stream starts from an empty context and catches
 /// up over the attention window (guidance fades in over a few seconds).
+///
+/// Repeated strains (long-range structure beyond the 5 s attention window): the stream keeps
+/// the codes of its last `ECHO_SECONDS`; in the second strain of each pair
+/// (`GridPosition::strain_echo_frames`) every level's logit of the code written one strain
+/// earlier at the same place gets a bonus (`Sampling::repeat`), so the strain comes back as a
+/// variation of the first, which the model can follow or leave where its context disagrees.
 pub struct PriorStream {
     conditional: PriorState,
     unconditional: PriorState,
@@ -29,10 +35,21 @@ pub struct PriorStream {
     uncond: Vec<f32>,
     guided: Vec<f32>,
     scratch: Vec<(f32, u32)>,
+    /// The codes of the last `history_steps` steps (`[step % history_steps][level]`), for the
+    /// strain echo. Only steps since the last reset are read.
+    history: Vec<u32>,
+    history_steps: usize,
+    /// Frames per second of the codes (to turn a strain's length into steps).
+    frame_rate: f64,
 }
+
+/// Longest strain the echo reaches back over: 8 bars of 4/4 at 60 BPM are 32 s, 8 bars of 7/4
+/// at 60 BPM 56 s. Longer strains play without an echo.
+pub const ECHO_SECONDS: f64 = 64.0;
 
 impl PriorStream {
     pub fn new(prior: &Prior, device: &Device, seed: u64) -> Result<Self> {
+        let history_steps = (ECHO_SECONDS * prior.cfg.frame_rate).ceil() as usize;
         Ok(Self {
             conditional: prior.new_state(1, device)?,
             unconditional: prior.new_state(1, device)?,
@@ -45,6 +62,9 @@ impl PriorStream {
             uncond: vec![0.0; COND_DIM],
             guided: Vec::with_capacity(prior.cfg.codebook_size),
             scratch: Vec::with_capacity(prior.cfg.codebook_size),
+            history: vec![bos(prior.cfg.codebook_size); history_steps * prior.cfg.n_levels],
+            history_steps,
+            frame_rate: prior.cfg.frame_rate,
         })
     }
 
@@ -64,7 +84,7 @@ impl PriorStream {
         let (levels, k) = (prior.cfg.n_levels, prior.cfg.codebook_size);
         write_features(knobs, grid, &mut self.cond);
         let guided = sampling.guidance.is_finite() && sampling.guidance != 1.0;
-        let (cond_logits, uncond_logits) = if guided {
+        let (mut cond_logits, uncond_logits) = if guided {
             if !self.unconditional_live {
                 self.unconditional.clear();
                 self.unconditional_live = true;
@@ -76,21 +96,36 @@ impl PriorStream {
             self.unconditional_live = false;
             (prior.step(&mut self.conditional, &self.last, &self.cond)?, None)
         };
+        // The step one strain back, if this step is in an echoing strain and it was written
+        // since the last reset.
+        let echo_from = (sampling.repeat.is_finite() && sampling.repeat > 0.0)
+            .then(|| grid.strain_echo_frames(knobs.bpm, self.frame_rate))
+            .flatten()
+            .filter(|&d| d > 0 && d <= self.history_steps && d as u64 <= self.steps)
+            .map(|d| (self.steps as usize - d) % self.history_steps);
+        let bonus = sampling.repeat.clamp(0.0, 1.0) * REPEAT_MAX_BIAS;
         for level in 0..levels {
             let span = level * k..(level + 1) * k;
+            // BOS (a delayed level's first steps) is not a code to echo.
+            let echoed = echo_from.map(|slot| self.history[slot * levels + level]).filter(|&c| (c as usize) < k);
             let logits = match &uncond_logits {
                 Some(u) => {
                     guide(&cond_logits[span.clone()], &u[span], sampling.guidance, &mut self.guided);
-                    &self.guided[..]
+                    &mut self.guided[..]
                 }
-                None => &cond_logits[span],
+                None => &mut cond_logits[span],
             };
+            if let Some(code) = echoed {
+                logits[code as usize] += bonus;
+            }
             self.last[level] = sample(logits, sampling, &mut self.rng, &mut self.scratch);
             // A delayed level has no frame yet in its first steps: training fed BOS there.
             if self.steps < prior.cfg.delays[level] as u64 {
                 self.last[level] = bos(k);
             }
         }
+        let slot = (self.steps % self.history_steps as u64) as usize * levels;
+        self.history[slot..slot + levels].copy_from_slice(&self.last);
         self.steps += 1;
         Ok(self.assembler.push(&self.last))
     }

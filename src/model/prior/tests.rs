@@ -70,7 +70,7 @@ fn generate(prior: &Prior, seed: u64, knobs: &Knobs, sampling: &Sampling, frames
 #[test]
 fn the_same_seed_gives_the_same_codes_and_generation_runs_past_the_window() {
     let (cfg, _, prior) = tiny();
-    let s = Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, guidance: 1.5 };
+    let s = Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, guidance: 1.5, repeat: 0.0 };
     let frames = cfg.window * 3;
     let a = generate(&prior, 7, &knobs(), &s, frames);
     assert_eq!(a, generate(&prior, 7, &knobs(), &s, frames));
@@ -241,4 +241,30 @@ fn prior_twin_matches_the_pytorch_twin() {
     let inputs: Vec<Vec<i64>> = inputs.iter().map(|r| r.iter().map(|&v| v as i64).collect()).collect();
     let targets: Vec<Vec<i64>> = targets.iter().map(|r| r.iter().map(|v| v.map_or(-100, |v| v as i64)).collect()).collect();
     assert_eq!((inputs, targets), (twin_inputs, twin_targets));
+}
+
+#[test]
+fn strain_repetition_echoes_the_first_strain_and_leaves_it_alone() {
+    let (cfg, _, prior) = tiny();
+    // One beat per bar at 600 BPM: a strain (8 bars) is 60 frames, and steps 60-119 echo 0-59.
+    let knobs = Knobs { bpm: Some(600.0), ..knobs() };
+    let run = |repeat: f32| -> Vec<Vec<u32>> {
+        let mut stream = PriorStream::new(&prior, &Device::Cpu, 5).unwrap();
+        let sampling = Sampling { repeat, ..Default::default() };
+        (0..120)
+            .filter_map(|step| {
+                let grid = GridPosition { beats: step as f64 * 600.0 / 60.0 / cfg.frame_rate, beats_per_bar: 1, phrase: true };
+                stream.step(&prior, &knobs, &grid, &sampling).unwrap()
+            })
+            .collect()
+    };
+    let echoed = |frames: &[Vec<u32>]| {
+        let pairs: Vec<bool> = (61..frames.len()).flat_map(|f| (0..cfg.n_levels).map(move |k| (f, k))).map(|(f, k)| frames[f][k] == frames[f - 60][k]).collect();
+        pairs.iter().filter(|&&same| same).count() as f64 / pairs.len() as f64
+    };
+    let (free, strong) = (run(0.0), run(1.0));
+    assert_eq!(free[..59], strong[..59], "the first strain is played as without repetition");
+    let (free_rate, strong_rate) = (echoed(&free), echoed(&strong));
+    assert!(strong_rate > 0.6 && free_rate < 0.3, "codes equal to one strain earlier: {free_rate:.2} free, {strong_rate:.2} at repeat 1");
+    assert!(strong_rate < 1.0, "the echo is a pull, not a copy");
 }

@@ -239,7 +239,7 @@ pub fn eval_estimators(clips: usize) -> anyhow::Result<()> {
         }
     }
     let pct = |k: usize| 100.0 * k as f64 / n.max(1) as f64;
-    let phrase = super::prior::real_phrase_contrast(&ds, 20)?;
+    let (phrase, _) = super::prior::real_bar_similarity(&ds, 20)?;
     let body = format!(
         "## Music estimators on real clips (what a perfect generator would score)\n\n\
          Command: `cargo xtask eval estimators --clips {clips}`; {n} test clips of the corpus, rendered at 24 kHz, against their labels.\n\n\

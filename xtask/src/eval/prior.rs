@@ -150,21 +150,21 @@ pub fn real_style_classifier(ds: &Dataset, per_style: usize) -> Result<(StyleCla
     Ok((clf, right as f64 / test.len().max(1) as f64))
 }
 
-/// Phrase contrast (see `music::phrase_contrast`) of real pieces: 40 s from the start of test
-/// clips of the dance styles, with their labelled tempo and bar.
-pub fn real_phrase_contrast(ds: &Dataset, pieces: usize) -> Result<f64> {
+/// Phrase contrast (see `music::phrase_contrast`) and mean bar similarities of real pieces: 40 s
+/// from the start of test clips of the dance styles, with their labelled tempo and bar.
+pub fn real_bar_similarity(ds: &Dataset, pieces: usize) -> Result<(f64, Vec<f64>)> {
     let mut source = ClipSource::new(SR);
     let clips: Vec<&ClipRecipe> = renderable(ds, "test").filter(|c| c.style != "chorale" && c.style != "air").collect();
     let step = (clips.len() / pieces.max(1)).max(1);
-    let mut total = 0.0;
-    let mut n = 0;
+    let mut sims = Vec::new();
     for clip in clips.iter().step_by(step).take(pieces) {
         let x = source.render_span(clip, 0.0, 40.0)?;
         let beats_per_bar = (clip.bar_quarters / clip.beat_quarters).round().max(1.0) as u32;
-        total += phrase_contrast(&bar_similarity(&x, SR, clip.bpm, beats_per_bar, 8));
-        n += 1;
+        sims.push(bar_similarity(&x, SR, clip.bpm, beats_per_bar, 8));
     }
-    Ok(total / n.max(1) as f64)
+    let n = sims.len().max(1) as f64;
+    let mean = (0..8).map(|d| sims.iter().map(|s| s[d]).sum::<f64>() / n).collect();
+    Ok((contrasts(&sims).iter().sum::<f64>() / n, mean))
 }
 
 /// Takes per arm of the phrase ablation. Session 6's 5 takes per arm gave with/without
@@ -172,17 +172,55 @@ pub fn real_phrase_contrast(ds: &Dataset, pieces: usize) -> Result<f64> {
 /// the difference its standard error.
 const PHRASE_TAKES: u32 = 16;
 
-/// Phrase contrast of generated reels, 40 s each, with or without phrase conditioning, one per
-/// seed 1..=takes (the same seeds in both arms, so the difference can be paired).
-fn generated_phrase_contrast(factory: &dyn Fn(bool) -> SourceFactory, phrase: bool, takes: u32) -> Result<Vec<f64>> {
+/// Bar similarities (`music::bar_similarity`, distances 1-8) of generated reels, 40 s each, one
+/// per seed 1..=takes (the same seeds in every arm, so arms can be paired), with phrase-position
+/// conditioning on or off and strain repetition `repeat`.
+fn generated_bar_similarity(factory: &dyn Fn(bool) -> SourceFactory, phrase: bool, repeat: f32, takes: u32) -> Result<Vec<Vec<f64>>> {
     (1..=takes)
         .map(|seed| {
-            let settings = RenderSettings { seconds: 40.0, sample_rate: SR, styles: vec![("reel".into(), 1.0)], bpm: 116.0, beats_per_bar: 4, seed, width: 0.0, ..Default::default() };
+            let settings = RenderSettings { seconds: 40.0, sample_rate: SR, styles: vec![("reel".into(), 1.0)], bpm: 116.0, beats_per_bar: 4, seed, width: 0.0, repeat, ..Default::default() };
             let stereo = render(&settings, factory(phrase), |_| {}).map_err(anyhow::Error::msg)?;
             let mono: Vec<f32> = stereo.chunks(2).map(|f| 0.5 * (f[0] + f[1])).collect();
-            Ok(phrase_contrast(&bar_similarity(&mono, SR, 116.0, 4, 8)))
+            Ok(bar_similarity(&mono, SR, 116.0, 4, 8))
         })
         .collect()
+}
+
+fn contrasts(similarities: &[Vec<f64>]) -> Vec<f64> {
+    similarities.iter().map(|s| phrase_contrast(s)).collect()
+}
+
+/// Paired difference of two arms over the same seeds: mean and standard error.
+fn paired(a: &[f64], b: &[f64]) -> (f64, f64) {
+    mean_and_error(&a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>())
+}
+
+/// `cargo xtask eval prior --repeat-sweep 0,0.5,1`: phrase contrast and bar similarity of the
+/// phrase ablation's reels at each repeat strength (does the echo give the music the
+/// structure of real tunes, and where does it turn into a loop?).
+pub fn eval_repeat(phrase_factory: &dyn Fn(bool) -> SourceFactory, strengths: &[f32], takes: u32) -> Result<String> {
+    let ds = Dataset::build(&DatasetConfig::default())?;
+    let (real, real_similarity) = real_bar_similarity(&ds, 20)?;
+    let mut rows = format!("| real test pieces | {real:+.3} | - | {:.3} | {:.3} |\n", real_similarity[3], real_similarity[7]);
+    let mut base: Option<Vec<f64>> = None;
+    for &r in strengths {
+        let sims = generated_bar_similarity(phrase_factory, true, r, takes)?;
+        let c = contrasts(&sims);
+        let (mean, err) = mean_and_error(&c);
+        let base_c = base.get_or_insert_with(|| c.clone());
+        let (gain, gain_err) = paired(&c, base_c);
+        let at = |d: usize| sims.iter().map(|s| s[d - 1]).sum::<f64>() / sims.len().max(1) as f64;
+        println!("repeat {r}: contrast {mean:+.3} +- {err:.3}, paired {gain:+.3} +- {gain_err:.3}, similarity at 4 {:.3}, at 8 {:.3}", at(4), at(8));
+        rows.push_str(&format!("| {r} | {mean:+.3} ± {err:.3} | {gain:+.3} ± {gain_err:.3} | {:.3} | {:.3} |\n", at(4), at(8)));
+    }
+    let list: Vec<String> = strengths.iter().map(|g| g.to_string()).collect();
+    Ok(format!(
+        "## Prior: strain repetition\n\n\
+         Command: `cargo xtask eval prior --repeat-sweep {}`; {takes} generated reels per row (40 s, 116 BPM, seeds 1-{takes} in every row), phrase-position conditioning on, at each repeat strength (the plugin's default is {}). Phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart; the paired change is against the first row, over the same seeds (± one standard error).\n\n\
+         | repeat | phrase contrast | change | similarity 4 bars apart | 8 bars apart |\n|---|---|---|---|---|\n{rows}",
+        list.join(","),
+        RenderSettings::default().repeat
+    ))
 }
 
 /// Mean and standard error of the mean.
@@ -322,14 +360,17 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
     let quietest = windows.iter().map(|w| window_dbfs(w)).fold(f64::INFINITY, f64::min);
     let repeats = windows.windows(2).filter(|p| p[0] == p[1]).count();
     let (longest_quiet, total_quiet) = quiet_stretches(&mono, SR, QUIET_DBFS);
-    let real_phrase = real_phrase_contrast(&ds, classifier_clips.min(20))?;
+    let (real_phrase, _) = real_bar_similarity(&ds, classifier_clips.min(20))?;
     let takes = if seeds <= 1 { 1 } else { PHRASE_TAKES };
-    let with = generated_phrase_contrast(phrase_factory, true, takes)?;
-    let without = generated_phrase_contrast(phrase_factory, false, takes)?;
+    let default_repeat = RenderSettings::default().repeat;
+    let both = contrasts(&generated_bar_similarity(phrase_factory, true, default_repeat, takes)?);
+    let with = contrasts(&generated_bar_similarity(phrase_factory, true, 0.0, takes)?);
+    let without = contrasts(&generated_bar_similarity(phrase_factory, false, 0.0, takes)?);
+    let (both_phrase, both_err) = mean_and_error(&both);
     let (with_phrase, with_err) = mean_and_error(&with);
     let (without_phrase, without_err) = mean_and_error(&without);
-    let paired: Vec<f64> = with.iter().zip(&without).map(|(a, b)| a - b).collect();
-    let (gain, gain_err) = mean_and_error(&paired);
+    let (gain, gain_err) = paired(&with, &without);
+    let (repeat_gain, repeat_err) = paired(&both, &with);
     Ok(format!(
         "## Prior: what it plays (generated audio)\n\n\
          Command: `cargo xtask eval prior --seeds {seeds} --seconds {seconds}`; every style at a typical tempo, keys and instruments rotating with the seed, rendered through the plugin's offline path at the default guidance ({}).\n\n\
@@ -338,7 +379,12 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
          Targets: style at least 80% (chance {:.0}%), tempo at least 80%, key at least 70%. The style classifier (logistic regression over timbre and beat-relative rhythm features) recognises {:.0}% of real test clips; the estimators' own agreement on real clips is in the estimators section.\n\n\
          Diversity across seeds (mean standardised feature distance between two takes of one style): {div:.2}.\n\n\
          Stability over {stability_seconds:.0} s: finite samples {finite}, quietest 5 s window {quietest:.1} dBFS, identical consecutive windows {repeats}; below {QUIET_DBFS:.0} dBFS for {total_quiet:.1} s in all, the longest stretch {longest_quiet:.1} s (half-second windows).\n\n\
-         Long-range structure (phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart, 40 s takes): real test pieces {real_phrase:+.3}; generated reels ({takes} seeds, 116 BPM) with phrase-position conditioning {with_phrase:+.3} ± {with_err:.3}, without {without_phrase:+.3} ± {without_err:.3}; paired difference (with minus without, same seeds) {gain:+.3} ± {gain_err:.3} (± one standard error).\n",
+         Long-range structure (phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart, 40 s takes): real test pieces {real_phrase:+.3}. Generated reels ({takes} seeds, 116 BPM, the same seeds in every arm; ± one standard error):\n\n\
+         | generated with | phrase contrast |\n|---|---|\n\
+         | phrase-position conditioning and strain repetition (repeat {default_repeat}, the default) | {both_phrase:+.3} ± {both_err:.3} |\n\
+         | phrase-position conditioning only (repeat 0) | {with_phrase:+.3} ± {with_err:.3} |\n\
+         | neither | {without_phrase:+.3} ± {without_err:.3} |\n\n\
+         Paired differences over the same seeds: strain repetition {repeat_gain:+.3} ± {repeat_err:.3}; phrase-position conditioning {gain:+.3} ± {gain_err:.3}.\n",
         RenderSettings::default().guidance,
         a.pct(a.style_ok),
         a.pct(a.tempo_ok),
