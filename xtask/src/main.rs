@@ -225,7 +225,7 @@ fn main() -> Result<()> {
             let codec = codec.unwrap_or_else(train::codec::published_weights);
             let pair = std::sync::Arc::new(cantor::model::pair::ModelPair::from_bytes(&std::fs::read(&codec)?, &std::fs::read(&prior)?).map_err(anyhow::Error::msg)?);
             if !guidance_sweep.is_empty() {
-                let body = eval::prior::eval_guidance(|| cantor::plugin::neural_factory(pair.clone()), seeds, seconds, &guidance_sweep, 40)?;
+                let body = eval::prior::eval_guidance(|| cantor::plugin::neural_factory(pair.clone()), &pair.codec, seeds, seconds, &guidance_sweep, 40)?;
                 println!("{body}");
                 return eval::write_section(&dataset::repo_root().join("EVAL.md"), "prior-guidance", &body);
             }
@@ -235,7 +235,7 @@ fn main() -> Result<()> {
                 println!("{body}");
                 return eval::write_section(&dataset::repo_root().join("EVAL.md"), "prior-repeat", &body);
             }
-            let body = eval::prior::eval_prior(|| cantor::plugin::neural_factory(pair.clone()), &ablated, seeds, seconds, stability_seconds, 40)?;
+            let body = eval::prior::eval_prior(|| cantor::plugin::neural_factory(pair.clone()), &pair.codec, &ablated, seeds, seconds, stability_seconds, 40)?;
             println!("{body}");
             eval::write_section(&dataset::repo_root().join("EVAL.md"), "prior", &body)
         }

@@ -239,7 +239,7 @@ impl Agreement {
 
 /// The shipped codec's round trip (encode, decode whole) of `x`: what a perfect prior's music
 /// would sound like after the decoder.
-fn codec_roundtrip(codec: &cantor::model::codec::Codec, x: &[f32]) -> anyhow::Result<Vec<f32>> {
+pub fn codec_roundtrip(codec: &cantor::model::codec::Codec, x: &[f32]) -> anyhow::Result<Vec<f32>> {
     use candle_core::{Device, Tensor};
     let n = x.len() / codec.cfg.hop() * codec.cfg.hop();
     let codes = codec.encode(&Tensor::from_slice(&x[..n], (1, n), &Device::Cpu)?)?;

@@ -3,11 +3,12 @@
 //! for style (a logistic-regression classifier fitted on real corpus clips), tempo and key (the
 //! estimators of `music`), diversity across seeds, and the stability of a long take.
 
-use super::music::{autocorrelation, bar_similarity, estimate_key, phrase_contrast, spectrogram, tempo_adherent};
+use super::music::{codec_roundtrip, autocorrelation, bar_similarity, estimate_key, phrase_contrast, spectrogram, tempo_adherent};
 use crate::dataset::recipe::{ClipRecipe, DatasetConfig};
 use crate::dataset::{ClipSource, Dataset};
 use anyhow::Result;
 use cantor::engine::silence_watch::QUIET_DBFS;
+use cantor::model::codec::Codec;
 use cantor::model::spectral::mel_filterbank;
 use cantor::model::vocab::{INSTRUMENT_FAMILIES, KEY_NAMES, STYLES};
 use cantor::plugin::render::{render, RenderSettings};
@@ -129,8 +130,10 @@ pub fn renderable<'a>(ds: &'a Dataset, split: &'a str) -> impl Iterator<Item = &
     ds.split(split).filter(move |c| fonts.join(&c.soundfont).exists())
 }
 
-/// Fit the classifier on real train clips and measure it on real test clips.
-pub fn real_style_classifier(ds: &Dataset, per_style: usize) -> Result<(StyleClassifier, f64)> {
+/// Fit the classifier on real train clips and measure it on real test clips, both passed
+/// through `codec`'s round trip: generated audio comes out of that codec's decoder, so the
+/// classifier learns the styles as they sound after it.
+pub fn real_style_classifier(ds: &Dataset, per_style: usize, codec: &Codec) -> Result<(StyleClassifier, f64)> {
     let mut source = ClipSource::new(SR);
     let mut pick = |split: &str| -> Result<Vec<(Vec<f64>, usize)>> {
         let mut out = Vec::new();
@@ -138,7 +141,8 @@ pub fn real_style_classifier(ds: &Dataset, per_style: usize) -> Result<(StyleCla
             let clips: Vec<&ClipRecipe> = renderable(ds, split).filter(|c| c.style == *style).collect();
             let step = (clips.len() / per_style.max(1)).max(1);
             for clip in clips.iter().step_by(step).take(per_style) {
-                out.push((style_features(&source.render(clip)?, clip.bpm), s));
+                let audio = codec_roundtrip(codec, &source.render(clip)?)?;
+                out.push((style_features(&audio, clip.bpm), s));
             }
         }
         Ok(out)
@@ -325,9 +329,9 @@ fn adherence(factory: &impl Fn() -> SourceFactory, clf: &StyleClassifier, seeds:
 
 /// `cargo xtask eval prior --guidance-sweep 0,1.5,3`: adherence and diversity at each guidance
 /// strength (is guidance a knob that steers, and which default steers best?).
-pub fn eval_guidance(factory: impl Fn() -> SourceFactory, seeds: u32, seconds: f64, strengths: &[f32], classifier_clips: usize) -> Result<String> {
+pub fn eval_guidance(factory: impl Fn() -> SourceFactory, codec: &Codec, seeds: u32, seconds: f64, strengths: &[f32], classifier_clips: usize) -> Result<String> {
     let ds = Dataset::build(&DatasetConfig::default())?;
-    let (clf, _) = real_style_classifier(&ds, classifier_clips)?;
+    let (clf, _) = real_style_classifier(&ds, classifier_clips, codec)?;
     let mut rows = String::new();
     for &g in strengths {
         let a = adherence(&factory, &clf, seeds, seconds, g)?;
@@ -346,9 +350,9 @@ pub fn eval_guidance(factory: impl Fn() -> SourceFactory, seeds: u32, seconds: f
 
 /// The whole evaluation; returns the EVAL.md section. `phrase_factory(false)` must make
 /// sources without phrase conditioning (the ablation).
-pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(bool) -> SourceFactory, seeds: u32, seconds: f64, stability_seconds: f64, classifier_clips: usize) -> Result<String> {
+pub fn eval_prior(factory: impl Fn() -> SourceFactory, codec: &Codec, phrase_factory: &dyn Fn(bool) -> SourceFactory, seeds: u32, seconds: f64, stability_seconds: f64, classifier_clips: usize) -> Result<String> {
     let ds = Dataset::build(&DatasetConfig::default())?;
-    let (clf, real_accuracy) = real_style_classifier(&ds, classifier_clips)?;
+    let (clf, real_accuracy) = real_style_classifier(&ds, classifier_clips, codec)?;
     let a = adherence(&factory, &clf, seeds, seconds, RenderSettings::default().guidance)?;
     let (rows, div) = (&a.rows, a.diversity);
     // Stability: a long take, cut into 5 s windows: never silent, never NaN, never repeating.
@@ -376,7 +380,7 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, phrase_factory: &dyn Fn(b
          Command: `cargo xtask eval prior --seeds {seeds} --seconds {seconds}`; every style at a typical tempo, keys and instruments rotating with the seed, rendered through the plugin's offline path at the default guidance ({}).\n\n\
          | style | style recognised | tempo within 5% | key right |\n|---|---|---|---|\n{rows}\
          | **all** | **{:.0}%** | **{:.0}%** | **{:.0}%** |\n\n\
-         Targets: style at least 80% (chance {:.0}%), tempo at least 80%, key at least 70%. The style classifier (logistic regression over timbre and beat-relative rhythm features) recognises {:.0}% of real test clips; the estimators' own agreement on real clips is in the estimators section.\n\n\
+         Targets: style at least 80% (chance {:.0}%), tempo at least 80%, key at least 70%. The style classifier (logistic regression over timbre and beat-relative rhythm features, fitted on real train clips after the codec's round trip, as generated audio sounds) recognises {:.0}% of real test clips after the same round trip; the estimators' own agreement on real clips is in the estimators section.\n\n\
          Diversity across seeds (mean standardised feature distance between two takes of one style): {div:.2}.\n\n\
          Stability over {stability_seconds:.0} s: finite samples {finite}, quietest 5 s window {quietest:.1} dBFS, identical consecutive windows {repeats}; below {QUIET_DBFS:.0} dBFS for {total_quiet:.1} s in all, the longest stretch {longest_quiet:.1} s (half-second windows).\n\n\
          Long-range structure (phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart, 40 s takes): real test pieces {real_phrase:+.3}. Generated reels ({takes} seeds, 116 BPM, the same seeds in every arm; ± one standard error):\n\n\
@@ -430,7 +434,7 @@ mod tests {
     fn the_evaluation_runs_end_to_end_on_a_tiny_model() {
         let pair = tiny_pair();
         let ablated = phrase_factory(pair.clone());
-        let body = eval_prior(|| cantor::plugin::neural_factory(pair.clone()), &ablated, 1, 1.0, 10.0, 2).unwrap();
+        let body = eval_prior(|| cantor::plugin::neural_factory(pair.clone()), &pair.codec, &ablated, 1, 1.0, 10.0, 2).unwrap();
         for style in STYLES {
             assert!(body.contains(&format!("| {style} |")), "{body}");
         }
