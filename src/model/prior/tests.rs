@@ -248,13 +248,15 @@ fn strain_repetition_echoes_the_first_strain_and_leaves_it_alone() {
     let (cfg, _, prior) = tiny();
     // One beat per bar at 600 BPM: a strain (8 bars) is 60 frames, and steps 60-119 echo 0-59.
     let knobs = Knobs { bpm: Some(600.0), ..knobs() };
-    let run = |repeat: f32| -> Vec<Vec<u32>> {
+    // `key_change`: from this step on the key knob is E minor (it was D major).
+    let run = |repeat: f32, key_change: usize| -> Vec<Vec<u32>> {
         let mut stream = PriorStream::new(&prior, &Device::Cpu, 5).unwrap();
         let sampling = Sampling { repeat, ..Default::default() };
+        let moved = Knobs { key: Some((4, 1)), ..knobs };
         (0..120)
             .filter_map(|step| {
                 let grid = GridPosition { beats: step as f64 * 600.0 / 60.0 / cfg.frame_rate, beats_per_bar: 1, phrase: true };
-                stream.step(&prior, &knobs, &grid, &sampling).unwrap()
+                stream.step(&prior, if step < key_change { &knobs } else { &moved }, &grid, &sampling).unwrap()
             })
             .collect()
     };
@@ -262,9 +264,13 @@ fn strain_repetition_echoes_the_first_strain_and_leaves_it_alone() {
         let pairs: Vec<bool> = (61..frames.len()).flat_map(|f| (0..cfg.n_levels).map(move |k| (f, k))).map(|(f, k)| frames[f][k] == frames[f - 60][k]).collect();
         pairs.iter().filter(|&&same| same).count() as f64 / pairs.len() as f64
     };
-    let (free, strong) = (run(0.0), run(1.0));
+    let (free, strong) = (run(0.0, usize::MAX), run(1.0, usize::MAX));
     assert_eq!(free[..59], strong[..59], "the first strain is played as without repetition");
     let (free_rate, strong_rate) = (echoed(&free), echoed(&strong));
     assert!(strong_rate > 0.6 && free_rate < 0.3, "codes equal to one strain earlier: {free_rate:.2} free, {strong_rate:.2} at repeat 1");
     assert!(strong_rate < 1.0, "the echo is a pull, not a copy");
+    // A knob turned before the second strain: what was written under the old key is not echoed,
+    // so the change is heard at once.
+    let turned = echoed(&run(1.0, 55));
+    assert!(turned < 0.3, "codes equal to one strain earlier after a key change: {turned:.2}");
 }
