@@ -40,8 +40,9 @@ pub struct PriorStream {
     /// The codes of the last `history_steps` steps (`[step % history_steps][level]`), for the
     /// strain echo. Only steps since the last reset are read.
     history: Vec<u32>,
-    /// The knobs each of those steps was written under (`knob_signature`).
-    history_knobs: Vec<u64>,
+    /// The knobs each of those steps was written under: only codes written under the knobs of
+    /// the current step are echoed.
+    history_knobs: Vec<Knobs>,
     history_steps: usize,
     /// Frames per second of the codes (to turn a strain's length into steps).
     frame_rate: f64,
@@ -67,7 +68,7 @@ impl PriorStream {
             guided: Vec::with_capacity(prior.cfg.codebook_size),
             scratch: Vec::with_capacity(prior.cfg.codebook_size),
             history: vec![bos(prior.cfg.codebook_size); history_steps * prior.cfg.n_levels],
-            history_knobs: vec![0; history_steps],
+            history_knobs: vec![Knobs::unconditional(); history_steps],
             history_steps,
             frame_rate: prior.cfg.frame_rate,
         })
@@ -103,13 +104,12 @@ impl PriorStream {
         };
         // The step one strain back, if this step is in an echoing strain and that step was
         // written since the last reset, under the same knobs.
-        let signature = knob_signature(knobs);
         let echo_from = (sampling.repeat.is_finite() && sampling.repeat > 0.0)
             .then(|| grid.strain_echo_frames(knobs.bpm, self.frame_rate))
             .flatten()
             .filter(|&d| d > 0 && d <= self.history_steps && d as u64 <= self.steps)
             .map(|d| (self.steps as usize - d) % self.history_steps)
-            .filter(|&slot| self.history_knobs[slot] == signature);
+            .filter(|&slot| self.history_knobs[slot] == *knobs);
         let bonus = sampling.repeat.clamp(0.0, 1.0) * REPEAT_MAX_BIAS;
         for level in 0..levels {
             let span = level * k..(level + 1) * k;
@@ -131,29 +131,10 @@ impl PriorStream {
                 self.last[level] = bos(k);
             }
         }
-        let slot = (self.steps % self.history_steps as u64) as usize * levels;
-        self.history[slot..slot + levels].copy_from_slice(&self.last);
-        self.history_knobs[slot / levels] = signature;
+        let slot = (self.steps % self.history_steps as u64) as usize;
+        self.history[slot * levels..(slot + 1) * levels].copy_from_slice(&self.last);
+        self.history_knobs[slot] = *knobs;
         self.steps += 1;
         Ok(self.assembler.push(&self.last))
     }
-}
-
-/// What the music is asked to be (style blend, instrument, key, tempo) as one number (FNV-1a over
-/// the values' bits): two steps with the same signature were written under the same knobs.
-fn knob_signature(knobs: &Knobs) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    let mut feed = |v: u64| {
-        for b in v.to_le_bytes() {
-            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-        }
-    };
-    match knobs.styles {
-        Some(w) => w.iter().for_each(|v| feed(v.to_bits() as u64)),
-        None => feed(u64::MAX),
-    }
-    feed(knobs.instrument.map_or(u64::MAX, u64::from));
-    feed(knobs.key.map_or(u64::MAX, |(tonic, mode)| (u64::from(tonic) << 32) | u64::from(mode)));
-    feed(knobs.bpm.map_or(u64::MAX, |b| b.to_bits() as u64));
-    h
 }

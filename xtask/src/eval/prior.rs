@@ -164,11 +164,10 @@ pub fn real_bar_similarity(ds: &Dataset, pieces: usize) -> Result<(f64, Vec<f64>
     for clip in clips.iter().step_by(step).take(pieces) {
         let x = source.render_span(clip, 0.0, 40.0)?;
         let beats_per_bar = (clip.bar_quarters / clip.beat_quarters).round().max(1.0) as u32;
-        sims.push(bar_similarity(&x, SR, clip.bpm, beats_per_bar, 8));
+        sims.push(bar_similarity(&x, SR, clip.bpm, beats_per_bar, BAR_DISTANCES));
     }
     let n = sims.len().max(1) as f64;
-    let mean = (0..8).map(|d| sims.iter().map(|s| s[d]).sum::<f64>() / n).collect();
-    Ok((contrasts(&sims).iter().sum::<f64>() / n, mean))
+    Ok((contrasts(&sims).iter().sum::<f64>() / n, mean_similarity(&sims)))
 }
 
 /// Takes per arm of the phrase ablation. Session 6's 5 takes per arm gave with/without
@@ -185,9 +184,18 @@ fn generated_bar_similarity(factory: &dyn Fn(bool) -> SourceFactory, phrase: boo
             let settings = RenderSettings { seconds: 40.0, sample_rate: SR, styles: vec![("reel".into(), 1.0)], bpm: 116.0, beats_per_bar: 4, seed, width: 0.0, repeat, ..Default::default() };
             let stereo = render(&settings, factory(phrase), |_| {}).map_err(anyhow::Error::msg)?;
             let mono: Vec<f32> = stereo.chunks(2).map(|f| 0.5 * (f[0] + f[1])).collect();
-            Ok(bar_similarity(&mono, SR, 116.0, 4, 8))
+            Ok(bar_similarity(&mono, SR, 116.0, 4, BAR_DISTANCES))
         })
         .collect()
+}
+
+/// Bar distances (1 to this) whose similarity is measured: the phrase contrast needs 4 and 8.
+const BAR_DISTANCES: usize = 8;
+
+/// Mean bar similarity at each distance over several pieces (0 where there are none).
+fn mean_similarity(similarities: &[Vec<f64>]) -> Vec<f64> {
+    let n = similarities.len().max(1) as f64;
+    (0..BAR_DISTANCES).map(|d| similarities.iter().map(|s| s[d]).sum::<f64>() / n).collect()
 }
 
 fn contrasts(similarities: &[Vec<f64>]) -> Vec<f64> {
@@ -213,9 +221,9 @@ pub fn eval_repeat(phrase_factory: &dyn Fn(bool) -> SourceFactory, strengths: &[
         let (mean, err) = mean_and_error(&c);
         let base_c = base.get_or_insert_with(|| c.clone());
         let (gain, gain_err) = paired(&c, base_c);
-        let at = |d: usize| sims.iter().map(|s| s[d - 1]).sum::<f64>() / sims.len().max(1) as f64;
-        println!("repeat {r}: contrast {mean:+.3} +- {err:.3}, paired {gain:+.3} +- {gain_err:.3}, similarity at 4 {:.3}, at 8 {:.3}", at(4), at(8));
-        rows.push_str(&format!("| {r} | {mean:+.3} ± {err:.3} | {gain:+.3} ± {gain_err:.3} | {:.3} | {:.3} |\n", at(4), at(8)));
+        let similarity = mean_similarity(&sims);
+        println!("repeat {r}: contrast {mean:+.3} +- {err:.3}, paired {gain:+.3} +- {gain_err:.3}, similarity at 4 {:.3}, at 8 {:.3}", similarity[3], similarity[7]);
+        rows.push_str(&format!("| {r} | {mean:+.3} ± {err:.3} | {gain:+.3} ± {gain_err:.3} | {:.3} | {:.3} |\n", similarity[3], similarity[7]));
     }
     let list: Vec<String> = strengths.iter().map(|g| g.to_string()).collect();
     Ok(format!(
