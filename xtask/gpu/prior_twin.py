@@ -317,6 +317,10 @@ def train(args):
     model.to(dev).train()
     model.dropout = args.dropout
     train_set, valid_set = TokenSet(args.tokens, "train", dev), TokenSet(args.tokens, "valid", dev)
+    if args.codec_id:
+        # A start prior of the same codec before its codebooks were re-fitted (`cargo xtask train
+        # codebooks`): its layers carry over, its code embeddings as far as the codes kept their place.
+        cfg = dict(cfg, codec_id=args.codec_id)
     assert train_set.codec_id == cfg["codec_id"], "tokens of another codec"
     length, delays = cfg["window"], cfg["delays"]
     # bf16 matrix products on the GPU (CANTOR_TWIN_BF16=1 tries the same on the CPU).
@@ -403,6 +407,7 @@ def main():
     t.add_argument("--valid-chunk", type=int, default=64)
     t.add_argument("--valid-clips", type=int, default=None, help="validate on the first N clips only (smoke tests)")
     t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--codec-id", default=None, help="codes id the trained prior is for, when the start prior's codec has had its codebooks re-fitted")
     e = sub.add_parser("export", help="write the f16 weights of a prior file or checkpoint (the start file of a GPU run)")
     e.add_argument("--from", dest="src", required=True)
     e.add_argument("--to", dest="dst", required=True)

@@ -195,6 +195,8 @@ enum TrainCommand {
     Codec(train::codec::CodecTrainArgs),
     /// The transformer prior, on the corpus tokenised by the published codec.
     Prior(train::prior::PriorTrainArgs),
+    /// Re-fit the codec's codebooks by k-means on its latents and re-map the tokenised corpus.
+    Codebooks(train::codebooks::CodebookArgs),
 }
 
 fn main() -> Result<()> {
@@ -218,6 +220,7 @@ fn main() -> Result<()> {
         },
         Command::Train { model: TrainCommand::Codec(args) } => train::codec::train(&args),
         Command::Train { model: TrainCommand::Prior(args) } => train::prior::train(&args),
+        Command::Train { model: TrainCommand::Codebooks(args) } => train::codebooks::refit(&args),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
         Command::Eval { model: EvalCommand::Estimators { clips } } => eval::music::eval_estimators(clips),
         Command::Eval { model: EvalCommand::Prior { prior, codec, seeds, seconds, stability_seconds, guidance_sweep, repeat_sweep } } => {

@@ -1,5 +1,6 @@
 //! `cargo xtask train`: resumable model training (checkpoints, exact resume, committed logs).
 
+pub mod codebooks;
 pub mod codec;
 pub mod optim;
 pub mod prior;
