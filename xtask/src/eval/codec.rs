@@ -38,16 +38,40 @@ fn opus_roundtrip(x: &[f32], sr: u32, kbps: u32, tmp: &Path) -> Result<Vec<f32>>
     Ok(Wav::read(&out)?.mono())
 }
 
+/// Bands of the spectral balance measurement, in Hz: where the codec's dullness shows.
+const BANDS: [(f64, f64); 3] = [(0.0, 2000.0), (2000.0, 6000.0), (6000.0, 12000.0)];
+
+/// Energy of `x` in each of `BANDS` (one real FFT of the whole clip).
+fn band_energies(x: &[f32], sr: u32) -> [f64; 3] {
+    let n = x.len();
+    let fft = realfft::RealFftPlanner::<f32>::new().plan_fft_forward(n);
+    let mut input = x.to_vec();
+    let mut spectrum = fft.make_output_vec();
+    let mut out = [0f64; 3];
+    if fft.process(&mut input, &mut spectrum).is_err() {
+        return out;
+    }
+    for (i, c) in spectrum.iter().enumerate() {
+        let hz = i as f64 * sr as f64 / n as f64;
+        if let Some(b) = BANDS.iter().position(|&(lo, hi)| hz >= lo && hz < hi) {
+            out[b] += c.norm_sqr() as f64;
+        }
+    }
+    out
+}
+
 #[derive(Default, Clone, Copy)]
 struct Scores {
     mel: f64,
     stft: f64,
     sisdr: f64,
+    /// Summed level change (output against input, dB) per band of `BANDS`.
+    balance: [f64; 3],
     n: usize,
 }
 
 impl Scores {
-    fn add(&mut self, spectral: &SpectralDistances, y: &[f32], x: &[f32]) -> Result<()> {
+    fn add(&mut self, spectral: &SpectralDistances, y: &[f32], x: &[f32], sr: u32) -> Result<()> {
         let n = x.len().min(y.len());
         let xt = Tensor::from_slice(&x[..n], (1, n), &Device::Cpu)?;
         let yt = Tensor::from_slice(&y[..n], (1, n), &Device::Cpu)?;
@@ -55,13 +79,18 @@ impl Scores {
         self.mel += mel.to_scalar::<f32>()? as f64;
         self.stft += stft.to_scalar::<f32>()? as f64;
         self.sisdr += si_sdr(&y[..n], &x[..n]);
+        let (ey, ex) = (band_energies(&y[..n], sr), band_energies(&x[..n], sr));
+        for b in 0..BANDS.len() {
+            self.balance[b] += 10.0 * ((ey[b] + 1e-12) / (ex[b] + 1e-12)).log10();
+        }
         self.n += 1;
         Ok(())
     }
 
     fn row(&self, name: &str, kbps: f64) -> String {
         let n = self.n.max(1) as f64;
-        format!("| {name} | {kbps:.1} | {:.3} | {:.3} | {:.2} |", self.mel / n, self.stft / n, self.sisdr / n)
+        let balance: Vec<String> = self.balance.iter().map(|b| format!("{:+.1}", b / n)).collect();
+        format!("| {name} | {kbps:.1} | {:.3} | {:.3} | {:.2} | {} |", self.mel / n, self.stft / n, self.sisdr / n, balance.join(" | "))
     }
 }
 
@@ -98,9 +127,9 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
             }
         }
         let y = codec.decode(&codes)?.squeeze(0)?.to_vec1::<f32>()?;
-        ours.add(&spectral, &y, &x)?;
-        opus6.add(&spectral, &opus_roundtrip(&x, cfg.sample_rate, 6, &tmp)?, &x)?;
-        opus12.add(&spectral, &opus_roundtrip(&x, cfg.sample_rate, 12, &tmp)?, &x)?;
+        ours.add(&spectral, &y, &x, cfg.sample_rate)?;
+        opus6.add(&spectral, &opus_roundtrip(&x, cfg.sample_rate, 6, &tmp)?, &x, cfg.sample_rate)?;
+        opus12.add(&spectral, &opus_roundtrip(&x, cfg.sample_rate, 12, &tmp)?, &x, cfg.sample_rate)?;
     }
     pb.finish();
     let _ = std::fs::remove_dir_all(&tmp);
@@ -119,9 +148,15 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
     let provenance = if path != crate::train::codec::published_weights() {
         String::new() // another file: no claim about where it came from
     } else {
-        match (best_step("codec-log.jsonl"), best_step("codec-log-decoder.jsonl")) {
-            (Some(m), Some(d)) => format!(" (encoder and codes: best validation of the main run, step {m}; decoder: best validation of the decoder-only run, step {d})"),
-            (Some(m), None) => format!(" (best validation at training step {m})"),
+        // Codebooks re-fitted after training (`xtask train codebooks`) are logged with their id.
+        let refit = std::fs::read_to_string(repo_root().join("assets/training/codec-log-codebooks.jsonl"))
+            .ok()
+            .is_some_and(|s| s.contains(&format!("\"new_id\":\"{}\"", cantor::model::prior::codec_codes_id(&codec).unwrap_or_default())));
+        let refit = if refit { "; codebooks: re-fitted by k-means afterwards (`cargo xtask train codebooks`, log `codec-log-codebooks.jsonl`)" } else { "" };
+        let decoder_log = ["codec-log-decoder.jsonl", "codec-log-decoder-v1.jsonl"].into_iter().find(|l| repo_root().join("assets/training").join(l).exists());
+        match (best_step("codec-log.jsonl"), decoder_log.and_then(best_step)) {
+            (Some(m), Some(d)) => format!(" (encoder: best validation of the main run, step {m}; decoder: best validation of the decoder-only run, step {d}, `{}`{refit})", decoder_log.unwrap_or_default()),
+            (Some(m), None) => format!(" (best validation at training step {m}{refit})"),
             _ => String::new(),
         }
     };
@@ -130,7 +165,8 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
          {} test clips ({:.1} min, every clip of a tune unseen in training), 24 kHz mono. \
          Lower is better for the two distances, higher for SI-SDR.\n\
          Weights: `{}`{}. Command: `cargo xtask eval codec --clips {}` ({:.0} s).\n\n\
-         | codec | kbit/s | log-mel L1 | multi-res STFT | SI-SDR (dB) |\n|---|---|---|---|---|\n{}\n{}\n{}\n\n\
+         | codec | kbit/s | log-mel L1 | multi-res STFT | SI-SDR (dB) | level below 2 kHz (dB) | 2-6 kHz | above 6 kHz |\n|---|---|---|---|---|---|---|---|\n{}\n{}\n{}\n\n\
+         The level columns are the mean change of each band's energy from input to output (0 is the input's spectral balance).\n\n\
          Codebook use on these clips (target: at least 90% of each codebook's {} codes): {}.\n",
         chosen.len(),
         seconds / 60.0,

@@ -209,6 +209,7 @@ pub fn refit(args: &CodebookArgs) -> Result<()> {
     let total_energy = energy(&sample);
     let old_codes = encode(&sample, d, &old_books, k)?;
     let mut books = Vec::with_capacity(levels);
+    let mut level_stats = Vec::with_capacity(levels);
     println!("| level | old: codes used, perplexity | re-fitted: codes used, perplexity | residual energy after the level (share of the latent's) |");
     println!("|---|---|---|---|");
     for l in 0..levels {
@@ -222,7 +223,9 @@ pub fn refit(args: &CodebookArgs) -> Result<()> {
         }
         let (ou, op) = usage(&old_codes[l], k);
         let (nu, np) = usage(&codes, k);
-        println!("| {} | {:.0}%, {op:.0} | {:.0}%, {np:.0} | {:.4} |", l + 1, ou * 100.0, nu * 100.0, energy(&residual) / total_energy);
+        let left = energy(&residual) / total_energy;
+        println!("| {} | {:.0}%, {op:.0} | {:.0}%, {np:.0} | {left:.4} |", l + 1, ou * 100.0, nu * 100.0);
+        level_stats.push(serde_json::json!({"old_used": ou, "old_perplexity": op, "used": nu, "perplexity": np, "residual_energy": left}));
         books.push(book);
     }
 
@@ -254,21 +257,26 @@ pub fn refit(args: &CodebookArgs) -> Result<()> {
         out.save(&new_dir, name)?;
     }
 
-    check_against_encoding(&new, &old, &valid, &old_books, &books, args.check_clips)?;
+    let agreement = check_against_encoding(&new, &old, &valid, &old_books, &books, args.check_clips)?;
 
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, &new_bytes)?;
     std::fs::rename(&tmp, &path)?;
     println!("codebooks re-fitted: codes id {old_id} -> {new_id}; weights {}; tokens {}", path.display(), new_dir.display());
-    Ok(())
+    // The committed record of the re-fit (eval codec names it as the codebooks' provenance).
+    let rec = serde_json::json!({
+        "old_id": old_id, "new_id": new_id, "fit_frames": sample.len() / d, "iterations": args.iterations,
+        "min_share": args.min_share, "levels": level_stats, "check_clips": args.check_clips, "agreement_with_encoding": agreement,
+    });
+    super::log_line(&crate::dataset::repo_root().join("assets/training/codec-log-codebooks.jsonl"), &rec)
 }
 
 /// Render `clips` validation clips and encode them with each codec's own encoder: how often the
 /// re-mapped codes equal the re-fitted codec's real codes, per level (and the old tokens the
 /// old codec's, which must be all of them).
-fn check_against_encoding(new: &Codec, old: &Codec, valid: &TokenSet, old_books: &[Vec<f32>], books: &[Vec<f32>], clips: usize) -> Result<()> {
+fn check_against_encoding(new: &Codec, old: &Codec, valid: &TokenSet, old_books: &[Vec<f32>], books: &[Vec<f32>], clips: usize) -> Result<Vec<f64>> {
     if clips == 0 {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let ds = Dataset::build(&DatasetConfig::default())?;
     let recipes: HashMap<&str, _> = ds.split("valid").map(|c| (c.id.as_str(), c)).collect();
@@ -294,13 +302,14 @@ fn check_against_encoding(new: &Codec, old: &Codec, valid: &TokenSet, old_books:
             }
         }
     }
-    let shares: Vec<String> = agree.iter().map(|&a| format!("{:.0}%", a as f64 / total.max(1) as f64 * 100.0)).collect();
+    let agreement: Vec<f64> = agree.iter().map(|&a| a as f64 / total.max(1) as f64).collect();
+    let shares: Vec<String> = agreement.iter().map(|a| format!("{:.0}%", a * 100.0)).collect();
     println!(
         "check on {clips} validation clips ({total} frames): re-mapped codes equal the re-fitted codec's own encoding for {} of frames per level; the old tokens equal the old codec's encoding for {:.1}% of frames",
         shares.join(", "),
         old_same as f64 / total.max(1) as f64 * 100.0
     );
-    Ok(())
+    Ok(agreement)
 }
 
 #[cfg(test)]
