@@ -42,12 +42,12 @@ fn opus_roundtrip(x: &[f32], sr: u32, kbps: u32, tmp: &Path) -> Result<Vec<f32>>
 const BANDS: [(f64, f64); 3] = [(0.0, 2000.0), (2000.0, 6000.0), (6000.0, 12000.0)];
 
 /// Energy of `x` in each of `BANDS` (one real FFT of the whole clip).
-fn band_energies(x: &[f32], sr: u32) -> [f64; 3] {
+fn band_energies(x: &[f32], sr: u32) -> [f64; BANDS.len()] {
     let n = x.len();
     let fft = realfft::RealFftPlanner::<f32>::new().plan_fft_forward(n);
     let mut input = x.to_vec();
     let mut spectrum = fft.make_output_vec();
-    let mut out = [0f64; 3];
+    let mut out = [0f64; BANDS.len()];
     if fft.process(&mut input, &mut spectrum).is_err() {
         return out;
     }
@@ -66,7 +66,7 @@ struct Scores {
     stft: f64,
     sisdr: f64,
     /// Summed level change (output against input, dB) per band of `BANDS`.
-    balance: [f64; 3],
+    balance: [f64; BANDS.len()],
     n: usize,
 }
 
@@ -149,9 +149,12 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
         String::new() // another file: no claim about where it came from
     } else {
         // Codebooks re-fitted after training (`xtask train codebooks`) are logged with their id.
+        let id = cantor::model::prior::codec_codes_id(&codec)?;
         let refit = std::fs::read_to_string(repo_root().join("assets/training/codec-log-codebooks.jsonl"))
-            .ok()
-            .is_some_and(|s| s.contains(&format!("\"new_id\":\"{}\"", cantor::model::prior::codec_codes_id(&codec).unwrap_or_default())));
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|rec| rec["new_id"] == id.as_str());
         let refit = if refit { "; codebooks: re-fitted by k-means afterwards (`cargo xtask train codebooks`, log `codec-log-codebooks.jsonl`)" } else { "" };
         let decoder_log = ["codec-log-decoder.jsonl", "codec-log-decoder-v1.jsonl"].into_iter().find(|l| repo_root().join("assets/training").join(l).exists());
         match (best_step("codec-log.jsonl"), decoder_log.and_then(best_step)) {

@@ -84,9 +84,7 @@ fn round_f16(book: &[f32]) -> Result<Vec<f32>> {
 fn usage(codes: &[u32], k: usize) -> (f64, f64) {
     let mut counts = vec![0u64; k];
     codes.iter().for_each(|&c| counts[c as usize] += 1);
-    let n = codes.len().max(1) as f64;
-    let h: f64 = counts.iter().filter(|&&c| c > 0).map(|&c| -(c as f64 / n) * (c as f64 / n).ln()).sum();
-    (counts.iter().filter(|&&c| c > 0).count() as f64 / k as f64, h.exp())
+    super::code_use(&counts)
 }
 
 /// Lloyd's k-means from `init`; underused codes re-seeded by splitting the worst cluster.
@@ -164,21 +162,22 @@ fn latents(set: &TokenSet, books: &[Vec<f32>], d: usize, stride: usize) -> Vec<f
     out
 }
 
+/// One level of residual quantisation: each row's nearest code in `book`, taken off `residual`.
+fn quantize_level(residual: &mut [f32], d: usize, book: &[f32], k: usize) -> Result<Vec<u32>> {
+    let (bt, bsq) = book_tensors(book, k, d)?;
+    let (codes, _) = nearest(residual, d, &bt, &bsq)?;
+    for (r, &c) in codes.iter().enumerate() {
+        for j in 0..d {
+            residual[r * d + j] -= book[c as usize * d + j];
+        }
+    }
+    Ok(codes)
+}
+
 /// Codes of every level for latents `x` [n * d]: residual quantisation with `books`.
 fn encode(x: &[f32], d: usize, books: &[Vec<f32>], k: usize) -> Result<Vec<Vec<u32>>> {
     let mut residual = x.to_vec();
-    let mut out = Vec::new();
-    for book in books {
-        let (bt, bsq) = book_tensors(book, k, d)?;
-        let (codes, _) = nearest(&residual, d, &bt, &bsq)?;
-        for (r, &c) in codes.iter().enumerate() {
-            for j in 0..d {
-                residual[r * d + j] -= book[c as usize * d + j];
-            }
-        }
-        out.push(codes);
-    }
-    Ok(out)
+    books.iter().map(|book| quantize_level(&mut residual, d, book, k)).collect()
 }
 
 fn energy(x: &[f32]) -> f64 {
@@ -214,13 +213,7 @@ pub fn refit(args: &CodebookArgs) -> Result<()> {
     println!("|---|---|---|---|");
     for l in 0..levels {
         let book = round_f16(&kmeans(&residual, d, &old_books[l], k, args.iterations, args.min_share, &mut rng)?)?;
-        let (bt, bsq) = book_tensors(&book, k, d)?;
-        let (codes, _) = nearest(&residual, d, &bt, &bsq)?;
-        for (r, &c) in codes.iter().enumerate() {
-            for j in 0..d {
-                residual[r * d + j] -= book[c as usize * d + j];
-            }
-        }
+        let codes = quantize_level(&mut residual, d, &book, k)?;
         let (ou, op) = usage(&old_codes[l], k);
         let (nu, np) = usage(&codes, k);
         let left = energy(&residual) / total_energy;
@@ -243,6 +236,7 @@ pub fn refit(args: &CodebookArgs) -> Result<()> {
 
     // Re-map the tokenised corpus.
     let new_dir = tokens_dir(&new_id, false);
+    let mut remapped_valid = None;
     for (name, set) in [("train", &train), ("valid", &valid)] {
         let codes = encode(&latents(set, &old_books, d, 1), d, &books, k)?;
         let n = codes[0].len();
@@ -255,9 +249,12 @@ pub fn refit(args: &CodebookArgs) -> Result<()> {
         let used: Vec<String> = codes.iter().map(|c| format!("{:.0}%", usage(c, k).0 * 100.0)).collect();
         println!("{name}: {n} frames re-mapped; codes used per level {}; unigram entropy {:.3} nats/code (was {:.3})", used.join(", "), out.unigram_entropy(), set.unigram_entropy());
         out.save(&new_dir, name)?;
+        if name == "valid" {
+            remapped_valid = Some(out);
+        }
     }
 
-    let agreement = check_against_encoding(&new, &old, &valid, &old_books, &books, args.check_clips)?;
+    let agreement = check_against_encoding(&new, &old, &valid, remapped_valid.as_ref().expect("the valid split was re-mapped"), args.check_clips)?;
 
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, &new_bytes)?;
@@ -274,31 +271,30 @@ pub fn refit(args: &CodebookArgs) -> Result<()> {
 /// Render `clips` validation clips and encode them with each codec's own encoder: how often the
 /// re-mapped codes equal the re-fitted codec's real codes, per level (and the old tokens the
 /// old codec's, which must be all of them).
-fn check_against_encoding(new: &Codec, old: &Codec, valid: &TokenSet, old_books: &[Vec<f32>], books: &[Vec<f32>], clips: usize) -> Result<Vec<f64>> {
+fn check_against_encoding(new: &Codec, old: &Codec, valid: &TokenSet, remapped: &TokenSet, clips: usize) -> Result<Vec<f64>> {
     if clips == 0 {
         return Ok(Vec::new());
     }
     let ds = Dataset::build(&DatasetConfig::default())?;
     let recipes: HashMap<&str, _> = ds.split("valid").map(|c| (c.id.as_str(), c)).collect();
     let mut source = ClipSource::new(new.cfg.sample_rate);
-    let (levels, k, d, hop) = (new.cfg.n_codebooks, new.cfg.codebook_size, new.cfg.latent_dim, new.cfg.hop());
+    let (levels, hop) = (new.cfg.n_codebooks, new.cfg.hop());
     let mut agree = vec![0usize; levels];
     let (mut old_same, mut total) = (0usize, 0usize);
-    for clip in valid.clips.iter().take(clips) {
+    // The re-mapped split keeps the old one's clips, in order.
+    for (clip, remapped_clip) in valid.clips.iter().zip(&remapped.clips).take(clips) {
         let recipe = recipes.get(clip.id.as_str()).with_context(|| format!("validation clip {} is not in the corpus", clip.id))?;
         let audio = source.render(recipe)?;
         let n = audio.len() / hop * hop;
         let x = Tensor::from_slice(&audio[..n], (1, n), &Device::Cpu)?;
         let real_new = new.encode(&x)?.squeeze(0)?.to_vec2::<u32>()?;
         let real_old = old.encode(&x)?.squeeze(0)?.to_vec2::<u32>()?;
-        let tokens = valid.clip_codes(clip);
-        let z: Vec<f32> = tokens.iter().flat_map(|f| (0..d).map(move |j| f.iter().enumerate().map(|(l, &c)| old_books[l][c as usize * d + j]).sum::<f32>())).collect();
-        let remapped = encode(&z, d, books, k)?;
+        let (tokens, remapped) = (valid.clip_codes(clip), remapped.clip_codes(remapped_clip));
         for f in 0..tokens.len().min(real_new.len()) {
             total += 1;
             old_same += (real_old[f] == tokens[f]) as usize;
             for l in 0..levels {
-                agree[l] += (real_new[f][l] == remapped[l][f]) as usize;
+                agree[l] += (real_new[f][l] == remapped[f][l]) as usize;
             }
         }
     }
@@ -365,13 +361,7 @@ mod tests {
         for _ in 0..3 {
             let init: Vec<f32> = residual[..k * d].to_vec();
             let book = kmeans(&residual, d, &init, k, 10, 0.25, &mut rng).unwrap();
-            let (bt, bsq) = book_tensors(&book, k, d).unwrap();
-            let (codes, _) = nearest(&residual, d, &bt, &bsq).unwrap();
-            for (r, &c) in codes.iter().enumerate() {
-                for j in 0..d {
-                    residual[r * d + j] -= book[c as usize * d + j];
-                }
-            }
+            quantize_level(&mut residual, d, &book, k).unwrap();
             books.push(book);
         }
         // `encode` gives the same codes as the fit, and each level leaves less behind.

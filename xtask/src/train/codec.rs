@@ -183,23 +183,7 @@ impl EmaCodebooks {
 
     /// Per level: fraction of codes used in the window, and perplexity of their use.
     fn usage(&mut self) -> Vec<(f64, f64)> {
-        let out = self
-            .window_counts
-            .iter()
-            .map(|counts| {
-                let total: u64 = counts.iter().sum();
-                let used = counts.iter().filter(|&&c| c > 0).count() as f64 / counts.len() as f64;
-                let h: f64 = counts
-                    .iter()
-                    .filter(|&&c| c > 0)
-                    .map(|&c| {
-                        let p = c as f64 / total.max(1) as f64;
-                        -p * p.ln()
-                    })
-                    .sum();
-                (used, h.exp())
-            })
-            .collect();
+        let out = self.window_counts.iter().map(|counts| super::code_use(counts)).collect();
         self.window_counts.iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v = 0));
         out
     }

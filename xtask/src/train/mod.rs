@@ -194,6 +194,21 @@ pub fn publish<S: Serialize + DeserializeOwned>(ckpt: &Path, kind: &str, best: &
 }
 
 /// Append one JSON line to a metrics log (committed, so progress survives the machine).
+/// Share of a codebook's codes used, and the perplexity of their use, from per-code counts
+/// (the codec trainer's log and the codebook re-fit report both).
+pub fn code_use(counts: &[u64]) -> (f64, f64) {
+    let total = counts.iter().sum::<u64>().max(1) as f64;
+    let h: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / total;
+            -p * p.ln()
+        })
+        .sum();
+    (counts.iter().filter(|&&c| c > 0).count() as f64 / counts.len() as f64, h.exp())
+}
+
 pub fn log_line<T: Serialize>(path: &Path, record: &T) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
