@@ -14,10 +14,11 @@ use crate::model::nn::{LayerNorm, Linear, LinearWeight};
 use candle_core::Result;
 use half::f16;
 
-/// Whether this CPU can run the AVX2 builds of the loops (AVX2 and FMA).
+/// Whether this CPU can run the AVX2 builds of the loops (AVX2, FMA, and F16C, which every
+/// AVX2 CPU has).
 pub(crate) fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
     #[cfg(not(target_arch = "x86_64"))]
     return false;
 }
@@ -174,6 +175,54 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         s += x * y;
     }
     s
+}
+
+/// `dot(q, key)` for the 8 keys of a block stored transposed (`kt[i * 8 + s]` is value i of
+/// key s). Each key's products are summed in `dot`'s lanes and order, so every result is
+/// bit-identical to `dot`'s; the keys sit in the vector lanes, so nothing is summed across a
+/// vector (attention scores were a horizontal sum per key, most of the prior step's time).
+/// `N` is the head size when known at compile time (the loops then unroll), else 0.
+#[inline(always)]
+pub(crate) fn dot_transposed8<const N: usize, const AVX2: bool>(q: &[f32], kt: &[f16]) -> [f32; 8] {
+    let n = if N > 0 { N } else { q.len() };
+    let full = n / 16 * 16;
+    let (q, kt) = (&q[..n], &kt[..n * 8]);
+    let mut lanes = [[0f32; 8]; 16];
+    // Lane i sums values i, i + 16, ... in that order, as in `dot`; the keys are read in
+    // memory order.
+    for (qc, kc) in q[..full].chunks_exact(16).zip(kt.chunks_exact(128)) {
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            let (qv, k) = (qc[i], widen8::<AVX2>(&kc[i * 8..i * 8 + 8]));
+            for s in 0..8 {
+                lane[s] += qv * k[s];
+            }
+        }
+    }
+    let add = |a: [f32; 8], b: [f32; 8]| -> [f32; 8] { std::array::from_fn(|s| a[s] + b[s]) };
+    // `reduce16`, then `hsum8`, key by key.
+    let h: [[f32; 8]; 8] = std::array::from_fn(|i| add(lanes[i], lanes[i + 8]));
+    let q4 = [add(h[0], h[4]), add(h[1], h[5]), add(h[2], h[6]), add(h[3], h[7])];
+    let mut s = add(add(q4[0], q4[2]), add(q4[1], q4[3]));
+    for r in full..n {
+        for (t, v) in s.iter_mut().enumerate() {
+            *v += q[r] * kt[r * 8 + t].to_f32();
+        }
+    }
+    s
+}
+
+/// Eight f16 values widened to f32 (exactly): one F16C instruction in the AVX2 build.
+#[inline(always)]
+pub(crate) fn widen8<const AVX2: bool>(h: &[f16]) -> [f32; 8] {
+    let h = &h[..8];
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 {
+        use std::arch::x86_64::*;
+        // SAFETY: the AVX2 builds run only where `has_avx2_fma()` (F16C included) held; `h`
+        // holds 8 values (16 bytes); __m256 and [f32; 8] have the same size and layout.
+        return unsafe { std::mem::transmute::<__m256, [f32; 8]>(_mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr() as *const __m128i))) };
+    }
+    std::array::from_fn(|s| h[s].to_f32())
 }
 
 #[inline(always)]
@@ -373,6 +422,26 @@ mod tests {
         for (x, y) in xs.iter().zip(ys) {
             let reference = 0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh());
             assert!((y - reference).abs() < 1e-6, "gelu({x}) = {y}, expected {reference}");
+        }
+    }
+
+    #[test]
+    fn transposed_key_dots_equal_dot_bit_for_bit() {
+        for n in [8, 16, 32, 40, 64] {
+            let q: Vec<f32> = (0..n).map(|i| ((i * 29 % 17) as f32 - 8.1) * 0.37).collect();
+            let keys: Vec<Vec<f32>> = (0..8).map(|s| (0..n).map(|i| ((i * 13 + s * 7) % 23) as f32 * 0.11 - 1.2).collect()).collect();
+            let keys: Vec<Vec<f32>> = keys.iter().map(|k| k.iter().map(|&v| f16::from_f32(v).to_f32()).collect()).collect();
+            let kt: Vec<f16> = (0..n * 8).map(|x| f16::from_f32(keys[x % 8][x / 8])).collect();
+            let dots = dot_transposed8::<0, false>(&q, &kt);
+            if n == 64 {
+                assert_eq!(dots, dot_transposed8::<64, false>(&q, &kt));
+                if has_avx2_fma() {
+                    assert_eq!(dots, dot_transposed8::<64, true>(&q, &kt));
+                }
+            }
+            for (s, key) in keys.iter().enumerate() {
+                assert_eq!(dots[s].to_bits(), dot(&q, key).to_bits(), "head size {n}, key {s}");
+            }
         }
     }
 

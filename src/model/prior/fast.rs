@@ -17,8 +17,9 @@
 use super::conditioning::COND_DIM;
 use super::transformer::Block;
 use super::Prior;
-use crate::model::cpu::{self, dot, exp_nonpositive, gelu, hsum8, Dense, Norm, Q8, Weights};
+use crate::model::cpu::{self, dot_transposed8, exp_nonpositive, widen8, gelu, hsum8, Dense, Norm, Q8, Weights};
 use candle_core::Result;
+use half::f16;
 
 struct FastBlock {
     ln1: Norm,
@@ -65,10 +66,16 @@ pub struct FastPrior {
 /// What one stream (one guidance row) keeps between steps: the rolling key/value cache, which
 /// step each slot holds, and its working buffers (allocated once).
 pub struct FastState {
-    /// [layers][heads][window][head_dim].
-    k: Vec<f32>,
-    v: Vec<f32>,
+    /// Keys, in blocks of 8 slots stored transposed: [layers][heads][window / 8][head_dim][8]
+    /// (the window rounded up to 8), so 8 scores are computed side by side. In f16, as the
+    /// values: reading the cache is most of a step's memory traffic (3 MB a row in f32).
+    k: Vec<f16>,
+    /// Values: [layers][heads][window][head_dim].
+    v: Vec<f16>,
     slot_steps: Vec<Option<u64>>,
+    /// Per slot, how many steps ago it was written (NaN while empty): shared by every head and
+    /// layer of a step.
+    dists: Vec<f32>,
     step: u64,
     x: Vec<f32>,
     h: Vec<f32>,
@@ -143,12 +150,14 @@ impl FastPrior {
         self.avx2 = false;
     }
 
+
     pub fn new_state(&self) -> FastState {
         let cache = self.blocks.len() * self.heads * self.window * self.head_dim;
         FastState {
-            k: vec![0.0; cache],
-            v: vec![0.0; cache],
+            k: vec![f16::ZERO; self.blocks.len() * self.heads * self.window.next_multiple_of(8) * self.head_dim],
+            v: vec![f16::ZERO; cache],
             slot_steps: vec![None; self.window],
+            dists: vec![f32::NAN; self.window],
             step: 0,
             x: vec![0.0; self.d],
             h: vec![0.0; self.d],
@@ -187,7 +196,7 @@ impl FastPrior {
 
     /// The same loops compiled for AVX2 and FMA, with the int8 kernels in intrinsics.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn step_avx2(&self, states: &mut [&mut FastState], tokens: &[&[u32]], conds: &[&[f32]]) {
         self.step_body::<true>(states, tokens, conds)
     }
@@ -235,27 +244,34 @@ impl FastPrior {
     /// every filled slot (scaled dot product minus the ALiBi distance penalty), softmax, and
     /// mix the values into `att`. `HD` is the head size when known at compile time, else 0.
     #[inline(always)]
-    fn attend<const HD: usize>(&self, st: &mut FastState, layer: usize, head: usize, slot: usize) {
+    fn attend<const HD: usize, const AVX2: bool>(&self, st: &mut FastState, layer: usize, head: usize, slot: usize) {
         let (d, w) = (self.d, self.window);
         let hd = if HD > 0 { HD } else { self.head_dim };
         let scale = 1.0 / (hd as f32).sqrt();
-        let base = (layer * self.heads + head) * w * hd;
-        let at = base + slot * hd;
-        st.k[at..at + hd].copy_from_slice(&st.qkv[d + head * hd..d + (head + 1) * hd]);
-        st.v[at..at + hd].copy_from_slice(&st.qkv[2 * d + head * hd..2 * d + (head + 1) * hd]);
+        let kbase = (layer * self.heads + head) * w.next_multiple_of(8) * hd;
+        let vbase = (layer * self.heads + head) * w * hd;
+        let key_block = kbase + slot / 8 * hd * 8;
+        for (i, &k) in st.qkv[d + head * hd..d + (head + 1) * hd].iter().enumerate() {
+            st.k[key_block + i * 8 + slot % 8] = f16::from_f32(k);
+        }
+        let at = vbase + slot * hd;
+        for (v, &x) in st.v[at..at + hd].iter_mut().zip(&st.qkv[2 * d + head * hd..2 * d + (head + 1) * hd]) {
+            *v = f16::from_f32(x);
+        }
         let q = &st.qkv[head * hd..(head + 1) * hd];
-        let keys = &st.k[base..base + w * hd];
         let slope = self.slopes[head];
         let mut max = f32::NEG_INFINITY;
-        for ((score, s), key) in st.scores.iter_mut().zip(&st.slot_steps).zip(keys.chunks_exact(hd)) {
-            *score = match s {
-                Some(s) => {
-                    let v = dot(q, key) * scale - slope * (st.step - s) as f32;
+        for (b, (scores, dists)) in st.scores.chunks_mut(8).zip(st.dists.chunks(8)).enumerate() {
+            let dots = dot_transposed8::<HD, AVX2>(q, &st.k[kbase + b * hd * 8..kbase + (b + 1) * hd * 8]);
+            for ((score, &dist), dot) in scores.iter_mut().zip(dists).zip(dots) {
+                *score = if dist.is_nan() {
+                    f32::NEG_INFINITY
+                } else {
+                    let v = dot * scale - slope * dist;
                     max = if v > max { v } else { max };
                     v
-                }
-                None => f32::NEG_INFINITY,
-            };
+                };
+            }
         }
         // Empty slots hold -inf: their weight is exactly 0.
         let mut lanes = [0f32; 8];
@@ -270,16 +286,34 @@ impl FastPrior {
             *p = exp_nonpositive(*p - max);
             total += *p;
         }
+        let values = &st.v[vbase..vbase + w * hd];
         let out = &mut st.att[head * hd..(head + 1) * hd];
-        out.fill(0.0);
-        let values = &st.v[base..base + w * hd];
-        for (&p, v) in st.scores.iter().zip(values.chunks_exact(hd)) {
-            if p == 0.0 {
-                continue;
+        if HD > 0 {
+            // Summed in registers, in the same order as the general loop below.
+            let mut acc = [0f32; HD];
+            for (&p, v) in st.scores.iter().zip(values.chunks_exact(HD)) {
+                if p == 0.0 {
+                    continue;
+                }
+                let p = p / total;
+                for (a, v) in acc.chunks_exact_mut(8).zip(v.chunks_exact(8)) {
+                    let v = widen8::<AVX2>(v);
+                    for i in 0..8 {
+                        a[i] += p * v[i];
+                    }
+                }
             }
-            let p = p / total;
-            for i in 0..hd {
-                out[i] += p * v[i];
+            out.copy_from_slice(&acc);
+        } else {
+            out.fill(0.0);
+            for (&p, v) in st.scores.iter().zip(values.chunks_exact(hd)) {
+                if p == 0.0 {
+                    continue;
+                }
+                let p = p / total;
+                for i in 0..hd {
+                    out[i] += p * v[i].to_f32();
+                }
             }
         }
     }
@@ -291,6 +325,12 @@ impl FastPrior {
         for ((st, toks), cond) in states.iter_mut().zip(tokens).zip(conds) {
             let slot = (st.step % w as u64) as usize;
             st.slot_steps[slot] = Some(st.step);
+            for (dist, s) in st.dists.iter_mut().zip(&st.slot_steps) {
+                *dist = match s {
+                    Some(s) => (st.step - s) as f32,
+                    None => f32::NAN,
+                };
+            }
             self.cond.apply_one::<AVX2>(cond, &mut st.xq, &mut st.x);
             for (table, &t) in self.embeds.iter().zip(toks.iter()) {
                 let e = &table[t as usize * d..(t as usize + 1) * d];
@@ -312,9 +352,9 @@ impl FastPrior {
                     // The shipped head size gets loops of constant length (unrolled, kept in
                     // registers); other sizes (tests' tiny models) take the general one.
                     match hd {
-                        64 => self.attend::<64>(st, li, head, slot),
-                        32 => self.attend::<32>(st, li, head, slot),
-                        _ => self.attend::<0>(st, li, head, slot),
+                        64 => self.attend::<64, AVX2>(st, li, head, slot),
+                        32 => self.attend::<32, AVX2>(st, li, head, slot),
+                        _ => self.attend::<0, AVX2>(st, li, head, slot),
                     }
                 }
             }
@@ -376,7 +416,8 @@ mod tests {
             let t: Vec<u32> = (0..cfg.n_levels).map(|l| ((step * 7 + l * 3) % (cfg.codebook_size + 1)) as u32).collect();
             fast.step(&mut [&mut a, &mut b], &[&t, &t], &[&cond, &cond]).unwrap();
             plain.step(&mut [&mut pa, &mut pb], &[&t, &t], &[&cond, &cond]).unwrap();
-            assert!(a.logits.iter().zip(&pa.logits).all(|(x, y)| x.to_bits() == y.to_bits()), "step {step}");
+            let same = |x: &super::FastState, y: &super::FastState| x.logits.iter().zip(&y.logits).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same(&a, &pa) && same(&b, &pb), "step {step}");
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::conditioning::{write_features, GridPosition, Knobs, COND_DIM};
 use super::pattern::{bos, FrameAssembler};
-use super::sampling::{guide, sample, Sampling, REPEAT_MAX_BIAS};
+use super::sampling::{guide, sample, SampleScratch, Sampling, REPEAT_MAX_BIAS};
 use super::{Prior, PriorState};
 use candle_core::{Device, Result};
 use rand::SeedableRng;
@@ -36,7 +36,7 @@ pub struct PriorStream {
     cond: Vec<f32>,
     uncond: Vec<f32>,
     guided: Vec<f32>,
-    scratch: Vec<(f32, u32)>,
+    scratch: SampleScratch,
     /// The codes of the last `history_steps` steps (`[step % history_steps][level]`), for the
     /// strain echo. Only steps since the last reset are read.
     history: Vec<u32>,
@@ -66,7 +66,7 @@ impl PriorStream {
             cond: vec![0.0; COND_DIM],
             uncond: vec![0.0; COND_DIM],
             guided: Vec::with_capacity(prior.cfg.codebook_size),
-            scratch: Vec::with_capacity(prior.cfg.codebook_size),
+            scratch: SampleScratch::with_capacity(prior.cfg.codebook_size),
             history: vec![bos(prior.cfg.codebook_size); history_steps * prior.cfg.n_levels],
             history_knobs: vec![Knobs::unconditional(); history_steps],
             history_steps,

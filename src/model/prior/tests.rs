@@ -161,7 +161,9 @@ fn the_fast_path_gives_the_tensor_path_logits() {
     let toks = tokens(&cfg, len);
     let cond: Vec<f32> = (0..len).flat_map(|s| features(&knobs(), &grid(s))).collect();
     let uncond: Vec<f32> = (0..len).flat_map(|s| features(&Knobs::unconditional(), &grid(s))).collect();
-    for (quant, tolerance) in [(None, 1e-4f32), (Some(GgmlDType::Q8_0), 2e-2)] {
+    // The fast path keeps its key/value cache in f16 (relative rounding 2^-11, about 5e-4),
+    // candle's is f32: the f32 files' tolerance allows for that.
+    for (quant, tolerance) in [(None, 1e-3f32), (Some(GgmlDType::Q8_0), 2e-2)] {
         let bytes = weights::to_bytes_quantized(KIND, &cfg, &tensors, Some(DType::F32), quant.map(|q| (&Prior::is_quantizable as &dyn Fn(&str) -> bool, q))).unwrap();
         let fast = Prior::from_bytes(&bytes, &Device::Cpu).unwrap();
         assert!(fast.has_fast_path());
@@ -249,8 +251,8 @@ fn strain_repetition_echoes_the_first_strain_and_leaves_it_alone() {
     // One beat per bar at 600 BPM: a strain (8 bars) is 60 frames, and steps 60-119 echo 0-59.
     let knobs = Knobs { bpm: Some(600.0), ..knobs() };
     // `key_change`: from this step on the key knob is E minor (it was D major).
-    let run = |repeat: f32, key_change: usize| -> Vec<Vec<u32>> {
-        let mut stream = PriorStream::new(&prior, &Device::Cpu, 5).unwrap();
+    let run_seed = |repeat: f32, key_change: usize, seed: u64| -> Vec<Vec<u32>> {
+        let mut stream = PriorStream::new(&prior, &Device::Cpu, seed).unwrap();
         let sampling = Sampling { repeat, ..Default::default() };
         let moved = Knobs { key: Some((4, 1)), ..knobs };
         (0..120)
@@ -260,6 +262,7 @@ fn strain_repetition_echoes_the_first_strain_and_leaves_it_alone() {
             })
             .collect()
     };
+    let run = |repeat: f32, key_change: usize| run_seed(repeat, key_change, 5);
     let echoed = |frames: &[Vec<u32>]| {
         let pairs: Vec<bool> = (61..frames.len()).flat_map(|f| (0..cfg.n_levels).map(move |k| (f, k))).map(|(f, k)| frames[f][k] == frames[f - 60][k]).collect();
         pairs.iter().filter(|&&same| same).count() as f64 / pairs.len() as f64
@@ -268,7 +271,11 @@ fn strain_repetition_echoes_the_first_strain_and_leaves_it_alone() {
     assert_eq!(free[..59], strong[..59], "the first strain is played as without repetition");
     let (free_rate, strong_rate) = (echoed(&free), echoed(&strong));
     assert!(strong_rate > 0.6 && free_rate < 0.3, "codes equal to one strain earlier: {free_rate:.2} free, {strong_rate:.2} at repeat 1");
-    assert!(strong_rate < 1.0, "the echo is a pull, not a copy");
+    // Each code copies with a probability near e^6 / (e^6 + 15) for the untrained model's flat
+    // logits (0.964): one take of 118 codes copies throughout 1.3% of the time, four takes
+    // almost never.
+    let copied = (6..9).all(|seed| echoed(&run_seed(1.0, usize::MAX, seed)) == 1.0);
+    assert!(strong_rate < 1.0 || !copied, "the echo is a pull, not a copy");
     // A knob turned before the second strain: what was written under the old key is not echoed,
     // so the change is heard at once.
     let turned = echoed(&run(1.0, 55));
