@@ -9,7 +9,7 @@ use nice_plug_egui::widgets::ParamSlider;
 fn row<P: Param>(ui: &mut egui::Ui, param: &P, setter: &ParamSetter, tip: &str) {
     ui.horizontal(|ui| {
         ui.add_sized([110.0, 18.0], egui::Label::new(param.name())).on_hover_text(tip);
-        ui.add(ParamSlider::for_param(param, setter).with_width(180.0)).on_hover_text(tip);
+        ui.add(ParamSlider::for_param(param, setter).with_width(150.0)).on_hover_text(tip);
     });
 }
 

@@ -51,14 +51,22 @@ impl NiceEguiApp for CantorEditor {
         let Some(gui) = self.gui.as_ref() else { return };
         let setter = gui.param_setter();
         egui::Frame::new().inner_margin(10.0).show(ui, |ui| {
-            ui.heading("Cantor");
-            status::show(ui, &self.shared);
-            self.spectrogram.show(ui, &self.shared);
-            capture::show(ui, &self.shared);
-            presets::show(ui, &self.params, gui);
+            // What it is doing on the left, the style pad beside it: at the default size every
+            // control below fits without scrolling.
+            ui.horizontal_top(|ui| {
+                let left = (ui.available_width() - style_pad::SIZE.x - 12.0).max(200.0);
+                ui.vertical(|ui| {
+                    ui.set_width(left);
+                    ui.heading("Cantor");
+                    status::show(ui, &self.shared);
+                    self.spectrogram.show(ui, &self.shared);
+                    capture::show(ui, &self.shared);
+                    presets::show(ui, &self.params, gui);
+                });
+                style_pad::show(ui, &self.params, &setter);
+            });
             ui.separator();
             egui::ScrollArea::vertical().show(ui, |ui| {
-                style_pad::show(ui, &self.params, &setter);
                 controls::show(ui, &self.params, &setter);
             });
         });

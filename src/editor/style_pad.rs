@@ -7,7 +7,7 @@ use crate::params::CantorParams;
 use nice_plug::prelude::ParamSetter;
 
 /// Pad size in points (wider than tall, so the style names fit at the sides).
-const SIZE: egui::Vec2 = egui::vec2(300.0, 200.0);
+pub const SIZE: egui::Vec2 = egui::vec2(300.0, 200.0);
 /// Distance (as a fraction of the radius) at which a style's weight reaches zero.
 const REACH: f32 = 1.1;
 
