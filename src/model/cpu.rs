@@ -179,9 +179,9 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `dot(q, key)` for the 8 keys of a block stored transposed (`kt[i * 8 + s]` is value i of
 /// key s). Each key's products are summed in `dot`'s lanes and order, so every result is
-/// bit-identical to `dot`'s; the keys sit in the vector lanes, so nothing is summed across a
-/// vector (attention scores were a horizontal sum per key, most of the prior step's time).
-/// `N` is the head size when known at compile time (the loops then unroll), else 0.
+/// bit-identical to `dot`'s over the same (f16-rounded) keys; the keys sit in the vector lanes,
+/// so nothing is summed across a vector. `N` is the head size when known at compile time (the
+/// loops then unroll), else 0. `AVX2` widens the f16 keys with F16C (see `widen8`).
 #[inline(always)]
 pub(crate) fn dot_transposed8<const N: usize, const AVX2: bool>(q: &[f32], kt: &[f16]) -> [f32; 8] {
     let n = if N > 0 { N } else { q.len() };

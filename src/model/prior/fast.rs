@@ -5,11 +5,12 @@
 //! ops, and at that size candle spends more time creating tensors and dispatching than
 //! multiplying (0.53 ms a step measured, for ~5 M multiply-adds). Here every buffer is made
 //! once per stream, the int8 weights are read once for both guidance rows (conditional and
-//! unconditional), and the loops are compiled twice: for AVX2 when the CPU has it, and plain.
+//! unconditional), the key/value cache is f16 (reading it was most of a step's memory traffic),
+//! and the loops are compiled twice: for AVX2 when the CPU has it, and plain.
 //!
 //! One model definition still: the weights are copied out of the same `Prior` that training
-//! builds (`FastPrior::new`), and `tests.rs` checks both forwards give the same logits, in f32
-//! and q8_0, within and past the attention window.
+//! builds (`FastPrior::new`), and `tests.rs` checks both forwards give the same logits (within
+//! the f16 cache's rounding), in f32 and q8_0, within and past the attention window.
 //!
 //! The kernels (q8_0 and f32 dense layers, layer norm, GELU, exp) live in `model::cpu`, shared
 //! with the codec decoder's hand-written path.
@@ -150,7 +151,6 @@ impl FastPrior {
         self.avx2 = false;
     }
 
-
     pub fn new_state(&self) -> FastState {
         let cache = self.blocks.len() * self.heads * self.window * self.head_dim;
         FastState {
@@ -289,7 +289,8 @@ impl FastPrior {
         let values = &st.v[vbase..vbase + w * hd];
         let out = &mut st.att[head * hd..(head + 1) * hd];
         if HD > 0 {
-            // Summed in registers, in the same order as the general loop below.
+            // Summed in registers, in the same order as the general loop below (HD is 64 or 32:
+            // whole groups of 8).
             let mut acc = [0f32; HD];
             for (&p, v) in st.scores.iter().zip(values.chunks_exact(HD)) {
                 if p == 0.0 {

@@ -70,8 +70,8 @@ impl SampleScratch {
 }
 
 /// A candidate as one integer whose ascending order is: likeliest first (`f32::total_cmp`'s
-/// order, reversed), ties by code. Sorting plain integers is several times quicker than
-/// sorting (logit, code) pairs with a comparison closure, and gives the same order.
+/// order, reversed), ties by code. Sorting plain integers took half the time of
+/// sorting (logit, code) pairs with a comparison closure (profiled), in the same order.
 fn sort_key(scaled_logit: f32, code: u32) -> u64 {
     let b = scaled_logit.to_bits() as i32;
     let ordered = (b ^ ((((b >> 31) as u32) >> 1) as i32)) as u32 ^ 0x8000_0000;
