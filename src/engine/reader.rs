@@ -22,6 +22,9 @@ pub const FADE_SECONDS: f32 = 0.005;
 const GAIN_SMOOTHING_SECONDS: f32 = 0.01;
 /// Longest an offline block waits for the generator before giving up (and counting it).
 pub const OFFLINE_WAIT_LIMIT: Duration = Duration::from_secs(30);
+/// How long an offline block yields (rather than sleeps) while it waits for the generator: a
+/// render step is 1-3 ms of compute, and a 100 us sleep overshoots by a timer slice each time.
+const OFFLINE_SPIN: Duration = Duration::from_millis(5);
 /// Frames popped per inner step (a stack buffer; no allocation).
 const CHUNK: usize = 128;
 
@@ -212,8 +215,8 @@ impl AudioReader {
             self.shared.offline_timeouts.fetch_add(1, Relaxed);
             return false;
         }
-        // A short spin first: offline blocks can be a millisecond of audio.
-        if limit - now > OFFLINE_WAIT_LIMIT - Duration::from_micros(100) {
+        // Yield first, so the block goes on as soon as its audio is ready; sleep after that.
+        if limit - now > OFFLINE_WAIT_LIMIT - OFFLINE_SPIN {
             std::thread::yield_now();
         } else {
             std::thread::sleep(Duration::from_micros(100));
