@@ -193,7 +193,6 @@ pub fn publish<S: Serialize + DeserializeOwned>(ckpt: &Path, kind: &str, best: &
     Ok(state)
 }
 
-/// Append one JSON line to a metrics log (committed, so progress survives the machine).
 /// Share of a codebook's codes used, and the perplexity of their use, from per-code counts
 /// (the codec trainer's log and the codebook re-fit report both).
 pub fn code_use(counts: &[u64]) -> (f64, f64) {
@@ -209,6 +208,7 @@ pub fn code_use(counts: &[u64]) -> (f64, f64) {
     (counts.iter().filter(|&&c| c > 0).count() as f64 / counts.len() as f64, h.exp())
 }
 
+/// Append one JSON line to a metrics log (committed, so progress survives the machine).
 pub fn log_line<T: Serialize>(path: &Path, record: &T) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
