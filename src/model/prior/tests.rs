@@ -274,8 +274,8 @@ fn strain_repetition_echoes_the_first_strain_and_leaves_it_alone() {
     // Each code copies with a probability near e^6 / (e^6 + 15) for the untrained model's flat
     // logits (0.964): one take of 118 codes copies throughout 1.3% of the time, four takes
     // almost never.
-    let copied = (6..9).all(|seed| echoed(&run_seed(1.0, usize::MAX, seed)) == 1.0);
-    assert!(strong_rate < 1.0 || !copied, "the echo is a pull, not a copy");
+    let pulls = strong_rate < 1.0 || (6..9).any(|seed| echoed(&run_seed(1.0, usize::MAX, seed)) < 1.0);
+    assert!(pulls, "the echo is a pull, not a copy");
     // A knob turned before the second strain: what was written under the old key is not echoed,
     // so the change is heard at once.
     let turned = echoed(&run(1.0, 55));
