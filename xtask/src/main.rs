@@ -84,6 +84,9 @@ enum EvalCommand {
     Estimators {
         #[arg(long, default_value_t = 60)]
         clips: usize,
+        /// Codec weights of the round trip (default: assets/models/codec.safetensors).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
     },
     /// The codec against Opus 6 and 12 kbit/s on the test split.
     Codec {
@@ -166,6 +169,21 @@ enum DatasetCommand {
         #[arg(long, default_value_t = 1.0)]
         valid_hours: f64,
     },
+    /// Render and encode clips with their codes for decoder training on a lent GPU
+    /// (`xtask/gpu/decoder_twin.py`): `<out>/<split>.{json,audio,codes}`.
+    DecoderSet {
+        /// Codec weights (default: assets/models/codec.safetensors).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Minutes of training clips.
+        #[arg(long, default_value_t = 25.0)]
+        minutes: f64,
+        /// Minutes of validation clips.
+        #[arg(long, default_value_t = 2.0)]
+        valid_minutes: f64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -217,12 +235,18 @@ fn main() -> Result<()> {
                 let weights = weights.unwrap_or_else(train::codec::published_weights);
                 dataset::tokens::tokenize(&weights, quick, hours, valid_hours).map(|_| ())
             }
+            DatasetCommand::DecoderSet { weights, out, minutes, valid_minutes } => {
+                let weights = weights.unwrap_or_else(train::codec::published_weights);
+                dataset::decoder_set::export(&weights, &out, minutes, valid_minutes)
+            }
         },
         Command::Train { model: TrainCommand::Codec(args) } => train::codec::train(&args),
         Command::Train { model: TrainCommand::Prior(args) } => train::prior::train(&args),
         Command::Train { model: TrainCommand::Codebooks(args) } => train::codebooks::refit(&args),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
-        Command::Eval { model: EvalCommand::Estimators { clips } } => eval::music::eval_estimators(clips),
+        Command::Eval { model: EvalCommand::Estimators { clips, weights } } => {
+            eval::music::eval_estimators(clips, &weights.unwrap_or_else(train::codec::published_weights))
+        }
         Command::Eval { model: EvalCommand::Prior { prior, codec, seeds, seconds, stability_seconds, guidance_sweep, repeat_sweep } } => {
             let prior = prior.unwrap_or_else(|| train::RunPaths::new("prior", None).published_weights);
             let codec = codec.unwrap_or_else(train::codec::published_weights);

@@ -228,3 +228,32 @@ fn the_fast_decoder_gives_the_tensor_decoders_audio() {
     let fast = codec.fast_decoder.as_ref().unwrap();
     assert!(fast.push_frames(&mut fast.new_state(), &vec![cfg.codebook_size as u32; cfg.n_codebooks], &mut Vec::new()).is_err());
 }
+
+/// `xtask/gpu/decoder_twin.py` trains the decoder on a lent GPU: its PyTorch twin must decode
+/// the same latents to the same audio with the same weights, and measure the same spectral
+/// distances, or its weights would not mean the same thing here. The fixture is the twin's
+/// output (`python3 xtask/gpu/decoder_twin.py fixture`); rerun it when either side changes.
+#[test]
+fn decoder_twin_matches_the_pytorch_twin() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/decoder-twin.safetensors");
+    let bytes = std::fs::read(path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let cfg: CodecConfig = serde_json::from_str(&meta.metadata().as_ref().unwrap()["cantor.config"]).unwrap();
+    let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
+    let mut io = |k: &str| tensors.remove(k).unwrap();
+    let (z, expected, reference, stft, mel) = (io("io.latents"), io("io.audio"), io("io.reference"), io("io.stft"), io("io.mel"));
+    let decoder = Decoder::new(&cfg, VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu).pp("decoder")).unwrap();
+    let audio = decoder.forward(&z).unwrap();
+    assert_eq!(audio.dims(), expected.dims());
+    let max_abs = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let (diff, scale) = (max_abs(&(&audio - &expected).unwrap()), max_abs(&expected));
+    assert!(scale > 1e-3, "the fixture's audio is near silent ({scale}), so it would prove little");
+    assert!(diff < 1e-4 * scale, "audio differs by {diff} (largest sample {scale})");
+
+    // The spectral distances the twin trains with and reports are the Rust trainer's.
+    let spectral = SpectralDistances::new(cfg.sample_rate, &Device::Cpu).unwrap();
+    let (s, m) = spectral.both(&(expected * 3.0).unwrap(), &reference).unwrap();
+    let close = |a: &Tensor, b: &Tensor| (a.to_scalar::<f32>().unwrap() - b.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0]).abs();
+    assert!(close(&s, &stft) < 1e-4, "multi-resolution STFT distance: ours {s}, the twin's {stft}");
+    assert!(close(&m, &mel) < 1e-4, "log-mel distance: ours {m}, the twin's {mel}");
+}

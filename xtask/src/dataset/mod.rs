@@ -4,6 +4,7 @@
 //! `build` (index → clip recipes with labels and splits: manifest.jsonl in the cache) →
 //! `render` (recipes → WAV files in the cache; optional, training renders on the fly).
 
+pub mod decoder_set;
 pub mod index;
 pub mod labels;
 pub mod recipe;

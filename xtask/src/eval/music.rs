@@ -249,12 +249,11 @@ pub fn codec_roundtrip(codec: &cantor::model::codec::Codec, x: &[f32]) -> anyhow
 /// `cargo xtask eval estimators`: the tempo and key measurements on real test clips against
 /// their labels (what a perfect generator would score), as rendered and after the shipped
 /// codec's round trip (what a perfect prior would score), written to EVAL.md.
-pub fn eval_estimators(clips: usize) -> anyhow::Result<()> {
+pub fn eval_estimators(clips: usize, codec_path: &std::path::Path) -> anyhow::Result<()> {
     use crate::dataset::recipe::DatasetConfig;
     use crate::dataset::{ClipSource, Dataset};
     let ds = Dataset::build(&DatasetConfig::default())?;
-    let codec_path = crate::train::codec::published_weights();
-    let codec = cantor::model::codec::Codec::from_bytes(&std::fs::read(&codec_path)?, &candle_core::Device::Cpu)?;
+    let codec = cantor::model::codec::Codec::from_bytes(&std::fs::read(codec_path)?, &candle_core::Device::Cpu)?;
     let test: Vec<_> = super::prior::renderable(&ds, "test").collect();
     let step = (test.len() / clips.max(1)).max(1);
     let sr = codec.cfg.sample_rate;
@@ -269,13 +268,13 @@ pub fn eval_estimators(clips: usize) -> anyhow::Result<()> {
     let row = |name: &str, k: fn(&Agreement) -> usize| format!("| {name} | {:.0}% | {:.0}% |\n", real.pct(k(&real)), coded.pct(k(&coded)));
     let body = format!(
         "## Music estimators on real clips (what a perfect generator would score)\n\n\
-         Command: `cargo xtask eval estimators --clips {clips}`; {} test clips of the corpus, rendered at 24 kHz, against their labels: as rendered, and after a round trip through the shipped codec (`{}`), which bounds what the prior's music can score.\n\n\
+         Command: `cargo xtask eval estimators --clips {clips}`; {} test clips of the corpus, rendered at 24 kHz, against their labels: as rendered, and after a round trip through the codec `{}`, which bounds what the prior's music can score.\n\n\
          | measurement | agreement with the label | after the codec |\n|---|---|---|\n\
          {}{}{}\n\
          Phrase contrast of 20 real dance tunes (40 s from their start; chroma similarity of bars 4 and 8 apart minus bars 1-3 and 5-7 apart): {phrase:+.3}.\n\n\
          The prior's tempo and key adherence (`cargo xtask eval prior`) use these estimators; their targets (80% and 70%) are to be read against these rates.\n",
         real.n,
-        codec_path.strip_prefix(crate::dataset::repo_root()).unwrap_or(&codec_path).display(),
+        codec_path.strip_prefix(crate::dataset::repo_root()).unwrap_or(codec_path).display(),
         row("tempo within 5% (pulse searched within a factor 1.45 of the label)", |a| a.tempo),
         row("key, tonic and mode", |a| a.key),
         row("key, or its relative major/minor", |a| a.key_close),
