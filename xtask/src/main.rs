@@ -88,6 +88,14 @@ enum EvalCommand {
         #[arg(long)]
         weights: Option<std::path::PathBuf>,
     },
+    /// Write the style classifier's real clips, after the codec's round trip, for study.
+    StyleSet {
+        /// Clips per style and split.
+        #[arg(long, default_value_t = 40)]
+        per_style: usize,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// The codec against Opus 6 and 12 kbit/s on the test split.
     Codec {
         /// Weights file (default: assets/models/codec.safetensors).
@@ -244,6 +252,10 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Prior(args) } => train::prior::train(&args),
         Command::Train { model: TrainCommand::Codebooks(args) } => train::codebooks::refit(&args),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
+        Command::Eval { model: EvalCommand::StyleSet { per_style, out } } => {
+            let codec = cantor::model::codec::Codec::from_bytes(&std::fs::read(train::codec::published_weights())?, &candle_core::Device::Cpu)?;
+            eval::prior::dump_style_set(per_style, &codec, &out)
+        }
         Command::Eval { model: EvalCommand::Estimators { clips, weights } } => {
             eval::music::eval_estimators(clips, &weights.unwrap_or_else(train::codec::published_weights))
         }
