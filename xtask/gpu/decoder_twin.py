@@ -174,6 +174,18 @@ class Spectral(nn.Module):
 # ----------------------------------------------------------------------------- discriminators (HiFi-GAN MPD, Vocos/UnivNet MRD)
 
 
+def conv_stack(convs, post, x):
+    """A discriminator's layers: leaky-ReLU convolutions, then the score map; returns the scores
+    [B, -1] and every layer's output (for feature matching)."""
+    feats = []
+    for c in convs:
+        x = F.leaky_relu(c(x), 0.1)
+        feats.append(x)
+    x = post(x)
+    feats.append(x)
+    return x.flatten(1), feats
+
+
 class PeriodDisc(nn.Module):
     def __init__(self, period, widths=(32, 128, 256, 512, 512)):
         super().__init__()
@@ -189,14 +201,7 @@ class PeriodDisc(nn.Module):
         b, t = x.shape
         if t % self.period:
             x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
-        x = x.reshape(b, 1, -1, self.period)
-        feats = []
-        for c in self.convs:
-            x = F.leaky_relu(c(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return conv_stack(self.convs, self.post, x.reshape(b, 1, -1, self.period))
 
 
 class ResolutionDisc(nn.Module):
@@ -218,14 +223,7 @@ class ResolutionDisc(nn.Module):
 
     def forward(self, x):
         s = torch.stft(x, self.n_fft, self.hop, self.n_fft, self.win, center=True, return_complex=True)
-        x = s.abs().pow(0.3).unsqueeze(1)  # [B, 1, bins, frames], compressed magnitude
-        feats = []
-        for c in self.convs:
-            x = F.leaky_relu(c(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return conv_stack(self.convs, self.post, s.abs().pow(0.3).unsqueeze(1))  # [B, 1, bins, frames], compressed magnitude
 
 
 class Discriminators(nn.Module):
