@@ -270,7 +270,11 @@ fn strain_repetition_echoes_the_first_strain_and_leaves_it_alone() {
     let (free, strong) = (run(0.0, usize::MAX), run(1.0, usize::MAX));
     assert_eq!(free[..59], strong[..59], "the first strain is played as without repetition");
     let (free_rate, strong_rate) = (echoed(&free), echoed(&strong));
-    assert!(strong_rate > 0.6 && free_rate < 0.3, "codes equal to one strain earlier: {free_rate:.2} free, {strong_rate:.2} at repeat 1");
+    // The untrained model's weights are random on every run (candle's CPU initialiser takes no
+    // seed) and its own takes repeat codes one strain apart 11-46% of the time (40 runs), so the
+    // echo is judged against the free take, not against a fixed rate: in those runs repeat 1
+    // echoed 92-99%, at least 0.5 above the free take.
+    assert!(strong_rate > 0.6 && strong_rate - free_rate > 0.35, "codes equal to one strain earlier: {free_rate:.2} free, {strong_rate:.2} at repeat 1");
     // Each code copies with a probability near e^6 / (e^6 + 15) for the untrained model's flat
     // logits (0.964): one take of 118 codes copies throughout 1.3% of the time, four takes
     // almost never.
@@ -278,6 +282,7 @@ fn strain_repetition_echoes_the_first_strain_and_leaves_it_alone() {
     assert!(pulls, "the echo is a pull, not a copy");
     // A knob turned before the second strain: what was written under the old key is not echoed,
     // so the change is heard at once.
+    // (Nearer the free take than the echoed one: 12-45% in the same 40 runs.)
     let turned = echoed(&run(1.0, 55));
-    assert!(turned < 0.3, "codes equal to one strain earlier after a key change: {turned:.2}");
+    assert!(turned < (free_rate + strong_rate) / 2.0, "codes equal to one strain earlier after a key change: {turned:.2} ({free_rate:.2} free, {strong_rate:.2} echoed)");
 }
