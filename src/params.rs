@@ -39,7 +39,8 @@ pub fn guidance_range() -> (f32, f32) {
     (0.0, 8.0)
 }
 /// Default guidance (parameter, `cantor render`): 3 followed tempo and style best of 0-5 in
-/// EVAL.md's guidance table (session 6; it was 1.5).
+/// session 6's guidance sweep (it was 1.5). Session 11's sweep (EVAL.md) found 5 better on the
+/// key with the current models; it stays 3 until a stability take and listening confirm 5.
 pub const DEFAULT_GUIDANCE: f32 = 3.0;
 /// How closely the second playing of each 8-bar strain follows the first: 0 lets the music
 /// wander freely, 1 is the strongest echo (`model::prior::sampling::REPEAT_MAX_BIAS`).

@@ -20,8 +20,8 @@ pub struct Preset {
     pub key: &'static str,
     pub minor: bool,
     pub temperature: f32,
-    /// Every factory preset uses the default (the best-steering strength in EVAL.md's guidance
-    /// table); a preset may still name its own.
+    /// Every factory preset uses the default (`DEFAULT_GUIDANCE`, which says how it was chosen);
+    /// a preset may still name its own.
     pub guidance: f32,
 }
 
