@@ -32,7 +32,8 @@ const STYLE_BPM: [f32; 6] = [72.0, 80.0, 116.0, 116.0, 92.0, 112.0];
 /// No timbre (session 11): the corpus gives every style every instrument family at random, so
 /// the log-mel means and spreads the classifier used to weigh taught it the instrument, not the
 /// style. On the same real clips after the codec (`cargo xtask eval style-set`, 40 per style
-/// and split), dropping them and adding the texture features took test accuracy from 33% to 45%.
+/// and split), dropping them and adding the texture features took test accuracy from 33% (the
+/// old features, with the filterbank read the right way round) to 45%.
 /// The tempo itself is not a feature: the evaluation asks each style for its typical tempo, so a
 /// classifier reading it would recognise the request, not the music.
 pub fn style_features(x: &[f32], bpm: f64) -> Vec<f64> {
