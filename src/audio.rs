@@ -73,7 +73,7 @@ impl Wav {
         let spec = hound::WavSpec { channels, sample_rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
         let mut w = hound::WavWriter::create(path, spec).with_context(|| format!("creating {}", path.display()))?;
         for s in mono {
-            let v = (s.clamp(-1.0, 1.0) * 32767.0).round() as i16;
+            let v = to_pcm16(*s);
             for _ in 0..channels {
                 w.write_sample(v)?;
             }
@@ -81,6 +81,11 @@ impl Wav {
         w.finalize()?;
         Ok(())
     }
+}
+
+/// A sample as 16-bit PCM (clipped to full scale, rounded).
+pub fn to_pcm16(s: f32) -> i16 {
+    (s.clamp(-1.0, 1.0) * 32767.0).round() as i16
 }
 
 /// Write interleaved stereo as 32-bit float (a bounce: no dither, no clipping).

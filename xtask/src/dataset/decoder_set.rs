@@ -5,7 +5,7 @@
 //!
 //! Written to `<out>/<split>.json` (codec id, rate, hop, levels, clips), `<split>.audio`
 //! (16-bit little-endian PCM, clip after clip) and `<split>.codes` (u16 little-endian,
-//! frames x levels), in the tokeniser's seeded clip order.
+//! frames x levels), clips in a seeded shuffle of each split (its own seed, not the tokeniser's).
 
 use super::recipe::{ClipRecipe, DatasetConfig};
 use super::{progress, ClipSource, Dataset};
@@ -48,7 +48,7 @@ pub fn export(codec_weights: &Path, out: &Path, minutes: f64, valid_minutes: f64
             let codes = codec.encode(&Tensor::from_slice(&audio[..n], (1, n), &device)?)?.squeeze(0)?.to_vec2::<u32>()?;
             for v in &audio[..n] {
                 clipped += (v.abs() > 1.0) as usize;
-                audio_out.extend_from_slice(&((v.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes());
+                audio_out.extend_from_slice(&cantor::audio::to_pcm16(*v).to_le_bytes());
             }
             for c in codes.iter().flatten() {
                 codes_out.extend_from_slice(&(*c as u16).to_le_bytes());

@@ -50,7 +50,7 @@ pub fn style_features(x: &[f32], bpm: f64) -> Vec<f64> {
 
     // Rhythm: autocorrelation of the onset envelope (positive log-mel flux).
     let flux: Vec<f64> = (1..mels.len()).map(|t| mels[t].iter().zip(&mels[t - 1]).map(|(a, b)| (a - b).max(0.0)).sum()).collect();
-    let mean_flux = flux.iter().sum::<f64>() / flux.len().max(1) as f64;
+    let (mean_flux, flux_spread) = mean_and_spread(&flux);
     let env: Vec<f64> = flux.iter().map(|v| v - mean_flux).collect();
     let zero = autocorrelation(&env, 0).max(1e-12);
     let acf = |beats: f64| autocorrelation(&env, (beats * frames_per_beat).round() as usize) / zero;
@@ -89,7 +89,7 @@ pub fn style_features(x: &[f32], bpm: f64) -> Vec<f64> {
     let low: f64 = power.iter().map(|p| p.iter().enumerate().filter(|(b, _)| (*b as f64 * bin_hz) < 200.0).map(|(_, e)| e).sum::<f64>()).sum();
     out.push((low / frame_power.iter().sum::<f64>().max(1e-12) + 1e-9).ln());
     // Onsets per beat: peaks of the flux above its mean plus one spread.
-    let threshold = mean_flux + mean_and_spread(&flux).1;
+    let threshold = mean_flux + flux_spread;
     let onsets = flux.windows(3).filter(|w| w[1] > w[0] && w[1] >= w[2] && w[1] > threshold).count();
     out.push(onsets as f64 / (x.len() as f64 / SR as f64 * bpm / 60.0).max(1.0));
 
@@ -232,7 +232,7 @@ pub fn dump_style_set(per_style: usize, codec: &Codec, out: &std::path::Path) ->
         let mut listed = Vec::new();
         for (clip, s) in style_clips(&ds, split, per_style) {
             let audio = codec_roundtrip(codec, &source.render(clip)?)?;
-            pcm.extend(audio.iter().flat_map(|v| ((v.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes()));
+            pcm.extend(audio.iter().flat_map(|v| cantor::audio::to_pcm16(*v).to_le_bytes()));
             listed.push(serde_json::json!({"id": clip.id, "style": s, "bpm": clip.bpm, "beats_per_bar": (clip.bar_quarters / clip.beat_quarters).round(), "samples": audio.len()}));
         }
         std::fs::File::create(out.join(format!("{split}.audio")))?.write_all(&pcm)?;
