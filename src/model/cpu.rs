@@ -336,10 +336,15 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     // Round to nearest by the float trick (no floor call): 1.5 * 2^23 shifts the fraction out.
     const MAGIC: f32 = 12_582_912.0;
     let xc = x.max(-87.0);
-    let n = (xc * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let shifted = xc * std::f32::consts::LOG2_E + MAGIC;
+    let n = shifted - MAGIC;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let pow = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n's integer value read from the shifted float's bits (it sits in the low bits of the
+    // fraction, within MAGIC's binade since -126 <= n <= 0): `n as i32` would be a saturating
+    // float-to-int conversion, which kept this loop from vectorising (profiled).
+    let n_int = (shifted.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let pow = f32::from_bits(((n_int + 127) as u32) << 23);
     if x < -87.0 { 0.0 } else { p * pow }
 }
 
@@ -416,6 +421,19 @@ mod tests {
         }
         assert!(worst < 1e-6, "exp relative error {worst}");
         assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        // The exponent read from the float's bits gives exactly what `n as i32` gave (the
+        // earlier form): bounces rendered before the change repeat bit for bit.
+        let earlier = |x: f32| {
+            let xc = x.max(-87.0);
+            let n = (xc * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+            let r = (xc - n * 0.693_359_4) - n * -2.121_944_4e-4;
+            let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+            if x < -87.0 { 0.0 } else { p * f32::from_bits(((n as i32 + 127) as u32) << 23) }
+        };
+        for i in 0..=200_000 {
+            let x = -100.0 * i as f32 / 200_000.0;
+            assert_eq!(exp_nonpositive(x).to_bits(), earlier(x).to_bits(), "e^{x}");
+        }
         let xs: Vec<f32> = (-400..=400).map(|i| i as f32 / 40.0).collect();
         let mut ys = xs.clone();
         gelu(&mut ys);

@@ -260,19 +260,19 @@ impl FastPrior {
         }
         let q = &st.qkv[head * hd..(head + 1) * hd];
         let slope = self.slopes[head];
-        let mut max = f32::NEG_INFINITY;
+        // Scores 8 slots at a time, branch-free so that they stay in the vector lanes: empty
+        // slots (NaN distance) score -inf; each lane keeps its own running maximum (the
+        // maximum of the lanes is the same number whatever the order).
+        let mut lane_max = [f32::NEG_INFINITY; 8];
         for (b, (scores, dists)) in st.scores.chunks_mut(8).zip(st.dists.chunks(8)).enumerate() {
             let dots = dot_transposed8::<HD, AVX2>(q, &st.k[kbase + b * hd * 8..kbase + (b + 1) * hd * 8]);
-            for ((score, &dist), dot) in scores.iter_mut().zip(dists).zip(dots) {
-                *score = if dist.is_nan() {
-                    f32::NEG_INFINITY
-                } else {
-                    let v = dot * scale - slope * dist;
-                    max = if v > max { v } else { max };
-                    v
-                };
+            for (i, ((score, &dist), dot)) in scores.iter_mut().zip(dists).zip(dots).enumerate() {
+                let v = dot * scale - slope * dist;
+                *score = if dist.is_nan() { f32::NEG_INFINITY } else { v };
+                lane_max[i] = if *score > lane_max[i] { *score } else { lane_max[i] };
             }
         }
+        let max = lane_max.into_iter().fold(f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
         // Empty slots hold -inf: their weight is exactly 0.
         let mut lanes = [0f32; 8];
         for c in st.scores.chunks_exact_mut(8) {
@@ -286,6 +286,12 @@ impl FastPrior {
             *p = exp_nonpositive(*p - max);
             total += *p;
         }
+        // Normalised here, all lanes at once (a weight is 0 after the division exactly when it
+        // was before: the smallest non-zero weight, e^-87, over a total of at most the window,
+        // stays above f32's smallest subnormal).
+        for p in st.scores.iter_mut() {
+            *p /= total;
+        }
         let values = &st.v[vbase..vbase + w * hd];
         let out = &mut st.att[head * hd..(head + 1) * hd];
         if HD > 0 {
@@ -296,7 +302,6 @@ impl FastPrior {
                 if p == 0.0 {
                     continue;
                 }
-                let p = p / total;
                 for (a, v) in acc.chunks_exact_mut(8).zip(v.chunks_exact(8)) {
                     let v = widen8::<AVX2>(v);
                     for i in 0..8 {
@@ -311,7 +316,6 @@ impl FastPrior {
                 if p == 0.0 {
                     continue;
                 }
-                let p = p / total;
                 for i in 0..hd {
                     out[i] += p * v[i].to_f32();
                 }
