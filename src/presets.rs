@@ -5,7 +5,7 @@
 //! puts them where hosts' preset browsers look).
 
 use crate::model::vocab::{instrument_index, KEY_NAMES, STYLES};
-use crate::params::{CantorParams, DEFAULT_GUIDANCE};
+use crate::params::{CantorParams, DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE};
 use nice_plug::prelude::{ParamPtr, Params, PluginState};
 use nice_plug::plugin::ParamValue;
 
@@ -19,6 +19,8 @@ pub struct Preset {
     pub bpm: f32,
     pub key: &'static str,
     pub minor: bool,
+    /// Every factory preset uses the default (`DEFAULT_TEMPERATURE`): session 12 measured lower
+    /// temperatures (0.7, 0.9) following style, tempo and key less well; they were 0.8-0.95.
     pub temperature: f32,
     /// Every factory preset uses the default (`DEFAULT_GUIDANCE`, which says how it was chosen);
     /// a preset may still name its own.
@@ -30,19 +32,19 @@ const fn p(name: &'static str, styles: &'static [(&'static str, f32)], instrumen
 }
 
 pub const FACTORY: &[Preset] = &[
-    p("Chorale: church organ", &[("chorale", 1.0)], "organ", 66.0, "G", false, 0.8, DEFAULT_GUIDANCE),
-    p("Chorale: choir in minor", &[("chorale", 1.0)], "choir/pads", 60.0, "D", true, 0.8, DEFAULT_GUIDANCE),
-    p("Air: slow strings", &[("air", 1.0)], "strings", 72.0, "D", false, 0.85, DEFAULT_GUIDANCE),
-    p("Air: harp lament", &[("air", 1.0)], "plucked", 78.0, "E", true, 0.9, DEFAULT_GUIDANCE),
-    p("Jig: flute session", &[("jig", 1.0)], "winds", 116.0, "D", false, 0.9, DEFAULT_GUIDANCE),
-    p("Jig: parlour piano", &[("jig", 1.0)], "piano", 108.0, "G", false, 0.9, DEFAULT_GUIDANCE),
-    p("Reel: fiddle drive", &[("reel", 1.0)], "strings", 118.0, "D", false, 0.95, DEFAULT_GUIDANCE),
-    p("Reel: mallet shimmer", &[("reel", 1.0)], "mallets", 110.0, "A", true, 0.95, DEFAULT_GUIDANCE),
-    p("Hornpipe: accordion", &[("hornpipe", 1.0)], "organ", 92.0, "A", false, 0.9, DEFAULT_GUIDANCE),
-    p("Hornpipe: brass", &[("hornpipe", 1.0)], "brass", 88.0, "Bb", false, 0.9, DEFAULT_GUIDANCE),
-    p("March: brass band", &[("march/polka", 1.0)], "brass", 112.0, "Bb", false, 0.85, DEFAULT_GUIDANCE),
-    p("Polka: piano", &[("march/polka", 1.0)], "piano", 128.0, "F", false, 0.9, DEFAULT_GUIDANCE),
-    p("Blend: jig into reel", &[("jig", 0.6), ("reel", 0.6)], "strings", 114.0, "E", true, 0.95, DEFAULT_GUIDANCE),
+    p("Chorale: church organ", &[("chorale", 1.0)], "organ", 66.0, "G", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
+    p("Chorale: choir in minor", &[("chorale", 1.0)], "choir/pads", 60.0, "D", true, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
+    p("Air: slow strings", &[("air", 1.0)], "strings", 72.0, "D", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
+    p("Air: harp lament", &[("air", 1.0)], "plucked", 78.0, "E", true, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
+    p("Jig: flute session", &[("jig", 1.0)], "winds", 116.0, "D", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
+    p("Jig: parlour piano", &[("jig", 1.0)], "piano", 108.0, "G", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
+    p("Reel: fiddle drive", &[("reel", 1.0)], "strings", 118.0, "D", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
+    p("Reel: mallet shimmer", &[("reel", 1.0)], "mallets", 110.0, "A", true, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
+    p("Hornpipe: accordion", &[("hornpipe", 1.0)], "organ", 92.0, "A", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
+    p("Hornpipe: brass", &[("hornpipe", 1.0)], "brass", 88.0, "Bb", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
+    p("March: brass band", &[("march/polka", 1.0)], "brass", 112.0, "Bb", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
+    p("Polka: piano", &[("march/polka", 1.0)], "piano", 128.0, "F", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
+    p("Blend: jig into reel", &[("jig", 0.6), ("reel", 0.6)], "strings", 114.0, "E", true, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
 ];
 
 impl Preset {
