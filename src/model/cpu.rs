@@ -325,10 +325,10 @@ mod avx2 {
     }
 }
 
-/// e^x for x <= 0 (softmax weights), in plain float operations that vectorise: x = n ln2 + r
-/// with n an integer (put into the exponent bits) and |r| <= ln2 / 2 (Cody and Waite's two-part
-/// ln2 keeps r exact), then a degree-6 Taylor polynomial for e^r (relative error about 2e-7).
-/// Below -87 it returns 0.
+/// e^x for x <= 0 (softmax weights), in plain float operations, so the AVX2 and plain builds
+/// agree bit for bit: x = n ln2 + r with n an integer (put into the exponent bits) and
+/// |r| <= ln2 / 2 (Cody and Waite's two-part ln2 keeps r exact), then a degree-6 Taylor
+/// polynomial for e^r (relative error about 2e-7). Below -87 it returns 0.
 #[inline(always)]
 pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
@@ -341,8 +341,10 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     // n's integer value read from the shifted float's bits (it sits in the low bits of the
-    // fraction, within MAGIC's binade since -126 <= n <= 0): `n as i32` would be a saturating
-    // float-to-int conversion, which kept this loop from vectorising (profiled).
+    // fraction, within MAGIC's binade since -126 <= n <= 0): the same integer as `n as i32`,
+    // without Rust's saturating float-to-int conversion (a compare and select per value).
+    // Session 12 made this change hoping the softmax loop would vectorise; the disassembly
+    // shows the polynomial still in scalar instructions, and no speed change was measurable.
     let n_int = (shifted.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     let pow = f32::from_bits(((n_int + 127) as u32) << 23);
     if x < -87.0 { 0.0 } else { p * pow }

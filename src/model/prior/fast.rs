@@ -260,9 +260,9 @@ impl FastPrior {
         }
         let q = &st.qkv[head * hd..(head + 1) * hd];
         let slope = self.slopes[head];
-        // Scores 8 slots at a time, branch-free so that they stay in the vector lanes: empty
-        // slots (NaN distance) score -inf; each lane keeps its own running maximum (the
-        // maximum of the lanes is the same number whatever the order).
+        // Scores 8 slots at a time, branch-free: empty slots (NaN distance) score -inf; each
+        // lane keeps its own running maximum (the maximum of the lanes is the same number
+        // whatever the order).
         let mut lane_max = [f32::NEG_INFINITY; 8];
         for (b, (scores, dists)) in st.scores.chunks_mut(8).zip(st.dists.chunks(8)).enumerate() {
             let dots = dot_transposed8::<HD, AVX2>(q, &st.k[kbase + b * hd * 8..kbase + (b + 1) * hd * 8]);
@@ -286,9 +286,9 @@ impl FastPrior {
             *p = exp_nonpositive(*p - max);
             total += *p;
         }
-        // Normalised here, all lanes at once (a weight is 0 after the division exactly when it
-        // was before: the smallest non-zero weight, e^-87, over a total of at most the window,
-        // stays above f32's smallest subnormal).
+        // Normalised here, in one pass that compiles to vector divisions (a weight is 0 after
+        // the division exactly when it was before: the smallest non-zero weight, e^-87, over a
+        // total of at most the window, stays above f32's smallest subnormal).
         for p in st.scores.iter_mut() {
             *p /= total;
         }
