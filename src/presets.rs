@@ -22,29 +22,30 @@ pub struct Preset {
     /// Every factory preset uses the default (`DEFAULT_TEMPERATURE`): session 12 measured lower
     /// temperatures (0.7, 0.9) following style, tempo and key less well; they were 0.8-0.95.
     pub temperature: f32,
-    /// Every factory preset uses the default (`DEFAULT_GUIDANCE`, which says how it was chosen);
-    /// a preset may still name its own.
+    /// Every factory preset uses the default (`DEFAULT_GUIDANCE`, which says how it was chosen).
     pub guidance: f32,
 }
 
-const fn p(name: &'static str, styles: &'static [(&'static str, f32)], instrument: &'static str, bpm: f32, key: &'static str, minor: bool, temperature: f32, guidance: f32) -> Preset {
-    Preset { name, styles, instrument, bpm, key, minor, temperature, guidance }
+/// A factory preset at the default temperature and guidance (one that needs its own can say
+/// `Preset { guidance: .., ..p(..) }`).
+const fn p(name: &'static str, styles: &'static [(&'static str, f32)], instrument: &'static str, bpm: f32, key: &'static str, minor: bool) -> Preset {
+    Preset { name, styles, instrument, bpm, key, minor, temperature: DEFAULT_TEMPERATURE, guidance: DEFAULT_GUIDANCE }
 }
 
 pub const FACTORY: &[Preset] = &[
-    p("Chorale: church organ", &[("chorale", 1.0)], "organ", 66.0, "G", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
-    p("Chorale: choir in minor", &[("chorale", 1.0)], "choir/pads", 60.0, "D", true, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
-    p("Air: slow strings", &[("air", 1.0)], "strings", 72.0, "D", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
-    p("Air: harp lament", &[("air", 1.0)], "plucked", 78.0, "E", true, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
-    p("Jig: flute session", &[("jig", 1.0)], "winds", 116.0, "D", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
-    p("Jig: parlour piano", &[("jig", 1.0)], "piano", 108.0, "G", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
-    p("Reel: fiddle drive", &[("reel", 1.0)], "strings", 118.0, "D", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
-    p("Reel: mallet shimmer", &[("reel", 1.0)], "mallets", 110.0, "A", true, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
-    p("Hornpipe: accordion", &[("hornpipe", 1.0)], "organ", 92.0, "A", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
-    p("Hornpipe: brass", &[("hornpipe", 1.0)], "brass", 88.0, "Bb", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
-    p("March: brass band", &[("march/polka", 1.0)], "brass", 112.0, "Bb", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
-    p("Polka: piano", &[("march/polka", 1.0)], "piano", 128.0, "F", false, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
-    p("Blend: jig into reel", &[("jig", 0.6), ("reel", 0.6)], "strings", 114.0, "E", true, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE),
+    p("Chorale: church organ", &[("chorale", 1.0)], "organ", 66.0, "G", false),
+    p("Chorale: choir in minor", &[("chorale", 1.0)], "choir/pads", 60.0, "D", true),
+    p("Air: slow strings", &[("air", 1.0)], "strings", 72.0, "D", false),
+    p("Air: harp lament", &[("air", 1.0)], "plucked", 78.0, "E", true),
+    p("Jig: flute session", &[("jig", 1.0)], "winds", 116.0, "D", false),
+    p("Jig: parlour piano", &[("jig", 1.0)], "piano", 108.0, "G", false),
+    p("Reel: fiddle drive", &[("reel", 1.0)], "strings", 118.0, "D", false),
+    p("Reel: mallet shimmer", &[("reel", 1.0)], "mallets", 110.0, "A", true),
+    p("Hornpipe: accordion", &[("hornpipe", 1.0)], "organ", 92.0, "A", false),
+    p("Hornpipe: brass", &[("hornpipe", 1.0)], "brass", 88.0, "Bb", false),
+    p("March: brass band", &[("march/polka", 1.0)], "brass", 112.0, "Bb", false),
+    p("Polka: piano", &[("march/polka", 1.0)], "piano", 128.0, "F", false),
+    p("Blend: jig into reel", &[("jig", 0.6), ("reel", 0.6)], "strings", 114.0, "E", true),
 ];
 
 impl Preset {
