@@ -331,23 +331,30 @@ mod avx2 {
 /// polynomial for e^r (relative error about 2e-7). Below -87 it returns 0.
 #[inline(always)]
 pub(crate) fn exp_nonpositive(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Round to nearest by the float trick (no floor call): 1.5 * 2^23 shifts the fraction out.
-    const MAGIC: f32 = 12_582_912.0;
     let xc = x.max(-87.0);
-    let shifted = xc * std::f32::consts::LOG2_E + MAGIC;
-    let n = shifted - MAGIC;
-    let r = (xc - n * LN2_HI) - n * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let shifted = xc * std::f32::consts::LOG2_E + EXP_MAGIC;
+    let n = shifted - EXP_MAGIC;
+    let r = (xc - n * EXP_LN2_HI) - n * EXP_LN2_LO;
+    let p = exp_taylor6(r);
     // n's integer value read from the shifted float's bits (it sits in the low bits of the
-    // fraction, within MAGIC's binade since -126 <= n <= 0): the same integer as `n as i32`,
-    // without Rust's saturating float-to-int conversion (a compare and select per value).
-    // Session 12 made this change hoping the softmax loop would vectorise; the disassembly
-    // shows the polynomial still in scalar instructions, and no speed change was measurable.
-    let n_int = (shifted.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    // fraction, within EXP_MAGIC's binade since -126 <= n <= 0): the same integer as
+    // `n as i32`, without Rust's saturating float-to-int conversion (a compare and select per
+    // value).
+    let n_int = (shifted.to_bits() as i32).wrapping_sub(EXP_MAGIC.to_bits() as i32);
     let pow = f32::from_bits(((n_int + 127) as u32) << 23);
     if x < -87.0 { 0.0 } else { p * pow }
+}
+
+/// ln 2 in two parts (Cody and Waite) for `exp_nonpositive`'s range reduction.
+const EXP_LN2_HI: f32 = 0.693_359_4;
+const EXP_LN2_LO: f32 = -2.121_944_4e-4;
+/// Round to nearest by the float trick (no floor call): 1.5 * 2^23 shifts the fraction out.
+const EXP_MAGIC: f32 = 12_582_912.0;
+
+/// e^r for |r| <= ln2 / 2: the degree-6 Taylor polynomial, in Horner's order.
+#[inline(always)]
+fn exp_taylor6(r: f32) -> f32 {
+    1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))))
 }
 
 pub(crate) struct Norm {
@@ -427,9 +434,8 @@ mod tests {
         // earlier form): bounces rendered before the change repeat bit for bit.
         let earlier = |x: f32| {
             let xc = x.max(-87.0);
-            let n = (xc * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
-            let r = (xc - n * 0.693_359_4) - n * -2.121_944_4e-4;
-            let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+            let n = (xc * std::f32::consts::LOG2_E + EXP_MAGIC) - EXP_MAGIC;
+            let p = exp_taylor6((xc - n * EXP_LN2_HI) - n * EXP_LN2_LO);
             if x < -87.0 { 0.0 } else { p * f32::from_bits(((n as i32 + 127) as u32) << 23) }
         };
         for i in 0..=200_000 {
