@@ -20,6 +20,9 @@ fn bounce(factory: SourceFactory, seed: f32, blocks: usize) -> Vec<f32> {
     let mut host = DirectHost::new(Cantor::with_source_factory(Some(factory)));
     assert!(host.activate(48_000.0, 512, ProcessMode::Offline));
     host.set_param("seed", seed).unwrap();
+    // Guidance 3 (the default until session 12): at the default 5 the untrained model's guided
+    // logits are sharp enough that two seeds gave the same 0.64 s bounce in one CI run.
+    host.set_param("guidance", 3.0).unwrap();
     let t = host.transport_mut();
     t.playing = true;
     t.tempo = Some(100.0);
