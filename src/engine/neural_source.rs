@@ -14,8 +14,8 @@ use candle_core::Tensor;
 use std::sync::Arc;
 
 /// Code frames generated per `render` call: 2 frames = 26.7 ms of audio, small enough that a
-/// knob change reaches the audio quickly (see `shared::DEFAULT_LOOK_AHEAD_S`); the hand-written
-/// decoder costs the same per frame whatever the chunk, so nothing is gained by larger ones.
+/// knob change reaches the audio quickly (see `shared::DEFAULT_LOOK_AHEAD_S`). The hand-written
+/// decoder takes a call's frames side by side, reading its weights once for both.
 pub const FRAMES_PER_RENDER: usize = 2;
 
 pub struct NeuralSource {

@@ -46,13 +46,15 @@ pub struct FastDecoder {
     avx2: bool,
 }
 
-/// One stream's decoding state: each block's last `kernel - 1` inputs, the overlap-add tail,
-/// the start-up samples still to drop, and working buffers (made once).
-pub struct FastDecoderState {
-    /// Per block, [kernel - 1][dim], oldest first.
-    histories: Vec<Vec<f32>>,
-    tail: Vec<f32>,
-    to_drop: usize,
+/// Code frames decoded side by side: each weight row is read once for the group (the weights,
+/// 3.7 MB in q8_0, do not fit this CPU's L2 cache, so reading them is most of a frame's cost).
+/// Two is what the neural source renders per call; a group's frames give the same bits as
+/// decoding them one at a time.
+const GROUP: usize = 2;
+
+/// One frame's working buffers within a group (made once).
+#[derive(Default)]
+struct FrameBufs {
     z: Vec<f32>,
     x: Vec<f32>,
     y: Vec<f32>,
@@ -61,6 +63,17 @@ pub struct FastDecoderState {
     spec: Vec<f32>,
     xq: Q8,
     spectrum: Vec<Complex<f32>>,
+}
+
+/// One stream's decoding state: each block's last `kernel - 1` inputs, the overlap-add tail,
+/// the start-up samples still to drop, and working buffers (made once).
+pub struct FastDecoderState {
+    /// Per block, its inputs of the last `kernel - 1` frames, oldest first, then room for a
+    /// group's: [kernel - 1 + GROUP][dim].
+    histories: Vec<Vec<f32>>,
+    tail: Vec<f32>,
+    to_drop: usize,
+    rows: [FrameBufs; GROUP],
     frame: Vec<f32>,
     scratch: Vec<Complex<f32>>,
 }
@@ -115,10 +128,7 @@ impl FastDecoder {
 
     pub fn new_state(&self) -> FastDecoderState {
         let r = self.n_fft / self.hop;
-        FastDecoderState {
-            histories: vec![vec![0.0; (self.kernel - 1) * self.dim]; self.blocks.len()],
-            tail: vec![0.0; (r - 1) * self.hop],
-            to_drop: (self.n_fft - self.hop) / 2,
+        let row = || FrameBufs {
             z: vec![0.0; self.latent],
             x: vec![0.0; self.dim],
             y: vec![0.0; self.dim],
@@ -127,6 +137,12 @@ impl FastDecoder {
             spec: vec![0.0; 2 * self.bins],
             xq: Q8::zeros(self.dim.max(self.mlp).max(self.latent)),
             spectrum: self.inverse.make_input_vec(),
+        };
+        FastDecoderState {
+            histories: vec![vec![0.0; (self.kernel - 1 + GROUP) * self.dim]; self.blocks.len()],
+            tail: vec![0.0; (r - 1) * self.hop],
+            to_drop: (self.n_fft - self.hop) / 2,
+            rows: [row(), row()],
             frame: self.inverse.make_output_vec(),
             scratch: self.inverse.make_scratch_vec(),
         }
@@ -142,77 +158,103 @@ impl FastDecoder {
         if let Some(bad) = codes.iter().find(|&&c| c as usize >= self.size) {
             candle_core::bail!("code {bad} is out of range for codebooks of {} entries", self.size);
         }
-        for frame in codes.chunks_exact(levels) {
+        for group in codes.chunks(levels * GROUP) {
             #[cfg(target_arch = "x86_64")]
             if self.avx2 {
                 // SAFETY: AVX2 and FMA were detected in `new`.
-                unsafe { self.frame_avx2(state, frame) };
-                self.emit(state, out);
-                continue;
+                unsafe { self.group_avx2(state, group) };
+            } else {
+                self.group_body::<false>(state, group);
             }
-            self.frame_body::<false>(state, frame);
-            self.emit(state, out);
+            #[cfg(not(target_arch = "x86_64"))]
+            self.group_body::<false>(state, group);
+            for r in 0..group.len() / levels {
+                self.emit(state, r, out);
+            }
         }
         Ok(())
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn frame_avx2(&self, st: &mut FastDecoderState, codes: &[u32]) {
-        self.frame_body::<true>(st, codes)
+    unsafe fn group_avx2(&self, st: &mut FastDecoderState, codes: &[u32]) {
+        self.group_body::<true>(st, codes)
     }
 
-    /// One code frame through the network, into the windowed frame `st.frame`.
+    /// One to `GROUP` code frames through the network, side by side, each into its row's
+    /// spectrum. Every frame's arithmetic is the same, in the same order, as alone.
     #[inline(always)]
-    fn frame_body<const AVX2: bool>(&self, st: &mut FastDecoderState, codes: &[u32]) {
+    fn group_body<const AVX2: bool>(&self, st: &mut FastDecoderState, codes: &[u32]) {
         let (d, hist) = (self.dim, self.kernel - 1);
-        st.z.fill(0.0);
-        for (book, &c) in self.codebooks.iter().zip(codes) {
-            let e = &book[c as usize * self.latent..(c as usize + 1) * self.latent];
-            for (z, v) in st.z.iter_mut().zip(e) {
-                *z += v;
-            }
-        }
-        self.input.apply_one::<AVX2>(&st.z, &mut st.xq, &mut st.x);
-        for (b, history) in self.blocks.iter().zip(st.histories.iter_mut()) {
-            // Depthwise causal convolution over the history and this frame.
-            st.y.copy_from_slice(&b.dw_bias);
-            for k in 0..self.kernel {
-                let tap = &b.dw[k * d..(k + 1) * d];
-                let input = if k < hist { &history[k * d..(k + 1) * d] } else { &st.x[..] };
-                for c in 0..d {
-                    st.y[c] += input[c] * tap[c];
+        let n = codes.len() / self.codebooks.len();
+        let FastDecoderState { histories, rows, .. } = st;
+        let [r0, r1] = rows;
+        let mut rows_buf: [&mut FrameBufs; GROUP] = [r0, r1];
+        let rows = &mut rows_buf[..n];
+        for (row, frame) in rows.iter_mut().zip(codes.chunks_exact(self.codebooks.len())) {
+            row.z.fill(0.0);
+            for (book, &c) in self.codebooks.iter().zip(frame) {
+                let e = &book[c as usize * self.latent..(c as usize + 1) * self.latent];
+                for (z, v) in row.z.iter_mut().zip(e) {
+                    *z += v;
                 }
             }
-            if hist > 0 {
-                history.copy_within(d.., 0);
-                history[(hist - 1) * d..].copy_from_slice(&st.x);
+        }
+        self.input.apply_rows::<FrameBufs, AVX2>(rows, |r| &r.z, |r| &mut r.xq, |r| &mut r.x);
+        for (b, history) in self.blocks.iter().zip(histories.iter_mut()) {
+            // Depthwise causal convolution: frame r sees the history and the frames before it
+            // in the group, then itself.
+            for (r, row) in rows.iter().enumerate() {
+                history[(hist + r) * d..(hist + r + 1) * d].copy_from_slice(&row.x);
             }
-            b.norm.apply(&st.y, &mut st.h);
-            b.up.apply_one::<AVX2>(&st.h, &mut st.xq, &mut st.hidden);
-            gelu(&mut st.hidden);
-            b.down.apply_one::<AVX2>(&st.hidden, &mut st.xq, &mut st.y);
-            for c in 0..d {
-                st.x[c] += st.y[c] * b.gamma[c];
+            for (r, row) in rows.iter_mut().enumerate() {
+                row.y.copy_from_slice(&b.dw_bias);
+                for k in 0..self.kernel {
+                    let tap = &b.dw[k * d..(k + 1) * d];
+                    let input = &history[(r + k) * d..(r + k + 1) * d];
+                    for c in 0..d {
+                        row.y[c] += input[c] * tap[c];
+                    }
+                }
+            }
+            history.copy_within(n * d..(hist + n) * d, 0);
+            for row in rows.iter_mut() {
+                b.norm.apply(&row.y, &mut row.h);
+            }
+            b.up.apply_rows::<FrameBufs, AVX2>(rows, |r| &r.h, |r| &mut r.xq, |r| &mut r.hidden);
+            for row in rows.iter_mut() {
+                gelu(&mut row.hidden);
+            }
+            b.down.apply_rows::<FrameBufs, AVX2>(rows, |r| &r.hidden, |r| &mut r.xq, |r| &mut r.y);
+            for row in rows.iter_mut() {
+                for c in 0..d {
+                    row.x[c] += row.y[c] * b.gamma[c];
+                }
             }
         }
-        self.norm.apply(&st.x, &mut st.h);
-        self.head.apply_one::<AVX2>(&st.h, &mut st.xq, &mut st.spec);
-        // Log-magnitude (clamped as in training) and phase → spectrum; the DC and Nyquist bins'
-        // imaginary parts do not reach a real signal (the matrix form multiplies them by 0).
-        for k in 0..self.bins {
-            let mag = st.spec[k].clamp(-30.0, 8.0).exp();
-            let (sin, cos) = st.spec[self.bins + k].sin_cos();
-            st.spectrum[k] = Complex::new(mag * cos, mag * sin);
+        for row in rows.iter_mut() {
+            self.norm.apply(&row.x, &mut row.h);
         }
-        st.spectrum[0].im = 0.0;
-        st.spectrum[self.bins - 1].im = 0.0;
+        self.head.apply_rows::<FrameBufs, AVX2>(rows, |r| &r.h, |r| &mut r.xq, |r| &mut r.spec);
+        for row in rows.iter_mut() {
+            // Log-magnitude (clamped as in training) and phase → spectrum; the DC and Nyquist
+            // bins' imaginary parts do not reach a real signal (the matrix form multiplies
+            // them by 0).
+            for k in 0..self.bins {
+                let mag = row.spec[k].clamp(-30.0, 8.0).exp();
+                let (sin, cos) = row.spec[self.bins + k].sin_cos();
+                row.spectrum[k] = Complex::new(mag * cos, mag * sin);
+            }
+            row.spectrum[0].im = 0.0;
+            row.spectrum[self.bins - 1].im = 0.0;
+        }
     }
 
-    /// Inverse FFT, window, overlap-add: append the hop of audio this frame completes.
-    fn emit(&self, st: &mut FastDecoderState, out: &mut Vec<f32>) {
+    /// Inverse FFT of row `r`'s spectrum, window, overlap-add: append the hop of audio this
+    /// frame completes.
+    fn emit(&self, st: &mut FastDecoderState, r: usize, out: &mut Vec<f32>) {
         // Cannot fail: the buffers come from the plan and the edge bins are real.
-        let _ = self.inverse.process_with_scratch(&mut st.spectrum, &mut st.frame, &mut st.scratch);
+        let _ = self.inverse.process_with_scratch(&mut st.rows[r].spectrum, &mut st.frame, &mut st.scratch);
         let hop = self.hop;
         for (f, w) in st.frame.iter_mut().zip(&self.window) {
             *f *= w;

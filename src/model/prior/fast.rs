@@ -18,7 +18,7 @@
 use super::conditioning::COND_DIM;
 use super::transformer::Block;
 use super::Prior;
-use crate::model::cpu::{self, dot_transposed8, exp_nonpositive, widen8, gelu, hsum8, Dense, Norm, Q8, Weights};
+use crate::model::cpu::{self, dot_transposed8, exp8_nonpositive, exp_nonpositive, widen8, gelu, hsum8, Dense, Norm, Q8};
 use candle_core::Result;
 use half::f16;
 
@@ -93,28 +93,6 @@ impl FastState {
     pub fn clear(&mut self) {
         self.slot_steps.fill(None);
         self.step = 0;
-    }
-}
-
-/// Names the buffer a dense layer reads from or writes to.
-#[derive(Clone, Copy)]
-enum Buf {
-    H,
-    Qkv,
-    Att,
-    Hidden,
-    Logits,
-}
-
-impl FastState {
-    fn buf(&mut self, b: Buf) -> &mut Vec<f32> {
-        match b {
-            Buf::H => &mut self.h,
-            Buf::Qkv => &mut self.qkv,
-            Buf::Att => &mut self.att,
-            Buf::Hidden => &mut self.hidden,
-            Buf::Logits => &mut self.logits,
-        }
     }
 }
 
@@ -201,43 +179,10 @@ impl FastPrior {
         self.step_body::<true>(states, tokens, conds)
     }
 
-    /// `dst = layer(src)` for every row. Each row's output buffer is taken out of its state for
-    /// the call (no allocation: an empty Vec takes no memory) so that all rows can be written
-    /// while each weight row is read once.
+    /// `dst = layer(src)` for every row (the weights are read once for both guidance rows).
     #[inline(always)]
-    fn dense<const AVX2: bool>(layer: &Dense, states: &mut [&mut FastState], src: Buf, dst: Buf) {
-        let mut outs: [Vec<f32>; 2] = [Vec::new(), Vec::new()];
-        for (st, out) in states.iter_mut().zip(outs.iter_mut()) {
-            if matches!(layer.weights, Weights::Q8(_)) {
-                let mut xq = std::mem::take(&mut st.xq);
-                xq.quantize(&st.buf(src)[..layer.inputs]);
-                st.xq = xq;
-            }
-            *out = std::mem::take(st.buf(dst));
-        }
-        let n = states.len();
-        {
-            let mut xs: [&[f32]; 2] = [&[], &[]];
-            let empty = Q8::default();
-            let mut xq: [&Q8; 2] = [&empty, &empty];
-            for (r, st) in states.iter_mut().enumerate() {
-                let st: &FastState = st;
-                xs[r] = match src {
-                    Buf::H => &st.h,
-                    Buf::Qkv => &st.qkv,
-                    Buf::Att => &st.att,
-                    Buf::Hidden => &st.hidden,
-                    Buf::Logits => &st.logits,
-                };
-                xq[r] = &st.xq;
-            }
-            let [a, b] = &mut outs;
-            let mut ys: [&mut [f32]; 2] = [&mut a[..], &mut b[..]];
-            layer.apply::<AVX2>(&xs[..n], &xq[..n], &mut ys[..n]);
-        }
-        for (st, out) in states.iter_mut().zip(outs) {
-            *st.buf(dst) = out;
-        }
+    fn dense<const AVX2: bool>(layer: &Dense, states: &mut [&mut FastState], src: impl Fn(&FastState) -> &[f32], dst: impl Fn(&mut FastState) -> &mut Vec<f32>) {
+        layer.apply_rows::<FastState, AVX2>(states, src, |s| &mut s.xq, dst);
     }
 
     /// One head's attention for one row: store this step's key and value in `slot`, score
@@ -276,9 +221,10 @@ impl FastPrior {
         // Empty slots hold -inf: their weight is exactly 0.
         let mut lanes = [0f32; 8];
         for c in st.scores.chunks_exact_mut(8) {
+            let e = exp8_nonpositive::<AVX2>(std::array::from_fn(|i| c[i] - max));
+            c.copy_from_slice(&e);
             for i in 0..8 {
-                c[i] = exp_nonpositive(c[i] - max);
-                lanes[i] += c[i];
+                lanes[i] += e[i];
             }
         }
         let mut total = hsum8(lanes);
@@ -349,7 +295,7 @@ impl FastPrior {
                 let FastState { x, h, .. } = &mut **st;
                 blk.ln1.apply(x, h);
             }
-            Self::dense::<AVX2>(&blk.qkv, states, Buf::H, Buf::Qkv);
+            Self::dense::<AVX2>(&blk.qkv, states, |s| &s.h, |s| &mut s.qkv);
             for st in states.iter_mut() {
                 let st = &mut **st;
                 let slot = (st.step % w as u64) as usize;
@@ -363,7 +309,7 @@ impl FastPrior {
                     }
                 }
             }
-            Self::dense::<AVX2>(&blk.out, states, Buf::Att, Buf::H);
+            Self::dense::<AVX2>(&blk.out, states, |s| &s.att, |s| &mut s.h);
             for st in states.iter_mut() {
                 let FastState { x, h, .. } = &mut **st;
                 for i in 0..d {
@@ -371,11 +317,11 @@ impl FastPrior {
                 }
                 blk.ln2.apply(x, h);
             }
-            Self::dense::<AVX2>(&blk.up, states, Buf::H, Buf::Hidden);
+            Self::dense::<AVX2>(&blk.up, states, |s| &s.h, |s| &mut s.hidden);
             for st in states.iter_mut() {
                 gelu(&mut st.hidden);
             }
-            Self::dense::<AVX2>(&blk.down, states, Buf::Hidden, Buf::H);
+            Self::dense::<AVX2>(&blk.down, states, |s| &s.hidden, |s| &mut s.h);
             for st in states.iter_mut() {
                 let FastState { x, h, .. } = &mut **st;
                 for i in 0..d {
@@ -387,7 +333,7 @@ impl FastPrior {
             let FastState { x, h, .. } = &mut **st;
             self.norm.apply(x, h);
         }
-        Self::dense::<AVX2>(&self.head, states, Buf::H, Buf::Logits);
+        Self::dense::<AVX2>(&self.head, states, |s| &s.h, |s| &mut s.logits);
         for st in states.iter_mut() {
             st.step += 1;
         }
