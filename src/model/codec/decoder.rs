@@ -7,8 +7,9 @@
 use super::{CodecConfig, ResidualVq};
 use crate::model::nn::{CausalDepthwise, LayerNorm, Linear};
 use candle_core::quantized::GgmlDType;
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{Device, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
+use std::sync::OnceLock;
 
 pub(super) struct ConvNeXtBlock {
     pub(super) dw: CausalDepthwise,
@@ -47,8 +48,11 @@ pub struct Decoder {
     pub(super) blocks: Vec<ConvNeXtBlock>,
     pub(super) norm: LayerNorm,
     pub(super) head: Linear,
-    /// [2 * bins, n_fft]: inverse real DFT times the synthesis window.
-    istft_basis: Tensor,
+    /// [2 * bins, n_fft]: inverse real DFT times the synthesis window, made on first use: the
+    /// hand-written CPU decoder (what the plugin runs) inverts with an FFT instead, and making
+    /// the 1.6 M entries took about a quarter of loading the models.
+    istft_basis: OnceLock<Tensor>,
+    device: Device,
     pub(super) hop: usize,
     pub(super) n_fft: usize,
     pub(super) bins: usize,
@@ -83,7 +87,8 @@ impl Decoder {
             blocks,
             norm: LayerNorm::new(cfg.decoder_dim, vb.pp("norm"))?,
             head: Linear::new(cfg.decoder_dim, 2 * bins, vb.pp("head"))?,
-            istft_basis: Tensor::from_vec(istft_basis(cfg.n_fft), (2 * bins, cfg.n_fft), vb.device())?,
+            istft_basis: OnceLock::new(),
+            device: vb.device().clone(),
             hop: cfg.hop(),
             n_fft: cfg.n_fft,
             bins,
@@ -135,7 +140,14 @@ impl Decoder {
         let phase = spec.narrow(D::Minus1, self.bins, self.bins)?;
         let re = (&mag * phase.cos()?)?;
         let im = (&mag * phase.sin()?)?;
-        Tensor::cat(&[re, im], D::Minus1)?.broadcast_matmul(&self.istft_basis)
+        let basis = match self.istft_basis.get() {
+            Some(basis) => basis,
+            None => {
+                let basis = Tensor::from_vec(istft_basis(self.n_fft), (2 * self.bins, self.n_fft), &self.device)?;
+                self.istft_basis.get_or_init(|| basis)
+            }
+        };
+        Tensor::cat(&[re, im], D::Minus1)?.broadcast_matmul(basis)
     }
 
     /// Overlap-add frames [batch, t, n_fft] into [batch, (t + r - 1) * hop] where r = n_fft / hop.
