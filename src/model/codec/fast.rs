@@ -142,7 +142,7 @@ impl FastDecoder {
             histories: vec![vec![0.0; (self.kernel - 1 + GROUP) * self.dim]; self.blocks.len()],
             tail: vec![0.0; (r - 1) * self.hop],
             to_drop: (self.n_fft - self.hop) / 2,
-            rows: [row(), row()],
+            rows: std::array::from_fn(|_| row()),
             frame: self.inverse.make_output_vec(),
             scratch: self.inverse.make_scratch_vec(),
         }
@@ -188,8 +188,7 @@ impl FastDecoder {
         let (d, hist) = (self.dim, self.kernel - 1);
         let n = codes.len() / self.codebooks.len();
         let FastDecoderState { histories, rows, .. } = st;
-        let [r0, r1] = rows;
-        let mut rows_buf: [&mut FrameBufs; GROUP] = [r0, r1];
+        let mut rows_buf = rows.each_mut();
         let rows = &mut rows_buf[..n];
         for (row, frame) in rows.iter_mut().zip(codes.chunks_exact(self.codebooks.len())) {
             row.z.fill(0.0);
