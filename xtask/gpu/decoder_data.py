@@ -20,6 +20,7 @@ The GPU machine has no libopus: carry this machine's (`.gpu/libopus.so.0`, it ne
 import argparse
 import ctypes
 import ctypes.util
+import functools
 import json
 import lzma
 import multiprocessing
@@ -38,8 +39,10 @@ OPUS_SIGNAL_MUSIC = 3002
 OPUS_GET_LOOKAHEAD = 4027
 
 
+@functools.cache
 def libopus():
-    """This checkout's carried copy first (the GPU machine), else the system's."""
+    """This checkout's carried copy first (the GPU machine), else the system's; loaded once per
+    process (each decoding worker loads its own)."""
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".gpu", "libopus.so.0")
     path = here if os.path.exists(here) else (ctypes.util.find_library("opus") or "libopus.so.0")
     lib = ctypes.CDLL(path)

@@ -117,7 +117,7 @@ def read_codec(path):
     cfg = json.loads(meta["cantor.config"])
     dec = {k[len("decoder.") :]: v.float() for k, v in tensors.items() if k.startswith("decoder.")}
     books = torch.stack([tensors[f"quantizer.level{i}.codebook"].float() for i in range(cfg["n_codebooks"])])
-    return cfg, dec, books, meta, tensors
+    return cfg, dec, books
 
 
 def latents(books, codes):
@@ -276,7 +276,7 @@ def train(args):
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(args.seed)
-    cfg, dec_sd, books, meta, _ = read_codec(args.start)
+    cfg, dec_sd, books = read_codec(args.start)
     dec = Decoder(cfg).to(dev)
     dec.load_state_dict(dec_sd)
     books = books.to(dev)
