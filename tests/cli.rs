@@ -14,7 +14,7 @@ fn help_documents_every_render_option() {
     let out = cantor().args(["render", "--help"]).output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for option in ["--seconds", "--style", "--instrument", "--bpm", "--key", "--mode", "--seed", "--temperature", "--top-k", "--top-p", "--guidance", "--repeat", "--width", "--out"] {
+    for option in ["--seconds", "--style", "--instrument", "--bpm", "--key", "--mode", "--seed", "--time-signature", "--temperature", "--top-k", "--top-p", "--guidance", "--repeat", "--width", "--out"] {
         assert!(help.contains(option), "render --help does not mention {option}");
     }
 }
@@ -28,6 +28,9 @@ fn bad_arguments_get_clear_messages_and_a_failing_exit() {
     assert!(err.contains("unknown style \"tango\""), "{err}");
     assert!(err.contains("unknown key \"H\""), "{err}");
     assert!(err.contains("--repeat must be between 0 and 1, not 3"), "{err}");
+    let out = cantor().args(["render", "--time-signature", "7/5"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a time signature"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = cantor().args(["render", "--temperature", "warm"]).output().unwrap();
     assert!(!out.status.success());
 }
@@ -42,7 +45,7 @@ fn render_writes_the_same_wav_for_the_same_seed() {
     let run = |name: &str, seed: &str| {
         let out = dir.join(name);
         let status = cantor()
-            .args(["render", "--seconds", "1.5", "--style", "jig=1,reel=0.5", "--bpm", "120", "--key", "G", "--mode", "minor", "--seed", seed])
+            .args(["render", "--seconds", "1.5", "--style", "jig=1,reel=0.5", "--bpm", "120", "--time-signature", "6/8", "--key", "G", "--mode", "minor", "--seed", seed])
             .arg("--prior")
             .arg(dir.join("prior.safetensors"))
             .arg("--codec")

@@ -103,6 +103,29 @@ fn blocks_larger_than_8192_frames_play_without_allocating() {
     assert!(host.process(20_000)[0][..].iter().any(|&v| v != 0.0), "a 20,000-frame block stayed silent");
 }
 
+/// The prior counts beats as the corpus does: a host's 6/8 at 174 quarter notes a minute is a
+/// jig at 116 in two, cut time counts halves; a signature no score writes changes nothing.
+#[test]
+fn the_host_time_signature_sets_the_beat_the_prior_counts() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut host = host_with(Some(counting_factory()), 48_000.0, 512, ProcessMode::Realtime);
+    let mut at = |tempo: f64, n: i32, d: i32| {
+        let t = host.transport_mut();
+        (t.tempo, t.time_sig_numerator, t.time_sig_denominator) = (Some(tempo), Some(n), Some(d));
+        host.process(64);
+        let shared = host.plugin.shared();
+        (shared.tempo_bpm.load(Relaxed), shared.beats_per_bar.load(Relaxed))
+    };
+    assert_eq!(at(120.0, 4, 4), (120.0, 4));
+    assert_eq!(at(174.0, 6, 8), (116.0, 2));
+    assert_eq!(at(232.0, 2, 2), (116.0, 2));
+    assert_eq!(at(90.0, 3, 4), (90.0, 3));
+    assert_eq!(at(180.0, 9, 8), (120.0, 3));
+    // Nonsense keeps the last good signature (9/8).
+    assert_eq!(at(174.0, 0, 8), (116.0, 3));
+    assert_eq!(at(174.0, 6, 7), (116.0, 3));
+}
+
 #[test]
 fn without_a_model_the_plugin_is_silent_and_says_why() {
     let mut host = DirectHost::new(Cantor::with_source_factory(None));

@@ -43,12 +43,14 @@ struct RenderArgs {
     /// Instrument family: piano, strings, organ, winds, brass, plucked, choir/pads, mallets.
     #[arg(long, default_value = "strings")]
     instrument: String,
-    /// Tempo in beats per minute (60-180).
+    /// Tempo in beats per minute (60-180), counting the time signature's beats: dotted quarters
+    /// in 6/8, 9/8 and 12/8, half notes in 2/2 (a jig at 116 is 116 dotted quarters).
     #[arg(long, default_value_t = 110.0)]
     bpm: f32,
-    /// Beats per bar (the time signature's numerator).
-    #[arg(long, default_value_t = 4)]
-    beats_per_bar: u32,
+    /// Time signature, e.g. 4/4, 3/4, 2/2, 2/4, 6/8. The style's usual one suits it best:
+    /// chorales 4/4, airs 3/4, jigs 6/8, reels and hornpipes 2/2, marches and polkas 2/4.
+    #[arg(long, default_value = "4/4", value_parser = parse_time_signature)]
+    time_signature: (u32, u32),
     /// Key tonic: C, C#, D, Eb, E, F, F#, G, Ab, A, Bb, B.
     #[arg(long, default_value = "D")]
     key: String,
@@ -92,6 +94,10 @@ struct RenderArgs {
     codec: Option<PathBuf>,
 }
 
+fn parse_time_signature(text: &str) -> Result<(u32, u32), String> {
+    cantor::model::vocab::Meter::parse(text).ok_or_else(|| format!("{text:?} is not a time signature; use e.g. 4/4, 3/4, 6/8, 2/2"))
+}
+
 fn render(args: RenderArgs) -> Result<()> {
     use cantor::plugin::render::{parse_styles, render, RenderSettings};
     let settings = RenderSettings {
@@ -100,7 +106,7 @@ fn render(args: RenderArgs) -> Result<()> {
         styles: parse_styles(&args.style).map_err(anyhow::Error::msg)?,
         instrument: args.instrument,
         bpm: args.bpm,
-        beats_per_bar: args.beats_per_bar,
+        time_signature: args.time_signature,
         key: args.key,
         mode: args.mode,
         seed: args.seed,

@@ -74,9 +74,66 @@ pub fn mode_index(name: &str) -> Option<usize> {
     }
 }
 
+/// How the corpus counts the beats of a time signature (music21's beat, which the prior's tempo
+/// and bar-position conditioning were trained on): simple metres count the denominator's note
+/// (3/4: three quarters), compound metres its dotted note (6/8: two dotted quarters, 9/8 three,
+/// 3/8 one), and cut time its half notes (2/2: two). Hosts report tempo in quarter notes per
+/// minute, so a jig in 6/8 that the host plays at 174 is, to the prior, 116 beats per minute
+/// in two.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Meter {
+    /// Beats in a bar, as the prior's bar position counts them.
+    pub beats_per_bar: u32,
+    /// Length of one beat in quarter notes (1.5 for the dotted quarter of 6/8).
+    pub beat_quarters: f64,
+}
+
+impl Meter {
+    /// Plain 4/4, what the plugin assumes until a host says otherwise.
+    pub const COMMON_TIME: Meter = Meter { beats_per_bar: 4, beat_quarters: 1.0 };
+
+    /// The meter of `numerator`/`denominator`, or `None` for a signature no score writes
+    /// (a zero, a denominator that is not a power of two up to 64, more than 32 beats).
+    pub fn of_time_signature(numerator: u32, denominator: u32) -> Option<Meter> {
+        if numerator == 0 || numerator > 96 || !denominator.is_power_of_two() || denominator > 64 {
+            return None;
+        }
+        let note = 4.0 / denominator as f64;
+        let compound = numerator % 3 == 0 && (numerator > 3 || denominator >= 8);
+        let meter = if compound {
+            Meter { beats_per_bar: numerator / 3, beat_quarters: 3.0 * note }
+        } else {
+            Meter { beats_per_bar: numerator, beat_quarters: note }
+        };
+        (meter.beats_per_bar <= 32).then_some(meter)
+    }
+
+    /// Parse "6/8" (as typed on a command line).
+    pub fn parse(text: &str) -> Option<(u32, u32)> {
+        let (n, d) = text.trim().split_once('/')?;
+        let sig = (n.trim().parse().ok()?, d.trim().parse().ok()?);
+        Self::of_time_signature(sig.0, sig.1).map(|_| sig)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meters_count_beats_as_the_corpus_does() {
+        // The corpus index's (beat, bar) in quarter notes for each signature it holds.
+        for (sig, beat, bar) in [((2, 2), 2.0, 4.0), ((2, 4), 1.0, 2.0), ((3, 2), 2.0, 6.0), ((3, 4), 1.0, 3.0), ((3, 8), 1.5, 1.5), ((4, 4), 1.0, 4.0), ((5, 4), 1.0, 5.0), ((6, 4), 3.0, 6.0), ((6, 8), 1.5, 3.0), ((9, 8), 1.5, 4.5), ((12, 8), 1.5, 6.0)] {
+            let m = Meter::of_time_signature(sig.0, sig.1).unwrap();
+            assert_eq!((m.beat_quarters, m.beats_per_bar as f64 * m.beat_quarters), (beat, bar), "{sig:?}");
+        }
+        for (n, d) in [(0, 4), (4, 0), (4, 3), (4, 128), (99, 4), (99, 8)] {
+            assert_eq!(Meter::of_time_signature(n, d), None, "{n}/{d}");
+        }
+        assert_eq!(Meter::parse(" 6/8"), Some((6, 8)));
+        assert_eq!(Meter::parse("6-8"), None);
+        assert_eq!(Meter::parse("7/5"), None);
+    }
 
     #[test]
     fn pitch_classes_parse_both_spellings() {

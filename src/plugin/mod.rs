@@ -10,6 +10,7 @@ use crate::editor::CantorEditor;
 use crate::engine::neural_source::NeuralSource;
 use crate::engine::{Engine, EngineShared, FrameSource, GeneratorConfig, ProcessMode as EngineMode};
 use crate::model::pair::ModelPair;
+use crate::model::vocab::Meter;
 use crate::params::{CantorParams, EditorSize, RunMode, TempoMode};
 use nice_plug::editor::dpi::LogicalSize;
 use nice_plug::prelude::*;
@@ -55,6 +56,8 @@ pub struct Cantor {
     sample_rate: f32,
     was_playing: bool,
     notes_held: u32,
+    /// The host's last time signature, counted as the prior counts beats (4/4 until it says).
+    meter: Meter,
     /// Gate level (0..1) and per-sample step for transport/note fades.
     gate: f32,
     gate_step: f32,
@@ -83,6 +86,7 @@ impl Cantor {
             sample_rate: 48_000.0,
             was_playing: false,
             notes_held: 0,
+            meter: Meter::COMMON_TIME,
             gate: 0.0,
             gate_step: 1.0,
             repaint: RepaintNotifier::new(),
@@ -234,19 +238,22 @@ impl Plugin for Cantor {
         self.sync_knobs();
         let transport = context.transport();
         let playing = transport.playing;
+        if let Some(n) = transport.time_sig_numerator {
+            let d = transport.time_sig_denominator.unwrap_or(4);
+            if let Some(m) = Meter::of_time_signature(n.max(0) as u32, d.max(0) as u32) {
+                self.meter = m;
+            }
+        }
+        self.shared.beats_per_bar.store(self.meter.beats_per_bar, Relaxed);
         if self.params.tempo_mode.value() == TempoMode::Host {
+            // Hosts count quarter notes; the prior counts the meter's beats (`Meter`).
             if let Some(t) = transport.tempo {
                 if t.is_finite() && t > 0.0 {
-                    self.shared.tempo_bpm.store(t as f32, Relaxed);
+                    self.shared.tempo_bpm.store((t / self.meter.beat_quarters) as f32, Relaxed);
                 }
             }
         } else {
             self.shared.tempo_bpm.store(self.params.tempo.value(), Relaxed);
-        }
-        if let Some(n) = transport.time_sig_numerator {
-            if (1..=32).contains(&n) {
-                self.shared.beats_per_bar.store(n as u32, Relaxed);
-            }
         }
         let run_mode = self.params.run_mode.value();
         let gate_open = match run_mode {

@@ -14,8 +14,11 @@ pub struct RenderSettings {
     /// Style weights by name, e.g. [("reel", 1.0), ("jig", 0.5)].
     pub styles: Vec<(String, f32)>,
     pub instrument: String,
+    /// Tempo in beats of the time signature (dotted quarters in 6/8, halves in 2/2), as the
+    /// corpus counts them (`vocab::Meter`).
     pub bpm: f32,
-    pub beats_per_bar: u32,
+    /// (numerator, denominator), as a host's transport reports it.
+    pub time_signature: (u32, u32),
     /// Tonic name ("D", "F#", "Bb") and mode ("major" / "minor").
     pub key: String,
     pub mode: String,
@@ -37,7 +40,7 @@ impl Default for RenderSettings {
             styles: vec![("reel".into(), 1.0)],
             instrument: "strings".into(),
             bpm: 110.0,
-            beats_per_bar: 4,
+            time_signature: (4, 4),
             key: "D".into(),
             mode: "major".into(),
             seed: 1,
@@ -90,8 +93,9 @@ impl RenderSettings {
         if !(self.bpm.is_finite() && self.bpm >= lo && self.bpm <= hi) {
             errors.push(format!("--bpm must be between {lo} and {hi}, not {}", self.bpm));
         }
-        if !(1..=32).contains(&self.beats_per_bar) {
-            errors.push(format!("--beats-per-bar must be 1-32, not {}", self.beats_per_bar));
+        let (n, d) = self.time_signature;
+        if vocab::Meter::of_time_signature(n, d).is_none() {
+            errors.push(format!("--time-signature {n}/{d} is not one a score writes; use e.g. 4/4, 3/4, 6/8, 2/2"));
         }
         if vocab::pitch_class(&self.key).is_none() {
             errors.push(format!("unknown key {:?}; use a note name such as C, F#, Bb", self.key));
@@ -156,9 +160,13 @@ pub fn render(settings: &RenderSettings, factory: SourceFactory, mut progress: i
     set("gain", 10f32.powf(settings.gain_db / 20.0))?;
     let t = host.transport_mut();
     t.playing = true;
-    t.tempo = Some(settings.bpm as f64);
-    t.time_sig_numerator = Some(settings.beats_per_bar as i32);
-    t.time_sig_denominator = Some(4);
+    // As a DAW reports it: quarter notes per minute, and the signature (the plugin turns them
+    // back into the meter's beats).
+    let (n, d) = settings.time_signature;
+    let meter = vocab::Meter::of_time_signature(n, d).expect("validated");
+    t.tempo = Some(settings.bpm as f64 * meter.beat_quarters);
+    t.time_sig_numerator = Some(n as i32);
+    t.time_sig_denominator = Some(d as i32);
     t.pos_samples = Some(0);
     let total = (settings.seconds * settings.sample_rate as f64).round() as usize;
     let mut out = Vec::with_capacity(total * 2);

@@ -23,6 +23,12 @@ const N_MELS: usize = 32;
 const BEAT_LAG_TWELFTHS: usize = 48;
 /// A tempo typical of each style (within the corpus's ranges).
 const STYLE_BPM: [f32; 6] = [72.0, 80.0, 116.0, 116.0, 92.0, 112.0];
+/// The time signature each style is asked in: the corpus's usual metre of the style (chorales
+/// in 4/4, airs mostly 3/4, jigs 6/8, reels and hornpipes cut time, marches and polkas 2/4).
+/// `STYLE_BPM` counts its beats (`vocab::Meter`): a jig at 116 is 116 dotted quarters, a reel
+/// at 116 one in two. Until session 15 every style was asked in 4/4, a bar the corpus's dance
+/// tunes at these tempos never have.
+pub const STYLE_TIME_SIGNATURE: [(u32, u32); 6] = [(4, 4), (3, 4), (6, 8), (2, 2), (2, 2), (2, 4)];
 
 /// Style features of a clip, given its tempo: rhythm (the onset autocorrelation at fractions of
 /// the beat, and duplet against triplet subdivision), texture (how many pitch classes sound at
@@ -269,10 +275,14 @@ const PHRASE_TAKES: u32 = 16;
 fn generated_bar_similarity(factory: &dyn Fn(bool) -> SourceFactory, phrase: bool, repeat: f32, takes: u32) -> Result<Vec<Vec<f64>>> {
     (1..=takes)
         .map(|seed| {
-            let settings = RenderSettings { seconds: 40.0, sample_rate: SR, styles: vec![("reel".into(), 1.0)], bpm: 116.0, beats_per_bar: 4, seed, width: 0.0, repeat, ..Default::default() };
+            // In the reel's own metre (cut time), as the real pieces are measured in theirs.
+            let reel = STYLES.iter().position(|s| *s == "reel").expect("a reel style");
+            let time_signature = STYLE_TIME_SIGNATURE[reel];
+            let settings = RenderSettings { seconds: 40.0, sample_rate: SR, styles: vec![("reel".into(), 1.0)], bpm: 116.0, time_signature, seed, width: 0.0, repeat, ..Default::default() };
             let stereo = render(&settings, factory(phrase), |_| {}).map_err(anyhow::Error::msg)?;
             let mono: Vec<f32> = stereo.chunks(2).map(|f| 0.5 * (f[0] + f[1])).collect();
-            Ok(bar_similarity(&mono, SR, 116.0, 4, BAR_DISTANCES))
+            let beats_per_bar = cantor::model::vocab::Meter::of_time_signature(time_signature.0, time_signature.1).expect("a valid signature").beats_per_bar;
+            Ok(bar_similarity(&mono, SR, 116.0, beats_per_bar, BAR_DISTANCES))
         })
         .collect()
 }
@@ -316,7 +326,7 @@ pub fn eval_repeat(phrase_factory: &dyn Fn(bool) -> SourceFactory, strengths: &[
     let list: Vec<String> = strengths.iter().map(|g| g.to_string()).collect();
     Ok(format!(
         "## Prior: strain repetition\n\n\
-         Command: `cargo xtask eval prior --repeat-sweep {}`; {takes} generated reels per row (40 s, 116 BPM, seeds 1-{takes} in every row), phrase-position conditioning on, at each repeat strength (the plugin's default is {}). Phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart; the paired change is against the first row, over the same seeds (± one standard error).\n\n\
+         Command: `cargo xtask eval prior --repeat-sweep {}`; {takes} generated reels per row (40 s, 116 BPM in 2/2, seeds 1-{takes} in every row), phrase-position conditioning on, at each repeat strength (the plugin's default is {}). Phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart; the paired change is against the first row, over the same seeds (± one standard error).\n\n\
          | repeat | phrase contrast | change | similarity 4 bars apart | 8 bars apart |\n|---|---|---|---|---|\n{rows}",
         list.join(","),
         RenderSettings::default().repeat
@@ -395,6 +405,7 @@ fn adherence(factory: &impl Fn() -> SourceFactory, clf: &StyleClassifier, seeds:
                 styles: vec![(style.to_string(), 1.0)],
                 instrument: INSTRUMENT_FAMILIES[(seed as usize + s) % INSTRUMENT_FAMILIES.len()].0.to_string(),
                 bpm: STYLE_BPM[s],
+                time_signature: STYLE_TIME_SIGNATURE[s],
                 key: KEY_NAMES[key].to_string(),
                 mode: "major".into(),
                 seed,
@@ -473,13 +484,13 @@ pub fn eval_prior(factory: impl Fn() -> SourceFactory, codec: &Codec, phrase_fac
     let (repeat_gain, repeat_err) = paired(&both, &with);
     Ok(format!(
         "## Prior: what it plays (generated audio)\n\n\
-         Command: `cargo xtask eval prior --seeds {seeds} --seconds {seconds}`; every style at a typical tempo, keys and instruments rotating with the seed, rendered through the plugin's offline path at the default guidance ({}).\n\n\
+         Command: `cargo xtask eval prior --seeds {seeds} --seconds {seconds}`; every style at a typical tempo in its usual time signature, keys and instruments rotating with the seed, rendered through the plugin's offline path at the default guidance ({}).\n\n\
          | style | style recognised | tempo within 5% | key right |\n|---|---|---|---|\n{rows}\
          | **all** | **{:.0}%** | **{:.0}%** | **{:.0}%** |\n\n\
          Targets: style at least 80% (chance {:.0}%), tempo at least 80%, key at least 70%. The style classifier (logistic regression over rhythm, texture and dynamics features, no timbre since every style comes in every instrument family, fitted on real train clips after the codec's round trip, as generated audio sounds) recognises {:.0}% of real test clips after the same round trip; the estimators' own agreement on real clips is in the estimators section.\n\n\
          Diversity across seeds (mean standardised feature distance between two takes of one style): {div:.2}.\n\n\
          Stability over {stability_seconds:.0} s: finite samples {finite}, quietest 5 s window {quietest:.1} dBFS, identical consecutive windows {repeats}; below {QUIET_DBFS:.0} dBFS for {total_quiet:.1} s in all, the longest stretch {longest_quiet:.1} s (half-second windows).\n\n\
-         Long-range structure (phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart, 40 s takes): real test pieces {real_phrase:+.3}. Generated reels ({takes} seeds, 116 BPM, the same seeds in every arm; ± one standard error):\n\n\
+         Long-range structure (phrase contrast: chroma similarity of bars 4 and 8 apart minus that of bars 1-3 and 5-7 apart, 40 s takes): real test pieces {real_phrase:+.3}. Generated reels ({takes} seeds, 116 BPM in 2/2, the same seeds in every arm; ± one standard error):\n\n\
          | generated with | phrase contrast |\n|---|---|\n\
          | phrase-position conditioning and strain repetition (repeat {default_repeat}, the default) | {both_phrase:+.3} ± {both_err:.3} |\n\
          | phrase-position conditioning only (repeat 0) | {with_phrase:+.3} ± {with_err:.3} |\n\
