@@ -4,7 +4,7 @@
     python3 scripts/strain_echo.py take.wav STRAIN_SECONDS
 
 A 16-bit WAV of at least two strains (e.g. `cantor render --seconds 36 --bpm 110 --sample-rate
-24000` then `sox take.wav -b 16 take16.wav`; at 110 BPM in 4/4 an 8-bar strain is 17.4545 s).
+24000` then `sox take.wav -b 16 take16.wav`; at 110 BPM in 4/4 an 8-bar strain is 17.4545 s, in 2/2 8.7273 s).
 Prints the level dips of the first strain (at least 4 dB below their 2 s surroundings) with
 where the repeat's nearest dip falls, and the correlation of the two playings' level envelopes
 (50 ms RMS in dB, smoothed over 0.25 s). Used for README's listening notes; EVAL.md's phrase
