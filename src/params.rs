@@ -115,7 +115,8 @@ pub struct CantorParams {
     pub instrument: IntParam,
     #[id = "tempo_mode"]
     pub tempo_mode: EnumParam<TempoMode>,
-    /// Tempo in free mode, beats per minute.
+    /// Tempo in free mode, beats per minute, counting the beats of the host's time signature as the
+    /// corpus does (`vocab::Meter`: dotted quarters in 6/8, half notes in 2/2).
     #[id = "tempo"]
     pub tempo: FloatParam,
     /// Key tonic (pitch class, C = 0).
