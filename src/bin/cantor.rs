@@ -47,8 +47,8 @@ struct RenderArgs {
     /// in 6/8, 9/8 and 12/8, half notes in 2/2 (a jig at 116 is 116 dotted quarters).
     #[arg(long, default_value_t = 110.0)]
     bpm: f32,
-    /// Time signature, e.g. 4/4, 3/4, 2/2, 2/4, 6/8. The style's usual one suits it best:
-    /// chorales 4/4, airs 3/4, jigs 6/8, reels and hornpipes 2/2, marches and polkas 2/4.
+    /// Time signature, e.g. 4/4, 3/4, 2/2, 2/4, 6/8. The tunes Cantor learned from were mostly
+    /// written in: chorales 4/4, airs 3/4, jigs 6/8, reels and hornpipes 2/2, marches and polkas 2/4.
     #[arg(long, default_value = "4/4", value_parser = parse_time_signature)]
     time_signature: (u32, u32),
     /// Key tonic: C, C#, D, Eb, E, F, F#, G, Ab, A, Bb, B.
