@@ -49,7 +49,7 @@ struct RenderArgs {
     bpm: f32,
     /// Time signature, e.g. 4/4, 3/4, 2/2, 2/4, 6/8. The tunes Cantor learned from were mostly
     /// written in: chorales 4/4, airs 3/4, jigs 6/8, reels and hornpipes 2/2, marches and polkas 2/4.
-    #[arg(long, default_value = "4/4", value_parser = parse_time_signature)]
+    #[arg(long, default_value = "4/4", value_parser = cantor::model::vocab::Meter::parse)]
     time_signature: (u32, u32),
     /// Key tonic: C, C#, D, Eb, E, F, F#, G, Ab, A, Bb, B.
     #[arg(long, default_value = "D")]
@@ -92,10 +92,6 @@ struct RenderArgs {
     prior: Option<PathBuf>,
     #[arg(long, requires = "prior")]
     codec: Option<PathBuf>,
-}
-
-fn parse_time_signature(text: &str) -> Result<(u32, u32), String> {
-    cantor::model::vocab::Meter::parse(text).ok_or_else(|| format!("{text:?} is not a time signature; use e.g. 4/4, 3/4, 6/8, 2/2"))
 }
 
 fn render(args: RenderArgs) -> Result<()> {

@@ -108,11 +108,13 @@ impl Meter {
         (meter.beats_per_bar <= 32).then_some(meter)
     }
 
-    /// Parse "6/8" (as typed on a command line).
-    pub fn parse(text: &str) -> Option<(u32, u32)> {
-        let (n, d) = text.trim().split_once('/')?;
-        let sig = (n.trim().parse().ok()?, d.trim().parse().ok()?);
-        Self::of_time_signature(sig.0, sig.1).map(|_| sig)
+    /// Parse "6/8" as typed on a command line, into (numerator, denominator), or say why not.
+    pub fn parse(text: &str) -> Result<(u32, u32), String> {
+        let sig = text.trim().split_once('/').and_then(|(n, d)| Some((n.trim().parse().ok()?, d.trim().parse().ok()?)));
+        match sig {
+            Some((n, d)) if Self::of_time_signature(n, d).is_some() => Ok((n, d)),
+            _ => Err(format!("{text:?} is not a time signature; use e.g. 4/4, 3/4, 6/8, 2/2")),
+        }
     }
 }
 
@@ -130,9 +132,9 @@ mod tests {
         for (n, d) in [(0, 4), (4, 0), (4, 3), (4, 128), (99, 4), (99, 8)] {
             assert_eq!(Meter::of_time_signature(n, d), None, "{n}/{d}");
         }
-        assert_eq!(Meter::parse(" 6/8"), Some((6, 8)));
-        assert_eq!(Meter::parse("6-8"), None);
-        assert_eq!(Meter::parse("7/5"), None);
+        assert_eq!(Meter::parse(" 6/8"), Ok((6, 8)));
+        assert!(Meter::parse("6-8").unwrap_err().contains("not a time signature"));
+        assert!(Meter::parse("7/5").is_err());
     }
 
     #[test]

@@ -74,6 +74,10 @@ enum EvalCommand {
         /// (comma-separated, e.g. 0,1.5,3) into EVAL.md's guidance section.
         #[arg(long, value_delimiter = ',')]
         guidance_sweep: Vec<f32>,
+        /// With --guidance-sweep: ask every style in this time signature (e.g. 4/4, a DAW's
+        /// default) instead of the one its tunes were mostly written in.
+        #[arg(long, value_parser = cantor::model::vocab::Meter::parse)]
+        time_signature: Option<(u32, u32)>,
         /// Instead of the full evaluation, measure the phrase structure of generated reels at
         /// each of these repeat strengths (comma-separated, e.g. 0,0.5,1) into EVAL.md's
         /// strain repetition section.
@@ -259,12 +263,12 @@ fn main() -> Result<()> {
         Command::Eval { model: EvalCommand::Estimators { clips, weights } } => {
             eval::music::eval_estimators(clips, &weights.unwrap_or_else(train::codec::published_weights))
         }
-        Command::Eval { model: EvalCommand::Prior { prior, codec, seeds, seconds, stability_seconds, guidance_sweep, repeat_sweep } } => {
+        Command::Eval { model: EvalCommand::Prior { prior, codec, seeds, seconds, stability_seconds, guidance_sweep, time_signature, repeat_sweep } } => {
             let prior = prior.unwrap_or_else(|| train::RunPaths::new("prior", None).published_weights);
             let codec = codec.unwrap_or_else(train::codec::published_weights);
             let pair = std::sync::Arc::new(cantor::model::pair::ModelPair::from_bytes(&std::fs::read(&codec)?, &std::fs::read(&prior)?).map_err(anyhow::Error::msg)?);
             if !guidance_sweep.is_empty() {
-                let body = eval::prior::eval_guidance(|| cantor::plugin::neural_factory(pair.clone()), &pair.codec, seeds, seconds, &guidance_sweep, 40)?;
+                let body = eval::prior::eval_guidance(|| cantor::plugin::neural_factory(pair.clone()), &pair.codec, seeds, seconds, &guidance_sweep, 40, time_signature)?;
                 println!("{body}");
                 return eval::write_section(&dataset::repo_root().join("EVAL.md"), "prior-guidance", &body);
             }
@@ -289,3 +293,4 @@ fn main() -> Result<()> {
         }
     }
 }
+

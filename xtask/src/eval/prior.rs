@@ -391,7 +391,8 @@ impl Adherence {
     }
 }
 
-fn adherence(factory: &impl Fn() -> SourceFactory, clf: &StyleClassifier, seeds: u32, seconds: f64, guidance: f32) -> Result<Adherence> {
+/// `signature`: every style in this time signature instead of its usual one.
+fn adherence(factory: &impl Fn() -> SourceFactory, clf: &StyleClassifier, seeds: u32, seconds: f64, guidance: f32, signature: Option<(u32, u32)>) -> Result<Adherence> {
     let mut out = Adherence { rows: String::new(), takes: 0, style_ok: 0, tempo_ok: 0, key_ok: 0, diversity: 0.0 };
     let mut diversity = Vec::new();
     for (s, style) in STYLES.iter().enumerate() {
@@ -405,7 +406,7 @@ fn adherence(factory: &impl Fn() -> SourceFactory, clf: &StyleClassifier, seeds:
                 styles: vec![(style.to_string(), 1.0)],
                 instrument: INSTRUMENT_FAMILIES[(seed as usize + s) % INSTRUMENT_FAMILIES.len()].0.to_string(),
                 bpm: STYLE_BPM[s],
-                time_signature: STYLE_TIME_SIGNATURE[s],
+                time_signature: signature.unwrap_or(STYLE_TIME_SIGNATURE[s]),
                 key: KEY_NAMES[key].to_string(),
                 mode: "major".into(),
                 seed,
@@ -435,20 +436,26 @@ fn adherence(factory: &impl Fn() -> SourceFactory, clf: &StyleClassifier, seeds:
 }
 
 /// `cargo xtask eval prior --guidance-sweep 0,1.5,3`: adherence and diversity at each guidance
-/// strength (is guidance a knob that steers, and which default steers best?).
-pub fn eval_guidance(factory: impl Fn() -> SourceFactory, codec: &Codec, seeds: u32, seconds: f64, strengths: &[f32], classifier_clips: usize) -> Result<String> {
+/// strength (is guidance a knob that steers, and which default steers best?), each style in its
+/// usual time signature or all in `signature`.
+pub fn eval_guidance(factory: impl Fn() -> SourceFactory, codec: &Codec, seeds: u32, seconds: f64, strengths: &[f32], classifier_clips: usize, signature: Option<(u32, u32)>) -> Result<String> {
     let ds = Dataset::build(&DatasetConfig::default())?;
     let (clf, _) = real_style_classifier(&ds, classifier_clips, codec)?;
     let mut rows = String::new();
     for &g in strengths {
-        let a = adherence(&factory, &clf, seeds, seconds, g)?;
+        let a = adherence(&factory, &clf, seeds, seconds, g, signature)?;
+        println!("guidance {g}, per style (recognised, tempo, key):\n{}", a.rows);
         rows.push_str(&format!("| {g} | {:.0}% | {:.0}% | {:.0}% | {:.2} |\n", a.pct(a.style_ok), a.pct(a.tempo_ok), a.pct(a.key_ok), a.diversity));
         println!("guidance {g}: style {:.0}%, tempo {:.0}%, key {:.0}%, diversity {:.2}", a.pct(a.style_ok), a.pct(a.tempo_ok), a.pct(a.key_ok), a.diversity);
     }
     let list: Vec<String> = strengths.iter().map(|g| g.to_string()).collect();
+    let asked = match signature {
+        Some((n, d)) => format!(" --time-signature {n}/{d}`; every style asked in {n}/{d}"),
+        None => "`".into(),
+    };
     Ok(format!(
         "## Prior: guidance strength\n\n\
-         Command: `cargo xtask eval prior --seeds {seeds} --seconds {seconds} --guidance-sweep {}`; the takes of the adherence table above at each classifier-free guidance strength (0 ignores the knobs, 1 is the conditional model, above 1 exaggerates the knobs; the plugin's default is {}).\n\n\
+         Command: `cargo xtask eval prior --seeds {seeds} --seconds {seconds} --guidance-sweep {}{asked}; the takes of the adherence table above at each classifier-free guidance strength (0 ignores the knobs, 1 is the conditional model, above 1 exaggerates the knobs; the plugin's default is {}).\n\n\
          | guidance | style recognised | tempo within 5% | key right | diversity |\n|---|---|---|---|---|\n{rows}",
         list.join(","),
         RenderSettings::default().guidance
@@ -460,7 +467,7 @@ pub fn eval_guidance(factory: impl Fn() -> SourceFactory, codec: &Codec, seeds: 
 pub fn eval_prior(factory: impl Fn() -> SourceFactory, codec: &Codec, phrase_factory: &dyn Fn(bool) -> SourceFactory, seeds: u32, seconds: f64, stability_seconds: f64, classifier_clips: usize) -> Result<String> {
     let ds = Dataset::build(&DatasetConfig::default())?;
     let (clf, real_accuracy) = real_style_classifier(&ds, classifier_clips, codec)?;
-    let a = adherence(&factory, &clf, seeds, seconds, RenderSettings::default().guidance)?;
+    let a = adherence(&factory, &clf, seeds, seconds, RenderSettings::default().guidance, None)?;
     let (rows, div) = (&a.rows, a.diversity);
     // Stability: a long take, cut into 5 s windows: never silent, never NaN, never repeating.
     let long = render(&RenderSettings { seconds: stability_seconds, sample_rate: SR, width: 0.0, ..Default::default() }, factory(), |_| {}).map_err(anyhow::Error::msg)?;
