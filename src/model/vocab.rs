@@ -95,7 +95,7 @@ impl Meter {
     /// The meter of `numerator`/`denominator`, or `None` for a signature no score writes
     /// (a zero, a denominator that is not a power of two up to 64, more than 32 beats).
     pub fn of_time_signature(numerator: u32, denominator: u32) -> Option<Meter> {
-        if numerator == 0 || numerator > 96 || !denominator.is_power_of_two() || denominator > 64 {
+        if numerator == 0 || !denominator.is_power_of_two() || denominator > 64 {
             return None;
         }
         let note = 4.0 / denominator as f64;

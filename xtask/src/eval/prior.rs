@@ -28,7 +28,7 @@ const STYLE_BPM: [f32; 6] = [72.0, 80.0, 116.0, 116.0, 92.0, 112.0];
 /// `STYLE_BPM` counts its beats (`vocab::Meter`): a jig at 116 is 116 dotted quarters, a reel
 /// at 116 one in two. Until session 15 every style was asked in 4/4, a bar the corpus's dance
 /// tunes at these tempos never have.
-pub const STYLE_TIME_SIGNATURE: [(u32, u32); 6] = [(4, 4), (3, 4), (6, 8), (2, 2), (2, 2), (2, 4)];
+const STYLE_TIME_SIGNATURE: [(u32, u32); 6] = [(4, 4), (3, 4), (6, 8), (2, 2), (2, 2), (2, 4)];
 
 /// Style features of a clip, given its tempo: rhythm (the onset autocorrelation at fractions of
 /// the beat, and duplet against triplet subdivision), texture (how many pitch classes sound at
@@ -273,15 +273,15 @@ const PHRASE_TAKES: u32 = 16;
 /// per seed 1..=takes (the same seeds in every arm, so arms can be paired), with phrase-position
 /// conditioning on or off and strain repetition `repeat`.
 fn generated_bar_similarity(factory: &dyn Fn(bool) -> SourceFactory, phrase: bool, repeat: f32, takes: u32) -> Result<Vec<Vec<f64>>> {
+    // In the reel's own metre (cut time), as the real pieces are measured in theirs.
+    let reel = STYLES.iter().position(|s| *s == "reel").expect("a reel style");
+    let time_signature = STYLE_TIME_SIGNATURE[reel];
+    let beats_per_bar = cantor::model::vocab::Meter::of_time_signature(time_signature.0, time_signature.1).expect("a valid signature").beats_per_bar;
     (1..=takes)
         .map(|seed| {
-            // In the reel's own metre (cut time), as the real pieces are measured in theirs.
-            let reel = STYLES.iter().position(|s| *s == "reel").expect("a reel style");
-            let time_signature = STYLE_TIME_SIGNATURE[reel];
             let settings = RenderSettings { seconds: 40.0, sample_rate: SR, styles: vec![("reel".into(), 1.0)], bpm: 116.0, time_signature, seed, width: 0.0, repeat, ..Default::default() };
             let stereo = render(&settings, factory(phrase), |_| {}).map_err(anyhow::Error::msg)?;
             let mono: Vec<f32> = stereo.chunks(2).map(|f| 0.5 * (f[0] + f[1])).collect();
-            let beats_per_bar = cantor::model::vocab::Meter::of_time_signature(time_signature.0, time_signature.1).expect("a valid signature").beats_per_bar;
             Ok(bar_similarity(&mono, SR, 116.0, beats_per_bar, BAR_DISTANCES))
         })
         .collect()
