@@ -3,7 +3,7 @@
 
 pub mod codec;
 pub mod codes;
-pub(crate) mod cpu;
+pub(crate) mod kernels;
 #[cfg(any(feature = "cli", feature = "plugin"))]
 pub mod embedded;
 pub mod nn;
@@ -16,7 +16,7 @@ pub mod weights;
 /// The device the plugin and the command line run the models on: a GPU when the binary was
 /// built with the `cuda` or `metal` feature and one is present, else the CPU. The CPU is the
 /// default, the tested path, and the fastest here for one stream (the prior's hand-written CPU
-/// step, `prior::fast`, runs only on the CPU; on a GPU the prior runs on candle's tensors).
+/// step, `prior::cpu_step`, runs only on the CPU; on a GPU the prior runs on candle's tensors).
 pub fn inference_device() -> candle_core::Device {
     #[cfg(feature = "cuda")]
     if let Ok(d) = candle_core::Device::new_cuda(0) {

@@ -22,7 +22,7 @@ impl LayerNorm {
         })
     }
 
-    /// Weight, bias and epsilon (for the hand-written inference paths, `model::cpu`).
+    /// Weight, bias and epsilon (for the hand-written inference paths, `model::kernels`).
     pub fn parts(&self) -> (&Tensor, &Tensor, f64) {
         (&self.weight, &self.bias, self.eps)
     }

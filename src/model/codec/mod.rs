@@ -7,7 +7,7 @@
 
 mod decoder;
 mod encoder;
-pub mod fast;
+pub mod cpu_decoder;
 mod quantizer;
 
 pub use decoder::{Decoder, DecoderState, DecoderStream};
@@ -119,9 +119,9 @@ pub struct Codec {
     pub encoder: Encoder,
     pub quantizer: ResidualVq,
     pub decoder: Decoder,
-    /// The decoder and codebooks laid out for frame-at-a-time CPU decoding (`fast`), made when
+    /// The decoder and codebooks laid out for frame-at-a-time CPU decoding (`cpu_decoder`), made when
     /// a codec is loaded for inference on the CPU; `None` in training.
-    pub fast_decoder: Option<fast::FastDecoder>,
+    pub cpu_decoder: Option<cpu_decoder::CpuDecoder>,
 }
 
 impl Codec {
@@ -132,7 +132,7 @@ impl Codec {
             encoder: Encoder::new(cfg, vb.pp("encoder"))?,
             quantizer: ResidualVq::new(cfg, vb.pp("quantizer"))?,
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
-            fast_decoder: None,
+            cpu_decoder: None,
         })
     }
 
@@ -161,7 +161,7 @@ impl Codec {
             codec.decoder.quantize(q)?;
         }
         if device.is_cpu() {
-            codec.fast_decoder = Some(fast::FastDecoder::new(&codec.decoder, &codec.quantizer)?);
+            codec.cpu_decoder = Some(cpu_decoder::CpuDecoder::new(&codec.decoder, &codec.quantizer)?);
         }
         Ok(codec)
     }

@@ -191,7 +191,7 @@ fn quantized_files_load_and_decode_close_to_f32() {
 /// The hand-written frame-at-a-time decoder (what the plugin runs) gives the tensor decoder's
 /// audio, for f32 and q8_0 files, whatever the chunking, and the same bits whatever the chunking.
 #[test]
-fn the_fast_decoder_gives_the_tensor_decoders_audio() {
+fn the_cpu_decoder_gives_the_tensor_decoders_audio() {
     use candle_core::quantized::GgmlDType;
     let (cfg, vm, _) = tiny();
     let frames = 40;
@@ -207,7 +207,7 @@ fn the_fast_decoder_gives_the_tensor_decoders_audio() {
         let bytes = weights::to_bytes_quantized(KIND, &cfg, &tensors(&vm), Some(DType::F32), quant.map(|q| (&Codec::is_quantizable as &dyn Fn(&str) -> bool, q))).unwrap();
         let codec = Codec::from_bytes(&bytes, &Device::Cpu).unwrap();
         let whole = codec.decode(&codes_t).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let fast = codec.fast_decoder.as_ref().expect("a CPU load makes the fast decoder");
+        let fast = codec.cpu_decoder.as_ref().expect("a CPU load makes the fast decoder");
         let mut one_at_a_time: Option<Vec<f32>> = None;
         for chunk in [1, 2, 3, 7] {
             let mut state = fast.new_state();
@@ -231,7 +231,7 @@ fn the_fast_decoder_gives_the_tensor_decoders_audio() {
     }
     // Codes outside the codebook are refused, not read out of bounds.
     let codec = Codec::from_bytes(&weights::to_bytes(KIND, &cfg, &tensors(&vm), DType::F32).unwrap(), &Device::Cpu).unwrap();
-    let fast = codec.fast_decoder.as_ref().unwrap();
+    let fast = codec.cpu_decoder.as_ref().unwrap();
     assert!(fast.push_frames(&mut fast.new_state(), &vec![cfg.codebook_size as u32; cfg.n_codebooks], &mut Vec::new()).is_err());
 }
 

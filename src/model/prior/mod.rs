@@ -11,7 +11,7 @@
 //!   guidance, sampling with a seeded RNG, frames reassembled from the delay pattern.
 
 pub mod conditioning;
-pub mod fast;
+pub mod cpu_step;
 pub mod pattern;
 pub mod sampling;
 pub mod stream;
@@ -120,17 +120,17 @@ pub struct Prior {
     blocks: Vec<Block>,
     norm: LayerNorm,
     head: Linear,
-    /// The same weights laid out for one-step CPU inference (`fast`), made when a prior is
+    /// The same weights laid out for one-step CPU inference (`cpu_step`), made when a prior is
     /// loaded for inference; `None` while training (the weights change every step).
-    fast: Option<fast::FastPrior>,
+    fast: Option<cpu_step::CpuStep>,
 }
 
-/// Generation state of one stream: the hand-written CPU path's (`fast`) or candle's tensors'.
+/// Generation state of one stream: the hand-written CPU path's (`cpu_step`) or candle's tensors'.
 pub struct PriorState(StateKind);
 
 enum StateKind {
     /// One row on the CPU with the fast path on: its cache and buffers.
-    Fast(fast::FastState),
+    Fast(cpu_step::CpuStepState),
     Tensors(TensorState),
 }
 
@@ -180,10 +180,10 @@ impl Prior {
         })
     }
 
-    /// Run single-stream steps through the hand-written CPU path (`fast`) or through candle's
+    /// Run single-stream steps through the hand-written CPU path (`cpu_step`) or through candle's
     /// tensors. Loading for inference turns it on; states made before a change are refused.
     pub fn set_fast_path(&mut self, on: bool) -> Result<()> {
-        self.fast = if on { Some(fast::FastPrior::new(self)?) } else { None };
+        self.fast = if on { Some(cpu_step::CpuStep::new(self)?) } else { None };
         Ok(())
     }
 
@@ -276,7 +276,7 @@ impl Prior {
         Ok((self.step(a, rows[0].0, rows[0].1)?, self.step(b, rows[1].0, rows[1].1)?))
     }
 
-    fn fast_path(&self) -> Result<&fast::FastPrior> {
+    fn fast_path(&self) -> Result<&cpu_step::CpuStep> {
         self.fast.as_ref().ok_or_else(|| candle_core::Error::msg("a fast-path state used after the prior's fast path was turned off"))
     }
 

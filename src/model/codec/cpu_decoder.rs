@@ -8,13 +8,13 @@
 
 use super::decoder::Decoder;
 use super::ResidualVq;
-use crate::model::cpu::{self, gelu, Dense, Norm, Q8};
+use crate::model::kernels::{self, gelu, Dense, Norm, Q8};
 use candle_core::Result;
 use realfft::num_complex::Complex;
 use realfft::{ComplexToReal, RealFftPlanner};
 use std::sync::Arc;
 
-struct FastBlock {
+struct CpuBlock {
     /// Depthwise taps [kernel][channels]: tap k multiplies the input delayed by kernel - 1 - k.
     dw: Vec<f32>,
     dw_bias: Vec<f32>,
@@ -25,7 +25,7 @@ struct FastBlock {
 }
 
 /// A loaded codec's decoder and codebooks, laid out for frame-at-a-time CPU decoding.
-pub struct FastDecoder {
+pub struct CpuDecoder {
     /// Per level, the codebook [size * latent].
     codebooks: Vec<Vec<f32>>,
     size: usize,
@@ -34,7 +34,7 @@ pub struct FastDecoder {
     mlp: usize,
     kernel: usize,
     input: Dense,
-    blocks: Vec<FastBlock>,
+    blocks: Vec<CpuBlock>,
     norm: Norm,
     head: Dense,
     n_fft: usize,
@@ -67,7 +67,7 @@ struct FrameBufs {
 
 /// One stream's decoding state: each block's last `kernel - 1` inputs, the overlap-add tail,
 /// the start-up samples still to drop, and working buffers (made once).
-pub struct FastDecoderState {
+pub struct CpuDecoderState {
     /// Per block, its inputs of the last `kernel - 1` frames, oldest first, then room for a
     /// group's: [kernel - 1 + GROUP][dim].
     histories: Vec<Vec<f32>>,
@@ -78,7 +78,7 @@ pub struct FastDecoderState {
     scratch: Vec<Complex<f32>>,
 }
 
-impl FastDecoder {
+impl CpuDecoder {
     pub fn new(decoder: &Decoder, quantizer: &ResidualVq) -> Result<Self> {
         let codebooks = (0..quantizer.levels()).map(|l| quantizer.codebook(l).flatten_all()?.to_vec1::<f32>()).collect::<Result<Vec<_>>>()?;
         let (size, latent) = quantizer.codebook(0).dims2()?;
@@ -87,7 +87,7 @@ impl FastDecoder {
             .iter()
             .map(|b| {
                 let (w, bias) = b.dw.parts();
-                Ok(FastBlock {
+                Ok(CpuBlock {
                     dw: w.flatten_all()?.to_vec1()?,
                     dw_bias: bias.to_vec1()?,
                     norm: Norm::new(&b.norm)?,
@@ -122,11 +122,11 @@ impl FastDecoder {
             bins: decoder.bins,
             window,
             inverse: RealFftPlanner::<f32>::new().plan_fft_inverse(n_fft),
-            avx2: cpu::has_avx2_fma(),
+            avx2: kernels::has_avx2_fma(),
         })
     }
 
-    pub fn new_state(&self) -> FastDecoderState {
+    pub fn new_state(&self) -> CpuDecoderState {
         let r = self.n_fft / self.hop;
         let row = || FrameBufs {
             z: vec![0.0; self.latent],
@@ -138,7 +138,7 @@ impl FastDecoder {
             xq: Q8::zeros(self.dim.max(self.mlp).max(self.latent)),
             spectrum: self.inverse.make_input_vec(),
         };
-        FastDecoderState {
+        CpuDecoderState {
             histories: vec![vec![0.0; (self.kernel - 1 + GROUP) * self.dim]; self.blocks.len()],
             tail: vec![0.0; (r - 1) * self.hop],
             to_drop: (self.n_fft - self.hop) / 2,
@@ -150,7 +150,7 @@ impl FastDecoder {
 
     /// Decode code frames (`levels` codes each, frame after frame) and append the audio they
     /// complete to `out`.
-    pub fn push_frames(&self, state: &mut FastDecoderState, codes: &[u32], out: &mut Vec<f32>) -> Result<()> {
+    pub fn push_frames(&self, state: &mut CpuDecoderState, codes: &[u32], out: &mut Vec<f32>) -> Result<()> {
         let levels = self.codebooks.len();
         if levels == 0 || codes.len() % levels != 0 {
             candle_core::bail!("{} codes are not whole frames of {levels} levels", codes.len());
@@ -177,17 +177,17 @@ impl FastDecoder {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn group_avx2(&self, st: &mut FastDecoderState, codes: &[u32]) {
+    unsafe fn group_avx2(&self, st: &mut CpuDecoderState, codes: &[u32]) {
         self.group_body::<true>(st, codes)
     }
 
     /// One to `GROUP` code frames through the network, side by side, each into its row's
     /// spectrum. Every frame's arithmetic is the same, in the same order, as alone.
     #[inline(always)]
-    fn group_body<const AVX2: bool>(&self, st: &mut FastDecoderState, codes: &[u32]) {
+    fn group_body<const AVX2: bool>(&self, st: &mut CpuDecoderState, codes: &[u32]) {
         let (d, hist) = (self.dim, self.kernel - 1);
         let n = codes.len() / self.codebooks.len();
-        let FastDecoderState { histories, rows, .. } = st;
+        let CpuDecoderState { histories, rows, .. } = st;
         let mut rows_buf = rows.each_mut();
         let rows = &mut rows_buf[..n];
         for (row, frame) in rows.iter_mut().zip(codes.chunks_exact(self.codebooks.len())) {
@@ -251,7 +251,7 @@ impl FastDecoder {
 
     /// Inverse FFT of row `r`'s spectrum, window, overlap-add: append the hop of audio this
     /// frame completes.
-    fn emit(&self, st: &mut FastDecoderState, r: usize, out: &mut Vec<f32>) {
+    fn emit(&self, st: &mut CpuDecoderState, r: usize, out: &mut Vec<f32>) {
         // Cannot fail: the buffers come from the plan and the edge bins are real.
         let _ = self.inverse.process_with_scratch(&mut st.rows[r].spectrum, &mut st.frame, &mut st.scratch);
         let hop = self.hop;

@@ -1,4 +1,4 @@
-//! Hand-written CPU kernels for the models' inference paths (`prior::fast`, `codec::fast`):
+//! Hand-written CPU kernels for the models' inference paths (`prior::cpu_step`, `codec::cpu_decoder`):
 //! dense layers on f32 or q8_0 weights, layer norm, GELU and a vectorisable exp.
 //!
 //! Why: at one frame at a time, candle spends more time creating tensors and dispatching ops

@@ -9,20 +9,20 @@
 //! and the loops are compiled twice: for AVX2 when the CPU has it, and plain.
 //!
 //! One model definition still: the weights are copied out of the same `Prior` that training
-//! builds (`FastPrior::new`), and `tests.rs` checks both forwards give the same logits (within
+//! builds (`CpuStep::new`), and `tests.rs` checks both forwards give the same logits (within
 //! the f16 cache's rounding), in f32 and q8_0, within and past the attention window.
 //!
-//! The kernels (q8_0 and f32 dense layers, layer norm, GELU, exp) live in `model::cpu`, shared
+//! The kernels (q8_0 and f32 dense layers, layer norm, GELU, exp) live in `model::kernels`, shared
 //! with the codec decoder's hand-written path.
 
 use super::conditioning::COND_DIM;
 use super::transformer::Block;
 use super::Prior;
-use crate::model::cpu::{self, dot_transposed8, exp8_nonpositive, exp_nonpositive, widen8, gelu, hsum8, Dense, Norm, Q8};
+use crate::model::kernels::{self, dot_transposed8, exp8_nonpositive, exp_nonpositive, widen8, gelu, hsum8, Dense, Norm, Q8};
 use candle_core::Result;
 use half::f16;
 
-struct FastBlock {
+struct CpuBlock {
     ln1: Norm,
     qkv: Dense,
     out: Dense,
@@ -31,7 +31,7 @@ struct FastBlock {
     down: Dense,
 }
 
-impl FastBlock {
+impl CpuBlock {
     fn new(b: &Block) -> Result<Self> {
         Ok(Self {
             ln1: Norm::new(&b.ln1)?,
@@ -45,7 +45,7 @@ impl FastBlock {
 }
 
 /// A copy of a `Prior`'s weights laid out for one-step CPU inference.
-pub struct FastPrior {
+pub struct CpuStep {
     levels: usize,
     codebook: usize,
     d: usize,
@@ -56,7 +56,7 @@ pub struct FastPrior {
     /// Per level, the embedding table [(codebook + 1) * d] (the last row is BOS).
     embeds: Vec<Vec<f32>>,
     cond: Dense,
-    blocks: Vec<FastBlock>,
+    blocks: Vec<CpuBlock>,
     norm: Norm,
     head: Dense,
     slopes: Vec<f32>,
@@ -66,7 +66,7 @@ pub struct FastPrior {
 
 /// What one stream (one guidance row) keeps between steps: the rolling key/value cache, which
 /// step each slot holds, and its working buffers (allocated once).
-pub struct FastState {
+pub struct CpuStepState {
     /// Keys, in blocks of 8 slots stored transposed: [layers][heads][window / 8][head_dim][8]
     /// (the window rounded up to 8), so 8 scores are computed side by side. In f16, as the
     /// values: reading the cache is most of a step's memory traffic (3 MB a row in f32).
@@ -89,14 +89,14 @@ pub struct FastState {
     xq: Q8,
 }
 
-impl FastState {
+impl CpuStepState {
     pub fn clear(&mut self) {
         self.slot_steps.fill(None);
         self.step = 0;
     }
 }
 
-impl FastPrior {
+impl CpuStep {
     pub fn new(prior: &Prior) -> Result<Self> {
         let cfg = &prior.cfg;
         let embeds = prior.embeds.iter().map(|e| e.embeddings().flatten_all()?.to_vec1::<f32>()).collect::<Result<Vec<_>>>()?;
@@ -104,7 +104,7 @@ impl FastPrior {
         if cond.inputs != COND_DIM {
             candle_core::bail!("fast prior: conditioning takes {} features, expected {COND_DIM}", cond.inputs);
         }
-        let avx2 = cpu::has_avx2_fma();
+        let avx2 = kernels::has_avx2_fma();
         Ok(Self {
             levels: cfg.n_levels,
             codebook: cfg.codebook_size,
@@ -115,7 +115,7 @@ impl FastPrior {
             mlp: cfg.mlp,
             embeds,
             cond,
-            blocks: prior.blocks.iter().map(FastBlock::new).collect::<Result<Vec<_>>>()?,
+            blocks: prior.blocks.iter().map(CpuBlock::new).collect::<Result<Vec<_>>>()?,
             norm: Norm::new(&prior.norm)?,
             head: Dense::new(&prior.head)?,
             slopes: super::transformer::alibi_slopes(cfg.n_heads),
@@ -129,9 +129,9 @@ impl FastPrior {
         self.avx2 = false;
     }
 
-    pub fn new_state(&self) -> FastState {
+    pub fn new_state(&self) -> CpuStepState {
         let cache = self.blocks.len() * self.heads * self.window * self.head_dim;
-        FastState {
+        CpuStepState {
             k: vec![f16::ZERO; self.blocks.len() * self.heads * self.window.next_multiple_of(8) * self.head_dim],
             v: vec![f16::ZERO; cache],
             slot_steps: vec![None; self.window],
@@ -150,7 +150,7 @@ impl FastPrior {
 
     /// One step of one or two streams (the guidance rows), each with its own tokens
     /// [levels] and conditioning [COND_DIM]; the logits land in each state's `logits`.
-    pub fn step(&self, states: &mut [&mut FastState], tokens: &[&[u32]], conds: &[&[f32]]) -> Result<()> {
+    pub fn step(&self, states: &mut [&mut CpuStepState], tokens: &[&[u32]], conds: &[&[f32]]) -> Result<()> {
         if states.is_empty() || states.len() > 2 || tokens.len() != states.len() || conds.len() != states.len() {
             candle_core::bail!("fast prior: {} states, {} token rows, {} conditioning rows", states.len(), tokens.len(), conds.len());
         }
@@ -175,21 +175,21 @@ impl FastPrior {
     /// The same loops compiled for AVX2 and FMA, with the int8 kernels in intrinsics.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn step_avx2(&self, states: &mut [&mut FastState], tokens: &[&[u32]], conds: &[&[f32]]) {
+    unsafe fn step_avx2(&self, states: &mut [&mut CpuStepState], tokens: &[&[u32]], conds: &[&[f32]]) {
         self.step_body::<true>(states, tokens, conds)
     }
 
     /// `dst = layer(src)` for every row (the weights are read once for both guidance rows).
     #[inline(always)]
-    fn dense<const AVX2: bool>(layer: &Dense, states: &mut [&mut FastState], src: impl Fn(&FastState) -> &[f32], dst: impl Fn(&mut FastState) -> &mut Vec<f32>) {
-        layer.apply_rows::<FastState, AVX2>(states, src, |s| &mut s.xq, dst);
+    fn dense<const AVX2: bool>(layer: &Dense, states: &mut [&mut CpuStepState], src: impl Fn(&CpuStepState) -> &[f32], dst: impl Fn(&mut CpuStepState) -> &mut Vec<f32>) {
+        layer.apply_rows::<CpuStepState, AVX2>(states, src, |s| &mut s.xq, dst);
     }
 
     /// One head's attention for one row: store this step's key and value in `slot`, score
     /// every filled slot (scaled dot product minus the ALiBi distance penalty), softmax, and
     /// mix the values into `att`. `HD` is the head size when known at compile time, else 0.
     #[inline(always)]
-    fn attend<const HD: usize, const AVX2: bool>(&self, st: &mut FastState, layer: usize, head: usize, slot: usize) {
+    fn attend<const HD: usize, const AVX2: bool>(&self, st: &mut CpuStepState, layer: usize, head: usize, slot: usize) {
         let (d, w) = (self.d, self.window);
         let hd = if HD > 0 { HD } else { self.head_dim };
         let scale = 1.0 / (hd as f32).sqrt();
@@ -270,7 +270,7 @@ impl FastPrior {
     }
 
     #[inline(always)]
-    fn step_body<const AVX2: bool>(&self, states: &mut [&mut FastState], tokens: &[&[u32]], conds: &[&[f32]]) {
+    fn step_body<const AVX2: bool>(&self, states: &mut [&mut CpuStepState], tokens: &[&[u32]], conds: &[&[f32]]) {
         let (d, w, hd) = (self.d, self.window, self.head_dim);
         // Input: conditioning projection plus one embedding per level.
         for ((st, toks), cond) in states.iter_mut().zip(tokens).zip(conds) {
@@ -292,7 +292,7 @@ impl FastPrior {
         }
         for (li, blk) in self.blocks.iter().enumerate() {
             for st in states.iter_mut() {
-                let FastState { x, h, .. } = &mut **st;
+                let CpuStepState { x, h, .. } = &mut **st;
                 blk.ln1.apply(x, h);
             }
             Self::dense::<AVX2>(&blk.qkv, states, |s| &s.h, |s| &mut s.qkv);
@@ -311,7 +311,7 @@ impl FastPrior {
             }
             Self::dense::<AVX2>(&blk.out, states, |s| &s.att, |s| &mut s.h);
             for st in states.iter_mut() {
-                let FastState { x, h, .. } = &mut **st;
+                let CpuStepState { x, h, .. } = &mut **st;
                 for i in 0..d {
                     x[i] += h[i];
                 }
@@ -323,14 +323,14 @@ impl FastPrior {
             }
             Self::dense::<AVX2>(&blk.down, states, |s| &s.hidden, |s| &mut s.h);
             for st in states.iter_mut() {
-                let FastState { x, h, .. } = &mut **st;
+                let CpuStepState { x, h, .. } = &mut **st;
                 for i in 0..d {
                     x[i] += h[i];
                 }
             }
         }
         for st in states.iter_mut() {
-            let FastState { x, h, .. } = &mut **st;
+            let CpuStepState { x, h, .. } = &mut **st;
             self.norm.apply(x, h);
         }
         Self::dense::<AVX2>(&self.head, states, |s| &s.h, |s| &mut s.logits);
@@ -357,7 +357,7 @@ mod tests {
         Prior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
         let bytes = weights::to_bytes_quantized(KIND, &cfg, &weights::var_tensors(&vm), Some(DType::F32), Some((&Prior::is_quantizable, GgmlDType::Q8_0))).unwrap();
         let prior = Prior::from_bytes(&bytes, &Device::Cpu).unwrap();
-        let mut plain = super::FastPrior::new(&prior).unwrap();
+        let mut plain = super::CpuStep::new(&prior).unwrap();
         plain.force_plain_loops();
         let fast = prior.fast.as_ref().unwrap();
         let (mut a, mut b) = (fast.new_state(), fast.new_state());
@@ -367,7 +367,7 @@ mod tests {
             let t: Vec<u32> = (0..cfg.n_levels).map(|l| ((step * 7 + l * 3) % (cfg.codebook_size + 1)) as u32).collect();
             fast.step(&mut [&mut a, &mut b], &[&t, &t], &[&cond, &cond]).unwrap();
             plain.step(&mut [&mut pa, &mut pb], &[&t, &t], &[&cond, &cond]).unwrap();
-            let same = |x: &super::FastState, y: &super::FastState| x.logits.iter().zip(&y.logits).all(|(x, y)| x.to_bits() == y.to_bits());
+            let same = |x: &super::CpuStepState, y: &super::CpuStepState| x.logits.iter().zip(&y.logits).all(|(x, y)| x.to_bits() == y.to_bits());
             assert!(same(&a, &pa) && same(&b, &pb), "step {step}");
         }
     }
