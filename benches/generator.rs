@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use cantor::engine::neural_source::NeuralSource;
 use cantor::engine::{FrameSource, KnobSnapshot};
+use cantor::knobs::{KnobValues, KNOBS};
 use cantor::model::codec::CodecConfig;
 use cantor::model::pair::{random_model_files, ModelPair};
 use cantor::model::prior::{self, Prior, PriorConfig};
@@ -27,7 +28,7 @@ fn shipped_size_model() -> ModelPair {
 }
 
 /// Median and p99 milliseconds of one prior step for a configuration, q8_0: one row, or the
-/// two rows of guidance (`pair`), on the hand-written path (`fast`) or candle's tensors.
+/// two rows of guidance (`pair`), on the hand-written path (`cpu_step`) or candle's tensors.
 fn step_cost(layers: usize, d: usize, pair: bool, fast: bool) -> (f64, f64, usize) {
     let vm = VarMap::new();
     let cfg = PriorConfig { n_layers: layers, d_model: d, n_heads: d / 64, mlp: d * 3, ..PriorConfig::default() };
@@ -85,7 +86,7 @@ fn main() {
         use cantor::model::prior::stream::PriorStream;
         let mut stream = PriorStream::new(&model.prior, &Device::Cpu, 1).unwrap();
         let mut decoder = DecoderState::new(&model.codec.decoder);
-        let fast = model.codec.fast_decoder.as_ref().unwrap();
+        let fast = model.codec.cpu_decoder.as_ref().unwrap();
         let mut fast_state = fast.new_state();
         let (mut fast_decodes, mut audio) = (Vec::new(), Vec::new());
         // The neural source's way: the frames of a render call (2) decoded side by side.
@@ -134,21 +135,7 @@ fn main() {
     // Compute per render call (3 frames) of the neural source alone.
     let mut source = NeuralSource::new(model.clone()).unwrap();
     source.reset(1, 0);
-    let knobs = KnobSnapshot {
-        styles: [0.0, 0.0, 0.0, 1.0, 0.0, 0.0],
-        instrument: 1,
-        key: 2,
-        mode: 0,
-        width: 1.0,
-        temperature: 0.9,
-        top_k: 0,
-        top_p: 0.95,
-        guidance: 1.5,
-        repeat: 0.5,
-        tempo_bpm: 110.0,
-        beats_per_bar: 4,
-        ahead_s: 0.1,
-    };
+    let knobs = KnobSnapshot { knobs: KnobValues { instrument: 1, temperature: 0.9, guidance: 1.5, repeat: 0.5, ..Default::default() }, tempo_bpm: 110.0, beats_per_bar: 4 };
     let mut out = Vec::new();
     let mut per_frame = Vec::new();
     let calls = 600; // 1800 frames = 24 s, more than four attention windows
@@ -190,16 +177,14 @@ fn main() {
 /// pattern (which an echo source does not have).
 fn knob_latency(compute_per_frame_s: f64) {
     use cantor::engine::neural_source::FRAMES_PER_RENDER;
-    use cantor::engine::shared::DEFAULT_LOOK_AHEAD_S;
     use cantor::engine::{Engine, EngineShared, GeneratorConfig, ProcessMode};
-    use std::sync::atomic::Ordering::Relaxed;
     let hop = cantor::model::codec::CodecConfig::default().hop();
     let compute = std::time::Duration::from_secs_f64(compute_per_frame_s * FRAMES_PER_RENDER as f64);
     // The neural source's render steps, spending its measured compute per step.
-    let source = cantor::engine::source::KnobEchoSource::new(FRAMES_PER_RENDER * hop, compute, 0, 1);
+    let source = cantor::engine::test_sources::KnobEchoSource::new(FRAMES_PER_RENDER * hop, compute, 0, 1);
     let shared = Arc::new(EngineShared::default());
-    shared.width.store(0.0, Relaxed);
-    shared.temperature.store(0.25, Relaxed);
+    let knobs = |level| KnobValues { width: 0.0, gain: 1.0, temperature: level, ..Default::default() };
+    shared.publish_knobs(&knobs(0.25));
     let mut engine = Engine::start(Box::new(source), shared.clone(), GeneratorConfig { host_rate: 48_000, max_ahead_s: 2.0, seed: 1, mode: ProcessMode::Realtime }).unwrap();
     let block = 256;
     let (mut l, mut r) = (vec![0f32; block], vec![0f32; block]);
@@ -213,10 +198,10 @@ fn knob_latency(compute_per_frame_s: f64) {
         // A flip every 0.5 s after a 1 s warm-up (only once the last one was heard).
         if i * block >= 48_000 && (i * block) % 24_000 < block && flipped_at.is_none() {
             level = if level == 0.25 { 0.75 } else { 0.25 };
-            shared.temperature.store(level, Relaxed);
+            shared.publish_knobs(&knobs(level));
             flipped_at = Some(i * block);
         }
-        engine.reader.process(&mut l, &mut r, ProcessMode::Realtime);
+        engine.reader.process(&mut l, &mut r, ProcessMode::Realtime, true);
         if let Some(at) = flipped_at {
             if let Some(j) = l.iter().position(|&v| (v - level).abs() < 0.1) {
                 latencies.push((i * block + j - at) as f64 / 48.0);
@@ -228,12 +213,12 @@ fn knob_latency(compute_per_frame_s: f64) {
     let frame_ms = 1e3 * hop as f64 / 24_000.0;
     println!(
         "knob latency at the default look-ahead ({:.0} ms), {} changes: median {:.0} ms, max {:.0} ms (each + {frame_ms:.1} ms delay pattern = {:.0} / {:.0} ms; target 150 ms); underruns {}",
-        DEFAULT_LOOK_AHEAD_S * 1e3,
+        KNOBS.ahead.default * 1e3,
         latencies.len(),
         latencies[latencies.len() / 2],
         latencies[latencies.len() - 1],
         latencies[latencies.len() / 2] + frame_ms,
         latencies[latencies.len() - 1] + frame_ms,
-        shared.underruns.load(Relaxed)
+        shared.underruns()
     );
 }

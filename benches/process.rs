@@ -5,7 +5,7 @@
 //!
 //! `cargo bench --bench process` (prints median and p99; BENCHMARKS.md quotes it).
 
-use cantor::engine::source::CountingSource;
+use cantor::engine::test_sources::CountingSource;
 use cantor::engine::FrameSource;
 use cantor::plugin::{Cantor, DirectHost, SourceFactory};
 use nice_plug::prelude::ProcessMode;
@@ -44,7 +44,7 @@ fn main() {
             std::thread::sleep(wait);
         }
     }
-    let underruns = host.plugin.shared().underruns.load(std::sync::atomic::Ordering::Relaxed);
+    let underruns = host.plugin.shared().underruns();
     times.sort_by(f64::total_cmp);
     let pct = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     let budget_us = period.as_secs_f64() * 1e6;

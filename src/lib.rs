@@ -2,6 +2,7 @@
 //!
 //! - `model`: the codec and prior (candle), shared by the plugin, the CLI and the trainer.
 //! - `audio`: resampling and WAV I/O.
+//! - `knobs`: every knob, defined once (parameters, engine values, command-line options).
 //! - `engine`: the real-time bridge (generator thread, ring buffer, audio-side reader).
 //! - `plugin`, `params`, `editor`: the CLAP/VST3 shell (feature `plugin`).
 
@@ -9,6 +10,7 @@ pub mod audio;
 #[cfg(feature = "plugin")]
 pub mod editor;
 pub mod engine;
+pub mod knobs;
 pub mod model;
 #[cfg(feature = "plugin")]
 pub mod params;

@@ -1,156 +1,96 @@
-//! Cantor's parameters. Every one is automatable and saved with the project.
+//! Cantor's parameters as nice-plug sees them. The knobs themselves (ids, names, ranges,
+//! defaults, text, help) are defined once, in `knobs.rs`, which also generates `CantorParams`;
+//! this file turns a table row into a nice-plug parameter and repairs saved states.
 //!
 //! **Parameter ids never change once released**: hosts store automation and presets by id.
-//! Add new parameters with new ids; never rename, reuse or remove an id.
-//! Ranges live in named functions so the editor and the engine use the same numbers.
 
-use crate::model::vocab::{INSTRUMENT_FAMILIES, KEY_NAMES, MODES, STYLES};
+use crate::knobs::{
+    BoolKnob, EnumKnob, FloatKnob, FloatScale, IntKnob, KnobEnum, KnobValue, DEFAULT_STYLES,
+    STYLE_WEIGHT,
+};
+pub use crate::knobs::{CantorParams, RunMode, TempoMode, MAX_SEED};
+use crate::model::vocab::STYLES;
 use nice_plug::plugin::ParamValue;
 use nice_plug::prelude::*;
 use std::sync::Arc;
 
-/// Output gain range in dB.
-pub fn gain_db_range() -> (f32, f32) {
-    (-60.0, 12.0)
-}
-/// Free tempo range in beats per minute (the corpus and the prior cover 60-180).
-pub fn tempo_range() -> (f32, f32) {
-    crate::model::vocab::BPM_RANGE
-}
-/// Sampling temperature: 0 is greedy (argmax), above 1 gets wilder.
-pub fn temperature_range() -> (f32, f32) {
-    (0.0, 2.0)
-}
-/// Top-p (nucleus) mass: 1 disables it; small values keep only the likeliest codes.
-pub fn top_p_range() -> (f32, f32) {
-    (0.05, 1.0)
-}
-/// Stereo width: 0 is mono, 1 natural, 2 wide.
-pub fn width_range() -> (f32, f32) {
-    (0.0, 2.0)
-}
-/// Top-k: 0 disables it; otherwise only the k likeliest codes are sampled.
-pub fn top_k_range() -> (i32, i32) {
-    (0, 512)
-}
-/// Classifier-free guidance strength: 0 ignores the knobs (unconditional), 1 is plain
-/// conditioning, above 1 exaggerates the requested style, key and tempo.
-pub fn guidance_range() -> (f32, f32) {
-    (0.0, 8.0)
-}
-/// Default guidance (parameter, `cantor render`): 7 since session 14. At temperature 1 over 10
-/// seeds (60 takes each, EVAL.md) 7 puts the tempo within 5% in 73% of takes against 58% at 5,
-/// with style and key unchanged within noise; its 10-minute take stays loud and varied and its
-/// strains echo as well as at 5 (session 13). The cost, also measured: 3 dB less energy above
-/// 1.5 kHz. (5 had held since session 12, 3 before it; session 6's models had chosen 3 over 1.5.)
-pub const DEFAULT_GUIDANCE: f32 = 7.0;
-/// How closely the second playing of each 8-bar strain follows the first: 0 lets the music
-/// wander freely, 1 is the strongest echo (`model::prior::sampling::REPEAT_MAX_BIAS`).
-pub fn repeat_range() -> (f32, f32) {
-    (0.0, 1.0)
-}
-/// Default repeat (parameter, `cantor render`): the phrase contrast of generated reels nearest
-/// to real ones' (EVAL.md, strain repetition). 1 since session 12: at temperature 1 the echo
-/// is looser than it was at 0.9, and 0.75 fell to half of real pieces' contrast.
-pub const DEFAULT_REPEAT: f32 = 1.0;
-/// Default sampling temperature (parameter, `cantor render`): the model's own distribution.
-/// Session 12 measured it at guidance 5 (EVAL.md): 1 followed style, tempo and key better than
-/// 0.9 (the default until then) and 0.7, which drift toward a generic sustained texture.
-pub const DEFAULT_TEMPERATURE: f32 = 1.0;
-/// Default nucleus (top-p) mass (parameter, `cantor render`): cuts the unlikeliest 5% tail.
-pub const DEFAULT_TOP_P: f32 = 0.95;
-/// Default stereo width (parameter, `cantor render`): 1 is natural.
-pub const DEFAULT_WIDTH: f32 = 1.0;
-/// Default output gain in dB (parameter, `cantor render`): headroom for the host's mix.
-pub const DEFAULT_GAIN_DB: f32 = -6.0;
-/// Seconds generated ahead of playback: smaller follows knobs faster, larger survives CPU spikes.
-pub fn responsiveness_range() -> (f32, f32) {
-    (0.05, 2.0)
-}
-pub use crate::engine::shared::DEFAULT_LOOK_AHEAD_S;
-/// Largest seed (seeds are shown and typed as plain numbers).
-pub const MAX_SEED: i32 = 99_999;
-
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TempoMode {
-    /// Follow the host's tempo.
-    #[id = "host"]
-    #[name = "Follow host"]
-    Host,
-    /// Use the free tempo knob.
-    #[id = "free"]
-    #[name = "Free"]
-    Free,
+/// A table row's nice-plug parameter, and how to read its value back.
+pub trait KnobParam: crate::knobs::KnobKind {
+    type Param: Param;
+    fn param(&self) -> Self::Param;
+    fn value(param: &Self::Param) -> Self::Value;
 }
 
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunMode {
-    /// Play while the host transport plays; starting playback restarts from (seed, position).
-    #[id = "transport"]
-    #[name = "Follow transport"]
-    Transport,
-    /// Play all the time.
-    #[id = "always"]
-    #[name = "Always"]
-    Always,
-    /// Play while at least one MIDI note is held, fading in and out.
-    #[id = "note"]
-    #[name = "While a note is held"]
-    NoteHeld,
+impl KnobParam for FloatKnob {
+    type Param = FloatParam;
+    fn param(&self) -> FloatParam {
+        let (min, max) = self.plain_range();
+        let range = match self.scale {
+            FloatScale::Linear => FloatRange::Linear { min, max },
+            FloatScale::Skewed(exponent) => FloatRange::Skewed {
+                min,
+                max,
+                factor: FloatRange::skew_factor(exponent),
+            },
+            FloatScale::Gain => FloatRange::Skewed {
+                min,
+                max,
+                factor: FloatRange::gain_skew_factor(self.min, self.max),
+            },
+        };
+        let (format, parse) = (*self, *self);
+        let p = FloatParam::new(self.name, self.default_value(), range)
+            .with_unit(self.unit)
+            .with_value_to_string(Arc::new(move |v| format.format(v)))
+            .with_string_to_value(Arc::new(move |s| parse.parse(s)));
+        match self.step {
+            Some(step) => p.with_step_size(step),
+            None => p,
+        }
+    }
+    fn value(param: &FloatParam) -> f32 {
+        param.value()
+    }
 }
 
-#[derive(Params)]
-pub struct CantorParams {
-    /// Output gain, smoothed on the audio thread.
-    #[id = "gain"]
-    pub gain: FloatParam,
-    /// Stereo width of the output (0 mono, 1 natural, 2 wide).
-    #[id = "width"]
-    pub width: FloatParam,
-    /// Style blend: one weight per trained style (normalised by the engine; all zero = unconditional).
-    #[nested(array, group = "Style")]
-    pub styles: [StyleWeight; STYLES.len()],
-    /// General MIDI instrument family the prior is asked to play.
-    #[id = "instrument"]
-    pub instrument: IntParam,
-    #[id = "tempo_mode"]
-    pub tempo_mode: EnumParam<TempoMode>,
-    /// Tempo in free mode, beats per minute, counting the beats of the host's time signature as the
-    /// corpus does (`vocab::Meter`: dotted quarters in 6/8, half notes in 2/2).
-    #[id = "tempo"]
-    pub tempo: FloatParam,
-    /// Key tonic (pitch class, C = 0).
-    #[id = "key"]
-    pub key: IntParam,
-    /// 0 major, 1 minor.
-    #[id = "mode"]
-    pub mode: IntParam,
-    /// The last MIDI note played sets the key tonic.
-    #[id = "key_midi"]
-    pub key_follows_midi: BoolParam,
-    #[id = "temperature"]
-    pub temperature: FloatParam,
-    #[id = "top_k"]
-    pub top_k: IntParam,
-    #[id = "top_p"]
-    pub top_p: FloatParam,
-    #[id = "guidance"]
-    pub guidance: FloatParam,
-    /// Strain repetition (long-range structure): see `repeat_range`.
-    #[id = "repeat"]
-    pub repeat: FloatParam,
-    /// Seed of the generator's random choices: the same seed and automation give the same music.
-    #[id = "seed"]
-    pub seed: IntParam,
-    #[id = "run_mode"]
-    pub run_mode: EnumParam<RunMode>,
-    /// Seconds of audio generated ahead (see `responsiveness_range`).
-    #[id = "ahead"]
-    pub responsiveness: FloatParam,
-    /// The editor window's logical size, saved with the project so the window reopens as the
-    /// user left it (written by the editor when the host resizes it).
-    #[persist = "editor-size"]
-    pub editor_size: Arc<std::sync::RwLock<EditorSize>>,
+impl KnobParam for IntKnob {
+    type Param = IntParam;
+    fn param(&self) -> IntParam {
+        let (format, parse) = (*self, *self);
+        IntParam::new(
+            self.name,
+            self.default,
+            IntRange::Linear {
+                min: self.min,
+                max: self.max,
+            },
+        )
+        .with_value_to_string(Arc::new(move |v| format.format(v)))
+        .with_string_to_value(Arc::new(move |s| parse.parse(s)))
+    }
+    fn value(param: &IntParam) -> i32 {
+        param.value()
+    }
+}
+
+impl KnobParam for BoolKnob {
+    type Param = BoolParam;
+    fn param(&self) -> BoolParam {
+        BoolParam::new(self.name, self.default)
+    }
+    fn value(param: &BoolParam) -> bool {
+        param.value()
+    }
+}
+
+impl<T: KnobEnum + KnobValue + Enum + PartialEq + Sync + Send> KnobParam for EnumKnob<T> {
+    type Param = EnumParam<T>;
+    fn param(&self) -> EnumParam<T> {
+        EnumParam::new(self.name, self.default)
+    }
+    fn value(param: &EnumParam<T>) -> T {
+        param.value()
+    }
 }
 
 /// The editor window's size in logical points.
@@ -161,117 +101,54 @@ pub struct EditorSize {
 }
 
 impl EditorSize {
-    pub const DEFAULT: Self = Self { width: 720.0, height: 640.0 };
-    pub const MIN: Self = Self { width: 480.0, height: 400.0 };
-    pub const MAX: Self = Self { width: 4096.0, height: 4096.0 };
+    pub const DEFAULT: Self = Self {
+        width: 720.0,
+        height: 640.0,
+    };
+    pub const MIN: Self = Self {
+        width: 480.0,
+        height: 400.0,
+    };
+    pub const MAX: Self = Self {
+        width: 4096.0,
+        height: 4096.0,
+    };
 
     /// Within the editor's limits; a broken saved size (NaN, zero, huge) gives the default.
     pub fn sanitized(self) -> Self {
         if !(self.width.is_finite() && self.height.is_finite()) {
             return Self::DEFAULT;
         }
-        Self { width: self.width.clamp(Self::MIN.width, Self::MAX.width), height: self.height.clamp(Self::MIN.height, Self::MAX.height) }
+        Self {
+            width: self.width.clamp(Self::MIN.width, Self::MAX.width),
+            height: self.height.clamp(Self::MIN.height, Self::MAX.height),
+        }
     }
 }
 
-/// One style's weight in the blend.
+/// One style's weight in the blend (`style_1`..`style_6`, named after the style).
 #[derive(Params)]
 pub struct StyleWeight {
     #[id = "style"]
     pub weight: FloatParam,
 }
 
-fn names_formatter(names: &'static [&'static str]) -> Arc<dyn Fn(i32) -> String + Send + Sync> {
-    Arc::new(move |v| names.get(v.max(0) as usize).copied().unwrap_or("?").to_string())
-}
-
-fn names_parser(names: &'static [&'static str]) -> Arc<dyn Fn(&str) -> Option<i32> + Send + Sync> {
-    Arc::new(move |s| names.iter().position(|n| n.eq_ignore_ascii_case(s.trim())).map(|i| i as i32))
-}
-
-static INSTRUMENT_NAMES: [&str; INSTRUMENT_FAMILIES.len()] = {
-    let mut n = [""; INSTRUMENT_FAMILIES.len()];
-    let mut i = 0;
-    while i < n.len() {
-        n[i] = INSTRUMENT_FAMILIES[i].0;
-        i += 1;
-    }
-    n
-};
-
-impl Default for CantorParams {
-    fn default() -> Self {
-        let (g_lo, g_hi) = gain_db_range();
-        let (t_lo, t_hi) = tempo_range();
-        let (temp_lo, temp_hi) = temperature_range();
-        let (k_lo, k_hi) = top_k_range();
-        let (gd_lo, gd_hi) = guidance_range();
-        let (p_lo, p_hi) = top_p_range();
-        let (w_lo, w_hi) = width_range();
-        let (rep_lo, rep_hi) = repeat_range();
-        let (r_lo, r_hi) = responsiveness_range();
+impl StyleWeight {
+    pub fn new(i: usize) -> Self {
+        let percent = FloatKnob {
+            default: DEFAULT_STYLES[i],
+            ..STYLE_WEIGHT
+        };
+        let (format, parse) = (percent, percent);
         Self {
-            gain: FloatParam::new(
-                "Output gain",
-                util::db_to_gain(DEFAULT_GAIN_DB),
-                FloatRange::Skewed {
-                    min: util::db_to_gain(g_lo),
-                    max: util::db_to_gain(g_hi),
-                    factor: FloatRange::gain_skew_factor(g_lo, g_hi),
-                },
+            weight: FloatParam::new(
+                STYLES[i],
+                DEFAULT_STYLES[i],
+                FloatRange::Linear { min: 0.0, max: 1.0 },
             )
-            .with_smoother(SmoothingStyle::Logarithmic(50.0))
-            .with_unit(" dB")
-            .with_value_to_string(formatters::v2s_f32_gain_to_db(1))
-            .with_string_to_value(formatters::s2v_f32_gain_to_db()),
-            width: FloatParam::new("Stereo width", DEFAULT_WIDTH, FloatRange::Linear { min: w_lo, max: w_hi })
-                .with_smoother(SmoothingStyle::Linear(50.0))
-                .with_value_to_string(formatters::v2s_f32_percentage(0))
-                .with_string_to_value(formatters::s2v_f32_percentage())
-                .with_unit("%"),
-            styles: std::array::from_fn(|i| StyleWeight {
-                weight: FloatParam::new(STYLES[i], if i == 3 { 1.0 } else { 0.0 }, FloatRange::Linear { min: 0.0, max: 1.0 })
-                    .with_value_to_string(formatters::v2s_f32_percentage(0))
-                    .with_string_to_value(formatters::s2v_f32_percentage())
-                    .with_unit("%"),
-            }),
-            instrument: IntParam::new("Instrument", 0, IntRange::Linear { min: 0, max: INSTRUMENT_FAMILIES.len() as i32 - 1 })
-                .with_value_to_string(names_formatter(&INSTRUMENT_NAMES))
-                .with_string_to_value(names_parser(&INSTRUMENT_NAMES)),
-            tempo_mode: EnumParam::new("Tempo mode", TempoMode::Host),
-            tempo: FloatParam::new("Tempo", 120.0, FloatRange::Linear { min: t_lo, max: t_hi })
-                .with_step_size(0.1)
-                .with_unit(" BPM"),
-            key: IntParam::new("Key", 2, IntRange::Linear { min: 0, max: 11 })
-                .with_value_to_string(names_formatter(&KEY_NAMES))
-                .with_string_to_value(names_parser(&KEY_NAMES)),
-            mode: IntParam::new("Mode", 0, IntRange::Linear { min: 0, max: 1 })
-                .with_value_to_string(names_formatter(&MODES))
-                .with_string_to_value(names_parser(&MODES)),
-            key_follows_midi: BoolParam::new("Key follows MIDI", false),
-            temperature: FloatParam::new("Temperature", DEFAULT_TEMPERATURE, FloatRange::Linear { min: temp_lo, max: temp_hi })
-                .with_value_to_string(formatters::v2s_f32_rounded(2)),
-            top_k: IntParam::new("Top-k", 0, IntRange::Linear { min: k_lo, max: k_hi }).with_value_to_string(Arc::new(
-                |v| if v == 0 { "off".to_string() } else { v.to_string() },
-            )),
-            top_p: FloatParam::new("Top-p", DEFAULT_TOP_P, FloatRange::Linear { min: p_lo, max: p_hi })
-                .with_value_to_string(formatters::v2s_f32_rounded(2)),
-            guidance: FloatParam::new("Guidance", DEFAULT_GUIDANCE, FloatRange::Linear { min: gd_lo, max: gd_hi })
-                .with_value_to_string(formatters::v2s_f32_rounded(2)),
-            repeat: FloatParam::new("Repeat", DEFAULT_REPEAT, FloatRange::Linear { min: rep_lo, max: rep_hi })
-                .with_value_to_string(formatters::v2s_f32_percentage(0))
-                .with_string_to_value(formatters::s2v_f32_percentage())
-                .with_unit("%"),
-            seed: IntParam::new("Seed", 1, IntRange::Linear { min: 0, max: MAX_SEED }),
-            run_mode: EnumParam::new("Run mode", RunMode::Transport),
-            responsiveness: FloatParam::new(
-                "Look-ahead",
-                DEFAULT_LOOK_AHEAD_S,
-                FloatRange::Skewed { min: r_lo, max: r_hi, factor: FloatRange::skew_factor(-1.0) },
-            )
-            .with_unit(" s")
-            .with_value_to_string(formatters::v2s_f32_rounded(2)),
-            editor_size: Arc::new(std::sync::RwLock::new(EditorSize::DEFAULT)),
+            .with_unit(percent.unit)
+            .with_value_to_string(Arc::new(move |v| format.format(v)))
+            .with_string_to_value(Arc::new(move |s| parse.parse(s))),
         }
     }
 }
@@ -291,22 +168,29 @@ pub fn sanitize_state(state: &mut PluginState) -> Vec<String> {
         };
         match value {
             ParamValue::F32(v) if !v.is_finite() => {
-                repairs.push(format!("parameter {id:?}: {v} is not a number, default kept"));
+                repairs.push(format!(
+                    "parameter {id:?}: {v} is not a number, default kept"
+                ));
                 false
             }
             ParamValue::F32(v) => {
                 // SAFETY: `ptr` points into `defaults`, alive for this whole function.
                 let clamped = unsafe { ptr.preview_plain(ptr.preview_normalized(*v)) };
                 if (clamped - *v).abs() > 1e-4 * v.abs().max(1.0) {
-                    repairs.push(format!("parameter {id:?}: {v} is out of range, set to {clamped}"));
+                    repairs.push(format!(
+                        "parameter {id:?}: {v} is out of range, set to {clamped}"
+                    ));
                     *v = clamped;
                 }
                 true
             }
             ParamValue::I32(v) => {
-                let clamped = unsafe { ptr.preview_plain(ptr.preview_normalized(*v as f32)) }.round() as i32;
+                let clamped =
+                    unsafe { ptr.preview_plain(ptr.preview_normalized(*v as f32)) }.round() as i32;
                 if clamped != *v {
-                    repairs.push(format!("parameter {id:?}: {v} is out of range, set to {clamped}"));
+                    repairs.push(format!(
+                        "parameter {id:?}: {v} is out of range, set to {clamped}"
+                    ));
                     *v = clamped;
                 }
                 true
@@ -332,7 +216,10 @@ mod tests {
     fn state(params: &[(&str, ParamValue)]) -> PluginState {
         PluginState {
             version: "0.0.1".into(),
-            params: params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             fields: Default::default(),
         }
     }
@@ -362,18 +249,112 @@ mod tests {
     fn the_editor_size_is_saved_and_a_broken_one_repaired() {
         // Saved and restored through the persisted-field mechanism the wrappers use.
         let p = CantorParams::default();
-        *p.editor_size.write().unwrap() = EditorSize { width: 900.0, height: 700.0 };
+        *p.editor_size.write().unwrap() = EditorSize {
+            width: 900.0,
+            height: 700.0,
+        };
         let saved = p.serialize_fields();
         let q = CantorParams::default();
         q.deserialize_fields(&saved);
-        assert_eq!(*q.editor_size.read().unwrap(), EditorSize { width: 900.0, height: 700.0 });
+        assert_eq!(
+            *q.editor_size.read().unwrap(),
+            EditorSize {
+                width: 900.0,
+                height: 700.0
+            }
+        );
         // An unreadable size is dropped before loading; an absurd one is clamped when used.
         let mut s = state(&[]);
         s.fields.insert("editor-size".into(), "{not json".into());
         assert_eq!(sanitize_state(&mut s).len(), 1);
         assert!(s.fields.is_empty());
-        assert_eq!(EditorSize { width: f32::NAN, height: 10.0 }.sanitized(), EditorSize::DEFAULT);
-        assert_eq!(EditorSize { width: 1e9, height: 10.0 }.sanitized(), EditorSize { width: EditorSize::MAX.width, height: EditorSize::MIN.height });
+        assert_eq!(
+            EditorSize {
+                width: f32::NAN,
+                height: 10.0
+            }
+            .sanitized(),
+            EditorSize::DEFAULT
+        );
+        assert_eq!(
+            EditorSize {
+                width: 1e9,
+                height: 10.0
+            }
+            .sanitized(),
+            EditorSize {
+                width: EditorSize::MAX.width,
+                height: EditorSize::MIN.height
+            }
+        );
+    }
+
+    #[test]
+    fn every_knob_has_one_default_in_the_plugin_the_engine_and_the_command_line() {
+        use crate::knobs::{parameter_ids, KnobValues};
+        let table = KnobValues::default();
+        let params = CantorParams::default();
+        let map = params.param_map();
+        assert_eq!(
+            map.len(),
+            parameter_ids().len(),
+            "a parameter outside the knob table"
+        );
+        for id in parameter_ids() {
+            let (_, ptr, _) = map
+                .iter()
+                .find(|(i, _, _)| *i == id)
+                .unwrap_or_else(|| panic!("no parameter {id}"));
+            // SAFETY: the pointer comes from `params`, alive here.
+            let plugin = unsafe { ptr.preview_plain(ptr.default_normalized_value()) };
+            let want = table.plain(&id).unwrap();
+            assert!(
+                (plugin - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "{id}: the parameter's default {plugin} is not the table's {want}"
+            );
+        }
+        assert_eq!(
+            params.values(),
+            table,
+            "a parameter's value is not the table's default"
+        );
+        assert_eq!(
+            crate::engine::EngineShared::default().knobs().knobs,
+            table,
+            "the engine starts from other knobs"
+        );
+        assert_eq!(
+            crate::plugin::render::RenderSettings::default().knobs,
+            table,
+            "offline renders start from other knobs"
+        );
+    }
+
+    #[test]
+    fn every_value_a_host_shows_as_text_reads_back_as_that_value() {
+        // As a host does: value -> text (with and without the unit) -> value, across each range.
+        let params = CantorParams::default();
+        for (id, ptr, _) in params.param_map() {
+            let steps = unsafe { ptr.step_count() }.map_or(2000, |n| n as usize);
+            for i in 0..=steps {
+                let normalized = i as f32 / steps as f32;
+                // SAFETY: the pointer comes from `params`, alive here.
+                unsafe {
+                    let plain = ptr.preview_plain(normalized);
+                    for with_unit in [true, false] {
+                        let text = ptr.normalized_value_to_string(normalized, with_unit);
+                        let back = ptr
+                            .string_to_normalized_value(&text)
+                            .unwrap_or_else(|| panic!("{id}: {text:?} does not read back"));
+                        let again = ptr.normalized_value_to_string(back, with_unit);
+                        assert_eq!(again, text, "{id}: {text:?} reads back as {again:?}");
+                        if steps < 2000 {
+                            assert_eq!(ptr.preview_plain(back), plain, "{id}: {text:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -381,8 +362,28 @@ mod tests {
         // Ids are a promise to hosts' saved projects: this list only ever grows.
         let p = CantorParams::default();
         let ids: Vec<String> = p.param_map().into_iter().map(|(id, _, _)| id).collect();
-        for id in ["gain", "width", "instrument", "tempo_mode", "tempo", "key", "mode", "key_midi", "temperature", "top_k", "top_p", "guidance", "repeat", "seed", "run_mode", "ahead"] {
-            assert!(ids.iter().any(|i| i == id), "parameter id {id:?} disappeared");
+        for id in [
+            "gain",
+            "width",
+            "instrument",
+            "tempo_mode",
+            "tempo",
+            "key",
+            "mode",
+            "key_midi",
+            "temperature",
+            "top_k",
+            "top_p",
+            "guidance",
+            "repeat",
+            "seed",
+            "run_mode",
+            "ahead",
+        ] {
+            assert!(
+                ids.iter().any(|i| i == id),
+                "parameter id {id:?} disappeared"
+            );
         }
         let mut sorted = ids.clone();
         sorted.sort();

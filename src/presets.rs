@@ -5,7 +5,8 @@
 //! puts them where hosts' preset browsers look).
 
 use crate::model::vocab::{instrument_index, KEY_NAMES, STYLES};
-use crate::params::{CantorParams, DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE};
+use crate::knobs::KNOBS;
+use crate::params::CantorParams;
 use nice_plug::prelude::{ParamPtr, Params, PluginState};
 use nice_plug::plugin::ParamValue;
 
@@ -19,17 +20,17 @@ pub struct Preset {
     pub bpm: f32,
     pub key: &'static str,
     pub minor: bool,
-    /// Every factory preset uses the default (`DEFAULT_TEMPERATURE`): session 12 measured lower
-    /// temperatures (0.7, 0.9) following style, tempo and key less well; they were 0.8-0.95.
+    /// Every factory preset uses the knob's default: lower temperatures (0.7, 0.9) were measured
+    /// following style, tempo and key less well (EVAL.md).
     pub temperature: f32,
-    /// Every factory preset uses the default (`DEFAULT_GUIDANCE`, which says how it was chosen).
+    /// Every factory preset uses the knob's default (`knobs.rs` says how it was chosen).
     pub guidance: f32,
 }
 
 /// A factory preset at the default temperature and guidance (one that needs its own can say
 /// `Preset { guidance: .., ..p(..) }`).
 const fn p(name: &'static str, styles: &'static [(&'static str, f32)], instrument: &'static str, bpm: f32, key: &'static str, minor: bool) -> Preset {
-    Preset { name, styles, instrument, bpm, key, minor, temperature: DEFAULT_TEMPERATURE, guidance: DEFAULT_GUIDANCE }
+    Preset { name, styles, instrument, bpm, key, minor, temperature: KNOBS.temperature.default, guidance: KNOBS.guidance.default }
 }
 
 pub const FACTORY: &[Preset] = &[

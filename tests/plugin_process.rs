@@ -2,7 +2,7 @@
 //! the audio thread, counted by a global allocator), silence without a model, gating, offline
 //! determinism, and bad host behaviour.
 
-use cantor::engine::source::CountingSource;
+use cantor::engine::test_sources::CountingSource;
 use cantor::plugin::{Cantor, DirectHost, SourceFactory, NO_MODEL};
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
@@ -107,14 +107,13 @@ fn blocks_larger_than_8192_frames_play_without_allocating() {
 /// jig at 116 in two, cut time counts halves; a signature no score writes changes nothing.
 #[test]
 fn the_host_time_signature_sets_the_beat_the_prior_counts() {
-    use std::sync::atomic::Ordering::Relaxed;
     let mut host = host_with(Some(counting_factory()), 48_000.0, 512, ProcessMode::Realtime);
     let mut at = |tempo: f64, n: i32, d: i32| {
         let t = host.transport_mut();
         (t.tempo, t.time_sig_numerator, t.time_sig_denominator) = (Some(tempo), Some(n), Some(d));
         host.process(64);
         let shared = host.plugin.shared();
-        (shared.tempo_bpm.load(Relaxed), shared.beats_per_bar.load(Relaxed))
+        shared.time()
     };
     assert_eq!(at(120.0, 4, 4), (120.0, 4));
     assert_eq!(at(174.0, 6, 8), (116.0, 2));
@@ -241,7 +240,7 @@ fn capture_writes_a_wav_equal_to_what_was_played() {
         let [l, r] = host.process(480);
         played.extend(l.iter().zip(r).flat_map(|(a, b)| [*a, *b]));
     }
-    let capture = host.plugin.shared().capture.clone();
+    let capture = host.plugin.shared().capture().clone();
     let save = |request: cantor::engine::capture::CaptureRequest| -> Vec<f32> {
         let before = capture.saved.load(std::sync::atomic::Ordering::Relaxed);
         capture.request(request).unwrap();

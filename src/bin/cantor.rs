@@ -40,47 +40,14 @@ struct RenderArgs {
     /// Styles: chorale, air, jig, reel, hornpipe, march/polka.
     #[arg(long, default_value = "reel")]
     style: String,
-    /// Instrument family: piano, strings, organ, winds, brass, plucked, choir/pads, mallets.
-    #[arg(long, default_value = "strings")]
-    instrument: String,
-    /// Tempo in beats per minute (60-180), counting the time signature's beats: dotted quarters
-    /// in 6/8, 9/8 and 12/8, half notes in 2/2 (a jig at 116 is 116 dotted quarters).
-    #[arg(long, default_value_t = 110.0)]
-    bpm: f32,
-    /// Time signature, e.g. 4/4, 3/4, 2/2, 2/4, 6/8. The tunes Cantor learned from were mostly
-    /// written in: chorales 4/4, airs 3/4, jigs 6/8, reels and hornpipes 2/2, marches and polkas 2/4.
+    /// Time signature, e.g. 4/4, 3/4, 2/2, 2/4, 6/8; --bpm counts its beats (dotted quarters in
+    /// 6/8, 9/8 and 12/8, half notes in 2/2). The tunes Cantor learned from were mostly written
+    /// in: chorales 4/4, airs 3/4, jigs 6/8, reels and hornpipes 2/2, marches and polkas 2/4.
     #[arg(long, default_value = "4/4", value_parser = cantor::model::vocab::Meter::parse)]
     time_signature: (u32, u32),
-    /// Key tonic: C, C#, D, Eb, E, F, F#, G, Ab, A, Bb, B.
-    #[arg(long, default_value = "D")]
-    key: String,
-    /// Mode: major or minor.
-    #[arg(long, default_value = "major")]
-    mode: String,
-    /// Seed: the same seed and settings give the same audio, bit for bit.
-    #[arg(long, default_value_t = 1)]
-    seed: u32,
-    /// Sampling temperature (0 = always the likeliest code, 2 = wild).
-    #[arg(long, default_value_t = cantor::params::DEFAULT_TEMPERATURE)]
-    temperature: f32,
-    /// Sample only among the k likeliest codes (0 = off).
-    #[arg(long, default_value_t = 0)]
-    top_k: u32,
-    /// Sample only among the likeliest codes that make up this probability (1 = off).
-    #[arg(long, default_value_t = cantor::params::DEFAULT_TOP_P)]
-    top_p: f32,
-    /// Classifier-free guidance: 0 ignores style, instrument, key and tempo; above 1 exaggerates them.
-    #[arg(long, default_value_t = cantor::params::DEFAULT_GUIDANCE)]
-    guidance: f32,
-    /// How closely the second playing of each 8-bar strain follows the first (0 = free, 1 = closest).
-    #[arg(long, default_value_t = cantor::params::DEFAULT_REPEAT)]
-    repeat: f32,
-    /// Stereo width: 0 mono, 1 natural, 2 wide.
-    #[arg(long, default_value_t = cantor::params::DEFAULT_WIDTH)]
-    width: f32,
-    /// Output gain in dB.
-    #[arg(long, default_value_t = cantor::params::DEFAULT_GAIN_DB)]
-    gain_db: f32,
+    /// Every knob of the plugin that shapes a render (the table in `knobs.rs`).
+    #[command(flatten)]
+    knobs: cantor::knobs::KnobArgs,
     /// Output sample rate in Hz.
     #[arg(long, default_value_t = 48_000)]
     sample_rate: u32,
@@ -96,24 +63,15 @@ struct RenderArgs {
 
 fn render(args: RenderArgs) -> Result<()> {
     use cantor::plugin::render::{parse_styles, render, RenderSettings};
-    let settings = RenderSettings {
-        seconds: args.seconds,
-        sample_rate: args.sample_rate,
-        styles: parse_styles(&args.style).map_err(anyhow::Error::msg)?,
-        instrument: args.instrument,
-        bpm: args.bpm,
-        time_signature: args.time_signature,
-        key: args.key,
-        mode: args.mode,
-        seed: args.seed,
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        guidance: args.guidance,
-        repeat: args.repeat,
-        width: args.width,
-        gain_db: args.gain_db,
+    let styles = parse_styles(&args.style);
+    let knobs = args.knobs.values();
+    let mut errors: Vec<String> = styles.as_ref().err().into_iter().cloned().collect();
+    errors.extend(knobs.as_ref().err().into_iter().flatten().cloned());
+    let (Ok(styles), Ok(mut knobs), true) = (styles, knobs, errors.is_empty()) else {
+        anyhow::bail!(errors.join("\n"));
     };
+    knobs.styles = styles;
+    let settings = RenderSettings { seconds: args.seconds, sample_rate: args.sample_rate, time_signature: args.time_signature, knobs };
     settings.validate().map_err(anyhow::Error::msg)?;
     let factory = match (&args.prior, &args.codec) {
         (Some(p), Some(c)) => {

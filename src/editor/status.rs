@@ -1,13 +1,12 @@
 //! The status panel: model state or error in plain words, buffer health, load, underruns.
 
 use crate::engine::EngineShared;
-use std::sync::atomic::Ordering::Relaxed;
 
 pub fn show(ui: &mut egui::Ui, shared: &EngineShared) {
-    if let Some(name) = shared.model_name.lock().ok().and_then(|n| n.clone()) {
+    if let Some(name) = shared.model_name() {
         ui.label(format!("Model: {name}, version {}", env!("CARGO_PKG_VERSION")));
     }
-    let peak = shared.output_peak.load(Relaxed);
+    let peak = shared.output_peak();
     let db = 20.0 * peak.max(1e-6).log10();
     ui.add(egui::ProgressBar::new(((db + 60.0) / 60.0).clamp(0.0, 1.0)).text(if peak > 0.0 { format!("output peak {db:.1} dBFS") } else { "silent".into() }))
         .on_hover_text("Peak level of the last audio block.");
@@ -19,11 +18,11 @@ pub fn show(ui: &mut egui::Ui, shared: &EngineShared) {
             ui.label("Generating.");
         }
     }
-    let load = shared.load_permille.load(Relaxed);
+    let load = shared.load_permille();
     let rtf = if load > 0 { format!("{:.1}x real time", 1000.0 / load as f64) } else { "-".into() };
     ui.label(format!(
         "Buffered: {} frames   Generator speed: {rtf}   Underruns: {}",
-        shared.buffered_frames.load(Relaxed),
-        shared.underruns.load(Relaxed)
+        shared.buffered_frames(),
+        shared.underruns()
     ));
 }

@@ -7,20 +7,17 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ringbuf::traits::{Observer, Producer};
 use ringbuf::HeapProd;
 use rubato::{FftFixedIn, Resampler};
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Messages to the generator. Sent with `try_send` from the audio thread (bounded channel,
-/// no allocation) and with `send` from the plugin's main thread.
+/// no allocation); `Shutdown` from the main thread when the engine stops.
 pub enum Command {
     /// Restart generation for reset epoch `epoch` from `position` host samples with `seed`.
     Reset { epoch: u64, seed: u64, position: u64 },
     /// Offline: the reader raised `EngineShared::demand_frames`; wake up and render.
     Wake,
-    /// Replace the source (a new model); generation restarts at the current epoch.
-    Swap(Box<dyn FrameSource>),
     Shutdown,
 }
 
@@ -53,11 +50,6 @@ impl Generator {
             .name("cantor-generator".into())
             .spawn(move || Worker::new(source, producer, rx, shared, config).run())?;
         Ok(Self { handle: Some(handle), commands: tx })
-    }
-
-    /// Send a command from a non-audio thread (blocks only if 64 commands are queued).
-    pub fn send(&self, command: Command) {
-        let _ = self.commands.send(command);
     }
 
     /// Stop the thread and wait for it.
@@ -144,7 +136,6 @@ struct Worker {
     resampled: Vec<f32>,
     /// Stereo frames pushed into the ring since the engine started.
     pushed_frames: u64,
-    seed: u64,
     failed: bool,
 }
 
@@ -175,13 +166,12 @@ impl Worker {
             mono: Vec::new(),
             resampled: Vec::new(),
             pushed_frames: 0,
-            seed: config.seed,
             failed,
         }
     }
 
     fn run(mut self) {
-        self.shared.running.store(true, Relaxed);
+        self.shared.set_running(true);
         self.reset(0, self.config.seed, 0);
         loop {
             // Hand over what the last render made before deciding to wait: otherwise an offline
@@ -202,24 +192,6 @@ impl Worker {
                 Some(Command::Shutdown) => break,
                 Some(Command::Reset { epoch, seed, position }) => self.reset(epoch, seed, position),
                 Some(Command::Wake) => {}
-                Some(Command::Swap(source)) => {
-                    self.source = source;
-                    match StreamResampler::new(self.source.sample_rate(), self.config.host_rate) {
-                        Ok(r) => {
-                            self.resampler = r;
-                            self.failed = false;
-                            if let Ok(mut e) = self.shared.error.lock() {
-                                *e = None;
-                            }
-                        }
-                        Err(e) => {
-                            self.shared.set_error(e);
-                            self.failed = true;
-                        }
-                    }
-                    let epoch = self.shared.produced_epoch.load(Relaxed);
-                    self.reset(epoch, self.seed, 0);
-                }
                 None => {}
             }
             self.push_pending();
@@ -227,29 +199,26 @@ impl Worker {
                 self.generate();
             }
         }
-        self.shared.running.store(false, Relaxed);
+        self.shared.set_running(false);
     }
 
     /// Discard queued audio, restart the source, and publish where the new epoch starts.
     fn reset(&mut self, epoch: u64, seed: u64, position: u64) {
-        self.seed = seed;
         self.pending.clear();
         self.resampler.reset();
-        self.widener.reset(self.shared.width.load(Relaxed));
+        self.widener.reset(self.shared.width());
         let src_pos = (position as f64 * self.source.sample_rate() as f64 / self.config.host_rate as f64).round() as u64;
         self.source.reset(seed, src_pos);
-        self.shared.epoch_start_frame.store(self.pushed_frames, Relaxed);
-        self.shared.produced_epoch.store(epoch, Release);
+        self.shared.publish_epoch(epoch, self.pushed_frames);
     }
 
     fn needs_audio(&self) -> bool {
         if self.config.mode == ProcessMode::Offline {
             // Acquire: the knobs the reader stored before raising the demand are visible.
             let queued = self.pushed_frames + (self.pending.len() / 2) as u64;
-            return queued < self.shared.demand_frames.load(Acquire);
+            return queued < self.shared.demanded_frames();
         }
-        let ahead = (self.shared.ahead_s.load(Relaxed).clamp(0.01, self.config.max_ahead_s as f32) as f64
-            * self.config.host_rate as f64) as usize;
+        let ahead = (self.shared.look_ahead_s(self.config.max_ahead_s as f32) as f64 * self.config.host_rate as f64) as usize;
         (self.producer.occupied_len() + self.pending.len()) / 2 < ahead
     }
 
@@ -280,16 +249,14 @@ impl Worker {
         }
         let elapsed = started.elapsed().as_secs_f64();
         let audio_s = self.mono.len() as f64 / self.source.sample_rate() as f64;
-        if audio_s > 0.0 {
-            self.shared.load_permille.store((1000.0 * elapsed / audio_s) as u32, Relaxed);
-        }
+        let load = (audio_s > 0.0).then(|| (1000.0 * elapsed / audio_s) as u32);
         self.resampled.clear();
         if let Err(e) = self.resampler.process(&self.mono, &mut self.resampled) {
             self.shared.set_error(e);
             self.failed = true;
             return;
         }
-        self.widener.process(&self.resampled, knobs.width, &mut self.pending);
-        self.shared.generated_frames.fetch_add(self.resampled.len() as u64, Relaxed);
+        self.widener.process(&self.resampled, knobs.knobs.width, &mut self.pending);
+        self.shared.count_generated(self.resampled.len() as u64, load);
     }
 }

@@ -23,6 +23,8 @@ pub mod reader;
 pub mod shared;
 pub mod silence_watch;
 pub mod source;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_sources;
 pub mod spectrogram;
 pub mod stereo;
 
@@ -60,7 +62,7 @@ impl Engine {
         let (tx, rx) = crossbeam_channel::bounded(64);
         let reader = AudioReader::new(consumer, tx.clone(), shared.clone(), config.host_rate);
         let generator = Generator::spawn(source, producer, rx, tx, shared.clone(), config)?;
-        let (capture_tap, capture) = capture::Capture::start(shared.capture.clone(), config.host_rate)?;
+        let (capture_tap, capture) = capture::Capture::start(shared.capture().clone(), config.host_rate)?;
         Ok(Self { generator, reader, shared, capture_tap, capture })
     }
 }

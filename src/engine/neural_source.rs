@@ -4,7 +4,7 @@
 
 use super::silence_watch::SilenceWatch;
 use super::{FrameSource, KnobSnapshot};
-use crate::model::codec::fast::FastDecoderState;
+use crate::model::codec::cpu_decoder::CpuDecoderState;
 use crate::model::codec::DecoderState;
 use crate::model::pair::ModelPair;
 use crate::model::prior::conditioning::{GridPosition, Knobs};
@@ -14,7 +14,7 @@ use candle_core::Tensor;
 use std::sync::Arc;
 
 /// Code frames generated per `render` call: 2 frames = 26.7 ms of audio, small enough that a
-/// knob change reaches the audio quickly (see `shared::DEFAULT_LOOK_AHEAD_S`). The hand-written
+/// knob change reaches the audio quickly (see the Look-ahead knob in `knobs.rs`). The hand-written
 /// decoder takes a call's frames side by side, reading its weights once for both.
 pub const FRAMES_PER_RENDER: usize = 2;
 
@@ -23,7 +23,7 @@ pub struct NeuralSource {
     stream: PriorStream,
     /// The tensor decoder's state (GPU builds), or the hand-written CPU decoder's (the default).
     decoder: DecoderState,
-    fast_decoder: Option<FastDecoderState>,
+    cpu_decoder: Option<CpuDecoderState>,
     /// Musical position of the next step, in beats (advanced by the tempo knob each frame).
     beats: f64,
     /// Position (source samples) of the last reset; turned into beats at the first render,
@@ -46,9 +46,9 @@ impl NeuralSource {
     pub fn new(model: Arc<ModelPair>) -> Result<Self, String> {
         let stream = PriorStream::new(&model.prior, &model.device, 0).map_err(|e| e.to_string())?;
         let decoder = DecoderState::new(&model.codec.decoder);
-        let fast_decoder = model.codec.fast_decoder.as_ref().map(|f| f.new_state());
+        let cpu_decoder = model.codec.cpu_decoder.as_ref().map(|f| f.new_state());
         let silence = SilenceWatch::new(model.codec.cfg.sample_rate);
-        Ok(Self { model, stream, decoder, fast_decoder, beats: 0.0, reset_position: Some(0), codes: Vec::new(), phrase: true, piece_seed: 0, fresh_starts: 0, silence })
+        Ok(Self { model, stream, decoder, cpu_decoder, beats: 0.0, reset_position: Some(0), codes: Vec::new(), phrase: true, piece_seed: 0, fresh_starts: 0, silence })
     }
 
 
@@ -57,10 +57,12 @@ impl NeuralSource {
         self.phrase = on;
     }
 
-    fn knobs(k: &KnobSnapshot) -> (Knobs, Sampling) {
+    fn knobs(snapshot: &KnobSnapshot) -> (Knobs, Sampling) {
+        let k = &snapshot.knobs;
         let styles = k.styles.iter().any(|&w| w.is_finite() && w > 0.0).then_some(k.styles);
-        let knobs = Knobs { styles, instrument: Some(k.instrument), key: Some((k.key, k.mode)), bpm: Some(k.tempo_bpm) };
-        let sampling = Sampling { temperature: k.temperature, top_k: k.top_k as usize, top_p: k.top_p, guidance: k.guidance, repeat: k.repeat };
+        let (instrument, key, mode) = (k.instrument.max(0) as u32, k.key.clamp(0, 11) as u32, k.mode.clamp(0, 1) as u32);
+        let knobs = Knobs { styles, instrument: Some(instrument), key: Some((key, mode)), bpm: Some(snapshot.tempo_bpm) };
+        let sampling = Sampling { temperature: k.temperature, top_k: k.top_k.max(0) as usize, top_p: k.top_p, guidance: k.guidance, repeat: k.repeat };
         (knobs, sampling)
     }
 }
@@ -86,7 +88,7 @@ impl FrameSource for NeuralSource {
         self.silence.reset();
         self.stream.reset(&self.model.prior, self.piece_seed);
         self.decoder = DecoderState::new(&self.model.codec.decoder);
-        self.fast_decoder = self.model.codec.fast_decoder.as_ref().map(|f| f.new_state());
+        self.cpu_decoder = self.model.codec.cpu_decoder.as_ref().map(|f| f.new_state());
         self.reset_position = Some(position);
     }
 
@@ -116,7 +118,7 @@ impl FrameSource for NeuralSource {
             return Ok(());
         }
         let start = out.len();
-        match (&self.model.codec.fast_decoder, &mut self.fast_decoder) {
+        match (&self.model.codec.cpu_decoder, &mut self.cpu_decoder) {
             (Some(fast), Some(state)) => fast.push_frames(state, &self.codes, out).map_err(|e| format!("the decoder failed: {e}"))?,
             _ => {
                 let codes = Tensor::from_slice(&self.codes, (frames, levels), &self.model.device).map_err(|e| e.to_string())?;

@@ -1,11 +1,11 @@
-//! The audio-thread side: pop frames, apply smoothed gain and fades, count underruns.
-//! Nothing here allocates, locks, or (in real-time mode) waits.
+//! The audio-thread side: pop frames, apply smoothed gain and every fade (reset, underrun,
+//! recovery, and the gate that opens and closes with the transport or held notes), count
+//! underruns. Nothing here allocates, locks, or (in real-time mode) waits.
 
 use super::{Command, EngineShared};
 use crossbeam_channel::Sender;
 use ringbuf::traits::{Consumer, Observer};
 use ringbuf::HeapCons;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,9 @@ pub enum ProcessMode {
 
 /// Length of fades after a reset, on underrun and on recovery.
 pub const FADE_SECONDS: f32 = 0.005;
+/// Length of the gate's fade when the transport stops or starts, or the last held note is
+/// released: longer than the reset fade, as it ends a phrase rather than covering a seam.
+pub const GATE_FADE_SECONDS: f32 = 0.01;
 /// Time constant of the output gain smoother.
 const GAIN_SMOOTHING_SECONDS: f32 = 0.01;
 /// Longest an offline block waits for the generator before giving up (and counting it).
@@ -57,6 +60,9 @@ pub struct AudioReader {
     gain: f32,
     gain_coef: f32,
     resume_frames: usize,
+    /// The gate's level (0..1) and per-sample step (`GATE_FADE_SECONDS`).
+    gate: f32,
+    gate_step: f32,
 }
 
 impl AudioReader {
@@ -66,7 +72,7 @@ impl AudioReader {
         Self {
             consumer,
             commands,
-            gain: shared.gain.load(Relaxed),
+            gain: shared.output_gain(),
             shared,
             phase: Phase::WaitEpoch,
             epoch: 0,
@@ -78,6 +84,10 @@ impl AudioReader {
             gain_coef: 1.0 - (-1.0 / (GAIN_SMOOTHING_SECONDS * host_rate as f32)).exp(),
             // After an underrun, wait for 4 fades' worth of audio (or a quarter ring) before resuming.
             resume_frames: ((fade_len as usize) * 4).min(capacity / 4).max(1),
+            // Open: the engine alone plays what it is given; the plugin closes the gate when it
+            // starts an engine, so a new instance fades in with the transport.
+            gate: 1.0,
+            gate_step: 1.0 / (GATE_FADE_SECONDS * host_rate as f32).max(1.0),
         }
     }
 
@@ -85,26 +95,54 @@ impl AudioReader {
     /// the generator's new audio and fades it in. Safe on the audio thread (try_send only).
     pub fn request_reset(&mut self, seed: u64, position: u64) {
         self.epoch += 1;
-        if self.commands.try_send(Command::Reset { epoch: self.epoch, seed, position }).is_err() {
-            self.unsent_reset = Some((seed, position));
-        } else {
-            self.unsent_reset = None;
-        }
+        self.unsent_reset = Some((seed, position));
+        self.send_reset();
         self.phase = if self.level > 0.0 { Phase::ResetFadeOut } else { Phase::WaitEpoch };
     }
 
-    /// Fill `left` and `right` (equal lengths; the shorter one bounds the block).
-    pub fn process(&mut self, left: &mut [f32], right: &mut [f32], mode: ProcessMode) {
-        let n = left.len().min(right.len());
+    /// Send the pending reset; one the channel is too full to take waits for the next block.
+    fn send_reset(&mut self) {
         if let Some((seed, position)) = self.unsent_reset {
             if self.commands.try_send(Command::Reset { epoch: self.epoch, seed, position }).is_ok() {
                 self.unsent_reset = None;
             }
         }
-        let target_gain = {
-            let g = self.shared.gain.load(Relaxed);
-            if g.is_finite() { g.clamp(0.0, 16.0) } else { 0.0 }
-        };
+    }
+
+    /// Close the gate at once (the host reset the plugin: the next block starts silent).
+    pub fn close_gate(&mut self) {
+        self.gate = 0.0;
+    }
+
+    /// Fill `left` and `right` (equal lengths; the shorter one bounds the block). With the gate
+    /// closed and faded out, the ring is left as it is (nothing is consumed) and the block is
+    /// silent; opening and closing fade over `GATE_FADE_SECONDS`. Publishes the block's peak.
+    pub fn process(&mut self, left: &mut [f32], right: &mut [f32], mode: ProcessMode, gate_open: bool) {
+        let n = left.len().min(right.len());
+        let (left, right) = (&mut left[..n], &mut right[..n]);
+        if !gate_open && self.gate <= 0.0 {
+            silence(left, right);
+            self.shared.set_output_peak(0.0);
+            return;
+        }
+        self.play(left, right, mode);
+        let target = if gate_open { 1.0 } else { 0.0 };
+        if self.gate != target || target < 1.0 {
+            for (l, r) in left.iter_mut().zip(right.iter_mut()) {
+                self.gate = if target > self.gate { (self.gate + self.gate_step).min(1.0) } else { (self.gate - self.gate_step).max(0.0) };
+                *l *= self.gate;
+                *r *= self.gate;
+            }
+        }
+        let peak = left.iter().chain(right.iter()).fold(0.0f32, |m, v| m.max(v.abs()));
+        self.shared.set_output_peak(peak);
+    }
+
+    /// Pop the block from the ring with gain and the reset/underrun fades.
+    fn play(&mut self, left: &mut [f32], right: &mut [f32], mode: ProcessMode) {
+        let n = left.len();
+        self.send_reset();
+        let target_gain = self.shared.output_gain();
         let mut deadline = None;
         let mut buf = [0f32; 2 * CHUNK];
         let mut i = 0;
@@ -112,8 +150,7 @@ impl AudioReader {
             let avail = self.consumer.occupied_len() / 2;
             match self.phase {
                 Phase::WaitEpoch => {
-                    if self.shared.produced_epoch.load(Acquire) == self.epoch {
-                        let start = self.shared.epoch_start_frame.load(Relaxed);
+                    if let Some(start) = self.shared.epoch_start(self.epoch) {
                         // Drop the audio generated before the reset.
                         let stale = (start.saturating_sub(self.popped) as usize).min(avail).min(CHUNK);
                         if stale > 0 {
@@ -155,7 +192,7 @@ impl AudioReader {
                             }
                             continue;
                         }
-                        self.shared.underruns.fetch_add(1, Relaxed);
+                        self.shared.count_underrun();
                         self.phase = Phase::Underrun;
                         self.level = 0.0;
                         continue;
@@ -186,7 +223,7 @@ impl AudioReader {
                 }
             }
         }
-        self.shared.buffered_frames.store((self.consumer.occupied_len() / 2) as u32, Relaxed);
+        self.shared.set_buffered_frames((self.consumer.occupied_len() / 2) as u32);
     }
 
     /// Offline: ask the generator for the `needed` frames still missing from this block, wait
@@ -200,19 +237,19 @@ impl AudioReader {
         // later blocks early, so two bounces of the same automation would differ.
         // Frames before this epoch's start are stale: the reader drops them, so count them in.
         let mut base = self.popped;
-        if self.shared.produced_epoch.load(Acquire) == self.epoch {
-            base = base.max(self.shared.epoch_start_frame.load(Relaxed));
+        if let Some(start) = self.shared.epoch_start(self.epoch) {
+            base = base.max(start);
         }
         let demand = base + needed as u64;
         if demand > self.demanded {
             self.demanded = demand;
-            self.shared.demand_frames.store(demand, Release);
+            self.shared.demand(demand);
             let _ = self.commands.try_send(Command::Wake);
         }
         let now = Instant::now();
         let limit = *deadline.get_or_insert(now + OFFLINE_WAIT_LIMIT);
         if now >= limit {
-            self.shared.offline_timeouts.fetch_add(1, Relaxed);
+            self.shared.count_offline_timeout();
             return false;
         }
         // Yield first, so the block goes on as soon as its audio is ready; sleep after that.

@@ -1,109 +1,80 @@
-//! Lock-free state shared by the editor/host parameters, the audio thread and the generator.
+//! Lock-free state shared by the plugin (parameters, transport), the audio thread, the
+//! generator and the editor. Every field is private: the methods below are the only way in, so
+//! memory orderings and locking are decided here, once, and each atomic has one writer (named
+//! on the method that writes it).
 
+use crate::knobs::{KnobAtomics, KnobValues};
 use atomic_float::AtomicF32;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use std::sync::{Arc, Mutex};
 
-/// Number of style weights (the model vocabulary's styles).
-pub const N_STYLES: usize = crate::model::vocab::STYLES.len();
+pub use crate::knobs::N_STYLES;
 
-/// Default look-ahead (the plugin's Look-ahead parameter). A knob change reaches the output
-/// after at most this buffer, one 27 ms render step (`neural_source::FRAMES_PER_RENDER`), the
-/// resampler's few milliseconds, and one 13 ms frame of the prior's delay pattern: about 140 ms,
-/// under the 150 ms target (`cargo bench --bench generator` measures it), while a CPU spike of
-/// up to 90 ms is absorbed.
-pub const DEFAULT_LOOK_AHEAD_S: f32 = 0.09;
-
-/// Knob values as the generator reads them, once per generated block.
+/// What the generator reads once per generated block: every knob, and the musical time the
+/// plugin derives from the host (or the free Tempo knob).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KnobSnapshot {
-    /// Style blend weights (not normalised; all zero means unconditional).
-    pub styles: [f32; N_STYLES],
-    /// Instrument family index into `vocab::INSTRUMENT_FAMILIES`.
-    pub instrument: u32,
-    /// Key tonic as a pitch class (C = 0) and mode (0 major, 1 minor).
-    pub key: u32,
-    pub mode: u32,
-    /// Stereo width, 0 (mono) to 2.
-    pub width: f32,
-    pub temperature: f32,
-    pub top_k: u32,
-    pub top_p: f32,
-    pub guidance: f32,
-    /// How closely each strain's second playing follows its first (0-1).
-    pub repeat: f32,
+    pub knobs: KnobValues,
+    /// Tempo in beats of the time signature (dotted quarters in 6/8), as the prior counts them.
     pub tempo_bpm: f32,
+    /// Beats per bar of the host's time signature, counted the same way (4 until it says).
     pub beats_per_bar: u32,
-    /// Seconds of audio the generator keeps ready (responsiveness against safety).
-    pub ahead_s: f32,
 }
 
-/// Atomics shared by one engine's three sides. Written by one side each (noted per field).
+impl Default for KnobSnapshot {
+    fn default() -> Self {
+        let knobs = KnobValues::default();
+        Self {
+            knobs,
+            tempo_bpm: knobs.tempo,
+            beats_per_bar: 4,
+        }
+    }
+}
+
+/// Atomics shared by one engine's sides.
 pub struct EngineShared {
-    // Knobs: written by the plugin's parameter sync, read by the generator.
-    pub styles: [AtomicF32; N_STYLES],
-    pub instrument: AtomicU32,
-    pub key: AtomicU32,
-    pub mode: AtomicU32,
-    pub width: AtomicF32,
-    pub temperature: AtomicF32,
-    pub top_k: AtomicU32,
-    pub top_p: AtomicF32,
-    pub guidance: AtomicF32,
-    pub repeat: AtomicF32,
-    pub tempo_bpm: AtomicF32,
-    /// Beats per bar of the host's time signature (4 when the host does not say).
-    pub beats_per_bar: AtomicU32,
-    pub ahead_s: AtomicF32,
-    /// Output gain (linear), read by the audio thread.
-    pub gain: AtomicF32,
-    // Status: written by the audio thread, read by the editor.
-    /// Frames waiting in the ring at the last process call.
-    pub buffered_frames: AtomicU32,
-    /// Peak absolute sample of the last block (the editor's level meter).
-    pub output_peak: AtomicF32,
-    pub underruns: AtomicU64,
-    /// Offline waits that hit their limit (each logged by the generator side).
-    pub offline_timeouts: AtomicU64,
-    // Reset handshake: the audio thread sends a numbered Reset command; the generator answers by
-    // storing the ring position where that epoch's audio starts, then `produced_epoch`.
-    pub produced_epoch: AtomicU64,
-    pub epoch_start_frame: AtomicU64,
+    /// Knobs: written by the plugin (`publish_knobs`), read by the generator and the reader.
+    knobs: KnobAtomics,
+    /// Musical time: written by the plugin (`set_time`), read by the generator.
+    tempo_bpm: AtomicF32,
+    beats_per_bar: AtomicU32,
+    /// Audio-thread status, read by the editor: frames waiting in the ring at the last process
+    /// call, peak absolute sample of the last block, underruns, offline waits that hit their limit.
+    buffered_frames: AtomicU32,
+    output_peak: AtomicF32,
+    underruns: AtomicU64,
+    offline_timeouts: AtomicU64,
+    /// Reset handshake: the audio thread sends a numbered Reset command; the generator answers by
+    /// storing the ring position where that epoch's audio starts, then the epoch (`publish_epoch`).
+    produced_epoch: AtomicU64,
+    epoch_start_frame: AtomicU64,
     /// Offline only: stereo frames the reader needs pushed in total (the ring position it waits
     /// for). The generator renders on this demand alone, with the knobs of the block that asked,
     /// so a bounce with automation comes out the same every time.
-    pub demand_frames: AtomicU64,
-    // Generator status: written by the generator, read by the editor.
-    pub generated_frames: AtomicU64,
-    /// Generator compute time per second of audio, in per mille (real-time factor = 1000 / this).
-    pub load_permille: AtomicU32,
-    pub running: AtomicBool,
+    demand_frames: AtomicU64,
+    /// Generator status, read by the editor: frames made, compute time per second of audio in
+    /// per mille (real-time factor = 1000 / this), whether its thread runs.
+    generated_frames: AtomicU64,
+    load_permille: AtomicU32,
+    running: AtomicBool,
     /// Why the generator stopped or is silent, in plain words (never touched by the audio thread).
-    pub error: Mutex<Option<String>>,
+    error: Mutex<Option<String>>,
     /// The model playing, for the editor (set on activation, main thread).
-    pub model_name: Mutex<Option<String>>,
+    model_name: Mutex<Option<String>>,
     /// Capture requests and results (editor and capture thread; the audio thread only pushes
     /// into the capture ring, see `capture`).
-    pub capture: std::sync::Arc<super::capture::CaptureShared>,
+    capture: Arc<super::capture::CaptureShared>,
 }
 
 impl Default for EngineShared {
     fn default() -> Self {
+        let time = KnobSnapshot::default();
         Self {
-            styles: std::array::from_fn(|_| AtomicF32::new(0.0)),
-            instrument: AtomicU32::new(0),
-            key: AtomicU32::new(0),
-            mode: AtomicU32::new(0),
-            width: AtomicF32::new(1.0),
-            temperature: AtomicF32::new(1.0),
-            top_k: AtomicU32::new(0),
-            top_p: AtomicF32::new(1.0),
-            guidance: AtomicF32::new(1.0),
-            repeat: AtomicF32::new(0.0),
-            tempo_bpm: AtomicF32::new(120.0),
-            beats_per_bar: AtomicU32::new(4),
-            ahead_s: AtomicF32::new(DEFAULT_LOOK_AHEAD_S),
-            gain: AtomicF32::new(1.0),
+            knobs: KnobAtomics::new(&time.knobs),
+            tempo_bpm: AtomicF32::new(time.tempo_bpm),
+            beats_per_bar: AtomicU32::new(time.beats_per_bar),
             buffered_frames: AtomicU32::new(0),
             output_peak: AtomicF32::new(0.0),
             underruns: AtomicU64::new(0),
@@ -122,32 +93,165 @@ impl Default for EngineShared {
 }
 
 impl EngineShared {
+    // Knobs and musical time. Relaxed: each value stands alone; the offline demand's
+    // Release/Acquire pair (`demand`) orders them for bounces.
+
+    /// Plugin (audio thread, atomic stores only): the knobs the generator will read next.
+    pub fn publish_knobs(&self, knobs: &KnobValues) {
+        self.knobs.store(knobs, Relaxed);
+    }
+
+    /// Plugin: tempo and beats per bar, counted as the prior counts beats.
+    pub fn set_time(&self, tempo_bpm: f32, beats_per_bar: u32) {
+        self.tempo_bpm.store(tempo_bpm, Relaxed);
+        self.beats_per_bar.store(beats_per_bar, Relaxed);
+    }
+
+    /// Generator: everything it steers by, read once per block.
     pub fn knobs(&self) -> KnobSnapshot {
         KnobSnapshot {
-            styles: std::array::from_fn(|i| self.styles[i].load(Relaxed)),
-            instrument: self.instrument.load(Relaxed),
-            key: self.key.load(Relaxed),
-            mode: self.mode.load(Relaxed),
-            width: self.width.load(Relaxed),
-            temperature: self.temperature.load(Relaxed),
-            top_k: self.top_k.load(Relaxed),
-            top_p: self.top_p.load(Relaxed),
-            guidance: self.guidance.load(Relaxed),
-            repeat: self.repeat.load(Relaxed),
+            knobs: self.knobs.load(Relaxed),
             tempo_bpm: self.tempo_bpm.load(Relaxed),
             beats_per_bar: self.beats_per_bar.load(Relaxed),
-            ahead_s: self.ahead_s.load(Relaxed),
         }
     }
 
-    /// Record why the generator is silent (generator and plugin threads only).
+    /// Reader: the output gain (linear), NaN and absurd values made safe.
+    pub fn output_gain(&self) -> f32 {
+        let g = self.knobs.gain();
+        if g.is_finite() {
+            g.clamp(0.0, 16.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// Generator: seconds of audio to keep ready, within what the ring holds.
+    pub fn look_ahead_s(&self, max_s: f32) -> f32 {
+        let a = self.knobs.ahead();
+        if a.is_finite() {
+            a.clamp(0.01, max_s)
+        } else {
+            max_s
+        }
+    }
+
+    /// Generator: the stereo width knob (its widener starts from it after a reset).
+    pub fn width(&self) -> f32 {
+        self.knobs.width()
+    }
+
+    /// Plugin: the tempo and beats per bar last set (tests read them back).
+    pub fn time(&self) -> (f32, u32) {
+        (
+            self.tempo_bpm.load(Relaxed),
+            self.beats_per_bar.load(Relaxed),
+        )
+    }
+
+    // Audio-thread status (written by the reader or the plugin's process, read by the editor).
+
+    /// Reader: frames left in the ring after a block.
+    pub fn set_buffered_frames(&self, frames: u32) {
+        self.buffered_frames.store(frames, Relaxed);
+    }
+    pub fn buffered_frames(&self) -> u32 {
+        self.buffered_frames.load(Relaxed)
+    }
+    /// Reader: the peak absolute sample of the block just played.
+    pub fn set_output_peak(&self, peak: f32) {
+        self.output_peak.store(peak, Relaxed);
+    }
+    pub fn output_peak(&self) -> f32 {
+        self.output_peak.load(Relaxed)
+    }
+    /// Reader: the ring ran dry in real time.
+    pub fn count_underrun(&self) {
+        self.underruns.fetch_add(1, Relaxed);
+    }
+    pub fn underruns(&self) -> u64 {
+        self.underruns.load(Relaxed)
+    }
+    /// Reader: an offline block waited `OFFLINE_WAIT_LIMIT` for the generator and gave up.
+    pub fn count_offline_timeout(&self) {
+        self.offline_timeouts.fetch_add(1, Relaxed);
+    }
+    pub fn offline_timeouts(&self) -> u64 {
+        self.offline_timeouts.load(Relaxed)
+    }
+
+    // The reset handshake and the offline demand.
+
+    /// Generator: audio of reset `epoch` starts at ring frame `start_frame`. Release: a reader
+    /// that sees the epoch sees its start.
+    pub fn publish_epoch(&self, epoch: u64, start_frame: u64) {
+        self.epoch_start_frame.store(start_frame, Relaxed);
+        self.produced_epoch.store(epoch, Release);
+    }
+    /// Reader: where `epoch`'s audio starts, once the generator has begun it.
+    pub fn epoch_start(&self, epoch: u64) -> Option<u64> {
+        (self.produced_epoch.load(Acquire) == epoch).then(|| self.epoch_start_frame.load(Relaxed))
+    }
+    /// Generator: the epoch it plays now.
+    pub fn produced_epoch(&self) -> u64 {
+        self.produced_epoch.load(Relaxed)
+    }
+    /// Reader (offline): the ring position it waits for. Release: the knobs it published before
+    /// are what the generator renders this demand with.
+    pub fn demand(&self, frames: u64) {
+        self.demand_frames.store(frames, Release);
+    }
+    /// Generator (offline): the ring position to render up to.
+    pub fn demanded_frames(&self) -> u64 {
+        self.demand_frames.load(Acquire)
+    }
+
+    // Generator status.
+
+    /// Generator: it made `frames` more host-rate frames at `load_permille` of real time.
+    pub fn count_generated(&self, frames: u64, load_permille: Option<u32>) {
+        self.generated_frames.fetch_add(frames, Relaxed);
+        if let Some(l) = load_permille {
+            self.load_permille.store(l, Relaxed);
+        }
+    }
+    pub fn generated_frames(&self) -> u64 {
+        self.generated_frames.load(Relaxed)
+    }
+    /// Compute time per second of audio, in per mille (the editor shows 1000 / this).
+    pub fn load_permille(&self) -> u32 {
+        self.load_permille.load(Relaxed)
+    }
+    /// Generator: its thread started or stopped.
+    pub fn set_running(&self, running: bool) {
+        self.running.store(running, Relaxed);
+    }
+    pub fn running(&self) -> bool {
+        self.running.load(Relaxed)
+    }
+
+    // Words for the editor (main, generator and editor threads; never the audio thread).
+
+    /// Record why the generator is silent.
     pub fn set_error(&self, message: impl Into<String>) {
         if let Ok(mut e) = self.error.lock() {
             *e = Some(message.into());
         }
     }
-
     pub fn error(&self) -> Option<String> {
         self.error.lock().ok().and_then(|e| e.clone())
+    }
+    /// Main thread, on activation: the model that plays.
+    pub fn set_model_name(&self, name: &str) {
+        if let Ok(mut n) = self.model_name.lock() {
+            *n = Some(name.to_string());
+        }
+    }
+    pub fn model_name(&self) -> Option<String> {
+        self.model_name.lock().ok().and_then(|n| n.clone())
+    }
+    /// Capture requests and results.
+    pub fn capture(&self) -> &Arc<super::capture::CaptureShared> {
+        &self.capture
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! An autoregressive prior can fall into silence and never leave: once its whole attention
 //! window is quiet, quiet is the likeliest continuation (the corpus has rests and piece endings).
-//! Session 4's 600 s take did exactly that after 205 s and stayed at -53 dBFS for 6.5 minutes.
+//! A 600 s take of an earlier prior did exactly that after 205 s and stayed at -53 dBFS for 6.5 minutes.
 //! The neural source asks this watch after each render and, when it fires, starts a fresh
 //! context (see `NeuralSource::render`). Everything here is a pure function of the audio, so
 //! an offline bounce still repeats bit for bit.

@@ -1,6 +1,6 @@
-use super::source::{CountingSource, KnobEchoSource};
+use super::test_sources::{CountingSource, KnobEchoSource};
 use super::*;
-use std::sync::atomic::Ordering::Relaxed;
+use crate::knobs::KnobValues;
 
 /// Wraps a source with random delays, so thread timing differs run to run.
 struct Jittery<S> {
@@ -57,9 +57,8 @@ fn block_sizes(seed: u64) -> impl Iterator<Item = usize> {
 
 fn engine_in(mode: ProcessMode, source: Box<dyn FrameSource>, host_rate: u32, ahead_s: f32) -> Engine {
     let shared = Arc::new(EngineShared::default());
-    shared.ahead_s.store(ahead_s, Relaxed);
-    // Width 0: left = right = the source's samples, exactly, so counts can be checked.
-    shared.width.store(0.0, Relaxed);
+    // Width 0 and unity gain: left = right = the source's samples, exactly, so counts can be checked.
+    shared.publish_knobs(&KnobValues { ahead: ahead_s, width: 0.0, gain: 1.0, ..Default::default() });
     Engine::start(source, shared, GeneratorConfig { host_rate, max_ahead_s: 1.0, seed: 1, mode }).unwrap()
 }
 
@@ -78,7 +77,7 @@ fn render_offline(e: &mut Engine, frames: usize, seed: u64) -> Vec<f32> {
         if out.len() >= frames {
             break;
         }
-        e.reader.process(&mut l[..n], &mut r[..n], ProcessMode::Offline);
+        e.reader.process(&mut l[..n], &mut r[..n], ProcessMode::Offline, true);
         assert_eq!(l[..n], r[..n]);
         out.extend_from_slice(&l[..n]);
     }
@@ -97,8 +96,8 @@ fn offline_stream_loses_and_duplicates_no_frame() {
         assert_eq!(out[k], out[k - 1] + 1.0, "frame {k}: {} follows {}", out[k], out[k - 1]);
     }
     assert_eq!(out[fade + 1], (fade + 1) as f32);
-    assert_eq!(e.shared.underruns.load(Relaxed), 0);
-    assert_eq!(e.shared.offline_timeouts.load(Relaxed), 0);
+    assert_eq!(e.shared.underruns(), 0);
+    assert_eq!(e.shared.offline_timeouts(), 0);
 }
 
 #[test]
@@ -130,11 +129,11 @@ fn underrun_fades_out_and_recovery_fades_in_without_clicks() {
     let (mut l, mut r) = (vec![0f32; 64], vec![0f32; 64]);
     let mut out = Vec::new();
     for _ in 0..3000 {
-        e.reader.process(&mut l, &mut r, ProcessMode::Realtime);
+        e.reader.process(&mut l, &mut r, ProcessMode::Realtime, true);
         out.extend_from_slice(&l);
         std::thread::sleep(std::time::Duration::from_micros(400));
     }
-    let underruns = e.shared.underruns.load(Relaxed);
+    let underruns = e.shared.underruns();
     assert!(underruns >= 2, "the test should provoke underruns, got {underruns}");
     assert!(out.iter().any(|&v| v > 0.49), "audio never came through");
     // A hard cut of the 0.5 DC would be a 0.5 step; fades keep steps far below that.
@@ -165,11 +164,11 @@ fn offline_renders_with_automation_are_bit_identical() {
         let mut out = Vec::new();
         for (block, n) in block_sizes(5).take(400).enumerate() {
             let n = n.min(256);
-            e.shared.temperature.store(0.1 + (block % 17) as f32 * 0.05, Relaxed);
-            e.reader.process(&mut l[..n], &mut r[..n], ProcessMode::Offline);
+            e.shared.publish_knobs(&KnobValues { temperature: 0.1 + (block % 17) as f32 * 0.05, ahead: 0.02, width: 0.0, gain: 1.0, ..Default::default() });
+            e.reader.process(&mut l[..n], &mut r[..n], ProcessMode::Offline, true);
             out.extend_from_slice(&l[..n]);
         }
-        (out, e.shared.offline_timeouts.load(Relaxed))
+        (out, e.shared.offline_timeouts())
     };
     let (a, timeouts) = render(1);
     let (b, _) = render(99);
@@ -203,7 +202,7 @@ fn a_failing_source_leaves_the_engine_silent_with_a_reason() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let (mut l, mut r) = (vec![1f32; 64], vec![1f32; 64]);
-    e.reader.process(&mut l, &mut r, ProcessMode::Realtime);
+    e.reader.process(&mut l, &mut r, ProcessMode::Realtime, true);
     assert!(l.iter().all(|&v| v == 0.0));
     assert!(e.shared.error().unwrap().contains("crashed"));
 }

@@ -11,11 +11,11 @@ use crate::engine::neural_source::NeuralSource;
 use crate::engine::{Engine, EngineShared, FrameSource, GeneratorConfig, ProcessMode as EngineMode};
 use crate::model::pair::ModelPair;
 use crate::model::vocab::Meter;
+use crate::knobs::MAX_AHEAD_S;
 use crate::params::{CantorParams, EditorSize, RunMode, TempoMode};
 use nice_plug::editor::dpi::LogicalSize;
 use nice_plug::prelude::*;
 use nice_plug_egui::{create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings, RepaintNotifier};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 
 /// Makes the generator's source when the plugin activates (on the main thread, never the audio
@@ -41,11 +41,6 @@ pub fn embedded_factory() -> Option<SourceFactory> {
     }))
 }
 
-/// Longest look-ahead the ring buffer is sized for (the responsiveness knob's maximum).
-const MAX_AHEAD_S: f64 = 2.0;
-/// Fade applied when the transport stops or the last held note is released.
-const GATE_FADE_S: f32 = 0.01;
-
 pub struct Cantor {
     params: Arc<CantorParams>,
     /// Atomics shared with the generator thread and the editor; outlives engine restarts.
@@ -58,9 +53,8 @@ pub struct Cantor {
     notes_held: u32,
     /// The host's last time signature, counted as the prior counts beats (4/4 until it says).
     meter: Meter,
-    /// Gate level (0..1) and per-sample step for transport/note fades.
-    gate: f32,
-    gate_step: f32,
+    /// Pitch class of the last MIDI note played while "Key follows MIDI" was on.
+    midi_key: Option<i32>,
     repaint: RepaintNotifier,
 }
 
@@ -87,8 +81,7 @@ impl Cantor {
             was_playing: false,
             notes_held: 0,
             meter: Meter::COMMON_TIME,
-            gate: 0.0,
-            gate_step: 1.0,
+            midi_key: None,
             repaint: RepaintNotifier::new(),
         }
     }
@@ -97,26 +90,14 @@ impl Cantor {
         &self.shared
     }
 
-    /// Copy parameter values into the engine's atomics (audio thread: atomic stores only).
-    fn sync_knobs(&self) {
-        let p = &self.params;
-        let s = &self.shared;
-        for (i, w) in p.styles.iter().enumerate() {
-            s.styles[i].store(w.weight.value(), Relaxed);
+    /// Publish the knobs to the engine (audio thread: atomic stores only). The one place the
+    /// engine's key is written: the knob's, or the last MIDI note's when the key follows MIDI.
+    fn publish_knobs(&self) {
+        let mut values = self.params.values();
+        if values.key_follows_midi {
+            values.key = self.midi_key.unwrap_or(values.key);
         }
-        s.instrument.store(p.instrument.value().max(0) as u32, Relaxed);
-        if !p.key_follows_midi.value() {
-            s.key.store(p.key.value().clamp(0, 11) as u32, Relaxed);
-        }
-        s.mode.store(p.mode.value().clamp(0, 1) as u32, Relaxed);
-        s.width.store(p.width.value(), Relaxed);
-        s.temperature.store(p.temperature.value(), Relaxed);
-        s.top_k.store(p.top_k.value().max(0) as u32, Relaxed);
-        s.top_p.store(p.top_p.value(), Relaxed);
-        s.guidance.store(p.guidance.value(), Relaxed);
-        s.repeat.store(p.repeat.value(), Relaxed);
-        s.ahead_s.store(p.responsiveness.value(), Relaxed);
-        s.gain.store(p.gain.value(), Relaxed);
+        self.shared.publish_knobs(&values);
     }
 
     fn seed(&self) -> u64 {
@@ -170,7 +151,6 @@ impl Plugin for Cantor {
         self.engine = None;
         self.sample_rate = config.sample_rate;
         self.mode = if config.process_mode == ProcessMode::Offline { EngineMode::Offline } else { EngineMode::Realtime };
-        self.gate_step = 1.0 / (GATE_FADE_S * config.sample_rate).max(1.0);
         let rate = config.sample_rate.round();
         if !(rate.is_finite() && (8_000.0..=768_000.0).contains(&rate)) {
             nice_log!("Cantor: refusing absurd sample rate {}", config.sample_rate);
@@ -180,18 +160,19 @@ impl Plugin for Cantor {
         let Some(factory) = &self.source_factory else {
             return true;
         };
-        self.sync_knobs();
+        self.publish_knobs();
         // A bug in model loading must not take the host down: a panic becomes an error message.
         let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory()))
             .unwrap_or_else(|_| Err("Loading the model crashed (a bug in Cantor); the plugin stays silent.".to_string()));
         match made {
             Ok(source) => {
-                if let Ok(mut name) = self.shared.model_name.lock() {
-                    *name = Some(source.name().to_string());
-                }
-                let config = GeneratorConfig { host_rate: rate as u32, max_ahead_s: MAX_AHEAD_S, seed: self.seed(), mode: self.mode };
+                self.shared.set_model_name(source.name());
+                let config = GeneratorConfig { host_rate: rate as u32, max_ahead_s: MAX_AHEAD_S as f64, seed: self.seed(), mode: self.mode };
                 match Engine::start(source, self.shared.clone(), config) {
-                    Ok(engine) => self.engine = Some(engine),
+                    Ok(mut engine) => {
+                        engine.reader.close_gate();
+                        self.engine = Some(engine);
+                    }
                     Err(e) => {
                         nice_log!("Cantor: cannot start the generator thread: {e}");
                         self.shared.set_error(format!("The generator thread could not start: {e}"));
@@ -209,7 +190,9 @@ impl Plugin for Cantor {
     fn reset(&mut self) {
         self.was_playing = false;
         self.notes_held = 0;
-        self.gate = 0.0;
+        if let Some(engine) = &mut self.engine {
+            engine.reader.close_gate();
+        }
     }
 
     fn deactivate(&mut self) {
@@ -228,14 +211,14 @@ impl Plugin for Cantor {
                 NoteEvent::NoteOn { key, .. } => {
                     self.notes_held += 1;
                     if self.params.key_follows_midi.value() {
-                        self.shared.key.store((key.number_or_middle_c() % 12) as u32, Relaxed);
+                        self.midi_key = Some((key.number_or_middle_c() % 12) as i32);
                     }
                 }
                 NoteEvent::NoteOff { .. } => self.notes_held = self.notes_held.saturating_sub(1),
                 _ => {}
             }
         }
-        self.sync_knobs();
+        self.publish_knobs();
         let transport = context.transport();
         let playing = transport.playing;
         if let Some(n) = transport.time_sig_numerator {
@@ -244,17 +227,14 @@ impl Plugin for Cantor {
                 self.meter = m;
             }
         }
-        self.shared.beats_per_bar.store(self.meter.beats_per_bar, Relaxed);
-        if self.params.tempo_mode.value() == TempoMode::Host {
-            // Hosts count quarter notes; the prior counts the meter's beats (`Meter`).
-            if let Some(t) = transport.tempo {
-                if t.is_finite() && t > 0.0 {
-                    self.shared.tempo_bpm.store((t / self.meter.beat_quarters) as f32, Relaxed);
-                }
-            }
-        } else {
-            self.shared.tempo_bpm.store(self.params.tempo.value(), Relaxed);
-        }
+        // Hosts count quarter notes; the prior counts the meter's beats (`Meter`). A host that
+        // gives no usable tempo keeps the last one.
+        let (last_tempo, _) = self.shared.time();
+        let tempo = match self.params.tempo_mode.value() {
+            TempoMode::Host => transport.tempo.filter(|t| t.is_finite() && *t > 0.0).map_or(last_tempo, |t| (t / self.meter.beat_quarters) as f32),
+            TempoMode::Free => self.params.tempo.value(),
+        };
+        self.shared.set_time(tempo, self.meter.beats_per_bar);
         let run_mode = self.params.run_mode.value();
         let gate_open = match run_mode {
             RunMode::Transport => playing,
@@ -277,33 +257,16 @@ impl Plugin for Cantor {
             engine.capture_tap.mark_start();
         }
         self.was_playing = playing;
-        if !gate_open && self.gate <= 0.0 {
-            // Closed gate: leave the audio in the ring (nothing is consumed) and stay silent.
-            left.fill(0.0);
-            right.fill(0.0);
-            engine.capture_tap.push(left, right);
-            return ProcessStatus::KeepAlive;
-        }
-        let timeouts = self.shared.offline_timeouts.load(Relaxed);
-        engine.reader.process(left, right, self.mode);
-        if self.mode == EngineMode::Offline && self.shared.offline_timeouts.load(Relaxed) != timeouts {
+        let timeouts = self.shared.offline_timeouts();
+        engine.reader.process(left, right, self.mode, gate_open);
+        if self.mode == EngineMode::Offline && self.shared.offline_timeouts() != timeouts {
             // Offline only: the host waits for us anyway, so logging here is harmless.
             nice_log!(
                 "Cantor: the generator did not deliver within {} s during an offline render; the bounce has a gap",
                 crate::engine::reader::OFFLINE_WAIT_LIMIT.as_secs()
             );
         }
-        let target = if gate_open { 1.0 } else { 0.0 };
-        if self.gate != target || target < 1.0 {
-            for (l, r) in left.iter_mut().zip(right.iter_mut()) {
-                self.gate = if target > self.gate { (self.gate + self.gate_step).min(1.0) } else { (self.gate - self.gate_step).max(0.0) };
-                *l *= self.gate;
-                *r *= self.gate;
-            }
-        }
         engine.capture_tap.push(left, right);
-        let peak = left.iter().chain(right.iter()).fold(0.0f32, |m, v| m.max(v.abs()));
-        self.shared.output_peak.store(peak, Relaxed);
         ProcessStatus::KeepAlive
     }
 }
