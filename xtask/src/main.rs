@@ -261,7 +261,7 @@ fn main() -> Result<()> {
             eval::prior::dump_style_set(per_style, &codec, &out)
         }
         Command::Eval { model: EvalCommand::Estimators { clips, weights } } => {
-            eval::music::eval_estimators(clips, &weights.unwrap_or_else(train::codec::published_weights))
+            eval::estimators::eval_estimators(clips, &weights.unwrap_or_else(train::codec::published_weights))
         }
         Command::Eval { model: EvalCommand::Prior { prior, codec, seeds, seconds, stability_seconds, guidance_sweep, time_signature, repeat_sweep } } => {
             let prior = prior.unwrap_or_else(|| train::RunPaths::new("prior", None).published_weights);

@@ -188,7 +188,7 @@ pub fn tokenize(codec_weights: &Path, quick: bool, hours: f64, valid_hours: f64)
         }
         bar.finish();
         // A partial corpus would train a different prior and break exact resume: refuse it
-        // (session 5 lost half the clips to a soundfont that was not installed, silently).
+        // (a soundfont that is not installed silently loses every clip it plays, half the corpus).
         if let Some(e) = first_error {
             anyhow::bail!(
                 "{failed} {split} clips failed to render (first: {e}); nothing was saved. Are both soundfonts installed? \

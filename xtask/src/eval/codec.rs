@@ -136,8 +136,8 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
     let usage: Vec<String> =
         used.iter().map(|u| format!("{:.0}%", 100.0 * u.iter().filter(|&&b| b).count() as f64 / u.len() as f64)).collect();
     let seconds: f64 = chosen.iter().map(|c| c.seconds).sum();
-    // Where the shipped weights come from: the last best validation of a run's log. A
-    // decoder-only run (session 7 on) ships its decoder on the main run's encoder and codes.
+    // Where the shipped weights come from: the last best validation of a run's log. When a
+    // decoder-only run's log is there, its decoder ships on the main run's encoder and codes.
     let best_step = |log: &str| {
         std::fs::read_to_string(repo_root().join("assets/training").join(log))
             .ok()
@@ -228,8 +228,8 @@ pub fn bench(weights: &Option<PathBuf>, chunk_frames: usize, seconds: f64, runs:
         std::hint::black_box(codec.decode(&codes.unsqueeze(0)?)?);
         whole_rtf.push(audio_s / t0.elapsed().as_secs_f64());
     }
-    // The plugin's decoder: the hand-written frame-at-a-time path (`codec::fast`).
-    let fast = codec.fast_decoder.as_ref().ok_or_else(|| anyhow::anyhow!("the codec loaded without its CPU decoder"))?;
+    // The plugin's decoder: the hand-written frame-at-a-time path (`codec::cpu_decoder`).
+    let fast = codec.cpu_decoder.as_ref().ok_or_else(|| anyhow::anyhow!("the codec loaded without its CPU decoder"))?;
     let flat: Vec<u32> = codes.flatten_all()?.to_vec1()?;
     let (mut fast_rtf, mut fast_chunk_ms, mut out) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {

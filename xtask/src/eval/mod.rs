@@ -1,8 +1,10 @@
 //! `cargo xtask eval` and `cargo xtask bench`: measurements that go into EVAL.md and BENCHMARKS.md.
 
 pub mod codec;
+pub mod estimators;
 pub mod music;
 pub mod prior;
+pub mod real_clips;
 
 use std::path::Path;
 

@@ -1,7 +1,9 @@
 //! Musical measurements on audio, for judging what the prior generates: tempo (beat tracking by
-//! onset autocorrelation) and key (chroma against Temperley's key profiles). They are checked
-//! against the labels of real corpus clips (`cargo xtask eval estimators`), which says how far
-//! their verdicts on generated audio can be trusted.
+//! onset autocorrelation), key (chroma against Temperley's key profiles) and phrase structure
+//! (chroma similarity of bars). They are checked against the labels of real corpus clips
+//! (`cargo xtask eval estimators`), which says how far their verdicts on generated audio can be
+//! trusted. Functions of the audio alone: nothing here reads the corpus or a model, so every
+//! evaluation can use them and they use none.
 
 use realfft::RealFftPlanner;
 
@@ -9,7 +11,9 @@ use realfft::RealFftPlanner;
 pub fn spectrogram(x: &[f32], n_fft: usize, hop: usize) -> Vec<Vec<f32>> {
     let mut planner = RealFftPlanner::<f32>::new();
     let fft = planner.plan_fft_forward(n_fft);
-    let window: Vec<f32> = (0..n_fft).map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / n_fft as f32).cos()).collect();
+    let window: Vec<f32> = (0..n_fft)
+        .map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / n_fft as f32).cos())
+        .collect();
     let mut input = fft.make_input_vec();
     let mut output = fft.make_output_vec();
     let mut frames = Vec::new();
@@ -18,7 +22,8 @@ pub fn spectrogram(x: &[f32], n_fft: usize, hop: usize) -> Vec<Vec<f32>> {
         for i in 0..n_fft {
             input[i] = x[start + i] * window[i];
         }
-        fft.process(&mut input, &mut output).expect("fft sizes match");
+        fft.process(&mut input, &mut output)
+            .expect("fft sizes match");
         frames.push(output.iter().map(|c| c.norm()).collect());
         start += hop;
     }
@@ -33,16 +38,28 @@ pub fn autocorrelation(env: &[f64], lag: usize) -> f64 {
     if lag >= env.len() {
         return 0.0;
     }
-    env[..env.len() - lag].iter().zip(&env[lag..]).map(|(a, b)| a * b).sum::<f64>() / (env.len() - lag) as f64
+    env[..env.len() - lag]
+        .iter()
+        .zip(&env[lag..])
+        .map(|(a, b)| a * b)
+        .sum::<f64>()
+        / (env.len() - lag) as f64
 }
 
 /// Onset strength per spectrogram frame: half-wave rectified rise of log magnitude, summed.
 fn onset_envelope(x: &[f32]) -> Vec<f64> {
     let spec = spectrogram(x, TEMPO_FFT, TEMPO_HOP);
-    let logs: Vec<Vec<f32>> = spec.iter().map(|f| f.iter().map(|m| (1.0 + 100.0 * m).ln()).collect()).collect();
+    let logs: Vec<Vec<f32>> = spec
+        .iter()
+        .map(|f| f.iter().map(|m| (1.0 + 100.0 * m).ln()).collect())
+        .collect();
     let mut env = vec![0.0; logs.len()];
     for t in 1..logs.len() {
-        env[t] = logs[t].iter().zip(&logs[t - 1]).map(|(a, b)| (a - b).max(0.0)).sum();
+        env[t] = logs[t]
+            .iter()
+            .zip(&logs[t - 1])
+            .map(|(a, b)| (a - b).max(0.0))
+            .sum();
     }
     let mean = env.iter().sum::<f32>() / env.len().max(1) as f32;
     env.iter().map(|v| (v - mean) as f64).collect()
@@ -64,7 +81,9 @@ pub fn estimate_tempo(x: &[f32], sr: u32, lo: f64, hi: f64) -> Option<f64> {
     let mut bpm = lo;
     while bpm <= hi {
         let lag = fps * 60.0 / bpm;
-        let score: f64 = (1..=4).map(|k| acf_at(lag * k as f64) / (k as f64).sqrt()).sum();
+        let score: f64 = (1..=4)
+            .map(|k| acf_at(lag * k as f64) / (k as f64).sqrt())
+            .sum();
         if best.is_none_or(|(_, s)| score > s) {
             best = Some((bpm, score));
         }
@@ -76,12 +95,16 @@ pub fn estimate_tempo(x: &[f32], sr: u32, lo: f64, hi: f64) -> Option<f64> {
 /// Temperley's (Kostka-Payne) major and minor key profiles (C major / C minor): how often each
 /// scale degree sounds in pieces of that key.
 ///
-/// Why not Krumhansl-Kessler's (sessions 2-6): on 400 train and 200 test clips of the corpus
-/// (session 7), Krumhansl's profiles found tonic and mode for 56% / 60% of them, Temperley's for
-/// 72% / 72% (both over the compressed chroma of `estimate_key`). Temperley's give the leading tone and the minor
-/// third less weight next to the tonic triad, which suits these diatonic folk tunes.
-const MAJOR: [f64; 12] = [0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400];
-const MINOR: [f64; 12] = [0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330];
+/// Why not Krumhansl-Kessler's: on 400 train and 200 test clips of the corpus, Krumhansl's
+/// profiles found tonic and mode for 56% / 60% of them, Temperley's for 72% / 72% (both over the
+/// compressed chroma of `estimate_key`). Temperley's give the leading tone and the minor third
+/// less weight next to the tonic triad, which suits these diatonic folk tunes.
+const MAJOR: [f64; 12] = [
+    0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400,
+];
+const MINOR: [f64; 12] = [
+    0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330,
+];
 
 /// MIDI notes the chroma covers: C2 to C7 (65 Hz to 2.1 kHz), where the tunes' fundamentals are.
 const CHROMA_NOTES: std::ops::RangeInclusive<i64> = 36..=96;
@@ -96,7 +119,8 @@ fn note_power(x: &[f32], sr: u32) -> Vec<f64> {
         .map(|bin| {
             let f = bin as f64 * sr as f64 / n_fft as f64;
             let midi = (69.0 + 12.0 * (f / 440.0).log2()).round() as i64;
-            (bin > 0 && CHROMA_NOTES.contains(&midi)).then(|| (midi - CHROMA_NOTES.start()) as usize)
+            (bin > 0 && CHROMA_NOTES.contains(&midi))
+                .then(|| (midi - CHROMA_NOTES.start()) as usize)
         })
         .collect();
     let mut notes = vec![0f64; CHROMA_NOTES.count()];
@@ -165,7 +189,52 @@ pub fn tempo_matches(estimated: f64, requested: f64, tolerance: f64) -> bool {
 /// out of the search rather than counted as misses), then compared within `tolerance`.
 pub fn tempo_adherent(x: &[f32], sr: u32, requested: f64, tolerance: f64) -> (bool, Option<f64>) {
     let est = estimate_tempo(x, sr, requested / 1.45, requested * 1.45);
-    (est.is_some_and(|e| tempo_matches(e, requested, tolerance)), est)
+    (
+        est.is_some_and(|e| tempo_matches(e, requested, tolerance)),
+        est,
+    )
+}
+
+/// Bar-level self-similarity: for each bar distance 1..=max_distance, the mean cosine
+/// similarity between the chroma of bar i and bar i + distance. Folk tunes repeat 4- and 8-bar
+/// phrases, so real music peaks at those distances; a generator without phrase structure does not.
+pub fn bar_similarity(
+    x: &[f32],
+    sr: u32,
+    bpm: f64,
+    beats_per_bar: u32,
+    max_distance: usize,
+) -> Vec<f64> {
+    let bar = (60.0 / bpm * beats_per_bar as f64 * sr as f64) as usize;
+    if bar == 0 {
+        return vec![0.0; max_distance];
+    }
+    let bars: Vec<[f64; 12]> = x
+        .chunks(bar)
+        .filter(|c| c.len() == bar)
+        .map(|c| chroma(c, sr))
+        .collect();
+    let cos = |a: &[f64; 12], b: &[f64; 12]| {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let na: f64 = a.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let nb: f64 = b.iter().map(|v| v * v).sum::<f64>().sqrt();
+        dot / (na * nb).max(1e-12)
+    };
+    (1..=max_distance)
+        .map(|d| {
+            let pairs: Vec<f64> = (0..bars.len().saturating_sub(d))
+                .map(|i| cos(&bars[i], &bars[i + d]))
+                .collect();
+            pairs.iter().sum::<f64>() / pairs.len().max(1) as f64
+        })
+        .collect()
+}
+
+/// How much bars at phrase distances (4 and 8) resemble each other more than bars at the other
+/// distances: mean similarity at {4, 8} minus mean at {1, 2, 3, 5, 6, 7}.
+pub fn phrase_contrast(similarity: &[f64]) -> f64 {
+    let at = |d: usize| similarity.get(d - 1).copied().unwrap_or(0.0);
+    (at(4) + at(8)) / 2.0 - [1, 2, 3, 5, 6, 7].iter().map(|&d| at(d)).sum::<f64>() / 6.0
 }
 
 #[cfg(test)]
@@ -186,7 +255,8 @@ mod tests {
             let start = (t * sr as f64) as usize;
             for i in 0..((beat * 0.8 * sr as f64) as usize).min(n.saturating_sub(start)) {
                 let env = (-(i as f64) / (0.15 * sr as f64)).exp();
-                x[start + i] += (0.3 * env * (std::f64::consts::TAU * f * i as f64 / sr as f64).sin()) as f32;
+                x[start + i] +=
+                    (0.3 * env * (std::f64::consts::TAU * f * i as f64 / sr as f64).sin()) as f32;
             }
             t += beat;
             k += 1;
@@ -202,113 +272,23 @@ mod tests {
             assert!(ok, "{bpm} BPM estimated as {est:?}");
             // Over the whole range the pulse is found up to an octave.
             let wide = estimate_tempo(&x, 24_000, 50.0, 200.0).unwrap();
-            assert!([0.5, 1.0, 2.0].iter().any(|m| tempo_matches(wide, bpm * m, 0.05)), "{bpm} BPM read as {wide}");
+            assert!(
+                [0.5, 1.0, 2.0]
+                    .iter()
+                    .any(|m| tempo_matches(wide, bpm * m, 0.05)),
+                "{bpm} BPM read as {wide}"
+            );
             // A tempo 20% away is a miss.
-            assert!(!tempo_adherent(&x, 24_000, bpm * 1.2, 0.05).0, "{bpm} BPM accepted as {}", bpm * 1.2);
-            assert_eq!(estimate_key(&x, 24_000), (tonic, 0), "key of a {tonic} major scale");
+            assert!(
+                !tempo_adherent(&x, 24_000, bpm * 1.2, 0.05).0,
+                "{bpm} BPM accepted as {}",
+                bpm * 1.2
+            );
+            assert_eq!(
+                estimate_key(&x, 24_000),
+                (tonic, 0),
+                "key of a {tonic} major scale"
+            );
         }
     }
-}
-
-/// Tempo and key agreement of clips with their labels: (clips, tempo right, key right, key or
-/// its relative major/minor right).
-#[derive(Default)]
-struct Agreement {
-    n: usize,
-    tempo: usize,
-    key: usize,
-    key_close: usize,
-}
-
-impl Agreement {
-    fn add(&mut self, audio: &[f32], sr: u32, clip: &crate::dataset::recipe::ClipRecipe) {
-        self.n += 1;
-        self.tempo += tempo_adherent(audio, sr, clip.bpm, 0.05).0 as usize;
-        let got = estimate_key(audio, sr);
-        let want = (clip.key_pitch_class as u32, if clip.key_mode == "minor" { 1 } else { 0 });
-        // Relative major/minor (same notes) counts as close.
-        let relative = if want.1 == 0 { ((want.0 + 9) % 12, 1) } else { ((want.0 + 3) % 12, 0) };
-        self.key += (got == want) as usize;
-        self.key_close += (got == want || got == relative) as usize;
-    }
-
-    fn pct(&self, k: usize) -> f64 {
-        100.0 * k as f64 / self.n.max(1) as f64
-    }
-}
-
-/// The shipped codec's round trip (encode, decode whole) of `x`: what a perfect prior's music
-/// would sound like after the decoder.
-pub fn codec_roundtrip(codec: &cantor::model::codec::Codec, x: &[f32]) -> anyhow::Result<Vec<f32>> {
-    use candle_core::{Device, Tensor};
-    let n = x.len() / codec.cfg.hop() * codec.cfg.hop();
-    let codes = codec.encode(&Tensor::from_slice(&x[..n], (1, n), &Device::Cpu)?)?;
-    Ok(codec.decode(&codes)?.squeeze(0)?.to_vec1::<f32>()?)
-}
-
-/// `cargo xtask eval estimators`: the tempo and key measurements on real test clips against
-/// their labels (what a perfect generator would score), as rendered and after the shipped
-/// codec's round trip (what a perfect prior would score), written to EVAL.md.
-pub fn eval_estimators(clips: usize, codec_path: &std::path::Path) -> anyhow::Result<()> {
-    use crate::dataset::recipe::DatasetConfig;
-    use crate::dataset::{ClipSource, Dataset};
-    let ds = Dataset::build(&DatasetConfig::default())?;
-    let codec = cantor::model::codec::Codec::from_bytes(&std::fs::read(codec_path)?, &candle_core::Device::Cpu)?;
-    let test: Vec<_> = super::prior::renderable(&ds, "test").collect();
-    let step = (test.len() / clips.max(1)).max(1);
-    let sr = codec.cfg.sample_rate;
-    let mut source = ClipSource::new(sr);
-    let (mut real, mut coded) = (Agreement::default(), Agreement::default());
-    for clip in test.iter().step_by(step).take(clips) {
-        let audio = source.render(clip)?;
-        real.add(&audio, sr, clip);
-        coded.add(&codec_roundtrip(&codec, &audio)?, sr, clip);
-    }
-    let (phrase, _) = super::prior::real_bar_similarity(&ds, 20)?;
-    let row = |name: &str, k: fn(&Agreement) -> usize| format!("| {name} | {:.0}% | {:.0}% |\n", real.pct(k(&real)), coded.pct(k(&coded)));
-    let body = format!(
-        "## Music estimators on real clips (what a perfect generator would score)\n\n\
-         Command: `cargo xtask eval estimators --clips {clips}`; {} test clips of the corpus, rendered at 24 kHz, against their labels: as rendered, and after a round trip through the codec `{}`, which bounds what the prior's music can score.\n\n\
-         | measurement | agreement with the label | after the codec |\n|---|---|---|\n\
-         {}{}{}\n\
-         Phrase contrast of 20 real dance tunes (40 s from their start; chroma similarity of bars 4 and 8 apart minus bars 1-3 and 5-7 apart): {phrase:+.3}.\n\n\
-         The prior's tempo and key adherence (`cargo xtask eval prior`) use these estimators; their targets (80% and 70%) are to be read against these rates.\n",
-        real.n,
-        codec_path.strip_prefix(crate::dataset::repo_root()).unwrap_or(codec_path).display(),
-        row("tempo within 5% (pulse searched within a factor 1.45 of the label)", |a| a.tempo),
-        row("key, tonic and mode", |a| a.key),
-        row("key, or its relative major/minor", |a| a.key_close),
-    );
-    println!("{body}");
-    super::write_section(&crate::dataset::repo_root().join("EVAL.md"), "estimators", &body)
-}
-
-/// Bar-level self-similarity: for each bar distance 1..=max_distance, the mean cosine
-/// similarity between the chroma of bar i and bar i + distance. Folk tunes repeat 4- and 8-bar
-/// phrases, so real music peaks at those distances; a generator without phrase structure does not.
-pub fn bar_similarity(x: &[f32], sr: u32, bpm: f64, beats_per_bar: u32, max_distance: usize) -> Vec<f64> {
-    let bar = (60.0 / bpm * beats_per_bar as f64 * sr as f64) as usize;
-    if bar == 0 {
-        return vec![0.0; max_distance];
-    }
-    let bars: Vec<[f64; 12]> = x.chunks(bar).filter(|c| c.len() == bar).map(|c| chroma(c, sr)).collect();
-    let cos = |a: &[f64; 12], b: &[f64; 12]| {
-        let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-        let na: f64 = a.iter().map(|v| v * v).sum::<f64>().sqrt();
-        let nb: f64 = b.iter().map(|v| v * v).sum::<f64>().sqrt();
-        dot / (na * nb).max(1e-12)
-    };
-    (1..=max_distance)
-        .map(|d| {
-            let pairs: Vec<f64> = (0..bars.len().saturating_sub(d)).map(|i| cos(&bars[i], &bars[i + d])).collect();
-            pairs.iter().sum::<f64>() / pairs.len().max(1) as f64
-        })
-        .collect()
-}
-
-/// How much bars at phrase distances (4 and 8) resemble each other more than bars at the other
-/// distances: mean similarity at {4, 8} minus mean at {1, 2, 3, 5, 6, 7}.
-pub fn phrase_contrast(similarity: &[f64]) -> f64 {
-    let at = |d: usize| similarity.get(d - 1).copied().unwrap_or(0.0);
-    (at(4) + at(8)) / 2.0 - [1, 2, 3, 5, 6, 7].iter().map(|&d| at(d)).sum::<f64>() / 6.0
 }

@@ -170,8 +170,8 @@ pub fn load_checkpoint<S: DeserializeOwned>(path: &Path, kind: &str) -> Result<(
 /// best inference weights beside it. Returns the checkpoint's training state.
 ///
 /// bf16, not f16: Adam's second moments are squared gradients, often below f16's smallest
-/// normal value (6e-5). Session 1 published them as f16; they underflowed to zero, and the
-/// resumed run divided first moments by eps: huge updates for its first ~100 steps.
+/// normal value (6e-5). Published as f16 they underflowed to zero, and a run resumed from them
+/// divided first moments by eps: huge updates for its first ~100 steps.
 pub fn publish<S: Serialize + DeserializeOwned>(ckpt: &Path, kind: &str, best: &Path, ckpt_dest: &Path, weights_dest: &Path) -> Result<S> {
     let (state, mut tensors) = load_checkpoint::<S>(ckpt, kind).with_context(|| format!("no checkpoint at {}", ckpt.display()))?;
     for (name, t) in tensors.iter_mut() {

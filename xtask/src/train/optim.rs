@@ -86,8 +86,9 @@ impl AdamW {
             }
             if let Some(v) = tensors.get(&format!("adam.v.{name}")).filter(|v| v.dims() == p.dims()) {
                 self.v[i] = v.to_dtype(p.dtype())?;
-                // Second moments that underflowed to zero in an f16 file (session 1's) would
-                // divide first moments by eps: restart those parameters' moments from zero.
+                // Second moments that underflowed to zero in an f16 file (`publish` writes bf16
+                // for this reason) would divide first moments by eps: restart those parameters'
+                // moments from zero.
                 let zeros = self.v[i].eq(0f32)?.to_dtype(p.dtype())?.sum_all()?.to_scalar::<f32>()?;
                 any_moments |= zeros < self.v[i].elem_count() as f32;
                 if zeros > 0.0 {
