@@ -1,5 +1,6 @@
-//! Tells the crate whether a trained prior ships in assets/ (cfg `cantor_prior`): until the
-//! first one is trained, the plugin builds without it and says so in its editor.
+//! Tells the crate which trained models ship in assets/: the codes prior (cfg `cantor_prior`)
+//! and the score prior (cfg `cantor_score`). Until one is trained, Cantor builds without it and
+//! says so where it is needed.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(cantor_prior)");
@@ -8,5 +9,11 @@ fn main() {
     println!("cargo::rerun-if-changed=assets/models");
     if std::path::Path::new(prior).exists() {
         println!("cargo::rustc-cfg=cantor_prior");
+    }
+    println!("cargo::rustc-check-cfg=cfg(cantor_score)");
+    let score = "assets/models/score.safetensors";
+    println!("cargo::rerun-if-changed={score}");
+    if std::path::Path::new(score).exists() {
+        println!("cargo::rustc-cfg=cantor_score");
     }
 }

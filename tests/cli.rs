@@ -64,3 +64,33 @@ fn render_writes_the_same_wav_for_the_same_seed() {
     assert!(a.len() >= 72_000 * 2 * 4, "{} bytes", a.len());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn compose_writes_a_midi_tune_the_same_for_the_same_seed_and_refuses_bad_arguments() {
+    let dir = std::env::temp_dir().join(format!("cantor-compose-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("score.safetensors");
+    std::fs::write(&model, common::tiny_score_file()).unwrap();
+    let run = |name: &str, seed: &str| {
+        let out = dir.join(name);
+        let status = cantor()
+            .args(["compose", "--style", "jig", "--key", "A", "--mode", "minor", "--time-signature", "6/8", "--bars", "4", "--bpm", "116", "--instrument", "winds", "--seed", seed])
+            .arg("--model")
+            .arg(&model)
+            .arg("--out")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::read(out).unwrap()
+    };
+    let a = run("a.mid", "7");
+    assert_eq!(&a[..4], b"MThd");
+    assert_eq!(a, run("b.mid", "7"), "the same seed wrote different files");
+    assert_ne!(a, run("c.mid", "8"));
+    let out = cantor().args(["compose", "--time-signature", "7/8", "--key", "H", "--bars", "0"]).arg("--model").arg(&model).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown key \"H\""), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Generate music offline (the plugin's offline bounce, without a DAW) into a WAV file.
     Render(RenderArgs),
+    /// Write a tune with the score prior into a Standard MIDI file (one track per part).
+    Compose(ComposeArgs),
     /// The neural audio codec.
     Codec {
         #[command(subcommand)]
@@ -59,6 +61,118 @@ struct RenderArgs {
     prior: Option<PathBuf>,
     #[arg(long, requires = "prior")]
     codec: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ComposeArgs {
+    /// Style, or a blend of styles with weights 0-1: "reel" or "reel=1,jig=0.5".
+    /// Styles: chorale, air, jig, reel, hornpipe, march/polka.
+    #[arg(long, default_value = "reel")]
+    style: String,
+    /// Key tonic: C, C#, D, Eb, E, F, F#, G, Ab, A, Bb, B.
+    #[arg(long, default_value = "D")]
+    key: String,
+    /// Mode: major or minor.
+    #[arg(long, default_value = "major")]
+    mode: String,
+    /// Time signature: 2/4, 3/4, 4/4, 6/8, 9/8, 2/2, 3/8, 12/8, 6/4 or 3/2.
+    #[arg(long, default_value = "4/4", value_parser = cantor::model::vocab::Meter::parse)]
+    time_signature: (u32, u32),
+    /// Bars to write (each 8-bar strain counts twice when --repeat is above 0: A A B B).
+    #[arg(long, default_value_t = 32)]
+    bars: usize,
+    /// Tempo written into the file, in beats of the time signature (dotted quarters in 6/8).
+    #[arg(long, default_value_t = 120.0)]
+    bpm: f64,
+    /// Instrument family, whose General MIDI program every part gets (the bass excepted):
+    /// piano, strings, organ, winds, brass, plucked, choir/pads, mallets.
+    #[arg(long, default_value = "piano")]
+    instrument: String,
+    /// Seed: the same seed and settings write the same tune.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Sampling temperature (0 = always the likeliest token).
+    #[arg(long, default_value_t = cantor::knobs::KNOBS.temperature.default)]
+    temperature: f32,
+    /// Sample only among the k likeliest tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Sample only among the likeliest tokens that make up this probability (1 = off).
+    #[arg(long, default_value_t = cantor::knobs::KNOBS.top_p.default)]
+    top_p: f32,
+    /// How strongly style, mode and meter are imposed (classifier-free guidance; 1 = the
+    /// conditional model alone).
+    #[arg(long, default_value_t = cantor::model::score::DEFAULT_GUIDANCE)]
+    guidance: f32,
+    /// How closely each strain's repeat follows its first playing (0 = no repeats, 1 = note for note).
+    #[arg(long, default_value_t = cantor::knobs::KNOBS.repeat.default)]
+    repeat: f32,
+    /// Leave a single-line tune without its bass and chords.
+    #[arg(long)]
+    no_accompaniment: bool,
+    /// Score prior model file (default: the one built into this program).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Output MIDI file.
+    #[arg(long, default_value = "tune.mid")]
+    out: PathBuf,
+}
+
+fn compose(args: ComposeArgs) -> Result<()> {
+    use cantor::model::vocab;
+    let mut errors = Vec::new();
+    let styles = cantor::plugin::render::parse_styles(&args.style).map_err(|e| errors.push(e)).ok();
+    let tonic = vocab::pitch_class(&args.key);
+    if tonic.is_none() {
+        errors.push(format!("unknown key {:?}; use a note name such as C, F#, Bb", args.key));
+    }
+    let mode = vocab::MODES.iter().position(|m| m.eq_ignore_ascii_case(&args.mode));
+    if mode.is_none() {
+        errors.push(format!("unknown mode {:?}; modes: {}", args.mode, vocab::MODES.join(", ")));
+    }
+    let instrument = vocab::instrument_index(&args.instrument);
+    if instrument.is_none() {
+        errors.push(format!("unknown instrument {:?}; instruments: {}", args.instrument, vocab::INSTRUMENT_FAMILIES.map(|(n, _)| n).join(", ")));
+    }
+    if !(args.bpm.is_finite() && (20.0..=400.0).contains(&args.bpm)) {
+        errors.push(format!("--bpm must be between 20 and 400, not {}", args.bpm));
+    }
+    let ranges = [("temperature", args.temperature, 0.0, 2.0), ("top-p", args.top_p, 0.05, 1.0), ("guidance", args.guidance, 0.0, 8.0), ("repeat", args.repeat, 0.0, 1.0)];
+    for (name, v, lo, hi) in ranges {
+        if !(v.is_finite() && v >= lo && v <= hi) {
+            errors.push(format!("--{name} must be between {lo} and {hi}, not {v}"));
+        }
+    }
+    let (Some(styles), Some(tonic), Some(mode), Some(instrument), true) = (styles, tonic, mode, instrument, errors.is_empty()) else {
+        anyhow::bail!(errors.join("\n"));
+    };
+    let bytes = match &args.model {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        None => cantor::model::embedded::SCORE.context("this build has no trained score prior built in: pass --model FILE, or train one (cargo xtask train score)")?.to_vec(),
+    };
+    let model = cantor::model::score::ScorePrior::from_bytes(&bytes, &Device::Cpu).context("loading the score prior")?;
+    let settings = cantor::compose::ComposeSettings {
+        styles,
+        tonic,
+        mode: mode as u8,
+        time_signature: args.time_signature,
+        bars: args.bars,
+        seed: args.seed,
+        instrument,
+        sampling: cantor::model::prior::sampling::Sampling { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, guidance: args.guidance, repeat: args.repeat },
+        accompaniment: !args.no_accompaniment,
+    };
+    let bar = indicatif::ProgressBar::new(args.bars as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} bar {pos}/{len} {elapsed_precise} eta {eta}").expect("valid template"));
+    let started = std::time::Instant::now();
+    let parts = cantor::compose::compose(&model, &settings, |f| bar.set_position((f * args.bars as f64).round() as u64)).map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    let (n, d) = args.time_signature;
+    let meter = vocab::Meter::of_time_signature(n, d).context("not a time signature")?;
+    cantor::midi::write(&args.out, &parts, args.bpm * meter.beat_quarters, args.time_signature)?;
+    let notes: usize = parts.iter().map(|p| p.notes.len()).sum();
+    eprintln!("{} bars, {} parts, {notes} notes -> {} in {:.1} s", args.bars, parts.len(), args.out.display(), started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 fn render(args: RenderArgs) -> Result<()> {
@@ -135,6 +249,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Render(args) => render(args)?,
+        Command::Compose(args) => compose(args)?,
         Command::Codec { command, weights } => {
             let codec = load_codec(&weights)?;
             let cfg = codec.cfg.clone();

@@ -9,3 +9,9 @@ pub static CODEC: &[u8] = include_bytes!("../../assets/models/codec-q8_0.safeten
 pub static PRIOR: Option<&[u8]> = Some(include_bytes!("../../assets/models/prior-q8_0.safetensors"));
 #[cfg(not(cantor_prior))]
 pub static PRIOR: Option<&[u8]> = None;
+
+/// The score prior (f16), when one has been trained and published (see build.rs).
+#[cfg(cantor_score)]
+pub static SCORE: Option<&[u8]> = Some(include_bytes!("../../assets/models/score.safetensors"));
+#[cfg(not(cantor_score))]
+pub static SCORE: Option<&[u8]> = None;

@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod nn;
 pub mod pair;
 pub mod prior;
+pub mod score;
 pub mod spectral;
 pub mod vocab;
 pub mod weights;

@@ -6,6 +6,17 @@ use cantor::model::prior::PriorConfig;
 
 /// Model files of a tiny codec and a tiny prior; `matching` decides whether the prior says it
 /// was trained on this codec's codes.
+#[allow(dead_code)]
 pub fn tiny_model_files(matching: bool) -> (Vec<u8>, Vec<u8>) {
     random_model_files(&CodecConfig::tiny(), &PriorConfig::tiny(), (!matching).then_some("0123456789abcdef"), None).unwrap()
+}
+
+/// A tiny random score prior's model file.
+#[allow(dead_code)] // each test binary uses what it needs
+pub fn tiny_score_file() -> Vec<u8> {
+    use cantor::model::score::{ScoreConfig, ScorePrior, KIND};
+    let vm = candle_nn::VarMap::new();
+    let cfg = ScoreConfig::tiny();
+    ScorePrior::new(&cfg, candle_nn::VarBuilder::from_varmap(&vm, candle_core::DType::F32, &candle_core::Device::Cpu)).unwrap();
+    cantor::model::weights::to_bytes(KIND, &cfg, &cantor::model::weights::var_tensors(&vm), candle_core::DType::F16).unwrap()
 }

@@ -227,6 +227,8 @@ enum TrainCommand {
     Prior(train::prior::PriorTrainArgs),
     /// Re-fit the codec's codebooks by k-means on its latents and re-map the tokenised corpus.
     Codebooks(train::codebooks::CodebookArgs),
+    /// The score prior, on the corpus's scores (notes, not audio).
+    Score(train::score::ScoreTrainArgs),
 }
 
 fn main() -> Result<()> {
@@ -255,6 +257,7 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Codec(args) } => train::codec::train(&args),
         Command::Train { model: TrainCommand::Prior(args) } => train::prior::train(&args),
         Command::Train { model: TrainCommand::Codebooks(args) } => train::codebooks::refit(&args),
+        Command::Train { model: TrainCommand::Score(args) } => train::score::train(&args),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
         Command::Eval { model: EvalCommand::StyleSet { per_style, out } } => {
             let codec = cantor::model::codec::Codec::from_bytes(&std::fs::read(train::codec::published_weights())?, &candle_core::Device::Cpu)?;

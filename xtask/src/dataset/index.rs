@@ -36,6 +36,9 @@ pub struct PieceMeta {
     /// Where the first full bar starts, in quarters (after a pickup).
     #[serde(default)]
     pub first_full_bar_quarters: f64,
+    /// Where every bar starts, in quarters (pickups and shortened bars included).
+    #[serde(default)]
+    pub bar_starts_quarters: Vec<f64>,
     #[serde(default)]
     pub duration_quarters: f64,
     #[serde(default)]

@@ -11,6 +11,7 @@ pub mod recipe;
 pub mod tokens;
 pub mod render;
 pub mod score;
+pub mod scores;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};

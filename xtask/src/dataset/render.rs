@@ -167,51 +167,20 @@ fn fold_into(mut key: i32, lo: i32, hi: i32) -> i32 {
     key
 }
 
-/// Diatonic triads (root offset from the tonic, quality third) for major and minor keys.
-const MAJOR_TRIADS: [(i32, i32); 6] = [(0, 4), (5, 4), (7, 4), (9, 3), (2, 3), (4, 3)];
-const MINOR_TRIADS: [(i32, i32); 6] = [(0, 3), (5, 3), (7, 4), (3, 4), (8, 4), (10, 4)];
-
-/// A bass line and block chords for a single-line tune: one triad per bar (per half bar in
-/// long bars), the diatonic triad that covers most of the melody's duration there, preferring
-/// the tonic, subdominant and dominant on ties. Pitches are in the score's key (before transposition).
+/// The corpus's accompaniment of a single-line tune (`model::score::accompaniment`, which the
+/// score prior's tunes get too), on its own channels. Pitches are in the score's key (before
+/// transposition).
 pub fn accompaniment(recipe: &ClipRecipe, melody: &[Note]) -> Vec<(Note, u8)> {
-    let tonic = (recipe.key_pitch_class as i32 - recipe.transpose as i32).rem_euclid(12);
-    let triads = if recipe.key_mode == "minor" { &MINOR_TRIADS } else { &MAJOR_TRIADS };
-    let span = if recipe.bar_quarters >= 4.0 { recipe.bar_quarters / 2.0 } else { recipe.bar_quarters };
-    let end = melody.iter().map(|n| n.start_q + n.dur_q).fold(0.0, f64::max);
-    let mut out = Vec::new();
-    // Start at the first full bar; the pickup stays unaccompanied.
-    let mut t = recipe.first_full_bar_quarters;
-    while t + 1e-9 < end {
-        let t_end = t + span;
-        let mut best = (f64::MIN, 0usize);
-        for (i, &(root, third)) in triads.iter().enumerate() {
-            let pcs = [(tonic + root) % 12, (tonic + root + third) % 12, (tonic + root + 7) % 12];
-            let mut score = 0.0;
-            for n in melody {
-                let overlap = (n.start_q + n.dur_q).min(t_end) - n.start_q.max(t);
-                if overlap > 0.0 {
-                    let pc = n.key as i32 % 12;
-                    if pcs.contains(&pc) {
-                        score += overlap * if pc == pcs[0] { 1.2 } else { 1.0 };
-                    }
-                }
-            }
-            score -= i as f64 * 0.01; // prefer I, IV, V on ties
-            if score > best.0 {
-                best = (score, i);
-            }
-        }
-        let (root, third) = triads[best.1];
-        let root_pc = (tonic + root) % 12;
-        let chord_root = 48 + root_pc; // around C3..B3
-        for k in [chord_root, chord_root + third, chord_root + 7] {
-            out.push((Note { start_q: t, dur_q: span * 0.95, key: k as u8, velocity: 52, part: 0 }, CHORD_CHANNEL));
-        }
-        out.push((Note { start_q: t, dur_q: span * 0.9, key: (36 + root_pc) as u8, velocity: 70, part: 0 }, BASS_CHANNEL));
-        t = t_end;
-    }
-    out
+    use cantor::model::score::accompaniment::{accompaniment, Role};
+    let tonic = recipe.key_pitch_class as i32 - recipe.transpose as i32;
+    let line: Vec<(f64, f64, u8)> = melody.iter().map(|n| (n.start_q, n.dur_q, n.key)).collect();
+    accompaniment(tonic, recipe.key_mode == "minor", recipe.bar_quarters, recipe.first_full_bar_quarters, &line)
+        .into_iter()
+        .map(|a| {
+            let channel = if a.role == Role::Chord { CHORD_CHANNEL } else { BASS_CHANNEL };
+            (Note { start_q: a.start_q, dur_q: a.dur_q, key: a.key, velocity: a.velocity, part: 0 }, channel)
+        })
+        .collect()
 }
 
 /// Scale to the target RMS, keeping peaks under the limit. Silence stays silence.

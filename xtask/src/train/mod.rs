@@ -4,6 +4,7 @@ pub mod codebooks;
 pub mod codec;
 pub mod optim;
 pub mod prior;
+pub mod score;
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};

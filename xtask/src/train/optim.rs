@@ -115,10 +115,15 @@ impl AdamW {
     /// Backpropagate `loss` and update, with gradient clipping and learning-rate warm-up; a
     /// non-finite gradient skips the update (and says so). Returns (gradient norm, rate used).
     pub fn minimize(&mut self, loss: &Tensor, base_lr: f64, step: u64) -> Result<(f64, f64)> {
+        self.minimize_with_warmup(loss, base_lr, step, WARMUP_STEPS)
+    }
+
+    /// `minimize` with a warm-up of `warmup` steps.
+    pub fn minimize_with_warmup(&mut self, loss: &Tensor, base_lr: f64, step: u64, warmup: u64) -> Result<(f64, f64)> {
         let grads = loss.backward()?;
         let norm = self.grad_norm(&grads)?;
         let scale = if norm.is_finite() && norm > GRAD_CLIP { GRAD_CLIP / norm } else { 1.0 };
-        let lr = base_lr * ((step + 1) as f64 / WARMUP_STEPS as f64).min(1.0);
+        let lr = base_lr * ((step + 1) as f64 / warmup.max(1) as f64).min(1.0);
         if norm.is_finite() {
             self.step(&grads, lr, scale)?;
         } else {

@@ -1,0 +1,237 @@
+//! Writing a tune bar by bar: the score prior's tokens sampled under its grammar, with
+//! classifier-free guidance, the sampling knobs and a seeded RNG (the same seed and settings
+//! write the same tune), and the dance-tune form: each 8-bar strain played twice, the second
+//! playing following the first as closely as the Repeat knob asks.
+
+use super::tokens::{Grammar, ScoreNote, Token, BAR, BOS, VOCAB};
+use super::{phrase_slot, ScoreCond, ScorePrior, ScoreState, COND_DIM, PHRASE_BARS};
+use crate::model::prior::sampling::{guide, sample, SampleScratch, Sampling};
+use candle_core::{Device, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Bars in a strain (the unit the Repeat knob repeats).
+pub const STRAIN_BARS: usize = PHRASE_BARS / 2;
+/// Most tokens a written bar may take: a 12/8 bar of sixteenths in four voices is about 200.
+/// Past it the bar ends (an untrained or derailed model could otherwise fill one bar forever).
+pub const MAX_BAR_TOKENS: usize = 256;
+
+/// One bar as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenBar {
+    /// Bars played before this one.
+    pub index: usize,
+    /// Its phrase slot (0-15: A strain 0-7, B strain 8-15).
+    pub slot: usize,
+    /// Start and length in ticks (`tokens::TICKS_PER_QUARTER`).
+    pub start: u32,
+    pub len: u32,
+    /// Its notes, onsets in ticks from the piece's start, keys in the tonic `ScoreWriter` was
+    /// made with.
+    pub notes: Vec<ScoreNote>,
+    /// Whether it repeats the first playing's bar note for note.
+    pub copied: bool,
+}
+
+/// Writes one endless tune.
+pub struct ScoreWriter<'m> {
+    model: &'m ScorePrior,
+    tonic: u8,
+    bar_ticks: u32,
+    cond_state: ScoreState,
+    uncond_state: ScoreState,
+    rng: ChaCha8Rng,
+    scratch: SampleScratch,
+    guided: Vec<f32>,
+    grammar: Grammar,
+    /// Next-token logits of the two rows after the last token read.
+    logits: (Vec<f32>, Vec<f32>),
+    /// Bars played so far, and where the next starts.
+    played: usize,
+    next_start: u32,
+    /// The tokens (after its `Bar`) of each bar of the current strain's first playing.
+    strain: Vec<Vec<u32>>,
+}
+
+impl<'m> ScoreWriter<'m> {
+    /// A writer in key `tonic` (pitch class) with bars of `bar_ticks`, seeded.
+    pub fn new(model: &'m ScorePrior, tonic: u8, bar_ticks: u32, seed: u64) -> Result<Self> {
+        let device = Device::Cpu;
+        let mut w = Self {
+            model,
+            tonic: tonic % 12,
+            bar_ticks,
+            cond_state: model.new_state(&device)?,
+            uncond_state: model.new_state(&device)?,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            scratch: SampleScratch::with_capacity(VOCAB),
+            guided: Vec::with_capacity(VOCAB),
+            grammar: Grammar::default(),
+            logits: (Vec::new(), Vec::new()),
+            played: 0,
+            next_start: 0,
+            strain: Vec::new(),
+        };
+        w.grammar.push(Token::Bos);
+        w.logits = w.read(BOS, 0, &ScoreCond::unconditional())?;
+        Ok(w)
+    }
+
+    /// Feed one token to both rows (the conditional one with `cond`, the other without).
+    fn read(&mut self, token: u32, slot: usize, cond: &ScoreCond) -> Result<(Vec<f32>, Vec<f32>)> {
+        let c: [f32; COND_DIM] = cond.vector(slot);
+        let u = ScoreCond::unconditional().vector(slot);
+        Ok((self.model.step(&mut self.cond_state, token, &c)?, self.model.step(&mut self.uncond_state, token, &u)?))
+    }
+
+    /// Where bar `index` stands in the form: its phrase slot, and (for the second playing of a
+    /// strain) the bar of the first playing it answers. With `repeat` 0 there are no repeats.
+    fn form(index: usize, repeat: f32) -> (usize, Option<usize>) {
+        if repeat <= 0.0 {
+            return (phrase_slot(index, 0), None);
+        }
+        let q = index % (2 * PHRASE_BARS);
+        let strain = q / PHRASE_BARS;
+        let in_strain = q % PHRASE_BARS;
+        let slot = strain * STRAIN_BARS + in_strain % STRAIN_BARS;
+        (slot, (in_strain >= STRAIN_BARS).then_some(in_strain % STRAIN_BARS))
+    }
+
+    /// Write the next bar. `cond` and `sampling` may change from bar to bar (automation).
+    pub fn write_bar(&mut self, cond: &ScoreCond, sampling: &Sampling) -> Result<WrittenBar> {
+        let index = self.played;
+        let (slot, answers) = Self::form(index, sampling.repeat);
+        if answers.is_none() && slot % STRAIN_BARS == 0 {
+            // A strain's first playing begins.
+            self.strain.clear();
+        }
+        let copy = match answers {
+            Some(i) if i < self.strain.len() => self.rng.random::<f32>() < sampling.repeat,
+            _ => {
+                self.rng.random::<f32>();
+                false
+            }
+        };
+        // Open the bar.
+        self.grammar.push(Token::Bar);
+        self.logits = self.read(BAR, slot, cond)?;
+        let mut bar_tokens = Vec::new();
+        if copy {
+            let tokens = self.strain[answers.expect("copy answers a bar")].clone();
+            for &t in &tokens {
+                self.grammar.push(Token::from_id(t).expect("a written token"));
+                self.logits = self.read(t, slot, cond)?;
+            }
+            bar_tokens = tokens;
+        } else {
+            loop {
+                let t = self.sample_next(sampling, index == 0)?;
+                if t == BAR || bar_tokens.len() >= MAX_BAR_TOKENS && matches!(self.grammar.last(), Some(Token::Dur(_)) | Some(Token::Bar) | Some(Token::BarLen(_))) {
+                    break;
+                }
+                self.grammar.push(Token::from_id(t).expect("sampled within the vocabulary"));
+                self.logits = self.read(t, slot, cond)?;
+                bar_tokens.push(t);
+            }
+        }
+        if answers.is_none() {
+            self.strain.push(bar_tokens.clone());
+        }
+        let bar = self.decode_bar(index, slot, &bar_tokens, copy);
+        self.played += 1;
+        self.next_start = bar.start + bar.len;
+        Ok(bar)
+    }
+
+    /// Sample the next token under the grammar; an end of piece is never written (the music goes
+    /// on), and the first bar is a full one (no pickup).
+    fn sample_next(&mut self, sampling: &Sampling, first_bar: bool) -> Result<u32> {
+        guide(&self.logits.0, &self.logits.1, sampling.guidance, &mut self.guided);
+        for (id, l) in self.guided.iter_mut().enumerate() {
+            let t = Token::from_id(id as u32).expect("logits cover the vocabulary");
+            let allowed = self.grammar.allows(t) && t != Token::Eos && !(first_bar && matches!(t, Token::BarLen(_)));
+            if !allowed || !l.is_finite() {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        // A bar that runs past its end holds its last note (every path allows `Bar` after a note).
+        if self.guided.iter().all(|l| !l.is_finite()) {
+            return Ok(BAR);
+        }
+        Ok(sample(&self.guided, sampling, &mut self.rng, &mut self.scratch))
+    }
+
+    fn decode_bar(&self, index: usize, slot: usize, tokens: &[u32], copied: bool) -> WrittenBar {
+        let start = self.next_start;
+        let mut len = self.bar_ticks;
+        let mut g = Grammar::default();
+        g.push(Token::Bos);
+        g.push(Token::Bar);
+        let mut notes = Vec::new();
+        for &id in tokens {
+            let Some(t) = Token::from_id(id) else { continue };
+            g.push(t);
+            match t {
+                Token::BarLen(l) => len = l,
+                Token::Dur(d) => {
+                    let key = (g.pitch.unwrap_or(0) as u32 + self.tonic as u32).min(127) as u8;
+                    notes.push(ScoreNote { start: start + g.pos.unwrap_or(0), part: g.part.unwrap_or(0), key, dur: d });
+                }
+                _ => {}
+            }
+        }
+        notes.sort();
+        WrittenBar { index, slot, start, len, notes, copied }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::score::tokens::TICKS_PER_QUARTER;
+    use crate::model::score::ScoreConfig;
+    use candle_core::DType;
+    use candle_nn::{VarBuilder, VarMap};
+
+    fn tiny() -> ScorePrior {
+        let vm = VarMap::new();
+        ScorePrior::new(&ScoreConfig::tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap()
+    }
+
+    fn write(model: &ScorePrior, seed: u64, repeat: f32) -> Vec<WrittenBar> {
+        let mut w = ScoreWriter::new(model, 2, 2 * TICKS_PER_QUARTER, seed).unwrap();
+        let cond = ScoreCond { styles: Some([0.0, 0.0, 0.0, 1.0, 0.0, 0.0]), mode: Some(0), meter: Some(0) };
+        let s = Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, guidance: 2.0, repeat };
+        (0..18).map(|_| w.write_bar(&cond, &s).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_same_seed_writes_the_same_tune_and_bars_follow_each_other() {
+        let model = tiny();
+        let a = write(&model, 7, 0.0);
+        assert_eq!(a, write(&model, 7, 0.0));
+        assert_ne!(a, write(&model, 8, 0.0));
+        for w in a.windows(2) {
+            assert_eq!(w[1].start, w[0].start + w[0].len);
+            assert_eq!(w[1].index, w[0].index + 1);
+        }
+        // Every note starts inside its bar.
+        for b in &a {
+            assert!(b.notes.iter().all(|n| n.start >= b.start && n.start < b.start + crate::model::score::tokens::MAX_BAR_TICKS));
+        }
+    }
+
+    #[test]
+    fn repeat_one_plays_each_strain_twice_note_for_note() {
+        let bars = write(&tiny(), 3, 1.0);
+        for i in 0..STRAIN_BARS {
+            let (first, second) = (&bars[i], &bars[i + STRAIN_BARS]);
+            assert!(second.copied && !first.copied);
+            assert_eq!(first.slot, second.slot);
+            let shift = |b: &WrittenBar| b.notes.iter().map(|n| (n.start - b.start, n.key, n.dur, n.part)).collect::<Vec<_>>();
+            assert_eq!(shift(first), shift(second), "bar {i}");
+        }
+        // The B strain starts at slot 8.
+        assert_eq!(bars[2 * STRAIN_BARS].slot, STRAIN_BARS);
+    }
+}
