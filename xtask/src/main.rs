@@ -54,6 +54,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum EvalCommand {
+    /// The score prior's tunes against held-out real tunes: key, rhythm, melody, form, novelty.
+    Score {
+        /// Score prior file (default: assets/models/score.safetensors).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        /// Tunes per style.
+        #[arg(long, default_value_t = 10)]
+        seeds: u64,
+        /// Bars per tune.
+        #[arg(long, default_value_t = 32)]
+        bars: usize,
+    },
     /// The prior's generated audio: style, tempo and key adherence, diversity, stability.
     Prior {
         /// Prior and codec files (default: assets/models/prior.safetensors and codec.safetensors).
@@ -259,6 +271,14 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Codebooks(args) } => train::codebooks::refit(&args),
         Command::Train { model: TrainCommand::Score(args) } => train::score::train(&args),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
+        Command::Eval { model: EvalCommand::Score { model, seeds, bars } } => {
+            let path = model.unwrap_or_else(|| train::RunPaths::new("score", None).published_weights);
+            let prior = cantor::model::score::ScorePrior::from_bytes(&std::fs::read(&path)?, &candle_core::Device::Cpu)?;
+            let name = path.strip_prefix(dataset::repo_root()).unwrap_or(&path).display().to_string();
+            let body = eval::score::eval(&prior, &name, seeds, bars)?;
+            println!("{body}");
+            eval::write_section(&dataset::repo_root().join("EVAL.md"), "score", &body)
+        }
         Command::Eval { model: EvalCommand::StyleSet { per_style, out } } => {
             let codec = cantor::model::codec::Codec::from_bytes(&std::fs::read(train::codec::published_weights())?, &candle_core::Device::Cpu)?;
             eval::prior::dump_style_set(per_style, &codec, &out)

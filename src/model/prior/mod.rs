@@ -24,7 +24,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use conditioning::COND_DIM;
 use serde::{Deserialize, Serialize};
-use transformer::{Block, LayerCache, MASKED};
+use transformer::{Block, LayerCache};
 
 /// Prior hyper-parameters, stored in every prior file. Defaults are the shipped prior.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,14 +246,7 @@ impl Prior {
         let device = state.caches.first().map(|c| c.device()).unwrap_or(Device::Cpu);
         let slot = (state.step % w as u64) as usize;
         state.slot_steps[slot] = Some(state.step);
-        for (hi, m) in state.slopes.iter().enumerate() {
-            for (j, s) in state.slot_steps.iter().enumerate() {
-                state.bias[hi * w + j] = match s {
-                    Some(s) => -m * (state.step - s) as f32,
-                    None => MASKED,
-                };
-            }
-        }
+        transformer::rolling_bias(&state.slopes, &state.slot_steps, state.step, &mut state.bias);
         let bias = Tensor::from_slice(&state.bias, (1, h, 1, w), &device)?;
         let tokens = Tensor::from_slice(tokens, (b, 1, self.cfg.n_levels), &device)?;
         let cond = Tensor::from_slice(cond, (b, 1, COND_DIM), &device)?;

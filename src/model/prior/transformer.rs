@@ -32,6 +32,20 @@ pub fn training_bias(heads: usize, len: usize, window: usize, device: &Device) -
     Tensor::from_vec(bias, (heads, len, len), device)
 }
 
+/// A cached step's bias [heads * window]: each head's ALiBi penalty for the distance from
+/// `step` back to the step each cache slot holds; empty slots masked.
+pub fn rolling_bias(slopes: &[f32], slot_steps: &[Option<u64>], step: u64, out: &mut [f32]) {
+    let w = slot_steps.len();
+    for (hi, m) in slopes.iter().enumerate() {
+        for (j, s) in slot_steps.iter().enumerate() {
+            out[hi * w + j] = match s {
+                Some(s) => -m * (step - s) as f32,
+                None => MASKED,
+            };
+        }
+    }
+}
+
 pub struct Attention {
     pub(super) qkv: Linear,
     pub(super) out: Linear,

@@ -12,7 +12,7 @@ pub mod tokens;
 pub mod writer;
 
 use crate::model::nn::{LayerNorm, Linear};
-use crate::model::prior::transformer::{self, Block, LayerCache, MASKED};
+use crate::model::prior::transformer::{self, Block, LayerCache};
 use crate::model::vocab::STYLES;
 use crate::model::weights::{self, WeightsError};
 use candle_core::quantized::GgmlDType;
@@ -143,6 +143,7 @@ pub struct ScoreState {
     caches: Vec<LayerCache>,
     slot_steps: Vec<Option<u64>>,
     step: u64,
+    slopes: Vec<f32>,
     bias: Vec<f32>,
 }
 
@@ -183,6 +184,7 @@ impl ScorePrior {
             caches: self.blocks.iter().map(|b| b.attn.new_cache(1, self.cfg.window, device)).collect::<Result<Vec<_>>>()?,
             slot_steps: vec![None; self.cfg.window],
             step: 0,
+            slopes: transformer::alibi_slopes(self.cfg.n_heads),
             bias: vec![0.0; self.cfg.n_heads * self.cfg.window],
         })
     }
@@ -193,15 +195,7 @@ impl ScorePrior {
         let device = state.caches.first().map(|c| c.device()).unwrap_or(Device::Cpu);
         let slot = (state.step % w as u64) as usize;
         state.slot_steps[slot] = Some(state.step);
-        let slopes = transformer::alibi_slopes(h);
-        for (hi, m) in slopes.iter().enumerate() {
-            for (j, s) in state.slot_steps.iter().enumerate() {
-                state.bias[hi * w + j] = match s {
-                    Some(s) => -m * (state.step - s) as f32,
-                    None => MASKED,
-                };
-            }
-        }
+        transformer::rolling_bias(&state.slopes, &state.slot_steps, state.step, &mut state.bias);
         let bias = Tensor::from_slice(&state.bias, (1, h, 1, w), &device)?;
         let tokens = Tensor::from_slice(&[token], (1, 1), &device)?;
         let cond = Tensor::from_slice(cond.as_slice(), (1, 1, COND_DIM), &device)?;

@@ -5,6 +5,7 @@ pub mod estimators;
 pub mod music;
 pub mod prior;
 pub mod real_clips;
+pub mod score;
 
 use std::path::Path;
 
