@@ -46,10 +46,11 @@ pub fn compose(model: &ScorePrior, s: &ComposeSettings, mut progress: impl FnMut
     let bar_ticks = METERS[meter].1;
     let cond = ScoreCond { styles: Some(s.styles), mode: Some(s.mode.min(1)), meter: Some(meter) };
     let mut writer = ScoreWriter::new(model, s.tonic, bar_ticks, s.seed).map_err(|e| format!("the score prior failed: {e}"))?;
-    let mut notes = Vec::new();
+    let (mut notes, mut end) = (Vec::new(), 0);
     for i in 0..s.bars {
         let bar = writer.write_bar(&cond, &s.sampling).map_err(|e| format!("the score prior failed: {e}"))?;
         notes.extend(bar.notes);
+        end = bar.start + bar.len;
         progress((i + 1) as f64 / s.bars as f64);
     }
     let q = |t: u32| t as f64 / TICKS_PER_QUARTER as f64;
@@ -64,7 +65,9 @@ pub fn compose(model: &ScorePrior, s: &ComposeSettings, mut progress: impl FnMut
         .collect();
     if s.accompaniment && n_parts == 1 {
         let line: Vec<(f64, f64, u8)> = parts[0].notes.iter().map(|n| (n.start_q, n.dur_q, n.key)).collect();
-        let acc = accompaniment(s.tonic as i32, s.mode == 1, q(bar_ticks), 0.0, &line);
+        // Chords for the written bars only (a last note may ring past them).
+        let mut acc = accompaniment(s.tonic as i32, s.mode == 1, q(bar_ticks), 0.0, &line);
+        acc.retain(|a| a.start_q < q(end));
         for (role, name, program) in [(Role::Chord, "chords", program), (Role::Bass, "bass", BASS_PROGRAM)] {
             let notes = acc.iter().filter(|a| a.role == role).map(|a| MidiNote { start_q: a.start_q, dur_q: a.dur_q, key: a.key, velocity: a.velocity }).collect();
             parts.push(MidiPart { name: name.into(), program, notes });

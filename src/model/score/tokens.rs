@@ -13,8 +13,7 @@
 //! - `Pos(t)`: the ticks from the bar line where the following notes start; written whenever the
 //!   onset moves on (positions rise within a bar).
 //! - `Part(p)`: the voice of the following notes (0 the melody or soprano; chorales have four
-//!   or more); written after each `Bar` and `Pos`... only when it changes, and always first in a
-//!   bar.
+//!   or more); written first in every bar and whenever the voice changes.
 //! - `Pitch(k)`: semitones above the tonic's lowest octave (MIDI key minus the tonic's pitch
 //!   class), then `Dur(t)` its length in ticks (may cross bar lines).
 //!
@@ -267,6 +266,9 @@ pub struct Grammar {
     pub pitch: Option<u8>,
     /// The current bar's length, when a `BarLen` set it.
     pub bar_len: Option<u32>,
+    /// The meter's bar length, when onsets must stay inside it (a writer's grammar; reading
+    /// the corpus allows its last bar's notes past it).
+    pub nominal: Option<u32>,
     /// Bars opened so far.
     pub bars: u32,
 }
@@ -276,14 +278,15 @@ impl Grammar {
     pub fn allows(&self, t: Token) -> bool {
         use Token::*;
         let after_note = matches!(self.last, Some(Dur(_)));
-        let new_pos_ok = |p: u32| self.pos.is_none_or(|q| p > q) && p < self.bar_len.unwrap_or(MAX_BAR_TICKS).min(MAX_BAR_TICKS);
+        let new_pos_ok = |p: u32| self.pos.is_none_or(|q| p > q) && p < self.bar_len.or(self.nominal).unwrap_or(MAX_BAR_TICKS).min(MAX_BAR_TICKS);
         match (self.last, t) {
             (None, Bos) => true,
             (None, _) => false,
             (Some(Eos), _) => false,
             (Some(Bos), Bar) => true,
             (Some(Bos), _) => false,
-            (Some(Bar), BarLen(_)) => true,
+            // A writer shortens bars (pickups, bars before a repeat) but never stretches them.
+            (Some(Bar), BarLen(l)) => self.nominal.is_none_or(|n| l < n),
             (Some(Bar) | Some(BarLen(_)), Pos(p)) => new_pos_ok(p),
             (Some(Bar) | Some(BarLen(_)), Bar | Eos) => true,
             (Some(Bar) | Some(BarLen(_)), _) => false,

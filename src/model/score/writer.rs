@@ -72,6 +72,7 @@ impl<'m> ScoreWriter<'m> {
             next_start: 0,
             strain: Vec::new(),
         };
+        w.grammar.nominal = Some(bar_ticks);
         w.grammar.push(Token::Bos);
         w.logits = w.read(BOS, 0, &ScoreCond::unconditional())?;
         Ok(w)
