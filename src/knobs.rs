@@ -30,10 +30,15 @@ pub const DEFAULT_STYLES: [f32; N_STYLES] = {
 
 /// Each style's weight in the blend (parameters `style_1`..`style_6`, named after the style;
 /// `DEFAULT_STYLES` gives each one's default).
-pub const STYLE_WEIGHT: FloatKnob = FloatKnob::new("style", "Style weight", (0.0, 1.0), 0.0,
-    "How much of this style to play; several at once blend them. All at zero lets the model choose.")
-    .text(FloatText::Percent, "%")
-    .cli(None);
+pub const STYLE_WEIGHT: FloatKnob = FloatKnob::new(
+    "style",
+    "Style weight",
+    (0.0, 1.0),
+    0.0,
+    "How much of this style to play; several at once blend them. All at zero lets the model choose.",
+)
+.text(FloatText::Percent, "%")
+.cli(None);
 
 /// Largest seed (seeds are shown and typed as plain numbers).
 pub const MAX_SEED: i32 = 99_999;
@@ -157,26 +162,8 @@ pub struct FloatKnob {
 }
 
 impl FloatKnob {
-    const fn new(
-        id: &'static str,
-        name: &'static str,
-        (min, max): (f32, f32),
-        default: f32,
-        help: &'static str,
-    ) -> Self {
-        Self {
-            id,
-            name,
-            min,
-            max,
-            default,
-            scale: FloatScale::Linear,
-            text: FloatText::Decimals(2),
-            unit: "",
-            step: None,
-            cli: Some(id),
-            help,
-        }
+    const fn new(id: &'static str, name: &'static str, (min, max): (f32, f32), default: f32, help: &'static str) -> Self {
+        Self { id, name, min, max, default, scale: FloatScale::Linear, text: FloatText::Decimals(2), unit: "", step: None, cli: Some(id), help }
     }
     const fn text(self, text: FloatText, unit: &'static str) -> Self {
         Self { text, unit, ..self }
@@ -185,10 +172,7 @@ impl FloatKnob {
         Self { scale, ..self }
     }
     const fn step(self, step: f32) -> Self {
-        Self {
-            step: Some(step),
-            ..self
-        }
+        Self { step: Some(step), ..self }
     }
     const fn cli(self, cli: Option<&'static str>) -> Self {
         Self { cli, ..self }
@@ -236,11 +220,7 @@ impl FloatKnob {
             FloatText::Decimals(_) => t.parse().ok()?,
             FloatText::Percent => t.trim_end_matches('%').trim().parse::<f32>().ok()? / 100.0,
             FloatText::Decibels => {
-                let t = t
-                    .strip_suffix("dB")
-                    .or_else(|| t.strip_suffix("db"))
-                    .unwrap_or(t)
-                    .trim();
+                let t = t.strip_suffix("dB").or_else(|| t.strip_suffix("db")).unwrap_or(t).trim();
                 if t.eq_ignore_ascii_case("-inf") {
                     0.0
                 } else {
@@ -276,41 +256,11 @@ pub struct IntKnob {
 }
 
 impl IntKnob {
-    const fn new(
-        id: &'static str,
-        name: &'static str,
-        (min, max): (i32, i32),
-        default: i32,
-        help: &'static str,
-    ) -> Self {
-        Self {
-            id,
-            name,
-            min,
-            max,
-            default,
-            text: IntText::Number,
-            cli: Some(id),
-            help,
-        }
+    const fn new(id: &'static str, name: &'static str, (min, max): (i32, i32), default: i32, help: &'static str) -> Self {
+        Self { id, name, min, max, default, text: IntText::Number, cli: Some(id), help }
     }
-    const fn names(
-        id: &'static str,
-        name: &'static str,
-        names: &'static [&'static str],
-        default: i32,
-        help: &'static str,
-    ) -> Self {
-        Self {
-            id,
-            name,
-            min: 0,
-            max: names.len() as i32 - 1,
-            default,
-            text: IntText::Names(names),
-            cli: Some(id),
-            help,
-        }
+    const fn names(id: &'static str, name: &'static str, names: &'static [&'static str], default: i32, help: &'static str) -> Self {
+        Self { id, name, min: 0, max: names.len() as i32 - 1, default, text: IntText::Names(names), cli: Some(id), help }
     }
     const fn text(self, text: IntText) -> Self {
         Self { text, ..self }
@@ -336,11 +286,7 @@ impl IntKnob {
         let t = text.trim();
         match self.text {
             IntText::NumberOrOff if t.eq_ignore_ascii_case("off") => Some(0),
-            IntText::Names(names) => names
-                .iter()
-                .position(|n| n.eq_ignore_ascii_case(t))
-                .map(|i| i as i32)
-                .or_else(|| t.parse().ok()),
+            IntText::Names(names) => names.iter().position(|n| n.eq_ignore_ascii_case(t)).map(|i| i as i32).or_else(|| t.parse().ok()),
             _ => t.parse().ok(),
         }
     }
@@ -497,10 +443,7 @@ pub trait KnobInfo: Sync {
         if plain.is_finite() && plain >= lo && plain <= hi {
             Ok(())
         } else {
-            Err(format!(
-                "{} must be between {lo} and {hi}, not {plain}",
-                self.name()
-            ))
+            Err(format!("{} must be between {lo} and {hi}, not {plain}", self.name()))
         }
     }
 }
@@ -525,21 +468,11 @@ impl KnobInfo for FloatKnob {
         let flag = self.cli.unwrap_or(self.id);
         // On the command line a percentage knob also takes its plain fraction (`--repeat 0.75`),
         // as scripts have always passed it; "75%" works too.
-        let fraction = (self.text == FloatText::Percent && !text.trim().ends_with('%'))
-            .then(|| text.trim().parse::<f32>().ok())
-            .flatten();
-        let v = fraction
-            .or_else(|| self.parse(text))
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| format!("--{flag}: {text:?} is not a number"))?;
+        let fraction = (self.text == FloatText::Percent && !text.trim().ends_with('%')).then(|| text.trim().parse::<f32>().ok()).flatten();
+        let v = fraction.or_else(|| self.parse(text)).filter(|v| v.is_finite()).ok_or_else(|| format!("--{flag}: {text:?} is not a number"))?;
         let (lo, hi) = self.plain_range();
         if v < lo * (1.0 - 1e-6) || v > hi * (1.0 + 1e-6) {
-            return Err(format!(
-                "--{flag} must be between {} and {}, not {}",
-                self.min,
-                self.max,
-                text.trim()
-            ));
+            return Err(format!("--{flag} must be between {} and {}, not {}", self.min, self.max, text.trim()));
         }
         Ok(v.clamp(lo, hi))
     }
@@ -568,12 +501,7 @@ impl KnobInfo for IntKnob {
         let flag = self.cli.unwrap_or(self.id);
         match self.parse(text) {
             Some(v) if (self.min..=self.max).contains(&v) => Ok(v as f32),
-            _ => Err(format!(
-                "--{flag}: unknown {} {:?}; use {}",
-                self.name.to_lowercase(),
-                text.trim(),
-                self.describe_range()
-            )),
+            _ => Err(format!("--{flag}: unknown {} {:?}; use {}", self.name.to_lowercase(), text.trim(), self.describe_range())),
         }
     }
     fn plain_range(&self) -> (f32, f32) {
@@ -801,11 +729,7 @@ impl KnobAtomics {
 
 /// The style slot of `style_1`..`style_6`.
 fn style_slot(id: &str) -> Option<usize> {
-    id.strip_prefix("style_")?
-        .parse::<usize>()
-        .ok()
-        .filter(|i| (1..=N_STYLES).contains(i))
-        .map(|i| i - 1)
+    id.strip_prefix("style_")?.parse::<usize>().ok().filter(|i| (1..=N_STYLES).contains(i)).map(|i| i - 1)
 }
 
 knob_table! {
@@ -889,10 +813,7 @@ impl KnobArgs {
         let mut errors = Vec::new();
         let knobs = KNOBS.all();
         for (id, text) in &self.given {
-            let knob = knobs
-                .iter()
-                .find(|k| k.id() == *id)
-                .expect("options are made from the table");
+            let knob = knobs.iter().find(|k| k.id() == *id).expect("options are made from the table");
             match knob.parse_plain(text) {
                 Ok(v) => {
                     values.set_plain(id, v);
@@ -911,16 +832,8 @@ impl KnobArgs {
 #[cfg(feature = "cli")]
 impl clap::FromArgMatches for KnobArgs {
     fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
-        let given = KNOBS
-            .all()
-            .iter()
-            .filter(|k| k.cli().is_some())
-            .filter_map(|k| {
-                matches
-                    .get_one::<String>(k.id())
-                    .map(|t| (k.id(), t.clone()))
-            })
-            .collect();
+        let given =
+            KNOBS.all().iter().filter(|k| k.cli().is_some()).filter_map(|k| matches.get_one::<String>(k.id()).map(|t| (k.id(), t.clone()))).collect();
         Ok(Self { given })
     }
     fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
@@ -933,13 +846,11 @@ impl clap::FromArgMatches for KnobArgs {
 impl clap::Args for KnobArgs {
     fn augment_args(cmd: clap::Command) -> clap::Command {
         KNOBS.all().into_iter().fold(cmd, |cmd, k| match k.cli() {
-            Some(flag) => cmd.arg(
-                clap::Arg::new(k.id())
-                    .long(flag)
-                    .value_name("VALUE")
-                    .allow_negative_numbers(true)
-                    .help(format!("{} [default: {}]", k.help(), k.default_text())),
-            ),
+            Some(flag) => cmd.arg(clap::Arg::new(k.id()).long(flag).value_name("VALUE").allow_negative_numbers(true).help(format!(
+                "{} [default: {}]",
+                k.help(),
+                k.default_text()
+            ))),
             None => cmd,
         })
     }
@@ -975,37 +886,14 @@ mod tests {
     fn the_command_line_defaults_are_the_table_and_options_read_as_hosts_read_text() {
         use clap::{Args, FromArgMatches};
         let cmd = KnobArgs::augment_args(clap::Command::new("render"));
-        let parse = |args: &[&str]| {
-            KnobArgs::from_arg_matches(&cmd.clone().try_get_matches_from(args).unwrap())
-                .unwrap()
-                .values()
-        };
+        let parse = |args: &[&str]| KnobArgs::from_arg_matches(&cmd.clone().try_get_matches_from(args).unwrap()).unwrap().values();
         assert_eq!(parse(&["render"]), Ok(KnobValues::default()));
-        let v = parse(&[
-            "render",
-            "--top-k",
-            "off",
-            "--gain-db",
-            "-12",
-            "--instrument",
-            "plucked",
-            "--key",
-            "F#",
-            "--repeat",
-            "0.5",
-            "--width",
-            "150%",
-        ])
-        .unwrap();
-        assert_eq!(
-            (v.top_k, v.instrument, v.key, v.repeat, v.width),
-            (0, 5, 6, 0.5, 1.5)
-        );
+        let v =
+            parse(&["render", "--top-k", "off", "--gain-db", "-12", "--instrument", "plucked", "--key", "F#", "--repeat", "0.5", "--width", "150%"])
+                .unwrap();
+        assert_eq!((v.top_k, v.instrument, v.key, v.repeat, v.width), (0, 5, 6, 0.5, 1.5));
         assert_eq!(v.gain, db_to_gain(-12.0));
-        let errors = parse(&[
-            "render", "--bpm", "999", "--top-k", "lots", "--mode", "dorian",
-        ])
-        .unwrap_err();
+        let errors = parse(&["render", "--bpm", "999", "--top-k", "lots", "--mode", "dorian"]).unwrap_err();
         assert_eq!(errors.len(), 3, "{errors:?}");
     }
 
@@ -1019,12 +907,8 @@ mod tests {
         assert_eq!(KNOBS.gain.format(db_to_gain(-0.001)), "0.0");
         assert_eq!(KNOBS.top_k.parse("OFF"), Some(0));
         assert_eq!(KNOBS.instrument.parse("Strings"), Some(1));
-        assert!(
-            KNOBS.temperature.parse("warm").is_none() && KNOBS.temperature.parse("NaN").is_none()
-        );
-        assert!(
-            KNOBS.repeat.parse_plain("300%").is_err() && KNOBS.repeat.parse_plain("3").is_err()
-        );
+        assert!(KNOBS.temperature.parse("warm").is_none() && KNOBS.temperature.parse("NaN").is_none());
+        assert!(KNOBS.repeat.parse_plain("300%").is_err() && KNOBS.repeat.parse_plain("3").is_err());
         assert_eq!(KNOBS.repeat.parse_plain("0.5"), Ok(0.5));
         assert_eq!(KNOBS.repeat.parse_plain("50%"), Ok(0.5));
     }

@@ -4,10 +4,7 @@
 //!
 //! **Parameter ids never change once released**: hosts store automation and presets by id.
 
-use crate::knobs::{
-    BoolKnob, EnumKnob, FloatKnob, FloatScale, IntKnob, KnobEnum, KnobValue, DEFAULT_STYLES,
-    STYLE_WEIGHT,
-};
+use crate::knobs::{BoolKnob, EnumKnob, FloatKnob, FloatScale, IntKnob, KnobEnum, KnobValue, DEFAULT_STYLES, STYLE_WEIGHT};
 pub use crate::knobs::{CantorParams, RunMode, TempoMode, MAX_SEED};
 use crate::model::vocab::STYLES;
 use nice_plug::plugin::ParamValue;
@@ -27,16 +24,8 @@ impl KnobParam for FloatKnob {
         let (min, max) = self.plain_range();
         let range = match self.scale {
             FloatScale::Linear => FloatRange::Linear { min, max },
-            FloatScale::Skewed(exponent) => FloatRange::Skewed {
-                min,
-                max,
-                factor: FloatRange::skew_factor(exponent),
-            },
-            FloatScale::Gain => FloatRange::Skewed {
-                min,
-                max,
-                factor: FloatRange::gain_skew_factor(self.min, self.max),
-            },
+            FloatScale::Skewed(exponent) => FloatRange::Skewed { min, max, factor: FloatRange::skew_factor(exponent) },
+            FloatScale::Gain => FloatRange::Skewed { min, max, factor: FloatRange::gain_skew_factor(self.min, self.max) },
         };
         let (format, parse) = (*self, *self);
         let p = FloatParam::new(self.name, self.default_value(), range)
@@ -57,16 +46,9 @@ impl KnobParam for IntKnob {
     type Param = IntParam;
     fn param(&self) -> IntParam {
         let (format, parse) = (*self, *self);
-        IntParam::new(
-            self.name,
-            self.default,
-            IntRange::Linear {
-                min: self.min,
-                max: self.max,
-            },
-        )
-        .with_value_to_string(Arc::new(move |v| format.format(v)))
-        .with_string_to_value(Arc::new(move |s| parse.parse(s)))
+        IntParam::new(self.name, self.default, IntRange::Linear { min: self.min, max: self.max })
+            .with_value_to_string(Arc::new(move |v| format.format(v)))
+            .with_string_to_value(Arc::new(move |s| parse.parse(s)))
     }
     fn value(param: &IntParam) -> i32 {
         param.value()
@@ -101,28 +83,16 @@ pub struct EditorSize {
 }
 
 impl EditorSize {
-    pub const DEFAULT: Self = Self {
-        width: 720.0,
-        height: 640.0,
-    };
-    pub const MIN: Self = Self {
-        width: 480.0,
-        height: 400.0,
-    };
-    pub const MAX: Self = Self {
-        width: 4096.0,
-        height: 4096.0,
-    };
+    pub const DEFAULT: Self = Self { width: 720.0, height: 640.0 };
+    pub const MIN: Self = Self { width: 480.0, height: 400.0 };
+    pub const MAX: Self = Self { width: 4096.0, height: 4096.0 };
 
     /// Within the editor's limits; a broken saved size (NaN, zero, huge) gives the default.
     pub fn sanitized(self) -> Self {
         if !(self.width.is_finite() && self.height.is_finite()) {
             return Self::DEFAULT;
         }
-        Self {
-            width: self.width.clamp(Self::MIN.width, Self::MAX.width),
-            height: self.height.clamp(Self::MIN.height, Self::MAX.height),
-        }
+        Self { width: self.width.clamp(Self::MIN.width, Self::MAX.width), height: self.height.clamp(Self::MIN.height, Self::MAX.height) }
     }
 }
 
@@ -135,20 +105,13 @@ pub struct StyleWeight {
 
 impl StyleWeight {
     pub fn new(i: usize) -> Self {
-        let percent = FloatKnob {
-            default: DEFAULT_STYLES[i],
-            ..STYLE_WEIGHT
-        };
+        let percent = FloatKnob { default: DEFAULT_STYLES[i], ..STYLE_WEIGHT };
         let (format, parse) = (percent, percent);
         Self {
-            weight: FloatParam::new(
-                STYLES[i],
-                DEFAULT_STYLES[i],
-                FloatRange::Linear { min: 0.0, max: 1.0 },
-            )
-            .with_unit(percent.unit)
-            .with_value_to_string(Arc::new(move |v| format.format(v)))
-            .with_string_to_value(Arc::new(move |s| parse.parse(s))),
+            weight: FloatParam::new(STYLES[i], DEFAULT_STYLES[i], FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_unit(percent.unit)
+                .with_value_to_string(Arc::new(move |v| format.format(v)))
+                .with_string_to_value(Arc::new(move |s| parse.parse(s))),
         }
     }
 }
@@ -168,29 +131,22 @@ pub fn sanitize_state(state: &mut PluginState) -> Vec<String> {
         };
         match value {
             ParamValue::F32(v) if !v.is_finite() => {
-                repairs.push(format!(
-                    "parameter {id:?}: {v} is not a number, default kept"
-                ));
+                repairs.push(format!("parameter {id:?}: {v} is not a number, default kept"));
                 false
             }
             ParamValue::F32(v) => {
                 // SAFETY: `ptr` points into `defaults`, alive for this whole function.
                 let clamped = unsafe { ptr.preview_plain(ptr.preview_normalized(*v)) };
                 if (clamped - *v).abs() > 1e-4 * v.abs().max(1.0) {
-                    repairs.push(format!(
-                        "parameter {id:?}: {v} is out of range, set to {clamped}"
-                    ));
+                    repairs.push(format!("parameter {id:?}: {v} is out of range, set to {clamped}"));
                     *v = clamped;
                 }
                 true
             }
             ParamValue::I32(v) => {
-                let clamped =
-                    unsafe { ptr.preview_plain(ptr.preview_normalized(*v as f32)) }.round() as i32;
+                let clamped = unsafe { ptr.preview_plain(ptr.preview_normalized(*v as f32)) }.round() as i32;
                 if clamped != *v {
-                    repairs.push(format!(
-                        "parameter {id:?}: {v} is out of range, set to {clamped}"
-                    ));
+                    repairs.push(format!("parameter {id:?}: {v} is out of range, set to {clamped}"));
                     *v = clamped;
                 }
                 true
@@ -214,14 +170,7 @@ mod tests {
     use super::*;
 
     fn state(params: &[(&str, ParamValue)]) -> PluginState {
-        PluginState {
-            version: "0.0.1".into(),
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-            fields: Default::default(),
-        }
+        PluginState { version: "0.0.1".into(), params: params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(), fields: Default::default() }
     }
 
     #[test]
@@ -249,44 +198,18 @@ mod tests {
     fn the_editor_size_is_saved_and_a_broken_one_repaired() {
         // Saved and restored through the persisted-field mechanism the wrappers use.
         let p = CantorParams::default();
-        *p.editor_size.write().unwrap() = EditorSize {
-            width: 900.0,
-            height: 700.0,
-        };
+        *p.editor_size.write().unwrap() = EditorSize { width: 900.0, height: 700.0 };
         let saved = p.serialize_fields();
         let q = CantorParams::default();
         q.deserialize_fields(&saved);
-        assert_eq!(
-            *q.editor_size.read().unwrap(),
-            EditorSize {
-                width: 900.0,
-                height: 700.0
-            }
-        );
+        assert_eq!(*q.editor_size.read().unwrap(), EditorSize { width: 900.0, height: 700.0 });
         // An unreadable size is dropped before loading; an absurd one is clamped when used.
         let mut s = state(&[]);
         s.fields.insert("editor-size".into(), "{not json".into());
         assert_eq!(sanitize_state(&mut s).len(), 1);
         assert!(s.fields.is_empty());
-        assert_eq!(
-            EditorSize {
-                width: f32::NAN,
-                height: 10.0
-            }
-            .sanitized(),
-            EditorSize::DEFAULT
-        );
-        assert_eq!(
-            EditorSize {
-                width: 1e9,
-                height: 10.0
-            }
-            .sanitized(),
-            EditorSize {
-                width: EditorSize::MAX.width,
-                height: EditorSize::MIN.height
-            }
-        );
+        assert_eq!(EditorSize { width: f32::NAN, height: 10.0 }.sanitized(), EditorSize::DEFAULT);
+        assert_eq!(EditorSize { width: 1e9, height: 10.0 }.sanitized(), EditorSize { width: EditorSize::MAX.width, height: EditorSize::MIN.height });
     }
 
     #[test]
@@ -295,39 +218,17 @@ mod tests {
         let table = KnobValues::default();
         let params = CantorParams::default();
         let map = params.param_map();
-        assert_eq!(
-            map.len(),
-            parameter_ids().len(),
-            "a parameter outside the knob table"
-        );
+        assert_eq!(map.len(), parameter_ids().len(), "a parameter outside the knob table");
         for id in parameter_ids() {
-            let (_, ptr, _) = map
-                .iter()
-                .find(|(i, _, _)| *i == id)
-                .unwrap_or_else(|| panic!("no parameter {id}"));
+            let (_, ptr, _) = map.iter().find(|(i, _, _)| *i == id).unwrap_or_else(|| panic!("no parameter {id}"));
             // SAFETY: the pointer comes from `params`, alive here.
             let plugin = unsafe { ptr.preview_plain(ptr.default_normalized_value()) };
             let want = table.plain(&id).unwrap();
-            assert!(
-                (plugin - want).abs() <= 1e-6 * want.abs().max(1.0),
-                "{id}: the parameter's default {plugin} is not the table's {want}"
-            );
+            assert!((plugin - want).abs() <= 1e-6 * want.abs().max(1.0), "{id}: the parameter's default {plugin} is not the table's {want}");
         }
-        assert_eq!(
-            params.values(),
-            table,
-            "a parameter's value is not the table's default"
-        );
-        assert_eq!(
-            crate::engine::EngineShared::default().knobs().knobs,
-            table,
-            "the engine starts from other knobs"
-        );
-        assert_eq!(
-            crate::plugin::render::RenderSettings::default().knobs,
-            table,
-            "offline renders start from other knobs"
-        );
+        assert_eq!(params.values(), table, "a parameter's value is not the table's default");
+        assert_eq!(crate::engine::EngineShared::default().knobs().knobs, table, "the engine starts from other knobs");
+        assert_eq!(crate::plugin::render::RenderSettings::default().knobs, table, "offline renders start from other knobs");
     }
 
     #[test]
@@ -343,9 +244,7 @@ mod tests {
                     let plain = ptr.preview_plain(normalized);
                     for with_unit in [true, false] {
                         let text = ptr.normalized_value_to_string(normalized, with_unit);
-                        let back = ptr
-                            .string_to_normalized_value(&text)
-                            .unwrap_or_else(|| panic!("{id}: {text:?} does not read back"));
+                        let back = ptr.string_to_normalized_value(&text).unwrap_or_else(|| panic!("{id}: {text:?} does not read back"));
                         let again = ptr.normalized_value_to_string(back, with_unit);
                         assert_eq!(again, text, "{id}: {text:?} reads back as {again:?}");
                         if steps < 2000 {
@@ -380,10 +279,7 @@ mod tests {
             "run_mode",
             "ahead",
         ] {
-            assert!(
-                ids.iter().any(|i| i == id),
-                "parameter id {id:?} disappeared"
-            );
+            assert!(ids.iter().any(|i| i == id), "parameter id {id:?} disappeared");
         }
         let mut sorted = ids.clone();
         sorted.sort();

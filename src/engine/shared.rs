@@ -25,11 +25,7 @@ pub struct KnobSnapshot {
 impl Default for KnobSnapshot {
     fn default() -> Self {
         let knobs = KnobValues::default();
-        Self {
-            knobs,
-            tempo_bpm: knobs.tempo,
-            beats_per_bar: 4,
-        }
+        Self { knobs, tempo_bpm: knobs.tempo, beats_per_bar: 4 }
     }
 }
 
@@ -109,11 +105,7 @@ impl EngineShared {
 
     /// Generator: everything it steers by, read once per block.
     pub fn knobs(&self) -> KnobSnapshot {
-        KnobSnapshot {
-            knobs: self.knobs.load(Relaxed),
-            tempo_bpm: self.tempo_bpm.load(Relaxed),
-            beats_per_bar: self.beats_per_bar.load(Relaxed),
-        }
+        KnobSnapshot { knobs: self.knobs.load(Relaxed), tempo_bpm: self.tempo_bpm.load(Relaxed), beats_per_bar: self.beats_per_bar.load(Relaxed) }
     }
 
     /// Reader: the output gain (linear), NaN and absurd values made safe.
@@ -143,10 +135,7 @@ impl EngineShared {
 
     /// Plugin: the tempo and beats per bar last set (tests read them back).
     pub fn time(&self) -> (f32, u32) {
-        (
-            self.tempo_bpm.load(Relaxed),
-            self.beats_per_bar.load(Relaxed),
-        )
+        (self.tempo_bpm.load(Relaxed), self.beats_per_bar.load(Relaxed))
     }
 
     // Audio-thread status (written by the reader or the plugin's process, read by the editor).

@@ -14,11 +14,7 @@ pub struct CountingSource {
 
 impl CountingSource {
     pub fn new(rate: u32, block: usize) -> Self {
-        Self {
-            rate,
-            block,
-            next: 0,
-        }
+        Self { rate, block, next: 0 }
     }
 }
 
@@ -51,12 +47,7 @@ pub struct KnobEchoSource {
 
 impl KnobEchoSource {
     pub fn new(block: usize, compute: std::time::Duration, jitter_us: u64, seed: u64) -> Self {
-        Self {
-            block,
-            compute,
-            jitter_us,
-            state: seed,
-        }
+        Self { block, compute, jitter_us, state: seed }
     }
 }
 
@@ -75,13 +66,8 @@ impl FrameSource for KnobEchoSource {
             std::hint::spin_loop();
         }
         if self.jitter_us > 0 {
-            self.state = self
-                .state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            std::thread::sleep(std::time::Duration::from_micros(
-                (self.state >> 33) % self.jitter_us,
-            ));
+            self.state = self.state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            std::thread::sleep(std::time::Duration::from_micros((self.state >> 33) % self.jitter_us));
         }
         out.extend(std::iter::repeat_n(knobs.knobs.temperature, self.block));
         Ok(())

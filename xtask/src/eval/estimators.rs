@@ -25,16 +25,9 @@ impl Agreement {
         self.n += 1;
         self.tempo += tempo_adherent(audio, sr, clip.bpm, 0.05).0 as usize;
         let got = estimate_key(audio, sr);
-        let want = (
-            clip.key_pitch_class as u32,
-            if clip.key_mode == "minor" { 1 } else { 0 },
-        );
+        let want = (clip.key_pitch_class as u32, if clip.key_mode == "minor" { 1 } else { 0 });
         // Relative major/minor (same notes) counts as close.
-        let relative = if want.1 == 0 {
-            ((want.0 + 9) % 12, 1)
-        } else {
-            ((want.0 + 3) % 12, 0)
-        };
+        let relative = if want.1 == 0 { ((want.0 + 9) % 12, 1) } else { ((want.0 + 3) % 12, 0) };
         self.key += (got == want) as usize;
         self.key_close += (got == want || got == relative) as usize;
     }
@@ -61,13 +54,7 @@ pub fn eval_estimators(clips: usize, codec_path: &Path) -> Result<()> {
         coded.add(&codec_roundtrip(&codec, &audio)?, sr, clip);
     }
     let (phrase, _) = real_bar_similarity(&ds, 20)?;
-    let row = |name: &str, k: fn(&Agreement) -> usize| {
-        format!(
-            "| {name} | {:.0}% | {:.0}% |\n",
-            real.pct(k(&real)),
-            coded.pct(k(&coded))
-        )
-    };
+    let row = |name: &str, k: fn(&Agreement) -> usize| format!("| {name} | {:.0}% | {:.0}% |\n", real.pct(k(&real)), coded.pct(k(&coded)));
     let body = format!(
         "## Music estimators on real clips (what a perfect generator would score)\n\n\
          Command: `cargo xtask eval estimators --clips {clips}`; {} test clips of the corpus, rendered at 24 kHz, against their labels: as rendered, and after a round trip through the codec `{}`, which bounds what the prior's music can score.\n\n\
@@ -82,9 +69,5 @@ pub fn eval_estimators(clips: usize, codec_path: &Path) -> Result<()> {
         row("key, or its relative major/minor", |a| a.key_close),
     );
     println!("{body}");
-    super::write_section(
-        &crate::dataset::repo_root().join("EVAL.md"),
-        "estimators",
-        &body,
-    )
+    super::write_section(&crate::dataset::repo_root().join("EVAL.md"), "estimators", &body)
 }

@@ -11,9 +11,7 @@ use realfft::RealFftPlanner;
 pub fn spectrogram(x: &[f32], n_fft: usize, hop: usize) -> Vec<Vec<f32>> {
     let mut planner = RealFftPlanner::<f32>::new();
     let fft = planner.plan_fft_forward(n_fft);
-    let window: Vec<f32> = (0..n_fft)
-        .map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / n_fft as f32).cos())
-        .collect();
+    let window: Vec<f32> = (0..n_fft).map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / n_fft as f32).cos()).collect();
     let mut input = fft.make_input_vec();
     let mut output = fft.make_output_vec();
     let mut frames = Vec::new();
@@ -22,8 +20,7 @@ pub fn spectrogram(x: &[f32], n_fft: usize, hop: usize) -> Vec<Vec<f32>> {
         for i in 0..n_fft {
             input[i] = x[start + i] * window[i];
         }
-        fft.process(&mut input, &mut output)
-            .expect("fft sizes match");
+        fft.process(&mut input, &mut output).expect("fft sizes match");
         frames.push(output.iter().map(|c| c.norm()).collect());
         start += hop;
     }
@@ -38,28 +35,16 @@ pub fn autocorrelation(env: &[f64], lag: usize) -> f64 {
     if lag >= env.len() {
         return 0.0;
     }
-    env[..env.len() - lag]
-        .iter()
-        .zip(&env[lag..])
-        .map(|(a, b)| a * b)
-        .sum::<f64>()
-        / (env.len() - lag) as f64
+    env[..env.len() - lag].iter().zip(&env[lag..]).map(|(a, b)| a * b).sum::<f64>() / (env.len() - lag) as f64
 }
 
 /// Onset strength per spectrogram frame: half-wave rectified rise of log magnitude, summed.
 fn onset_envelope(x: &[f32]) -> Vec<f64> {
     let spec = spectrogram(x, TEMPO_FFT, TEMPO_HOP);
-    let logs: Vec<Vec<f32>> = spec
-        .iter()
-        .map(|f| f.iter().map(|m| (1.0 + 100.0 * m).ln()).collect())
-        .collect();
+    let logs: Vec<Vec<f32>> = spec.iter().map(|f| f.iter().map(|m| (1.0 + 100.0 * m).ln()).collect()).collect();
     let mut env = vec![0.0; logs.len()];
     for t in 1..logs.len() {
-        env[t] = logs[t]
-            .iter()
-            .zip(&logs[t - 1])
-            .map(|(a, b)| (a - b).max(0.0))
-            .sum();
+        env[t] = logs[t].iter().zip(&logs[t - 1]).map(|(a, b)| (a - b).max(0.0)).sum();
     }
     let mean = env.iter().sum::<f32>() / env.len().max(1) as f32;
     env.iter().map(|v| (v - mean) as f64).collect()
@@ -81,9 +66,7 @@ pub fn estimate_tempo(x: &[f32], sr: u32, lo: f64, hi: f64) -> Option<f64> {
     let mut bpm = lo;
     while bpm <= hi {
         let lag = fps * 60.0 / bpm;
-        let score: f64 = (1..=4)
-            .map(|k| acf_at(lag * k as f64) / (k as f64).sqrt())
-            .sum();
+        let score: f64 = (1..=4).map(|k| acf_at(lag * k as f64) / (k as f64).sqrt()).sum();
         if best.is_none_or(|(_, s)| score > s) {
             best = Some((bpm, score));
         }
@@ -99,12 +82,8 @@ pub fn estimate_tempo(x: &[f32], sr: u32, lo: f64, hi: f64) -> Option<f64> {
 /// profiles found tonic and mode for 56% / 60% of them, Temperley's for 72% / 72% (both over the
 /// compressed chroma of `estimate_key`). Temperley's give the leading tone and the minor third
 /// less weight next to the tonic triad, which suits these diatonic folk tunes.
-const MAJOR: [f64; 12] = [
-    0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400,
-];
-const MINOR: [f64; 12] = [
-    0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330,
-];
+const MAJOR: [f64; 12] = [0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400];
+const MINOR: [f64; 12] = [0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330];
 
 /// MIDI notes the chroma covers: C2 to C7 (65 Hz to 2.1 kHz), where the tunes' fundamentals are.
 const CHROMA_NOTES: std::ops::RangeInclusive<i64> = 36..=96;
@@ -119,8 +98,7 @@ fn note_power(x: &[f32], sr: u32) -> Vec<f64> {
         .map(|bin| {
             let f = bin as f64 * sr as f64 / n_fft as f64;
             let midi = (69.0 + 12.0 * (f / 440.0).log2()).round() as i64;
-            (bin > 0 && CHROMA_NOTES.contains(&midi))
-                .then(|| (midi - CHROMA_NOTES.start()) as usize)
+            (bin > 0 && CHROMA_NOTES.contains(&midi)).then(|| (midi - CHROMA_NOTES.start()) as usize)
         })
         .collect();
     let mut notes = vec![0f64; CHROMA_NOTES.count()];
@@ -194,31 +172,18 @@ pub fn tempo_matches(estimated: f64, requested: f64, tolerance: f64) -> bool {
 /// out of the search rather than counted as misses), then compared within `tolerance`.
 pub fn tempo_adherent(x: &[f32], sr: u32, requested: f64, tolerance: f64) -> (bool, Option<f64>) {
     let est = estimate_tempo(x, sr, requested / 1.45, requested * 1.45);
-    (
-        est.is_some_and(|e| tempo_matches(e, requested, tolerance)),
-        est,
-    )
+    (est.is_some_and(|e| tempo_matches(e, requested, tolerance)), est)
 }
 
 /// Bar-level self-similarity: for each bar distance 1..=max_distance, the mean cosine
 /// similarity between the chroma of bar i and bar i + distance. Folk tunes repeat 4- and 8-bar
 /// phrases, so real music peaks at those distances; a generator without phrase structure does not.
-pub fn bar_similarity(
-    x: &[f32],
-    sr: u32,
-    bpm: f64,
-    beats_per_bar: u32,
-    max_distance: usize,
-) -> Vec<f64> {
+pub fn bar_similarity(x: &[f32], sr: u32, bpm: f64, beats_per_bar: u32, max_distance: usize) -> Vec<f64> {
     let bar = (60.0 / bpm * beats_per_bar as f64 * sr as f64) as usize;
     if bar == 0 {
         return vec![0.0; max_distance];
     }
-    let bars: Vec<[f64; 12]> = x
-        .chunks(bar)
-        .filter(|c| c.len() == bar)
-        .map(|c| chroma(c, sr))
-        .collect();
+    let bars: Vec<[f64; 12]> = x.chunks(bar).filter(|c| c.len() == bar).map(|c| chroma(c, sr)).collect();
     let cos = |a: &[f64; 12], b: &[f64; 12]| {
         let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
         let na: f64 = a.iter().map(|v| v * v).sum::<f64>().sqrt();
@@ -227,9 +192,7 @@ pub fn bar_similarity(
     };
     (1..=max_distance)
         .map(|d| {
-            let pairs: Vec<f64> = (0..bars.len().saturating_sub(d))
-                .map(|i| cos(&bars[i], &bars[i + d]))
-                .collect();
+            let pairs: Vec<f64> = (0..bars.len().saturating_sub(d)).map(|i| cos(&bars[i], &bars[i + d])).collect();
             pairs.iter().sum::<f64>() / pairs.len().max(1) as f64
         })
         .collect()
@@ -260,8 +223,7 @@ mod tests {
             let start = (t * sr as f64) as usize;
             for i in 0..((beat * 0.8 * sr as f64) as usize).min(n.saturating_sub(start)) {
                 let env = (-(i as f64) / (0.15 * sr as f64)).exp();
-                x[start + i] +=
-                    (0.3 * env * (std::f64::consts::TAU * f * i as f64 / sr as f64).sin()) as f32;
+                x[start + i] += (0.3 * env * (std::f64::consts::TAU * f * i as f64 / sr as f64).sin()) as f32;
             }
             t += beat;
             k += 1;
@@ -277,23 +239,10 @@ mod tests {
             assert!(ok, "{bpm} BPM estimated as {est:?}");
             // Over the whole range the pulse is found up to an octave.
             let wide = estimate_tempo(&x, 24_000, 50.0, 200.0).unwrap();
-            assert!(
-                [0.5, 1.0, 2.0]
-                    .iter()
-                    .any(|m| tempo_matches(wide, bpm * m, 0.05)),
-                "{bpm} BPM read as {wide}"
-            );
+            assert!([0.5, 1.0, 2.0].iter().any(|m| tempo_matches(wide, bpm * m, 0.05)), "{bpm} BPM read as {wide}");
             // A tempo 20% away is a miss.
-            assert!(
-                !tempo_adherent(&x, 24_000, bpm * 1.2, 0.05).0,
-                "{bpm} BPM accepted as {}",
-                bpm * 1.2
-            );
-            assert_eq!(
-                estimate_key(&x, 24_000),
-                (tonic, 0),
-                "key of a {tonic} major scale"
-            );
+            assert!(!tempo_adherent(&x, 24_000, bpm * 1.2, 0.05).0, "{bpm} BPM accepted as {}", bpm * 1.2);
+            assert_eq!(estimate_key(&x, 24_000), (tonic, 0), "key of a {tonic} major scale");
         }
     }
 }

@@ -7,13 +7,9 @@ use crate::dataset::Dataset;
 use cantor::model::codec::Codec;
 
 /// Clips of `split` whose soundfont this machine has (the tests install only FluidR3).
-pub fn renderable<'a>(
-    ds: &'a Dataset,
-    split: &'a str,
-) -> impl Iterator<Item = &'a ClipRecipe> + 'a {
+pub fn renderable<'a>(ds: &'a Dataset, split: &'a str) -> impl Iterator<Item = &'a ClipRecipe> + 'a {
     let fonts = crate::dataset::render::soundfont_dir();
-    ds.split(split)
-        .filter(move |c| fonts.join(&c.soundfont).exists())
+    ds.split(split).filter(move |c| fonts.join(&c.soundfont).exists())
 }
 
 /// The shipped codec's round trip (encode, decode whole) of `x`: what a perfect prior's music

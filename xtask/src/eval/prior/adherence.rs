@@ -39,14 +39,7 @@ pub(super) fn adherence(
     guidance: f32,
     signature: Option<(u32, u32)>,
 ) -> Result<Adherence> {
-    let mut out = Adherence {
-        rows: String::new(),
-        takes: 0,
-        style_ok: 0,
-        tempo_ok: 0,
-        key_ok: 0,
-        diversity: 0.0,
-    };
+    let mut out = Adherence { rows: String::new(), takes: 0, style_ok: 0, tempo_ok: 0, key_ok: 0, diversity: 0.0 };
     let mut diversity = Vec::new();
     for (s, style) in STYLES.iter().enumerate() {
         let mut feats = Vec::new();
@@ -65,12 +58,7 @@ pub(super) fn adherence(
                 guidance,
                 ..super::eval_knobs()
             };
-            let settings = RenderSettings {
-                seconds,
-                sample_rate: SR,
-                time_signature: signature.unwrap_or(STYLE_TIME_SIGNATURE[s]),
-                knobs,
-            };
+            let settings = RenderSettings { seconds, sample_rate: SR, time_signature: signature.unwrap_or(STYLE_TIME_SIGNATURE[s]), knobs };
             let mono = render_mono(&settings, factory())?;
             let f = style_features(&mono, STYLE_BPM[s] as f64);
             s_ok += (clf.predict(&f) == s) as usize;
@@ -80,23 +68,12 @@ pub(super) fn adherence(
         }
         for i in 0..feats.len() {
             for j in i + 1..feats.len() {
-                diversity.push(
-                    feats[i]
-                        .iter()
-                        .zip(&feats[j])
-                        .map(|(a, b)| (a - b).powi(2))
-                        .sum::<f64>()
-                        .sqrt()
-                        / (feats[i].len() as f64).sqrt(),
-                );
+                diversity.push(feats[i].iter().zip(&feats[j]).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt() / (feats[i].len() as f64).sqrt());
             }
         }
-        out.rows.push_str(&format!(
-            "| {style} | {s_ok}/{seeds} | {t_ok}/{seeds} | {k_ok}/{seeds} |\n"
-        ));
+        out.rows.push_str(&format!("| {style} | {s_ok}/{seeds} | {t_ok}/{seeds} | {k_ok}/{seeds} |\n"));
         out.takes += seeds as usize;
-        (out.style_ok, out.tempo_ok, out.key_ok) =
-            (out.style_ok + s_ok, out.tempo_ok + t_ok, out.key_ok + k_ok);
+        (out.style_ok, out.tempo_ok, out.key_ok) = (out.style_ok + s_ok, out.tempo_ok + t_ok, out.key_ok + k_ok);
     }
     out.diversity = diversity.iter().sum::<f64>() / diversity.len().max(1) as f64;
     Ok(out)

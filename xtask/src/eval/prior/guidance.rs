@@ -26,17 +26,8 @@ pub fn eval_guidance(
     let mut rows = String::new();
     for &g in strengths {
         let a = adherence(&factory, &clf, seeds, seconds, g, signature)?;
-        println!(
-            "guidance {g}, per style (recognised, tempo, key):\n{}",
-            a.rows
-        );
-        rows.push_str(&format!(
-            "| {g} | {:.0}% | {:.0}% | {:.0}% | {:.2} |\n",
-            a.pct(a.style_ok),
-            a.pct(a.tempo_ok),
-            a.pct(a.key_ok),
-            a.diversity
-        ));
+        println!("guidance {g}, per style (recognised, tempo, key):\n{}", a.rows);
+        rows.push_str(&format!("| {g} | {:.0}% | {:.0}% | {:.0}% | {:.2} |\n", a.pct(a.style_ok), a.pct(a.tempo_ok), a.pct(a.key_ok), a.diversity));
         println!(
             "guidance {g}: style {:.0}%, tempo {:.0}%, key {:.0}%, diversity {:.2}",
             a.pct(a.style_ok),

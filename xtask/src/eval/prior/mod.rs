@@ -54,14 +54,8 @@ fn render_mono(settings: &RenderSettings, source: SourceFactory) -> Result<Vec<f
 /// The take the evaluations start from: a reel on strings at 110 BPM, in mono (width 0), the
 /// knobs' defaults otherwise; each job changes what it measures.
 fn eval_knobs() -> KnobValues {
-    let instrument =
-        cantor::model::vocab::instrument_index("strings").expect("a strings family") as i32;
-    KnobValues {
-        instrument,
-        tempo: 110.0,
-        width: 0.0,
-        ..Default::default()
-    }
+    let instrument = cantor::model::vocab::instrument_index("strings").expect("a strings family") as i32;
+    KnobValues { instrument, tempo: 110.0, width: 0.0, ..Default::default() }
 }
 
 /// The whole evaluation; returns the EVAL.md section. `phrase_factory(false)` must make
@@ -79,13 +73,7 @@ pub fn eval_prior(
     let (clf, real_accuracy) = real_style_classifier(&ds, classifier_clips, codec)?;
     let a = adherence(&factory, &clf, seeds, seconds, KNOBS.guidance.default, None)?;
     let (rows, div) = (&a.rows, a.diversity);
-    let Stability {
-        finite,
-        quietest,
-        repeats,
-        longest_quiet,
-        total_quiet,
-    } = stability::long_take(factory(), stability_seconds)?;
+    let Stability { finite, quietest, repeats, longest_quiet, total_quiet } = stability::long_take(factory(), stability_seconds)?;
     let takes = if seeds <= 1 { 1 } else { phrase::PHRASE_TAKES };
     let Ablation {
         real: real_phrase,
@@ -126,13 +114,7 @@ mod tests {
     /// A tiny random codec and prior that belong together.
     fn tiny_pair() -> std::sync::Arc<cantor::model::pair::ModelPair> {
         use cantor::model::pair::{random_model_files, ModelPair};
-        let (c, p) = random_model_files(
-            &cantor::model::codec::CodecConfig::tiny(),
-            &cantor::model::prior::PriorConfig::tiny(),
-            None,
-            None,
-        )
-        .unwrap();
+        let (c, p) = random_model_files(&cantor::model::codec::CodecConfig::tiny(), &cantor::model::prior::PriorConfig::tiny(), None, None).unwrap();
         std::sync::Arc::new(ModelPair::from_bytes(&c, &p).unwrap())
     }
 
@@ -140,16 +122,7 @@ mod tests {
     fn the_evaluation_runs_end_to_end_on_a_tiny_model() {
         let pair = tiny_pair();
         let ablated = phrase_factory(pair.clone());
-        let body = eval_prior(
-            || cantor::plugin::neural_factory(pair.clone()),
-            &pair.codec,
-            &ablated,
-            1,
-            1.0,
-            10.0,
-            2,
-        )
-        .unwrap();
+        let body = eval_prior(|| cantor::plugin::neural_factory(pair.clone()), &pair.codec, &ablated, 1, 1.0, 10.0, 2).unwrap();
         for style in STYLES {
             assert!(body.contains(&format!("| {style} |")), "{body}");
         }

@@ -22,24 +22,13 @@ pub(super) struct Stability {
 
 /// Render `seconds` at the plugin's defaults from `source` and measure it.
 pub(super) fn long_take(source: SourceFactory, seconds: f64) -> Result<Stability> {
-    let mono = render_mono(
-        &RenderSettings {
-            seconds,
-            sample_rate: SR,
-            knobs: super::eval_knobs(),
-            ..Default::default()
-        },
-        source,
-    )?;
+    let mono = render_mono(&RenderSettings { seconds, sample_rate: SR, knobs: super::eval_knobs(), ..Default::default() }, source)?;
     let win = (5 * SR) as usize;
     let windows: Vec<&[f32]> = mono.chunks(win).filter(|w| w.len() == win).collect();
     let (longest_quiet, total_quiet) = quiet_stretches(&mono, SR, QUIET_DBFS);
     Ok(Stability {
         finite: mono.iter().all(|v| v.is_finite()),
-        quietest: windows
-            .iter()
-            .map(|w| window_dbfs(w))
-            .fold(f64::INFINITY, f64::min),
+        quietest: windows.iter().map(|w| window_dbfs(w)).fold(f64::INFINITY, f64::min),
         repeats: windows.windows(2).filter(|p| p[0] == p[1]).count(),
         longest_quiet,
         total_quiet,
@@ -55,11 +44,7 @@ fn window_dbfs(w: &[f32]) -> f64 {
 /// half-second windows: what a listener hears as the music dropping out.
 fn quiet_stretches(x: &[f32], sample_rate: u32, dbfs: f32) -> (f64, f64) {
     let win = (sample_rate / 2).max(1) as usize;
-    let quiet: Vec<bool> = x
-        .chunks(win)
-        .filter(|w| w.len() == win)
-        .map(|w| window_dbfs(w) < dbfs as f64)
-        .collect();
+    let quiet: Vec<bool> = x.chunks(win).filter(|w| w.len() == win).map(|w| window_dbfs(w) < dbfs as f64).collect();
     let (mut longest, mut run) = (0usize, 0usize);
     for &q in &quiet {
         run = if q { run + 1 } else { 0 };

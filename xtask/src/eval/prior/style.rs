@@ -37,38 +37,15 @@ pub fn style_features(x: &[f32], bpm: f64) -> Vec<f64> {
     // it scrambles the bands the onset envelope sums.
     let fb = mel_filterbank(SR, N_FFT, N_MELS, 40.0, 8000.0);
     let bins = N_FFT / 2 + 1;
-    let power: Vec<Vec<f64>> = spec
-        .iter()
-        .map(|f| f.iter().map(|m| (*m as f64).powi(2)).collect())
-        .collect();
-    let mels: Vec<Vec<f64>> = power
-        .iter()
-        .map(|p| {
-            (0..N_MELS)
-                .map(|m| {
-                    (1e-5
-                        + (0..bins)
-                            .map(|b| fb[b * N_MELS + m] as f64 * p[b])
-                            .sum::<f64>())
-                    .ln()
-                })
-                .collect()
-        })
-        .collect();
+    let power: Vec<Vec<f64>> = spec.iter().map(|f| f.iter().map(|m| (*m as f64).powi(2)).collect()).collect();
+    let mels: Vec<Vec<f64>> =
+        power.iter().map(|p| (0..N_MELS).map(|m| (1e-5 + (0..bins).map(|b| fb[b * N_MELS + m] as f64 * p[b]).sum::<f64>()).ln()).collect()).collect();
     let fps = SR as f64 / 256.0;
     let frames_per_beat = 60.0 / bpm * fps;
     let mut out = Vec::with_capacity(BEAT_LAG_TWELFTHS + 9);
 
     // Rhythm: autocorrelation of the onset envelope (positive log-mel flux).
-    let flux: Vec<f64> = (1..mels.len())
-        .map(|t| {
-            mels[t]
-                .iter()
-                .zip(&mels[t - 1])
-                .map(|(a, b)| (a - b).max(0.0))
-                .sum()
-        })
-        .collect();
+    let flux: Vec<f64> = (1..mels.len()).map(|t| mels[t].iter().zip(&mels[t - 1]).map(|(a, b)| (a - b).max(0.0)).sum()).collect();
     let (mean_flux, flux_spread) = mean_and_spread(&flux);
     let env: Vec<f64> = flux.iter().map(|v| v - mean_flux).collect();
     let zero = autocorrelation(&env, 0).max(1e-12);
@@ -86,77 +63,37 @@ pub fn style_features(x: &[f32], bpm: f64) -> Vec<f64> {
         .map(|(p, total)| {
             (*total > 1e-4 * loudest && loudest > 0.0).then(|| {
                 let mut c = [1e-9; 12];
-                for (b, e) in p
-                    .iter()
-                    .enumerate()
-                    .filter(|(b, _)| (55.0..2000.0).contains(&(*b as f64 * bin_hz)) && *b > 0)
-                {
-                    c[((12.0 * (b as f64 * bin_hz / 440.0).log2()).round() as i64).rem_euclid(12)
-                        as usize] += e;
+                for (b, e) in p.iter().enumerate().filter(|(b, _)| (55.0..2000.0).contains(&(*b as f64 * bin_hz)) && *b > 0) {
+                    c[((12.0 * (b as f64 * bin_hz / 440.0).log2()).round() as i64).rem_euclid(12) as usize] += e;
                 }
                 let sum: f64 = c.iter().sum();
                 c.map(|v| v / sum)
             })
         })
         .collect();
-    let entropies: Vec<f64> = chroma
-        .iter()
-        .flatten()
-        .map(|c| -c.iter().map(|v| v * v.ln()).sum::<f64>())
-        .collect();
+    let entropies: Vec<f64> = chroma.iter().flatten().map(|c| -c.iter().map(|v| v * v.ln()).sum::<f64>()).collect();
     let (ent_mean, ent_std) = mean_and_spread(&entropies);
     out.extend([ent_mean, ent_std]);
     let mut mean_chroma = [0.0; 12];
     for c in chroma.iter().flatten() {
-        mean_chroma
-            .iter_mut()
-            .zip(c)
-            .for_each(|(m, v)| *m += v / entropies.len().max(1) as f64);
+        mean_chroma.iter_mut().zip(c).for_each(|(m, v)| *m += v / entropies.len().max(1) as f64);
     }
     mean_chroma.sort_by(|a, b| b.total_cmp(a));
     out.push(mean_chroma[..4].iter().sum());
-    let changes: Vec<f64> = chroma
-        .windows(2)
-        .filter_map(|w| {
-            Some(
-                w[0]?
-                    .iter()
-                    .zip(&w[1]?)
-                    .map(|(a, b)| (a - b).abs())
-                    .sum::<f64>(),
-            )
-        })
-        .collect();
+    let changes: Vec<f64> = chroma.windows(2).filter_map(|w| Some(w[0]?.iter().zip(&w[1]?).map(|(a, b)| (a - b).abs()).sum::<f64>())).collect();
     out.push(mean_and_spread(&changes).0 * frames_per_beat);
-    let low: f64 = power
-        .iter()
-        .map(|p| {
-            p.iter()
-                .enumerate()
-                .filter(|(b, _)| (*b as f64 * bin_hz) < 200.0)
-                .map(|(_, e)| e)
-                .sum::<f64>()
-        })
-        .sum();
+    let low: f64 = power.iter().map(|p| p.iter().enumerate().filter(|(b, _)| (*b as f64 * bin_hz) < 200.0).map(|(_, e)| e).sum::<f64>()).sum();
     out.push((low / frame_power.iter().sum::<f64>().max(1e-12) + 1e-9).ln());
     // Onsets per beat: peaks of the flux above its mean plus one spread.
     let threshold = mean_flux + flux_spread;
-    let onsets = flux
-        .windows(3)
-        .filter(|w| w[1] > w[0] && w[1] >= w[2] && w[1] > threshold)
-        .count();
+    let onsets = flux.windows(3).filter(|w| w[1] > w[0] && w[1] >= w[2] && w[1] > threshold).count();
     out.push(onsets as f64 / (x.len() as f64 / SR as f64 * bpm / 60.0).max(1.0));
 
     // Dynamics: spread and 10-90% range of the frame level.
     let mut levels: Vec<f64> = frame_power.iter().map(|p| (p + 1e-9).ln()).collect();
     out.push(mean_and_spread(&levels).1);
     levels.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        levels
-            .get(((levels.len().max(1) - 1) as f64 * q).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let at = |q: f64| levels.get(((levels.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(0.0);
     out.push(at(0.9) - at(0.1));
     out
 }
@@ -167,10 +104,7 @@ fn mean_and_spread(x: &[f64]) -> (f64, f64) {
         return (0.0, 0.0);
     }
     let mean = x.iter().sum::<f64>() / x.len() as f64;
-    (
-        mean,
-        (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64).sqrt(),
-    )
+    (mean, (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64).sqrt())
 }
 
 /// Multinomial logistic regression over standardised features (full-batch gradient descent
@@ -197,26 +131,9 @@ impl StyleClassifier {
     pub fn fit(data: &[(Vec<f64>, usize)]) -> Self {
         let d = data[0].0.len();
         let n = data.len() as f64;
-        let mean: Vec<f64> = (0..d)
-            .map(|j| data.iter().map(|(f, _)| f[j]).sum::<f64>() / n)
-            .collect();
-        let std: Vec<f64> = (0..d)
-            .map(|j| {
-                (data
-                    .iter()
-                    .map(|(f, _)| (f[j] - mean[j]).powi(2))
-                    .sum::<f64>()
-                    / n)
-                    .sqrt()
-                    .max(1e-9)
-            })
-            .collect();
-        let mut clf = Self {
-            mean,
-            std,
-            weights: vec![vec![0.0; d]; STYLES.len()],
-            bias: vec![0.0; STYLES.len()],
-        };
+        let mean: Vec<f64> = (0..d).map(|j| data.iter().map(|(f, _)| f[j]).sum::<f64>() / n).collect();
+        let std: Vec<f64> = (0..d).map(|j| (data.iter().map(|(f, _)| (f[j] - mean[j]).powi(2)).sum::<f64>() / n).sqrt().max(1e-9)).collect();
+        let mut clf = Self { mean, std, weights: vec![vec![0.0; d]; STYLES.len()], bias: vec![0.0; STYLES.len()] };
         let xs: Vec<Vec<f64>> = data.iter().map(|(f, _)| clf.standardise(f)).collect();
         for _ in 0..Self::STEPS {
             let mut gw = vec![vec![0.0; d]; STYLES.len()];
@@ -234,8 +151,7 @@ impl StyleClassifier {
             for c in 0..STYLES.len() {
                 clf.bias[c] -= Self::LEARNING_RATE * gb[c];
                 for j in 0..d {
-                    clf.weights[c][j] -=
-                        Self::LEARNING_RATE * (gw[c][j] + Self::WEIGHT_DECAY * clf.weights[c][j]);
+                    clf.weights[c][j] -= Self::LEARNING_RATE * (gw[c][j] + Self::WEIGHT_DECAY * clf.weights[c][j]);
                 }
             }
         }
@@ -244,12 +160,7 @@ impl StyleClassifier {
 
     /// Class probabilities of standardised features.
     fn probabilities(&self, z: &[f64]) -> Vec<f64> {
-        let logits: Vec<f64> = self
-            .weights
-            .iter()
-            .zip(&self.bias)
-            .map(|(w, b)| b + w.iter().zip(z).map(|(a, x)| a * x).sum::<f64>())
-            .collect();
+        let logits: Vec<f64> = self.weights.iter().zip(&self.bias).map(|(w, b)| b + w.iter().zip(z).map(|(a, x)| a * x).sum::<f64>()).collect();
         let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let e: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
         let total: f64 = e.iter().sum();
@@ -257,31 +168,20 @@ impl StyleClassifier {
     }
 
     pub fn standardise(&self, f: &[f64]) -> Vec<f64> {
-        f.iter()
-            .enumerate()
-            .map(|(j, v)| (v - self.mean[j]) / self.std[j])
-            .collect()
+        f.iter().enumerate().map(|(j, v)| (v - self.mean[j]) / self.std[j]).collect()
     }
 
     pub fn predict(&self, f: &[f64]) -> usize {
         let p = self.probabilities(&self.standardise(f));
-        (0..p.len())
-            .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-            .unwrap_or(0)
+        (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0)
     }
 }
 
 /// `per_style` clips of each style from `split` (evenly through the split), with the style's index.
-fn style_clips<'a>(
-    ds: &'a Dataset,
-    split: &'a str,
-    per_style: usize,
-) -> Vec<(&'a ClipRecipe, usize)> {
+fn style_clips<'a>(ds: &'a Dataset, split: &'a str, per_style: usize) -> Vec<(&'a ClipRecipe, usize)> {
     let mut out = Vec::new();
     for (s, style) in STYLES.iter().enumerate() {
-        let clips: Vec<&ClipRecipe> = renderable(ds, split)
-            .filter(|c| c.style == *style)
-            .collect();
+        let clips: Vec<&ClipRecipe> = renderable(ds, split).filter(|c| c.style == *style).collect();
         let step = (clips.len() / per_style.max(1)).max(1);
         out.extend(clips.iter().step_by(step).take(per_style).map(|c| (*c, s)));
     }
@@ -291,11 +191,7 @@ fn style_clips<'a>(
 /// Fit the classifier on real train clips and measure it on real test clips, both passed
 /// through `codec`'s round trip: generated audio comes out of that codec's decoder, so the
 /// classifier learns the styles as they sound after it.
-pub fn real_style_classifier(
-    ds: &Dataset,
-    per_style: usize,
-    codec: &Codec,
-) -> Result<(StyleClassifier, f64)> {
+pub fn real_style_classifier(ds: &Dataset, per_style: usize, codec: &Codec) -> Result<(StyleClassifier, f64)> {
     let mut source = ClipSource::new(SR);
     let mut pick = |split: &str| -> Result<Vec<(Vec<f64>, usize)>> {
         let mut out = Vec::new();
@@ -326,18 +222,11 @@ pub fn dump_style_set(per_style: usize, codec: &Codec, out: &std::path::Path) ->
         let mut listed = Vec::new();
         for (clip, s) in style_clips(&ds, split, per_style) {
             let audio = codec_roundtrip(codec, &source.render(clip)?)?;
-            pcm.extend(
-                audio
-                    .iter()
-                    .flat_map(|v| cantor::audio::to_pcm16(*v).to_le_bytes()),
-            );
+            pcm.extend(audio.iter().flat_map(|v| cantor::audio::to_pcm16(*v).to_le_bytes()));
             listed.push(serde_json::json!({"id": clip.id, "style": s, "bpm": clip.bpm, "beats_per_bar": (clip.bar_quarters / clip.beat_quarters).round(), "samples": audio.len()}));
         }
         std::fs::File::create(out.join(format!("{split}.audio")))?.write_all(&pcm)?;
-        std::fs::write(
-            out.join(format!("{split}.json")),
-            serde_json::to_string(&listed)?,
-        )?;
+        std::fs::write(out.join(format!("{split}.json")), serde_json::to_string(&listed)?)?;
         println!("{split}: {} clips", listed.len());
     }
     Ok(())
@@ -350,14 +239,9 @@ mod tests {
     #[test]
     fn the_classifier_separates_two_kinds_of_clip() {
         // Bright fast clicks against dark slow hums: far apart in any sensible feature space.
-        let clicks: Vec<f32> = (0..48_000)
-            .map(|i| if i % 2400 < 40 { 0.5 } else { 0.0 })
-            .collect();
+        let clicks: Vec<f32> = (0..48_000).map(|i| if i % 2400 < 40 { 0.5 } else { 0.0 }).collect();
         let hum: Vec<f32> = (0..48_000).map(|i| (i as f32 * 0.01).sin() * 0.3).collect();
-        let data = vec![
-            (style_features(&clicks, 120.0), 0),
-            (style_features(&hum, 120.0), 1),
-        ];
+        let data = vec![(style_features(&clicks, 120.0), 0), (style_features(&hum, 120.0), 1)];
         let clf = StyleClassifier::fit(&data);
         assert_eq!(clf.predict(&data[0].0), 0);
         assert_eq!(clf.predict(&data[1].0), 1);
