@@ -49,6 +49,10 @@ pub struct ScoreTrainArgs {
     /// Learning-rate warm-up in steps.
     #[arg(long, default_value_t = 100)]
     pub warmup: u64,
+    /// Cool down: the learning rate falls linearly to zero over this many steps from where the
+    /// run resumes (the run then stops). A resumed cool-down keeps its own schedule.
+    #[arg(long, default_value_t = 0)]
+    pub decay_steps: u64,
     /// Valid pieces in the periodic held-out NLL (all of them at the end of a run).
     #[arg(long, default_value_t = 80)]
     pub valid_pieces: usize,
@@ -59,6 +63,9 @@ struct TrainState {
     step: u64,
     best_valid_nll: Option<f64>,
     config: ScoreConfig,
+    /// The cool-down's (first step, length), once one has started.
+    #[serde(default)]
+    decay: Option<(u64, u64)>,
 }
 
 /// One training window: a crop of a piece's tokens (next-token targets) with its conditioning.
@@ -226,7 +233,7 @@ pub fn train(args: &ScoreTrainArgs) -> Result<()> {
     cfg.n_layers = args.n_layers.unwrap_or(cfg.n_layers);
     cfg.window = args.window.unwrap_or(cfg.window);
     cfg.validate().map_err(anyhow::Error::msg)?;
-    let mut state = TrainState { step: 0, best_valid_nll: None, config: cfg };
+    let mut state = TrainState { step: 0, best_valid_nll: None, config: cfg, decay: None };
     let mut saved = Default::default();
     let resume_from = paths.resume_from();
     if let Some(p) = &resume_from {
@@ -234,6 +241,13 @@ pub fn train(args: &ScoreTrainArgs) -> Result<()> {
         println!("resuming from {} at step {}", p.display(), state.step);
         super::truncate_log_after(&paths.log, state.step)?;
     }
+    if args.decay_steps > 0 && state.decay.is_none() {
+        state.decay = Some((state.step, args.decay_steps));
+    }
+    let last_step = match state.decay {
+        Some((from, len)) => args.run.steps.min(from + len),
+        None => args.run.steps,
+    };
     let cfg = state.config.clone();
     let vm = VarMap::new();
     let model = ScorePrior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device))?;
@@ -252,15 +266,19 @@ pub fn train(args: &ScoreTrainArgs) -> Result<()> {
     let mut clock = super::RunClock::new(&args.run);
     let mut window_start = Instant::now();
     let (mut acc, mut acc_n) = (0f64, 0u64);
-    while state.step < args.run.steps {
+    while state.step < last_step {
         let crops = draw_crops(&train_set, state.step, args.batch, len, args.cond_dropout);
         let (i, c, t, m) = batch_tensors(&crops, len, &device)?;
         let (l, _) = loss(&model, &i, &c, &t, &m)?;
-        let (norm, lr) = opt.minimize_with_warmup(&l, args.lr, state.step, args.warmup)?;
+        let base_lr = match state.decay {
+            Some((from, len)) => args.lr * (1.0 - (state.step - from) as f64 / len as f64).max(0.0),
+            None => args.lr,
+        };
+        let (norm, lr) = opt.minimize_with_warmup(&l, base_lr, state.step, args.warmup)?;
         state.step += 1;
         acc += l.to_scalar::<f32>()? as f64;
         acc_n += 1;
-        let valid_now = state.step % args.valid_every == 0 || state.step == args.run.steps;
+        let valid_now = state.step % args.valid_every == 0 || state.step == last_step;
         if state.step % 50 == 0 || valid_now {
             let mut rec = serde_json::json!({
                 "step": state.step,
@@ -273,7 +291,7 @@ pub fn train(args: &ScoreTrainArgs) -> Result<()> {
             });
             if valid_now {
                 // A fixed subset between times (a full pass over the valid split takes minutes).
-                let pieces = if state.step == args.run.steps { &valid_set[..] } else { &valid_set[..args.valid_pieces.min(valid_set.len())] };
+                let pieces = if state.step == last_step { &valid_set[..] } else { &valid_set[..args.valid_pieces.min(valid_set.len())] };
                 let nll = held_out_nll(&model, pieces, len, &device)?;
                 rec["valid_pieces"] = pieces.len().into();
                 rec["ngram_nll_same_pieces"] = ngram.nll(pieces.iter().copied()).into();
@@ -289,7 +307,7 @@ pub fn train(args: &ScoreTrainArgs) -> Result<()> {
             (acc, acc_n) = (0.0, 0);
             window_start = Instant::now();
         }
-        if clock.checkpoint_due(state.step == args.run.steps) {
+        if clock.checkpoint_due(state.step == last_step) {
             super::save_checkpoint(&paths.checkpoint, CHECKPOINT_KIND, &state, &vm, &opt, Default::default())?;
         }
         if clock.out_of_time() {
@@ -310,7 +328,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cantor-score-train-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let run = |out: &Path, steps| {
-            let args = ScoreTrainArgs { run: crate::train::RunArgs::test(out, steps), batch: 4, lr: 3e-3, valid_every: 1000, cond_dropout: 0.15, tiny: true, d_model: None, n_layers: None, window: None, warmup: 100, valid_pieces: 20 };
+            let args = ScoreTrainArgs { run: crate::train::RunArgs::test(out, steps), batch: 4, lr: 3e-3, valid_every: 1000, cond_dropout: 0.15, tiny: true, d_model: None, n_layers: None, window: None, warmup: 100, decay_steps: 0, valid_pieces: 20 };
             train(&args).unwrap();
         };
         let straight = dir.join("straight");
