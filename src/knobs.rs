@@ -12,7 +12,7 @@
 //! exception: six parameters (`style_1`..`style_6`) in a nested array, blended by the `--style`
 //! option's own syntax (`reel=1,jig=0.5`).
 
-use crate::model::vocab::{BPM_RANGE, INSTRUMENT_FAMILIES, KEY_NAMES, MODES, STYLES};
+use crate::model::vocab::{pitch_class, BPM_RANGE, INSTRUMENT_FAMILIES, KEY_NAMES, MODES, STYLES};
 use std::sync::atomic::{AtomicU32, Ordering};
 // The derives below name these traits as in scope.
 #[cfg(feature = "plugin")]
@@ -240,6 +240,9 @@ pub enum IntText {
     NumberOrOff,
     /// Value i is `names[i]`.
     Names(&'static [&'static str]),
+    /// A pitch class shown as `KEY_NAMES` spells it, read in any spelling `vocab::pitch_class`
+    /// knows ("Db", "c#", "E-").
+    PitchClass,
 }
 
 /// A stepped knob: a number or a choice among names.
@@ -269,14 +272,11 @@ impl IntKnob {
         Self { cli, ..self }
     }
 
-    pub fn default_value(&self) -> i32 {
-        self.default
-    }
-
     pub fn format(&self, v: i32) -> String {
         match self.text {
             IntText::NumberOrOff if v == 0 => "off".into(),
             IntText::Names(names) => names.get(v.max(0) as usize).copied().unwrap_or("?").into(),
+            IntText::PitchClass => KEY_NAMES.get(v.max(0) as usize).copied().unwrap_or("?").into(),
             _ => v.to_string(),
         }
     }
@@ -287,6 +287,7 @@ impl IntKnob {
         match self.text {
             IntText::NumberOrOff if t.eq_ignore_ascii_case("off") => Some(0),
             IntText::Names(names) => names.iter().position(|n| n.eq_ignore_ascii_case(t)).map(|i| i as i32).or_else(|| t.parse().ok()),
+            IntText::PitchClass => pitch_class(t).map(i32::from).or_else(|| t.parse().ok()),
             _ => t.parse().ok(),
         }
     }
@@ -295,6 +296,7 @@ impl IntKnob {
     pub fn describe_range(&self) -> String {
         match self.text {
             IntText::Names(names) => names.join(", "),
+            IntText::PitchClass => "a note name such as C, F#, Bb".into(),
             IntText::NumberOrOff => format!("off or 1-{}", self.max),
             IntText::Number => format!("{}-{}", self.min, self.max),
         }
@@ -310,12 +312,6 @@ pub struct BoolKnob {
     pub help: &'static str,
 }
 
-impl BoolKnob {
-    pub fn default_value(&self) -> bool {
-        self.default
-    }
-}
-
 /// A choice among the variants of an enum (`TempoMode`, `RunMode`).
 #[derive(Debug, Clone, Copy)]
 pub struct EnumKnob<T: 'static> {
@@ -323,12 +319,6 @@ pub struct EnumKnob<T: 'static> {
     pub name: &'static str,
     pub default: T,
     pub help: &'static str,
-}
-
-impl<T: Copy> EnumKnob<T> {
-    pub fn default_value(&self) -> T {
-        self.default
-    }
 }
 
 /// Enums a knob chooses among: each variant's stable id (saved by hosts) and display name.
@@ -448,16 +438,23 @@ pub trait KnobInfo: Sync {
     }
 }
 
+/// The `id`, `name` and `help` getters of `KnobInfo`, which every kind's row holds as fields.
+macro_rules! knob_labels {
+    () => {
+        fn id(&self) -> &'static str {
+            self.id
+        }
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn help(&self) -> &'static str {
+            self.help
+        }
+    };
+}
+
 impl KnobInfo for FloatKnob {
-    fn id(&self) -> &'static str {
-        self.id
-    }
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn help(&self) -> &'static str {
-        self.help
-    }
+    knob_labels!();
     fn cli(&self) -> Option<&'static str> {
         self.cli
     }
@@ -482,15 +479,7 @@ impl KnobInfo for FloatKnob {
 }
 
 impl KnobInfo for IntKnob {
-    fn id(&self) -> &'static str {
-        self.id
-    }
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn help(&self) -> &'static str {
-        self.help
-    }
+    knob_labels!();
     fn cli(&self) -> Option<&'static str> {
         self.cli
     }
@@ -510,15 +499,7 @@ impl KnobInfo for IntKnob {
 }
 
 impl KnobInfo for BoolKnob {
-    fn id(&self) -> &'static str {
-        self.id
-    }
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn help(&self) -> &'static str {
-        self.help
-    }
+    knob_labels!();
     fn cli(&self) -> Option<&'static str> {
         None
     }
@@ -538,15 +519,7 @@ impl KnobInfo for BoolKnob {
 }
 
 impl<T: KnobEnum + KnobValue + Sync> KnobInfo for EnumKnob<T> {
-    fn id(&self) -> &'static str {
-        self.id
-    }
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn help(&self) -> &'static str {
-        self.help
-    }
+    knob_labels!();
     fn cli(&self) -> Option<&'static str> {
         None
     }
@@ -752,8 +725,8 @@ knob_table! {
         "Tempo in free mode, in beats of the time signature (dotted quarters in 6/8, half notes in 2/2); 60-180, the range the model was trained on.")
         .text(FloatText::Decimals(1), " BPM").step(0.1).cli(Some("bpm"));
     /// Key tonic as a pitch class (C = 0).
-    key["key"]: IntKnob = IntKnob::names("key", "Key", &KEY_NAMES, 2,
-        "Key tonic. With \"Key follows MIDI\", the last note you play sets it.");
+    key["key"]: IntKnob = IntKnob::new("key", "Key", (0, 11), 2,
+        "Key tonic. With \"Key follows MIDI\", the last note you play sets it.").text(IntText::PitchClass);
     /// Major or minor.
     mode["mode"]: IntKnob = IntKnob::names("mode", "Mode", &MODES, 0, "Major or minor.");
     /// The last MIDI note played sets the key tonic.
@@ -907,6 +880,8 @@ mod tests {
         assert_eq!(KNOBS.gain.format(db_to_gain(-0.001)), "0.0");
         assert_eq!(KNOBS.top_k.parse("OFF"), Some(0));
         assert_eq!(KNOBS.instrument.parse("Strings"), Some(1));
+        // Any spelling of a tonic, as `cantor render --key` has always taken.
+        assert_eq!((KNOBS.key.parse("Db"), KNOBS.key.parse("c#"), KNOBS.key.parse("E-"), KNOBS.key.format(1)), (Some(1), Some(1), Some(3), "C#".into()));
         assert!(KNOBS.temperature.parse("warm").is_none() && KNOBS.temperature.parse("NaN").is_none());
         assert!(KNOBS.repeat.parse_plain("300%").is_err() && KNOBS.repeat.parse_plain("3").is_err());
         assert_eq!(KNOBS.repeat.parse_plain("0.5"), Ok(0.5));

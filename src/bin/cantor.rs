@@ -119,26 +119,19 @@ struct ComposeArgs {
 }
 
 fn compose(args: ComposeArgs) -> Result<()> {
+    use cantor::knobs::{KnobInfo, KNOBS};
     use cantor::model::vocab;
     let mut errors = Vec::new();
     let styles = cantor::plugin::render::parse_styles(&args.style).map_err(|e| errors.push(e)).ok();
-    let tonic = vocab::pitch_class(&args.key);
-    if tonic.is_none() {
-        errors.push(format!("unknown key {:?}; use a note name such as C, F#, Bb", args.key));
-    }
-    let mode = vocab::MODES.iter().position(|m| m.eq_ignore_ascii_case(&args.mode));
-    if mode.is_none() {
-        errors.push(format!("unknown mode {:?}; modes: {}", args.mode, vocab::MODES.join(", ")));
-    }
-    let instrument = vocab::instrument_index(&args.instrument);
-    if instrument.is_none() {
-        errors.push(format!("unknown instrument {:?}; instruments: {}", args.instrument, vocab::INSTRUMENT_FAMILIES.map(|(n, _)| n).join(", ")));
-    }
+    // Key, mode and instrument read as the plugin's knobs read text (any spelling of a tonic).
+    let mut choice = |knob: &dyn KnobInfo, text: &str| knob.parse_plain(text).map_err(|e| errors.push(e)).ok().map(|v| v as usize);
+    let (tonic, mode, instrument) = (choice(&KNOBS.key, &args.key), choice(&KNOBS.mode, &args.mode), choice(&KNOBS.instrument, &args.instrument));
     if !(args.bpm.is_finite() && (20.0..=400.0).contains(&args.bpm)) {
         errors.push(format!("--bpm must be between 20 and 400, not {}", args.bpm));
     }
-    let ranges = [("temperature", args.temperature, 0.0, 2.0), ("top-p", args.top_p, 0.05, 1.0), ("guidance", args.guidance, 0.0, 8.0), ("repeat", args.repeat, 0.0, 1.0)];
-    for (name, v, lo, hi) in ranges {
+    let ranges = [("temperature", args.temperature, &KNOBS.temperature), ("top-p", args.top_p, &KNOBS.top_p), ("guidance", args.guidance, &KNOBS.guidance), ("repeat", args.repeat, &KNOBS.repeat)];
+    for (name, v, knob) in ranges {
+        let (lo, hi) = knob.plain_range();
         if !(v.is_finite() && v >= lo && v <= hi) {
             errors.push(format!("--{name} must be between {lo} and {hi}, not {v}"));
         }
@@ -153,7 +146,7 @@ fn compose(args: ComposeArgs) -> Result<()> {
     let model = cantor::model::score::ScorePrior::from_bytes(&bytes, &Device::Cpu).context("loading the score prior")?;
     let settings = cantor::compose::ComposeSettings {
         styles,
-        tonic,
+        tonic: tonic as u8,
         mode: mode as u8,
         time_signature: args.time_signature,
         bars: args.bars,
