@@ -241,11 +241,7 @@ impl Score {
                     next_bar = bar_start + bar_ticks;
                 }
                 Token::BarLen(len) => next_bar = bar_start + len,
-                Token::Dur(d) => {
-                    let (pos, part, pitch) = (reader.pos.unwrap_or(0), reader.part.unwrap_or(0), reader.pitch.unwrap_or(0));
-                    let key = pitch as u32 + score.tonic as u32;
-                    score.notes.push(ScoreNote { start: bar_start + pos, part, key: key.min(127) as u8, dur: d });
-                }
+                Token::Dur(d) => score.notes.push(reader.note(d, bar_start, score.tonic)),
                 Token::Eos => break,
                 _ => {}
             }
@@ -322,6 +318,13 @@ impl Grammar {
             _ => {}
         }
         self.last = Some(t);
+    }
+
+    /// The note that a `Dur(dur)` just read completes, in a bar starting at tick `bar_start`,
+    /// in key `tonic`: the onset, part and pitch in force.
+    pub fn note(&self, dur: u32, bar_start: u32, tonic: u8) -> ScoreNote {
+        let key = (self.pitch.unwrap_or(0) as u32 + (tonic % 12) as u32).min(127) as u8;
+        ScoreNote { start: bar_start + self.pos.unwrap_or(0), part: self.part.unwrap_or(0), key, dur }
     }
 
     /// The last token read.

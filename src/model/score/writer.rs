@@ -116,32 +116,44 @@ impl<'m> ScoreWriter<'m> {
         // Open the bar.
         self.grammar.push(Token::Bar);
         self.logits = self.read(BAR, slot, cond)?;
+        let mut bar = WrittenBar { index, slot, start: self.next_start, len: self.bar_ticks, notes: Vec::new(), copied: copy };
         let mut bar_tokens = Vec::new();
         if copy {
-            let tokens = self.strain[answers.expect("copy answers a bar")].clone();
-            for &t in &tokens {
-                self.grammar.push(Token::from_id(t).expect("a written token"));
-                self.logits = self.read(t, slot, cond)?;
+            bar_tokens = self.strain[answers.expect("copy answers a bar")].clone();
+            for &t in &bar_tokens {
+                self.take(t, cond, &mut bar)?;
             }
-            bar_tokens = tokens;
         } else {
             loop {
                 let t = self.sample_next(sampling, index == 0)?;
                 if t == BAR || bar_tokens.len() >= MAX_BAR_TOKENS && matches!(self.grammar.last(), Some(Token::Dur(_)) | Some(Token::Bar) | Some(Token::BarLen(_))) {
                     break;
                 }
-                self.grammar.push(Token::from_id(t).expect("sampled within the vocabulary"));
-                self.logits = self.read(t, slot, cond)?;
+                self.take(t, cond, &mut bar)?;
                 bar_tokens.push(t);
             }
         }
         if answers.is_none() {
-            self.strain.push(bar_tokens.clone());
+            self.strain.push(bar_tokens);
         }
-        let bar = self.decode_bar(index, slot, &bar_tokens, copy);
+        bar.notes.sort();
         self.played += 1;
         self.next_start = bar.start + bar.len;
         Ok(bar)
+    }
+
+    /// Read token `id` of `bar` (sampled or copied): the grammar, both rows' next logits, and the
+    /// bar's length or note it completes.
+    fn take(&mut self, id: u32, cond: &ScoreCond, bar: &mut WrittenBar) -> Result<()> {
+        let t = Token::from_id(id).expect("a token of the vocabulary");
+        self.grammar.push(t);
+        self.logits = self.read(id, bar.slot, cond)?;
+        match t {
+            Token::BarLen(l) => bar.len = l,
+            Token::Dur(d) => bar.notes.push(self.grammar.note(d, bar.start, self.tonic)),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Sample the next token under the grammar; an end of piece is never written (the music goes
@@ -160,29 +172,6 @@ impl<'m> ScoreWriter<'m> {
             return Ok(BAR);
         }
         Ok(sample(&self.guided, sampling, &mut self.rng, &mut self.scratch))
-    }
-
-    fn decode_bar(&self, index: usize, slot: usize, tokens: &[u32], copied: bool) -> WrittenBar {
-        let start = self.next_start;
-        let mut len = self.bar_ticks;
-        let mut g = Grammar::default();
-        g.push(Token::Bos);
-        g.push(Token::Bar);
-        let mut notes = Vec::new();
-        for &id in tokens {
-            let Some(t) = Token::from_id(id) else { continue };
-            g.push(t);
-            match t {
-                Token::BarLen(l) => len = l,
-                Token::Dur(d) => {
-                    let key = (g.pitch.unwrap_or(0) as u32 + self.tonic as u32).min(127) as u8;
-                    notes.push(ScoreNote { start: start + g.pos.unwrap_or(0), part: g.part.unwrap_or(0), key, dur: d });
-                }
-                _ => {}
-            }
-        }
-        notes.sort();
-        WrittenBar { index, slot, start, len, notes, copied }
     }
 }
 
