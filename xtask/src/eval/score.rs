@@ -2,6 +2,7 @@
 //! what a musician reads in a score: key, rhythm, melody, form and novelty.
 
 use super::music::key_of_pitch_classes;
+use super::prior::STYLE_TIME_SIGNATURE;
 use crate::dataset::scores::{self, ScorePiece};
 use anyhow::Result;
 use cantor::model::prior::sampling::Sampling;
@@ -11,9 +12,6 @@ use cantor::model::score::{ScoreCond, ScorePrior, DEFAULT_GUIDANCE};
 use cantor::model::vocab::STYLES;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-
-/// The time signature each style is asked in: the one most of its corpus tunes are written in.
-const STYLE_SIGNATURE: [(u32, u32); 6] = [(4, 4), (3, 4), (6, 8), (2, 2), (2, 2), (2, 4)];
 
 /// Bar-to-bar distances of the form profile.
 const DISTANCES: [usize; 3] = [1, 4, 8];
@@ -180,7 +178,7 @@ pub fn eval(model: &ScorePrior, model_name: &str, seeds: u64, bars: usize) -> Re
     for (s, style) in STYLES.iter().enumerate() {
         let real: Vec<&ScorePiece> = set.split("test").filter(|p| p.style == s).collect();
         let real_stats: Vec<TuneStats> = real.iter().map(|p| stats(&p.score, p.score.tonic, p.mode == 1)).collect();
-        let (n, d) = STYLE_SIGNATURE[s];
+        let (n, d) = STYLE_TIME_SIGNATURE[s];
         let meter = meter_index(n, d).expect("a known meter");
         let mut gen_stats = Vec::new();
         for seed in 1..=seeds {

@@ -42,7 +42,7 @@ const STYLE_BPM: [f32; 6] = [72.0, 80.0, 116.0, 116.0, 92.0, 112.0];
 /// have: asked all in 4/4 (`--seeds 10 --guidance-sweep 7 --time-signature 4/4`), the same 60
 /// takes scored style, tempo and key 35% / 67% / 63% against 37% / 70% / 57% in these, noise
 /// either way; these are what a musician would set.
-const STYLE_TIME_SIGNATURE: [(u32, u32); 6] = [(4, 4), (3, 4), (6, 8), (2, 2), (2, 2), (2, 4)];
+pub(crate) const STYLE_TIME_SIGNATURE: [(u32, u32); 6] = [(4, 4), (3, 4), (6, 8), (2, 2), (2, 2), (2, 4)];
 
 /// Render `settings` through the plugin's offline path, mixed to mono (every measurement here
 /// reads one channel; the takes are rendered at width 0, so both channels are the same).
