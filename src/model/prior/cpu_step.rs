@@ -1,5 +1,7 @@
-//! The prior's one-step forward written out for the CPU: what the generator thread runs, frame
-//! after frame, forever.
+//! A transformer's one-step forward written out for the CPU: what the generator thread runs,
+//! frame after frame, forever (the codes prior), and what writes the score a token at a time
+//! (the score prior, `model::score`). Both models are the same stack (token embeddings plus a
+//! conditioning projection, `transformer::Block`s, a norm and a head), so one step serves both.
 //!
 //! Why not candle's ops: a step is one row of 256 values through 4 layers, about 40 small tensor
 //! ops, and at that size candle spends more time creating tensors and dispatching than
@@ -8,18 +10,18 @@
 //! unconditional), the key/value cache is f16 (reading it was most of a step's memory traffic),
 //! and the loops are compiled twice: for AVX2 when the CPU has it, and plain.
 //!
-//! One model definition still: the weights are copied out of the same `Prior` that training
-//! builds (`CpuStep::new`), and `tests.rs` checks both forwards give the same logits (within
-//! the f16 cache's rounding), in f32 and q8_0, within and past the attention window.
+//! One model definition still: the weights are copied out of the same model that training
+//! builds (`CpuStep::new`), and the models' tests check both forwards give the same logits
+//! (within the f16 cache's rounding), in f32 and q8_0, within and past the attention window.
 //!
 //! The kernels (q8_0 and f32 dense layers, layer norm, GELU, exp) live in `model::kernels`, shared
 //! with the codec decoder's hand-written path.
 
-use super::conditioning::COND_DIM;
 use super::transformer::Block;
-use super::Prior;
 use crate::model::kernels::{self, dot_transposed8, exp8_nonpositive, exp_nonpositive, widen8, gelu, hsum8, Dense, Norm, Q8};
+use crate::model::nn::{LayerNorm, Linear};
 use candle_core::Result;
+use candle_nn::Embedding;
 use half::f16;
 
 struct CpuBlock {
@@ -44,16 +46,29 @@ impl CpuBlock {
     }
 }
 
-/// A copy of a `Prior`'s weights laid out for one-step CPU inference.
+/// The parts of a model `CpuStep` copies: one embedding table per token level (a step reads one
+/// token of each and sums their rows), the conditioning projection, the blocks, the final norm
+/// and the head (its outputs are a step's logits).
+pub struct StackParts<'a> {
+    pub embeds: &'a [Embedding],
+    pub cond: &'a Linear,
+    pub blocks: &'a [Block],
+    pub norm: &'a LayerNorm,
+    pub head: &'a Linear,
+    pub n_heads: usize,
+    pub window: usize,
+}
+
+/// A copy of a model's weights laid out for one-step CPU inference.
 pub struct CpuStep {
-    levels: usize,
-    codebook: usize,
     d: usize,
     heads: usize,
     head_dim: usize,
     window: usize,
     mlp: usize,
-    /// Per level, the embedding table [(codebook + 1) * d] (the last row is BOS).
+    /// Rows of each embedding table: a token must be below it.
+    embed_rows: usize,
+    /// Per level, the embedding table [embed_rows * d].
     embeds: Vec<Vec<f32>>,
     cond: Dense,
     blocks: Vec<CpuBlock>,
@@ -84,7 +99,7 @@ pub struct CpuStepState {
     att: Vec<f32>,
     hidden: Vec<f32>,
     scores: Vec<f32>,
-    /// The logits of the last step: [levels * codebook].
+    /// The logits of the last step (the head's outputs).
     pub logits: Vec<f32>,
     xq: Q8,
 }
@@ -97,29 +112,28 @@ impl CpuStepState {
 }
 
 impl CpuStep {
-    pub fn new(prior: &Prior) -> Result<Self> {
-        let cfg = &prior.cfg;
-        let embeds = prior.embeds.iter().map(|e| e.embeddings().flatten_all()?.to_vec1::<f32>()).collect::<Result<Vec<_>>>()?;
-        let cond = Dense::new(&prior.cond)?;
-        if cond.inputs != COND_DIM {
-            candle_core::bail!("fast prior: conditioning takes {} features, expected {COND_DIM}", cond.inputs);
+    pub fn new(parts: StackParts) -> Result<Self> {
+        let embeds = parts.embeds.iter().map(|e| e.embeddings().flatten_all()?.to_vec1::<f32>()).collect::<Result<Vec<_>>>()?;
+        let (embed_rows, d) = parts.embeds.first().map(|e| e.embeddings().dims2()).transpose()?.unwrap_or((0, 0));
+        if parts.n_heads == 0 || d % parts.n_heads != 0 || parts.window == 0 || parts.blocks.is_empty() {
+            candle_core::bail!("fast step: width {d}, {} heads, window {}, {} blocks", parts.n_heads, parts.window, parts.blocks.len());
         }
-        let avx2 = kernels::has_avx2_fma();
+        let blocks = parts.blocks.iter().map(CpuBlock::new).collect::<Result<Vec<_>>>()?;
+        let mlp = blocks[0].up.bias.len();
         Ok(Self {
-            levels: cfg.n_levels,
-            codebook: cfg.codebook_size,
-            d: cfg.d_model,
-            heads: cfg.n_heads,
-            head_dim: cfg.d_model / cfg.n_heads,
-            window: cfg.window,
-            mlp: cfg.mlp,
+            d,
+            heads: parts.n_heads,
+            head_dim: d / parts.n_heads,
+            window: parts.window,
+            mlp,
+            embed_rows,
             embeds,
-            cond,
-            blocks: prior.blocks.iter().map(CpuBlock::new).collect::<Result<Vec<_>>>()?,
-            norm: Norm::new(&prior.norm)?,
-            head: Dense::new(&prior.head)?,
-            slopes: super::transformer::alibi_slopes(cfg.n_heads),
-            avx2,
+            cond: Dense::new(parts.cond)?,
+            blocks,
+            norm: Norm::new(parts.norm)?,
+            head: Dense::new(parts.head)?,
+            slopes: super::transformer::alibi_slopes(parts.n_heads),
+            avx2: kernels::has_avx2_fma(),
         })
     }
 
@@ -143,23 +157,23 @@ impl CpuStep {
             att: vec![0.0; self.d],
             hidden: vec![0.0; self.mlp],
             scores: vec![0.0; self.window],
-            logits: vec![0.0; self.levels * self.codebook],
+            logits: vec![0.0; self.head.bias.len()],
             xq: Q8::zeros(self.d.max(self.mlp)),
         }
     }
 
-    /// One step of one or two streams (the guidance rows), each with its own tokens
-    /// [levels] and conditioning [COND_DIM]; the logits land in each state's `logits`.
+    /// One step of one or two streams (the guidance rows), each with its own tokens (one per
+    /// embedding table) and conditioning; the logits land in each state's `logits`.
     pub fn step(&self, states: &mut [&mut CpuStepState], tokens: &[&[u32]], conds: &[&[f32]]) -> Result<()> {
         if states.is_empty() || states.len() > 2 || tokens.len() != states.len() || conds.len() != states.len() {
-            candle_core::bail!("fast prior: {} states, {} token rows, {} conditioning rows", states.len(), tokens.len(), conds.len());
+            candle_core::bail!("fast step: {} states, {} token rows, {} conditioning rows", states.len(), tokens.len(), conds.len());
         }
         for (t, c) in tokens.iter().zip(conds) {
-            if t.len() != self.levels || c.len() != COND_DIM {
-                candle_core::bail!("fast prior step: {} tokens and {} conditioning values", t.len(), c.len());
+            if t.len() != self.embeds.len() || c.len() != self.cond.inputs {
+                candle_core::bail!("fast step: {} tokens and {} conditioning values", t.len(), c.len());
             }
-            if let Some(bad) = t.iter().find(|&&t| t as usize > self.codebook) {
-                candle_core::bail!("fast prior step: token {bad} outside the codebook");
+            if let Some(bad) = t.iter().find(|&&t| t as usize >= self.embed_rows) {
+                candle_core::bail!("fast step: token {bad} outside the embedding table");
             }
         }
         #[cfg(target_arch = "x86_64")]
@@ -357,7 +371,7 @@ mod tests {
         Prior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
         let bytes = weights::to_bytes_quantized(KIND, &cfg, &weights::var_tensors(&vm), Some(DType::F32), Some((&Prior::is_quantizable, GgmlDType::Q8_0))).unwrap();
         let prior = Prior::from_bytes(&bytes, &Device::Cpu).unwrap();
-        let mut plain = super::CpuStep::new(&prior).unwrap();
+        let mut plain = super::CpuStep::new(prior.stack_parts()).unwrap();
         plain.force_plain_loops();
         let fast = prior.fast.as_ref().unwrap();
         let (mut a, mut b) = (fast.new_state(), fast.new_state());

@@ -183,8 +183,21 @@ impl Prior {
     /// Run single-stream steps through the hand-written CPU path (`cpu_step`) or through candle's
     /// tensors. Loading for inference turns it on; states made before a change are refused.
     pub fn set_fast_path(&mut self, on: bool) -> Result<()> {
-        self.fast = if on { Some(cpu_step::CpuStep::new(self)?) } else { None };
+        self.fast = if on { Some(cpu_step::CpuStep::new(self.stack_parts())?) } else { None };
         Ok(())
+    }
+
+    /// The weights the hand-written step copies.
+    fn stack_parts(&self) -> cpu_step::StackParts<'_> {
+        cpu_step::StackParts {
+            embeds: &self.embeds,
+            cond: &self.cond,
+            blocks: &self.blocks,
+            norm: &self.norm,
+            head: &self.head,
+            n_heads: self.cfg.n_heads,
+            window: self.cfg.window,
+        }
     }
 
     pub fn has_fast_path(&self) -> bool {

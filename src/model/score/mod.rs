@@ -5,13 +5,16 @@
 //!
 //! The transformer blocks are the codes prior's (`prior::transformer`: pre-norm, ALiBi, a
 //! rolling key/value cache), so a writer runs for as long as the music plays at a constant
-//! cost per token.
+//! cost per token, and a model loaded for inference steps through the same hand-written CPU
+//! path (`prior::cpu_step`) as the codes prior: candle's ops cost about 0.3 ms a token at this
+//! size, mostly in dispatch.
 
 pub mod accompaniment;
 pub mod tokens;
 pub mod writer;
 
 use crate::model::nn::{LayerNorm, Linear};
+use crate::model::prior::cpu_step::{CpuStep, CpuStepState, StackParts};
 use crate::model::prior::transformer::{self, Block, LayerCache};
 use crate::model::vocab::STYLES;
 use crate::model::weights::{self, WeightsError};
@@ -135,16 +138,38 @@ pub struct ScorePrior {
     blocks: Vec<Block>,
     norm: LayerNorm,
     head: Linear,
+    /// The same weights laid out for one-step CPU inference, made when a model is loaded for
+    /// inference on the CPU; `None` while training (the weights change every step).
+    fast: Option<CpuStep>,
 }
 
-/// One stream's key/value caches and step count (a writer holds two: conditional and
-/// unconditional rows of classifier-free guidance).
-pub struct ScoreState {
+/// One stream (a writer holds two: classifier-free guidance's conditional and unconditional
+/// rows): its key/value cache, step count and last logits.
+pub struct ScoreState(StateKind);
+
+enum StateKind {
+    Fast(CpuStepState),
+    Tensors(TensorState),
+}
+
+/// Candle's stream state: per-layer caches, which step each slot holds, the step count.
+struct TensorState {
     caches: Vec<LayerCache>,
     slot_steps: Vec<Option<u64>>,
     step: u64,
     slopes: Vec<f32>,
     bias: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+impl ScoreState {
+    /// The next token's logits after the last token read (empty before the first).
+    pub fn logits(&self) -> &[f32] {
+        match &self.0 {
+            StateKind::Fast(f) => &f.logits,
+            StateKind::Tensors(t) => &t.logits,
+        }
+    }
 }
 
 impl ScorePrior {
@@ -159,7 +184,34 @@ impl ScorePrior {
             blocks: (0..cfg.n_layers).map(|i| Block::new(d, cfg.n_heads, cfg.d_mlp, vb.pp(format!("blocks.{i}")))).collect::<Result<Vec<_>>>()?,
             norm: LayerNorm::new(d, vb.pp("norm"))?,
             head: Linear::new(d, cfg.vocab, vb.pp("head"))?,
+            fast: None,
         })
+    }
+
+    /// Step through the hand-written CPU path or through candle's tensors. Loading for inference
+    /// turns it on; states made before a change are refused.
+    pub fn set_fast_path(&mut self, on: bool) -> Result<()> {
+        self.fast = match on {
+            true => Some(CpuStep::new(StackParts {
+                embeds: std::slice::from_ref(&self.embed),
+                cond: &self.cond,
+                blocks: &self.blocks,
+                norm: &self.norm,
+                head: &self.head,
+                n_heads: self.cfg.n_heads,
+                window: self.cfg.window,
+            })?),
+            false => None,
+        };
+        Ok(())
+    }
+
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    fn fast_path(&self) -> Result<&CpuStep> {
+        self.fast.as_ref().ok_or_else(|| candle_core::Error::msg("a fast-path score state used after the fast path was turned off"))
     }
 
     fn input(&self, tokens: &Tensor, cond: &Tensor) -> Result<Tensor> {
@@ -178,19 +230,27 @@ impl ScorePrior {
         self.head.forward(&self.norm.forward(&x)?)
     }
 
-    /// A fresh stream.
+    /// A fresh stream: on the fast path when the model has one.
     pub fn new_state(&self, device: &Device) -> Result<ScoreState> {
-        Ok(ScoreState {
+        if let Some(f) = self.fast.as_ref().filter(|_| device.is_cpu()) {
+            return Ok(ScoreState(StateKind::Fast(f.new_state())));
+        }
+        Ok(ScoreState(StateKind::Tensors(TensorState {
             caches: self.blocks.iter().map(|b| b.attn.new_cache(1, self.cfg.window, device)).collect::<Result<Vec<_>>>()?,
             slot_steps: vec![None; self.cfg.window],
             step: 0,
             slopes: transformer::alibi_slopes(self.cfg.n_heads),
             bias: vec![0.0; self.cfg.n_heads * self.cfg.window],
-        })
+            logits: Vec::new(),
+        })))
     }
 
-    /// Read one token with its conditioning; returns the logits of the next token.
-    pub fn step(&self, state: &mut ScoreState, token: u32, cond: &[f32; COND_DIM]) -> Result<Vec<f32>> {
+    /// Read one token with its conditioning; the next token's logits land in the state.
+    pub fn step(&self, state: &mut ScoreState, token: u32, cond: &[f32; COND_DIM]) -> Result<()> {
+        let state = match &mut state.0 {
+            StateKind::Fast(fs) => return self.fast_path()?.step(&mut [fs], &[&[token]], &[cond]),
+            StateKind::Tensors(t) => t,
+        };
         let (w, h) = (self.cfg.window, self.cfg.n_heads);
         let device = state.caches.first().map(|c| c.device()).unwrap_or(Device::Cpu);
         let slot = (state.step % w as u64) as usize;
@@ -204,7 +264,18 @@ impl ScorePrior {
             x = block.step(&x, cache, slot, &bias)?;
         }
         state.step += 1;
-        self.head.forward(&self.norm.forward(&x)?)?.flatten_all()?.to_vec1::<f32>()
+        state.logits = self.head.forward(&self.norm.forward(&x)?)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(())
+    }
+
+    /// Read the same token into two streams (guidance's rows), each with its conditioning. On
+    /// the fast path both rows share one pass over the weights.
+    pub fn step_pair(&self, a: &mut ScoreState, b: &mut ScoreState, token: u32, conds: [&[f32; COND_DIM]; 2]) -> Result<()> {
+        if let (StateKind::Fast(fa), StateKind::Fast(fb)) = (&mut a.0, &mut b.0) {
+            return self.fast_path()?.step(&mut [fa, fb], &[&[token], &[token]], &[conds[0], conds[1]]);
+        }
+        self.step(a, token, conds[0])?;
+        self.step(b, token, conds[1])
     }
 
     /// Quantise the transformer's and the head's linear weights (embeddings and norms stay f32).
@@ -214,6 +285,10 @@ impl ScorePrior {
             for l in b.linears() {
                 l.quantize(dtype)?;
             }
+        }
+        // The fast path holds a copy of the weights: copy the quantised ones.
+        if self.fast.is_some() {
+            self.set_fast_path(true)?;
         }
         Ok(())
     }
@@ -230,6 +305,9 @@ impl ScorePrior {
         let mut model = weights::build_checked(&raw.config, raw.tensors, device, |cfg, vb| ScorePrior::new(cfg, vb))?;
         if let Some(q) = raw.quantized {
             model.quantize(q)?;
+        }
+        if device.is_cpu() {
+            model.set_fast_path(true)?;
         }
         Ok(model)
     }
@@ -258,10 +336,49 @@ mod tests {
         let full = model.forward(&tokens, &c).unwrap().squeeze(0).unwrap();
         let mut state = model.new_state(&device).unwrap();
         for i in 0..len {
-            let step = model.step(&mut state, ids[i], &conds[i]).unwrap();
+            model.step(&mut state, ids[i], &conds[i]).unwrap();
+            let step = state.logits();
             let want = full.get(i).unwrap().to_vec1::<f32>().unwrap();
             let diff = step.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(diff < 1e-4, "position {i}: logits differ by {diff}");
+        }
+    }
+
+    /// The hand-written CPU step (what a loaded model runs) gives candle's logits, for f32 and
+    /// q8_0 files, within and past the window, one row alone and two rows in one pass.
+    #[test]
+    fn the_fast_path_gives_the_tensor_path_logits() {
+        let device = Device::Cpu;
+        let vm = VarMap::new();
+        let cfg = ScoreConfig::tiny();
+        ScorePrior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device)).unwrap();
+        let tensors = weights::var_tensors(&vm);
+        let len = cfg.window * 5 / 2;
+        let ids: Vec<u32> = (0..len as u32).map(|i| (i * 37 + 5) % VOCAB as u32).collect();
+        let cond = ScoreCond { styles: Some([0.0, 1.0, 0.0, 0.0, 0.0, 0.0]), mode: Some(0), meter: Some(2) };
+        // The fast path keeps its key/value cache in f16 (relative rounding about 5e-4).
+        for (quant, tolerance) in [(None, 1e-3f32), (Some(GgmlDType::Q8_0), 2e-2)] {
+            let bytes = weights::to_bytes_quantized(KIND, &cfg, &tensors, Some(DType::F32), quant.map(|q| (&ScorePrior::is_quantizable as &dyn Fn(&str) -> bool, q))).unwrap();
+            let fast = ScorePrior::from_bytes(&bytes, &device).unwrap();
+            assert!(fast.has_fast_path());
+            let mut slow = ScorePrior::from_bytes(&bytes, &device).unwrap();
+            slow.set_fast_path(false).unwrap();
+            let new = |m: &ScorePrior| (m.new_state(&device).unwrap(), m.new_state(&device).unwrap());
+            let ((mut fa, mut fb), (mut sa, mut sb), (mut single, _)) = (new(&fast), new(&slow), new(&fast));
+            let (mut worst, mut scale) = (0f32, 0f32);
+            for (i, &t) in ids.iter().enumerate() {
+                let (c, u) = (cond.vector(i / 10 % PHRASE_BARS), ScoreCond::unconditional().vector(i / 10 % PHRASE_BARS));
+                fast.step_pair(&mut fa, &mut fb, t, [&c, &u]).unwrap();
+                slow.step_pair(&mut sa, &mut sb, t, [&c, &u]).unwrap();
+                fast.step(&mut single, t, &c).unwrap();
+                assert_eq!(single.logits(), fa.logits(), "position {i}: one row alone and the same row in a pair");
+                for (a, b) in fa.logits().iter().zip(sa.logits()).chain(fb.logits().iter().zip(sb.logits())) {
+                    worst = worst.max((a - b).abs());
+                    scale = scale.max(b.abs());
+                }
+            }
+            assert!(scale > 0.01, "logits too small to compare ({scale})");
+            assert!(worst <= tolerance * scale, "{quant:?}: fast and tensor logits differ by {worst} (largest logit {scale})");
         }
     }
 

@@ -31,6 +31,8 @@ pub struct WrittenBar {
     pub notes: Vec<ScoreNote>,
     /// Whether it repeats the first playing's bar note for note.
     pub copied: bool,
+    /// Tokens the model read for it (its `Bar` included): what it cost to write.
+    pub tokens: usize,
 }
 
 /// Writes one endless tune.
@@ -44,8 +46,6 @@ pub struct ScoreWriter<'m> {
     scratch: SampleScratch,
     guided: Vec<f32>,
     grammar: Grammar,
-    /// Next-token logits of the two rows after the last token read.
-    logits: (Vec<f32>, Vec<f32>),
     /// Bars played so far, and where the next starts.
     played: usize,
     next_start: u32,
@@ -67,22 +67,22 @@ impl<'m> ScoreWriter<'m> {
             scratch: SampleScratch::with_capacity(VOCAB),
             guided: Vec::with_capacity(VOCAB),
             grammar: Grammar::default(),
-            logits: (Vec::new(), Vec::new()),
             played: 0,
             next_start: 0,
             strain: Vec::new(),
         };
         w.grammar.nominal = Some(bar_ticks);
         w.grammar.push(Token::Bos);
-        w.logits = w.read(BOS, 0, &ScoreCond::unconditional())?;
+        w.read(BOS, 0, &ScoreCond::unconditional())?;
         Ok(w)
     }
 
-    /// Feed one token to both rows (the conditional one with `cond`, the other without).
-    fn read(&mut self, token: u32, slot: usize, cond: &ScoreCond) -> Result<(Vec<f32>, Vec<f32>)> {
+    /// Feed one token to both rows (the conditional one with `cond`, the other without); the
+    /// next token's logits land in the rows' states.
+    fn read(&mut self, token: u32, slot: usize, cond: &ScoreCond) -> Result<()> {
         let c: [f32; COND_DIM] = cond.vector(slot);
         let u = ScoreCond::unconditional().vector(slot);
-        Ok((self.model.step(&mut self.cond_state, token, &c)?, self.model.step(&mut self.uncond_state, token, &u)?))
+        self.model.step_pair(&mut self.cond_state, &mut self.uncond_state, token, [&c, &u])
     }
 
     /// Where bar `index` stands in the form: its phrase slot, and (for the second playing of a
@@ -115,8 +115,8 @@ impl<'m> ScoreWriter<'m> {
         };
         // Open the bar.
         self.grammar.push(Token::Bar);
-        self.logits = self.read(BAR, slot, cond)?;
-        let mut bar = WrittenBar { index, slot, start: self.next_start, len: self.bar_ticks, notes: Vec::new(), copied: copy };
+        self.read(BAR, slot, cond)?;
+        let mut bar = WrittenBar { index, slot, start: self.next_start, len: self.bar_ticks, notes: Vec::new(), copied: copy, tokens: 1 };
         let mut bar_tokens = Vec::new();
         if copy {
             bar_tokens = self.strain[answers.expect("copy answers a bar")].clone();
@@ -147,7 +147,8 @@ impl<'m> ScoreWriter<'m> {
     fn take(&mut self, id: u32, cond: &ScoreCond, bar: &mut WrittenBar) -> Result<()> {
         let t = Token::from_id(id).expect("a token of the vocabulary");
         self.grammar.push(t);
-        self.logits = self.read(id, bar.slot, cond)?;
+        bar.tokens += 1;
+        self.read(id, bar.slot, cond)?;
         match t {
             Token::BarLen(l) => bar.len = l,
             Token::Dur(d) => bar.notes.push(self.grammar.note(d, bar.start, self.tonic)),
@@ -159,7 +160,7 @@ impl<'m> ScoreWriter<'m> {
     /// Sample the next token under the grammar; an end of piece is never written (the music goes
     /// on), and the first bar is a full one (no pickup).
     fn sample_next(&mut self, sampling: &Sampling, first_bar: bool) -> Result<u32> {
-        guide(&self.logits.0, &self.logits.1, sampling.guidance, &mut self.guided);
+        guide(self.cond_state.logits(), self.uncond_state.logits(), sampling.guidance, &mut self.guided);
         for (id, l) in self.guided.iter_mut().enumerate() {
             let t = Token::from_id(id as u32).expect("logits cover the vocabulary");
             let allowed = self.grammar.allows(t) && t != Token::Eos && !(first_bar && matches!(t, Token::BarLen(_)));
