@@ -149,6 +149,17 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// The score prior writing bars on one thread, against the generator's time for the same music.
+    Score {
+        /// Score prior file (default: assets/models/score.safetensors).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        /// Bars written per style and run.
+        #[arg(long, default_value_t = 32)]
+        bars: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -313,6 +324,10 @@ fn main() -> Result<()> {
         }
         Command::Bench { model: BenchCommand::Codec { weights, chunk_frames, seconds, runs } } => {
             eval::codec::bench(&weights, chunk_frames, seconds, runs)
+        }
+        Command::Bench { model: BenchCommand::Score { model, bars, runs } } => {
+            let path = model.unwrap_or_else(|| train::RunPaths::new("score", None).published_weights);
+            eval::score::bench(&path, bars, runs)
         }
     }
 }

@@ -258,8 +258,9 @@ pub fn bench(weights: &Option<PathBuf>, chunk_frames: usize, seconds: f64, runs:
          | streaming, hand-written CPU decoder (what the plugin runs), chunks of {chunk_frames} frames ({chunk_audio_ms:.1} ms of audio) | {fast_med:.1}x | {f_med:.2} ms / {f_p99:.2} ms |\n\
          | streaming, candle tensors, chunks of {chunk_frames} frames | {rtf_med:.1}x | {c_med:.2} ms / {c_p99:.2} ms |\n\
          | whole clip, candle tensors | {whole_med:.1}x | - |\n\n\
-         Target: at least 40x real time streaming in chunks of 50 ms or less.\n",
+         Target: at least 40x real time streaming in chunks of 50 ms or less.\n\n{}\n",
         weights.as_ref().map(|_| format!(" --weights {}", path.strip_prefix(repo_root()).unwrap_or(&path).display())).unwrap_or_default(),
+        super::provenance(),
     );
     println!("{body}");
     write_section(&repo_root().join("BENCHMARKS.md"), "codec", &body)

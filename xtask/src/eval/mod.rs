@@ -24,6 +24,16 @@ pub fn write_section(path: &Path, name: &str, body: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// When and on what a measurement ran, for the report: "Measured 2026-12-06 at commit abc1234"
+/// (with "plus uncommitted changes" when the tree differs from it).
+pub fn provenance() -> String {
+    let run = |cmd: &str, args: &[&str]| std::process::Command::new(cmd).args(args).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let date = run("date", &["-u", "+%F"]).unwrap_or_default();
+    let commit = run("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = run("git", &["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    format!("Measured {date} at commit {commit}{}.", if dirty { " plus uncommitted changes" } else { "" })
+}
+
 /// Median and 99th percentile of a sample (sorted copy).
 pub fn median_p99(values: &[f64]) -> (f64, f64) {
     let mut v = values.to_vec();

@@ -50,7 +50,8 @@ pub struct ScoreTrainArgs {
     #[arg(long, default_value_t = 100)]
     pub warmup: u64,
     /// Cool down: the learning rate falls linearly to zero over this many steps from where the
-    /// run resumes (the run then stops). A resumed cool-down keeps its own schedule.
+    /// run resumes (the run then stops). A resumed cool-down keeps its own schedule; one that
+    /// has finished gives way to a new one.
     #[arg(long, default_value_t = 0)]
     pub decay_steps: u64,
     /// Valid pieces in the periodic held-out NLL (all of them at the end of a run).
@@ -241,7 +242,9 @@ pub fn train(args: &ScoreTrainArgs) -> Result<()> {
         println!("resuming from {} at step {}", p.display(), state.step);
         super::truncate_log_after(&paths.log, state.step)?;
     }
-    if args.decay_steps > 0 && state.decay.is_none() {
+    // A new cool-down starts where none has, or where the last one has run its course (a run
+    // that continues a finished one trains again from `--lr` down to zero).
+    if args.decay_steps > 0 && state.decay.is_none_or(|(from, len)| state.step >= from + len) {
         state.decay = Some((state.step, args.decay_steps));
     }
     let last_step = match state.decay {
