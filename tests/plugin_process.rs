@@ -242,19 +242,19 @@ fn capture_writes_a_wav_equal_to_what_was_played() {
     }
     let capture = host.plugin.shared().capture().clone();
     let save = |request: cantor::engine::capture::CaptureRequest| -> Vec<f32> {
-        let before = capture.saved.load(std::sync::atomic::Ordering::Relaxed);
+        let before = capture.answered();
         capture.request(request).unwrap();
         let t0 = std::time::Instant::now();
-        while capture.saved.load(std::sync::atomic::Ordering::Relaxed) == before && t0.elapsed().as_secs() < 10 {
+        while capture.answered() == before && t0.elapsed().as_secs() < 10 {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        let path = capture.result.lock().unwrap().clone().expect("a capture result").expect("the capture was written");
+        let path = capture.last_result().expect("a capture result").expect("the capture was written");
         let mut reader = hound::WavReader::open(&path).unwrap();
         let spec = reader.spec();
         assert_eq!((spec.channels, spec.sample_rate, spec.sample_format), (2, 48_000, hound::SampleFormat::Float));
         reader.samples::<f32>().map(|s| s.unwrap()).collect()
     };
-    assert_eq!(capture.dropped_blocks.load(std::sync::atomic::Ordering::Relaxed), 0, "the capture ring overflowed");
+    assert_eq!(capture.dropped_blocks(), 0, "the capture ring overflowed");
     let samples = save(cantor::engine::capture::CaptureRequest::Save { seconds: 0.5, dir: dir.clone() });
     assert_eq!(samples.len(), 48_000, "0.5 s of stereo");
     assert!(samples == played[played.len() - samples.len()..], "the capture differs from the output");
@@ -264,7 +264,7 @@ fn capture_writes_a_wav_equal_to_what_was_played() {
     assert_eq!(since.len(), 2 * (20 * 512 + 100 * 480), "since-start capture length");
     assert!(since[since.len() - played.len()..] == played[..], "the since-start capture differs from the output");
     // The same thread analysed the output for the editor's spectrogram.
-    let spectrogram = capture.spectrogram.lock().unwrap();
+    let spectrogram = capture.spectrogram().unwrap();
     assert!(spectrogram.added > 50, "{} spectrogram columns for 1.2 s", spectrogram.added);
     assert!(spectrogram.columns.back().unwrap().iter().any(|&v| v > 0), "the spectrogram is dark while audio plays");
     let _ = std::fs::remove_dir_all(&dir);

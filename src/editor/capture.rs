@@ -22,13 +22,10 @@ pub fn show(ui: &mut egui::Ui, shared: &EngineShared) {
             None
         };
         if let Some(request) = request {
-            if let Err(e) = shared.capture().request(request) {
-                if let Ok(mut r) = shared.capture().result.lock() {
-                    *r = Some(Err(e));
-                }
-            }
+            // A refusal becomes the last result, shown below.
+            let _ = shared.capture().request(request);
         }
-        let result = shared.capture().result.lock().ok().and_then(|r| r.clone());
+        let result = shared.capture().last_result();
         match result {
             Some(Ok(path)) => {
                 ui.label(format!("Saved {}", path.display()));
@@ -39,7 +36,7 @@ pub fn show(ui: &mut egui::Ui, shared: &EngineShared) {
             None => {}
         }
     });
-    let dropped = shared.capture().dropped_blocks.load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = shared.capture().dropped_blocks();
     if dropped > 0 {
         ui.colored_label(egui::Color32::from_rgb(230, 160, 60), format!("{dropped} audio blocks were not captured: the capture thread fell behind."));
     }

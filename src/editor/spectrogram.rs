@@ -28,7 +28,7 @@ fn colour(v: u8) -> egui::Color32 {
 
 impl SpectrogramView {
     pub fn show(&mut self, ui: &mut egui::Ui, shared: &EngineShared) {
-        if let Ok(s) = shared.capture().spectrogram.lock() {
+        if let Some(s) = shared.capture().spectrogram() {
             if self.texture.is_none() || s.added != self.shown {
                 let mut image = egui::ColorImage::new([COLUMNS, BANDS], vec![egui::Color32::BLACK; COLUMNS * BANDS]);
                 // Right-aligned: the newest column at the right edge.

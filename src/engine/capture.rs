@@ -37,17 +37,17 @@ pub struct CaptureShared {
     requests: Sender<CaptureRequest>,
     receiver: Receiver<CaptureRequest>,
     /// The last file written, or why writing failed (plain words for the editor).
-    pub result: Mutex<Option<Result<PathBuf, String>>>,
+    result: Mutex<Option<Result<PathBuf, String>>>,
     /// Files written so far (lets a caller wait for its request).
-    pub saved: AtomicU64,
+    saved: AtomicU64,
     /// Output blocks the capture ring had no room for.
-    pub dropped_blocks: AtomicU64,
+    dropped_blocks: AtomicU64,
     /// Frames the audio thread has offered the tap (captured or dropped), and that count when
     /// the transport last started: "since start" captures are measured from it.
     offered_frames: AtomicU64,
     start_frame: AtomicU64,
     /// The live spectrogram (capture thread writes, editor reads; never the audio thread).
-    pub spectrogram: Mutex<SpectrogramColumns>,
+    spectrogram: Mutex<SpectrogramColumns>,
 }
 
 impl Default for CaptureShared {
@@ -67,9 +67,40 @@ impl Default for CaptureShared {
 }
 
 impl CaptureShared {
-    /// Ask for a file (never blocks; a full queue refuses with a reason).
+    /// Ask for a file (never blocks; a full queue refuses with a reason, which also becomes the
+    /// last result the editor shows).
     pub fn request(&self, request: CaptureRequest) -> Result<(), String> {
-        self.requests.try_send(request).map_err(|_| "the capture is busy; try again in a moment".to_string())
+        let sent = self.requests.try_send(request).map_err(|_| "the capture is busy; try again in a moment".to_string());
+        if let Err(e) = &sent {
+            self.set_result(Err(e.clone()));
+        }
+        sent
+    }
+
+    /// The last file written, or why the last request failed.
+    pub fn last_result(&self) -> Option<Result<PathBuf, String>> {
+        self.result.lock().ok().and_then(|r| r.clone())
+    }
+
+    fn set_result(&self, result: Result<PathBuf, String>) {
+        if let Ok(mut r) = self.result.lock() {
+            *r = Some(result);
+        }
+    }
+
+    /// Requests answered so far (a caller waits for its own by watching this rise).
+    pub fn answered(&self) -> u64 {
+        self.saved.load(Relaxed)
+    }
+
+    /// Output blocks the capture ring had no room for.
+    pub fn dropped_blocks(&self) -> u64 {
+        self.dropped_blocks.load(Relaxed)
+    }
+
+    /// The live spectrogram, locked for reading (None if a panicking writer poisoned it).
+    pub fn spectrogram(&self) -> Option<std::sync::MutexGuard<'_, SpectrogramColumns>> {
+        self.spectrogram.lock().ok()
     }
 }
 
@@ -195,9 +226,7 @@ impl Worker {
                     }
                 };
                 let result = self.save(seconds, &dir);
-                if let Ok(mut r) = self.shared.result.lock() {
-                    *r = Some(result);
-                }
+                self.shared.set_result(result);
                 self.shared.saved.fetch_add(1, Relaxed);
             }
         }
