@@ -10,17 +10,12 @@ use cantor::model::score::tokens::{meter_index, Score, ScoreNote, METERS};
 use cantor::model::score::writer::ScoreWriter;
 use cantor::model::score::{ScoreCond, ScorePrior, DEFAULT_GUIDANCE};
 use cantor::model::vocab::STYLES;
-use super::median_p99;
-use crate::dataset::repo_root;
-use anyhow::Context;
-use candle_core::quantized::GgmlDType;
-use candle_core::Device;
-use cantor::model::vocab::Meter;
-use cantor::plugin::render::{render, RenderSettings};
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::path::Path;
-use std::time::Instant;
+
+mod bench;
+mod classify;
+pub use bench::bench;
 
 /// Bar-to-bar distances of the form profile.
 const DISTANCES: [usize; 3] = [1, 4, 8];
@@ -42,6 +37,8 @@ struct TuneStats {
     similarity: [f64; 3],
     /// Share of 8-bar strain ends whose last melody note is the tonic.
     tonic_cadences: f64,
+    /// The style classifier (`classify`) names the tune's style.
+    style_right: bool,
 }
 
 /// The melody: part 0, its highest note at each onset.
@@ -92,20 +89,7 @@ fn stats(score: &Score, tonic: u8, minor: bool) -> TuneStats {
     (t.steps, t.repeats, t.leaps) = (share(&|i| (1..=2).contains(&i)), share(&|i| i == 0), share(&|i| i >= 5));
     let (lo, hi) = m.iter().fold((127u8, 0u8), |(lo, hi), n| (lo.min(n.key), hi.max(n.key)));
     t.range = hi.saturating_sub(lo) as f64;
-    // Bars as sets of (onset in bar, pitch).
-    let bar_sets: Vec<HashSet<(u32, u8)>> = (0..score.bars.len())
-        .map(|i| {
-            let (a, b) = (score.bars[i], score.bars.get(i + 1).copied().unwrap_or(u32::MAX));
-            m.iter().filter(|n| n.start >= a && n.start < b).map(|n| (n.start - a, n.key)).collect()
-        })
-        .collect();
-    for (k, &d) in DISTANCES.iter().enumerate() {
-        let sims: Vec<f64> = (0..bar_sets.len().saturating_sub(d))
-            .filter(|&i| !bar_sets[i].is_empty() || !bar_sets[i + d].is_empty())
-            .map(|i| bar_sets[i].intersection(&bar_sets[i + d]).count() as f64 / bar_sets[i].union(&bar_sets[i + d]).count() as f64)
-            .collect();
-        t.similarity[k] = sims.iter().sum::<f64>() / sims.len().max(1) as f64;
-    }
+    t.similarity.copy_from_slice(&similarity(score, &m, 0..score.bars.len(), &DISTANCES));
     let ends: Vec<bool> = (7..score.bars.len())
         .step_by(8)
         .filter_map(|i| {
@@ -115,6 +99,29 @@ fn stats(score: &Score, tonic: u8, minor: bool) -> TuneStats {
         .collect();
     t.tonic_cadences = ends.iter().filter(|&&e| e).count() as f64 / ends.len().max(1) as f64;
     t
+}
+
+/// For each distance d, the mean similarity of the melody `m`'s bars d apart within bars
+/// `range` of `score`: the Jaccard index of the two bars' (onset in the bar, pitch) sets, over
+/// the pairs where either bar has notes.
+fn similarity(score: &Score, m: &[ScoreNote], range: std::ops::Range<usize>, distances: &[usize]) -> Vec<f64> {
+    let bar_sets: Vec<HashSet<(u32, u8)>> = range
+        .filter(|&i| i < score.bars.len())
+        .map(|i| {
+            let (a, b) = (score.bars[i], score.bars.get(i + 1).copied().unwrap_or(u32::MAX));
+            m.iter().filter(|n| n.start >= a && n.start < b).map(|n| (n.start - a, n.key)).collect()
+        })
+        .collect();
+    distances
+        .iter()
+        .map(|&d| {
+            let sims: Vec<f64> = (0..bar_sets.len().saturating_sub(d))
+                .filter(|&i| !bar_sets[i].is_empty() || !bar_sets[i + d].is_empty())
+                .map(|i| bar_sets[i].intersection(&bar_sets[i + d]).count() as f64 / bar_sets[i].union(&bar_sets[i + d]).count() as f64)
+                .collect();
+            sims.iter().sum::<f64>() / sims.len().max(1) as f64
+        })
+        .collect()
 }
 
 /// A bar's melody as one hash (onsets in the bar, pitches relative to the tonic, lengths).
@@ -153,7 +160,7 @@ fn mean(tunes: &[TuneStats], f: impl Fn(&TuneStats) -> f64) -> f64 {
 
 fn row(label: &str, n: usize, t: &[TuneStats]) -> String {
     format!(
-        "| {label} | {n} | {:.0}% | {:.0}% | {:.1} | {:.0}% / {:.0}% / {:.0}% | {:.1} | {:.2} / {:.2} / {:.2} | {:.0}% |\n",
+        "| {label} | {n} | {:.0}% | {:.0}% | {:.1} | {:.0}% / {:.0}% / {:.0}% | {:.1} | {:.2} / {:.2} / {:.2} | {:.0}% | {:.0}% |\n",
         100.0 * mean(t, |s| s.key_right as u8 as f64),
         100.0 * mean(t, |s| s.on_scale),
         mean(t, |s| s.notes_per_bar),
@@ -165,7 +172,39 @@ fn row(label: &str, n: usize, t: &[TuneStats]) -> String {
         mean(t, |s| s.similarity[1]),
         mean(t, |s| s.similarity[2]),
         100.0 * mean(t, |s| s.tonic_cadences),
+        100.0 * mean(t, |s| s.style_right as u8 as f64),
     )
+}
+
+/// Excerpts of `EXCERPT_BARS` bars (the realism classifier's unit), from the first full bar.
+const EXCERPT_BARS: usize = 8;
+
+/// Features of a tune's whole excerpts.
+fn excerpts(score: &Score) -> Vec<Vec<f64>> {
+    let pickup = score.bars.len() > 1 && score.bars[1] - score.bars[0] < score.bar_ticks;
+    let first = pickup as usize;
+    (first..score.bars.len().saturating_sub(EXCERPT_BARS - 1)).step_by(EXCERPT_BARS).map(|b| classify::features(score, b, b + EXCERPT_BARS)).collect()
+}
+
+/// The first `n` excerpts of `tunes`' (tune by tune), still grouped by tune.
+fn first_excerpts(tunes: &[Vec<Vec<f64>>], mut n: usize) -> Vec<Vec<Vec<f64>>> {
+    let mut out = Vec::new();
+    for t in tunes {
+        if n == 0 {
+            break;
+        }
+        let k = t.len().min(n);
+        out.push(t[..k].to_vec());
+        n -= k;
+    }
+    out
+}
+
+/// The `q` quantile of a sample.
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(f64::NAN)
 }
 
 /// Write `seeds` tunes of `bars` bars per style with `model` and compare them with the test
@@ -179,17 +218,28 @@ pub fn eval(model: &ScorePrior, model_name: &str, seeds: u64, bars: usize) -> Re
             index.entry(*h).or_default().push((t as u32, i as u32));
         }
     }
+    // The style classifier learns from the training split's real tunes only.
+    let (train_x, train_y): (Vec<Vec<f64>>, Vec<usize>) = set.split("train").map(|p| (classify::features(&p.score, 0, p.score.bars.len()), p.style)).unzip();
+    let style_model = classify::Logistic::fit(&train_x, &train_y, STYLES.len());
     let mut table = String::from(
-        "| style | tunes | key finder agrees | time on the scale | melody notes a bar | steps / repeats / leaps | range (semitones) | bar similarity 1 / 4 / 8 apart | strain ends on the tonic |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| style | tunes | key finder agrees | time on the scale | melody notes a bar | steps / repeats / leaps | range (semitones) | bar similarity 1 / 4 / 8 apart | strain ends on the tonic | style recognised |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut copied_runs = Vec::new();
     let (mut all_real, mut all_gen) = (Vec::new(), Vec::new());
+    let (mut real_excerpts, mut gen_excerpts) = (Vec::new(), Vec::new());
+    let (mut dance_real, mut dance_gen) = (Vec::new(), Vec::new());
     for (s, style) in STYLES.iter().enumerate() {
         let real: Vec<&ScorePiece> = set.split("test").filter(|p| p.style == s).collect();
-        let real_stats: Vec<TuneStats> = real.iter().map(|p| stats(&p.score, p.score.tonic, p.mode == 1)).collect();
+        let mut real_stats = Vec::new();
+        for p in &real {
+            let mut t = stats(&p.score, p.score.tonic, p.mode == 1);
+            t.style_right = style_model.predict(&classify::features(&p.score, 0, p.score.bars.len())) == s;
+            real_stats.push(t);
+        }
         let (n, d) = STYLE_TIME_SIGNATURE[s];
         let meter = meter_index(n, d).expect("a known meter");
         let mut gen_stats = Vec::new();
+        let mut generated = Vec::new();
         for seed in 1..=seeds {
             let tonic = ((seed * 5 + s as u64) % 12) as u8;
             let minor = (seed + s as u64) % 3 == 0;
@@ -206,7 +256,21 @@ pub fn eval(model: &ScorePrior, model_name: &str, seeds: u64, bars: usize) -> Re
             }
             score.notes.sort();
             copied_runs.push(longest_copied_run(&bar_hashes(&score), &index, &training));
-            gen_stats.push(stats(&score, tonic, minor));
+            let mut t = stats(&score, tonic, minor);
+            t.style_right = style_model.predict(&classify::features(&score, 0, score.bars.len())) == s;
+            gen_stats.push(t);
+            generated.push(score);
+        }
+        // As many excerpts from each side, style by style (the two sides' style mixes differ).
+        let real_ex: Vec<Vec<Vec<f64>>> = real.iter().map(|p| excerpts(&p.score)).collect();
+        let gen_ex: Vec<Vec<Vec<f64>>> = generated.iter().map(excerpts).collect();
+        let n = real_ex.iter().map(Vec::len).sum::<usize>().min(gen_ex.iter().map(Vec::len).sum());
+        real_excerpts.extend(first_excerpts(&real_ex, n));
+        gen_excerpts.extend(first_excerpts(&gen_ex, n));
+        if s >= 2 {
+            // The dance tunes: jig, reel, hornpipe, march/polka.
+            dance_real.extend(real_stats.iter().map(|t| t.similarity[2]));
+            dance_gen.extend(gen_stats.iter().map(|t| t.similarity[2]));
         }
         table += &row(&format!("{style}, real (test split)"), real_stats.len(), &real_stats);
         table += &row(&format!("{style}, generated"), gen_stats.len(), &gen_stats);
@@ -216,107 +280,37 @@ pub fn eval(model: &ScorePrior, model_name: &str, seeds: u64, bars: usize) -> Re
     table += &row("**all, real**", all_real.len(), &all_real);
     table += &row("**all, generated**", all_gen.len(), &all_gen);
     let copies = copied_runs.iter().filter(|&&r| r >= 2).count();
+    // The same check on the held-out real tunes: how often two tunes of the tradition share two
+    // bars anyway (stock openings and cadences).
+    let real_runs: Vec<usize> = set.split("test").map(|p| longest_copied_run(&bar_hashes(&p.score), &index, &training)).collect();
+    let real_copies = real_runs.iter().filter(|&&r| r >= 2).count();
     let worst = copied_runs.iter().max().copied().unwrap_or(0);
+    let recognised = |t: &[TuneStats]| mean(t, |s| s.style_right as u8 as f64);
+    let realism = classify::real_or_generated_accuracy(&real_excerpts, &gen_excerpts, 5);
+    let excerpt_count: usize = real_excerpts.iter().map(Vec::len).sum();
+    let (lo, hi) = (quantile(&dance_real, 0.1), quantile(&dance_real, 0.9));
+    let gen_form = dance_gen.iter().sum::<f64>() / dance_gen.len().max(1) as f64;
+    let within = dance_gen.iter().filter(|&&v| v >= lo && v <= hi).count();
     Ok(format!(
         "## Score prior: the tunes it writes\n\n\
-         Command: `cargo xtask eval score --seeds {seeds} --bars {bars}` on `{model_name}`. Each style in its usual time signature, keys rotating with the seed (a third minor), temperature 1, top-p 0.95, guidance {DEFAULT_GUIDANCE}, written as the corpus notates its tunes: Repeat 0, so each strain once (in playback Repeat plays each strain twice, A A B B, which puts bars 8 apart at similarity 1 by construction). Real tunes are the test split's, in their labelled keys. The key finder is Temperley's profiles over the notes' durations; melody is part 0's highest note at each onset; bar similarity is the Jaccard index of two bars' (onset, pitch) sets.\n\n\
+         Command: `cargo xtask eval score --seeds {seeds} --bars {bars}` on `{model_name}`. Each style in its usual time signature, keys rotating with the seed (a third minor), temperature 1, top-p 0.95, guidance {DEFAULT_GUIDANCE}, written as the corpus notates its tunes: Repeat 0, so each strain once (in playback Repeat plays each strain twice, A A B B, which puts bars 8 apart at similarity 1 by construction). Real tunes are the test split's, in their labelled keys. The key finder is Temperley's profiles over the notes' durations; melody is part 0's highest note at each onset; bar similarity is the Jaccard index of two bars' (onset, pitch) sets. \
+         The style classifier is a logistic regression over {} features of a whole tune (pitch classes against the tonic, melodic intervals, onset places and lengths, density, register, range, voices, bar similarity 1, 2 and 4 apart; `eval/score/classify.rs`) trained on the {} real tunes of the training split, never on generated ones.\n\n\
          {table}\n\
-         Novelty: {copies} of {} generated tunes contain a run of 2 or more consecutive melody bars (onsets, pitches relative to the tonic, lengths) found in the same order in a training tune; the longest such run is {worst} bars.\n",
-        copied_runs.len()
+         - Style: recognised in {:.0}% of the real held-out tunes and {:.0}% of the generated ones ({:.0}% as often; target at least 90%).\n\
+         - Realism: a logistic regression over the same features of 8-bar excerpts tells real from generated with {:.0}% accuracy (5-fold cross-validation, each tune's excerpts in one fold, {excerpt_count} excerpts a side, as many of each style on both sides; 50% is chance, target at most 65%).\n\
+         - Form: bar similarity 8 apart in the dance tunes (jig, reel, hornpipe, march/polka) is {gen_form:.2} on average in generated tunes; real ones spread from {lo:.2} to {hi:.2} (10th to 90th percentile of {} tunes), and {within} of {} generated tunes lie in that spread.\n\
+         - Novelty: {copies} of {} generated tunes contain a run of 2 or more consecutive melody bars (onsets, pitches relative to the tonic, lengths) found in the same order in a training tune; the longest such run is {worst} bars. For comparison, {real_copies} of {} held-out real tunes share such a run with a training tune.\n",
+        classify::FEATURES,
+        train_y.len(),
+        100.0 * recognised(&all_real),
+        100.0 * recognised(&all_gen),
+        100.0 * recognised(&all_gen) / recognised(&all_real).max(1e-9),
+        100.0 * realism,
+        dance_real.len(),
+        dance_gen.len(),
+        copied_runs.len(),
+        real_runs.len()
     ))
-}
-
-/// How fast one way of stepping the model writes bars: per bar (ms), and tokens per bar.
-struct WriteSpeed {
-    ms_per_bar: Vec<f64>,
-    tokens: usize,
-    bars: usize,
-    /// Mean ms per bar per style, for the ratio to the generator.
-    style_ms: [f64; STYLES.len()],
-}
-
-fn write_speed(model: &ScorePrior, bars: usize, runs: usize) -> Result<WriteSpeed> {
-    let mut speed = WriteSpeed { ms_per_bar: Vec::new(), tokens: 0, bars: 0, style_ms: [0.0; STYLES.len()] };
-    for run in 0..runs {
-        for (s, style_ms) in speed.style_ms.iter_mut().enumerate() {
-            let (n, d) = STYLE_TIME_SIGNATURE[s];
-            let meter = meter_index(n, d).expect("a known meter");
-            let mut styles = [0.0; STYLES.len()];
-            styles[s] = 1.0;
-            let cond = ScoreCond { styles: Some(styles), mode: Some((s % 2) as u8), meter: Some(meter) };
-            let sampling = Sampling { temperature: 1.0, top_k: 0, top_p: 0.95, guidance: DEFAULT_GUIDANCE, repeat: 0.0 };
-            let mut w = ScoreWriter::new(model, 2, METERS[meter].1, run as u64 + 1)?;
-            for _ in 0..bars {
-                let t0 = Instant::now();
-                let bar = w.write_bar(&cond, &sampling)?;
-                let ms = t0.elapsed().as_secs_f64() * 1e3;
-                speed.ms_per_bar.push(ms);
-                *style_ms += ms / (bars * runs) as f64;
-                speed.tokens += bar.tokens;
-                speed.bars += 1;
-            }
-        }
-    }
-    Ok(speed)
-}
-
-/// `cargo xtask bench score`: the score prior writing bars on one thread, by each way of stepping
-/// it, against the generator's time for the same stretch of music; writes BENCHMARKS.md's score
-/// section.
-pub fn bench(path: &Path, bars: usize, runs: usize) -> Result<()> {
-    if std::env::var("RAYON_NUM_THREADS").ok().as_deref() != Some("1") {
-        anyhow::bail!("run the benchmark on one thread: RAYON_NUM_THREADS=1 cargo xtask bench score");
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let fast = ScorePrior::from_bytes(&bytes, &Device::Cpu)?;
-    let mut q8 = ScorePrior::from_bytes(&bytes, &Device::Cpu)?;
-    q8.quantize(GgmlDType::Q8_0)?;
-    let mut tensors = ScorePrior::from_bytes(&bytes, &Device::Cpu)?;
-    tensors.set_fast_path(false)?;
-    // The generator's time for a stretch of music: the plugin's offline render (prior, decoder,
-    // resampling, reader) with the built-in models at the knobs' defaults. The reader waits for
-    // the generator thread, so the wall time is that thread's time.
-    let settings = RenderSettings { seconds: 20.0, ..RenderSettings::default() };
-    let mut gen_s_per_s = Vec::new();
-    for _ in 0..runs {
-        let factory = cantor::plugin::embedded_factory().context("this build has no built-in codes prior and codec")?;
-        let t0 = Instant::now();
-        render(&settings, factory, |_| {}).map_err(anyhow::Error::msg)?;
-        gen_s_per_s.push(t0.elapsed().as_secs_f64() / settings.seconds);
-    }
-    let (gen_med, _) = median_p99(&gen_s_per_s);
-    let tempo = settings.knobs.tempo as f64;
-    let mut table = String::from("| stepping | ms a bar, mean / median / p99 | tokens a bar | worst share of the generator's time |\n|---|---|---|---|\n");
-    for (name, model) in [("hand-written CPU step, f32 weights (what `cantor compose` runs)", &fast), ("hand-written CPU step, q8_0 weights", &q8), ("candle tensors", &tensors)] {
-        let speed = write_speed(model, bars, runs)?;
-        let mean = speed.ms_per_bar.iter().sum::<f64>() / speed.bars.max(1) as f64;
-        let (med, p99) = median_p99(&speed.ms_per_bar);
-        // A bar lasts its beats at the tempo (the Tempo knob counts the meter's beats).
-        let worst = (0..STYLES.len())
-            .map(|s| {
-                let (n, d) = STYLE_TIME_SIGNATURE[s];
-                let m = Meter::of_time_signature(n, d).expect("a known meter");
-                let bar_s = m.beats_per_bar as f64 * 60.0 / tempo;
-                speed.style_ms[s] / 1e3 / (bar_s * gen_med)
-            })
-            .fold(0.0, f64::max);
-        table += &format!("| {name} | {mean:.2} / {med:.2} / {p99:.2} | {:.1} | {:.2}% |\n", speed.tokens as f64 / speed.bars.max(1) as f64, 100.0 * worst);
-    }
-    let body = format!(
-        "## Score prior: writing bars (one thread)\n\n\
-         Command: `RAYON_NUM_THREADS=1 cargo xtask bench score --bars {bars} --runs {runs}` on `{}`; {bars} bars per style in its usual time signature, {runs} runs (seeds), guidance {DEFAULT_GUIDANCE} (two rows a token), top-p 0.95; \
-         times include sampling under the grammar. The generator's time: the plugin's offline render of {} s at the knobs' defaults, median {:.1} ms per second of audio ({:.1}x real time) in the same run; \
-         the share is the score writer's time per bar over the generator's time for that bar at {tempo:.0} BPM, for the style where it is largest.\n\n\
-         {table}\n\
-         Targets: under 1 ms a bar on average; writing ahead of playback under 5% of the generator thread's time.\n\n{}\n",
-        path.strip_prefix(repo_root()).unwrap_or(path).display(),
-        settings.seconds,
-        gen_med * 1e3,
-        1.0 / gen_med,
-        super::provenance(),
-    );
-    println!("{body}");
-    super::write_section(&repo_root().join("BENCHMARKS.md"), "score", &body)
 }
 
 #[cfg(test)]
