@@ -158,12 +158,14 @@ impl<'m> ScoreWriter<'m> {
     }
 
     /// Sample the next token under the grammar; an end of piece is never written (the music goes
-    /// on), and the first bar is a full one (no pickup).
+    /// on), and the first bar is a full one (no pickup) with at least one note (a tune that
+    /// opens on a silent bar sounds like a late start).
     fn sample_next(&mut self, sampling: &Sampling, first_bar: bool) -> Result<u32> {
         guide(self.cond_state.logits(), self.uncond_state.logits(), sampling.guidance, &mut self.guided);
+        let opening = first_bar && self.grammar.last() == Some(Token::Bar);
         for (id, l) in self.guided.iter_mut().enumerate() {
             let t = Token::from_id(id as u32).expect("logits cover the vocabulary");
-            let allowed = self.grammar.allows(t) && t != Token::Eos && !(first_bar && matches!(t, Token::BarLen(_)));
+            let allowed = self.grammar.allows(t) && t != Token::Eos && !(first_bar && matches!(t, Token::BarLen(_))) && !(opening && t == Token::Bar);
             if !allowed || !l.is_finite() {
                 *l = f32::NEG_INFINITY;
             }
@@ -206,7 +208,8 @@ mod tests {
             assert_eq!(w[1].start, w[0].start + w[0].len);
             assert_eq!(w[1].index, w[0].index + 1);
         }
-        // Every note starts inside its bar.
+        // The tune opens with a note, and every note starts inside its bar.
+        assert!(!a[0].notes.is_empty());
         for b in &a {
             assert!(b.notes.iter().all(|n| n.start >= b.start && n.start < b.start + crate::model::score::tokens::MAX_BAR_TICKS));
         }

@@ -65,6 +65,36 @@ pub fn features(score: &Score, from: usize, to: usize) -> Vec<f64> {
     f
 }
 
+/// What each feature of `features` is, in its order (for reports).
+pub fn feature_names() -> Vec<String> {
+    let mut names: Vec<String> = (0..12).map(|i| format!("time on degree {i} (semitones above the tonic)")).collect();
+    names.extend((-12..=12).map(|i| format!("melodic interval {i:+}")));
+    names.extend((0..ONSET_BINS).map(|i| format!("onsets in the bar's {}/{ONSET_BINS}", i + 1)));
+    names.extend(LENGTH_BOUNDS.iter().map(|b| format!("melody notes up to {b:.2} quarters")).chain(["melody notes over 3 quarters".to_string()]));
+    names.extend(["melody notes a quarter", "melody range", "melody register", "voices", "share of notes below the melody", "bar similarity 1 apart", "bar similarity 2 apart", "bar similarity 4 apart"].map(String::from));
+    names
+}
+
+/// The features that differ most between two samples: (name, difference of the means in units of
+/// their pooled standard deviation), largest first.
+pub fn largest_differences(a: &[Vec<f64>], b: &[Vec<f64>], n: usize) -> Vec<(String, f64)> {
+    let stats = |x: &[Vec<f64>], j: usize| {
+        let m = x.iter().map(|r| r[j]).sum::<f64>() / x.len().max(1) as f64;
+        (m, x.iter().map(|r| (r[j] - m).powi(2)).sum::<f64>() / x.len().max(1) as f64)
+    };
+    let mut d: Vec<(String, f64)> = feature_names()
+        .into_iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let ((ma, va), (mb, vb)) = (stats(a, j), stats(b, j));
+            (name, (mb - ma) / ((va + vb) / 2.0).sqrt().max(1e-9))
+        })
+        .collect();
+    d.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()));
+    d.truncate(n);
+    d
+}
+
 fn push_normalised(f: &mut Vec<f64>, counts: &[f64]) {
     let total: f64 = counts.iter().sum();
     f.extend(counts.iter().map(|c| if total > 0.0 { c / total } else { 0.0 }));
@@ -174,7 +204,7 @@ mod tests {
         };
         let excerpts = |kind: usize, seed: u32| (0..2).map(|k| features(&tune(kind, seed), 8 * k, 8 * k + 8)).collect::<Vec<_>>();
         let (a, b): (Vec<_>, Vec<_>) = ((0..10).map(|s| excerpts(0, s)).collect(), (0..10).map(|s| excerpts(1, s)).collect());
-        assert!(a[0][0].len() == FEATURES);
+        assert!(a[0][0].len() == FEATURES && feature_names().len() == FEATURES);
         assert!(real_or_generated_accuracy(&a, &b, 5) > 0.95);
         let (a1, a2) = a.split_at(5);
         assert!(real_or_generated_accuracy(a1, a2, 5) < 0.8);

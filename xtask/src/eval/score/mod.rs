@@ -288,6 +288,12 @@ pub fn eval(model: &ScorePrior, model_name: &str, seeds: u64, bars: usize) -> Re
     let recognised = |t: &[TuneStats]| mean(t, |s| s.style_right as u8 as f64);
     let realism = classify::real_or_generated_accuracy(&real_excerpts, &gen_excerpts, 5);
     let excerpt_count: usize = real_excerpts.iter().map(Vec::len).sum();
+    let flat = |e: &[Vec<Vec<f64>>]| e.iter().flatten().cloned().collect::<Vec<_>>();
+    let tells = classify::largest_differences(&flat(&real_excerpts), &flat(&gen_excerpts), 4)
+        .iter()
+        .map(|(name, d)| format!("{name} ({d:+.2})"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let (lo, hi) = (quantile(&dance_real, 0.1), quantile(&dance_real, 0.9));
     let gen_form = dance_gen.iter().sum::<f64>() / dance_gen.len().max(1) as f64;
     let within = dance_gen.iter().filter(|&&v| v >= lo && v <= hi).count();
@@ -297,7 +303,7 @@ pub fn eval(model: &ScorePrior, model_name: &str, seeds: u64, bars: usize) -> Re
          The style classifier is a logistic regression over {} features of a whole tune (pitch classes against the tonic, melodic intervals, onset places and lengths, density, register, range, voices, bar similarity 1, 2 and 4 apart; `eval/score/classify.rs`) trained on the {} real tunes of the training split, never on generated ones.\n\n\
          {table}\n\
          - Style: recognised in {:.0}% of the real held-out tunes and {:.0}% of the generated ones ({:.0}% as often; target at least 90%).\n\
-         - Realism: a logistic regression over the same features of 8-bar excerpts tells real from generated with {:.0}% accuracy (5-fold cross-validation, each tune's excerpts in one fold, {excerpt_count} excerpts a side, as many of each style on both sides; 50% is chance, target at most 65%).\n\
+         - Realism: a logistic regression over the same features of 8-bar excerpts tells real from generated with {:.0}% accuracy (5-fold cross-validation, each tune's excerpts in one fold, {excerpt_count} excerpts a side, as many of each style on both sides; 50% is chance, target at most 65%). The features that differ most (generated minus real, in pooled standard deviations): {tells}.\n\
          - Form: bar similarity 8 apart in the dance tunes (jig, reel, hornpipe, march/polka) is {gen_form:.2} on average in generated tunes; real ones spread from {lo:.2} to {hi:.2} (10th to 90th percentile of {} tunes), and {within} of {} generated tunes lie in that spread.\n\
          - Novelty: {copies} of {} generated tunes contain a run of 2 or more consecutive melody bars (onsets, pitches relative to the tonic, lengths) found in the same order in a training tune; the longest such run is {worst} bars. For comparison, {real_copies} of {} held-out real tunes share such a run with a training tune.\n",
         classify::FEATURES,
