@@ -11,7 +11,7 @@ fn main() {
         println!("cargo::rustc-cfg=cantor_prior");
     }
     println!("cargo::rustc-check-cfg=cfg(cantor_score)");
-    let score = "assets/models/score.safetensors";
+    let score = "assets/models/score-q8_0.safetensors";
     println!("cargo::rerun-if-changed={score}");
     if std::path::Path::new(score).exists() {
         println!("cargo::rustc-cfg=cantor_score");

@@ -56,7 +56,7 @@ enum Command {
 enum EvalCommand {
     /// The score prior's tunes against held-out real tunes: key, rhythm, melody, form, novelty.
     Score {
-        /// Score prior file (default: assets/models/score.safetensors).
+        /// Score prior file (default: assets/models/score-q8_0.safetensors, what ships).
         #[arg(long)]
         model: Option<std::path::PathBuf>,
         /// Tunes per style.
@@ -132,6 +132,8 @@ enum QuantizeCommand {
     },
     /// The prior's transformer and head, as q8_0 (the file the plugin embeds) and q4_0.
     Prior,
+    /// The score prior's transformer and head, as q8_0 (the file `cantor compose` embeds).
+    Score,
 }
 
 #[derive(Subcommand)]
@@ -283,7 +285,7 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Score(args) } => train::score::train(&args),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
         Command::Eval { model: EvalCommand::Score { model, seeds, bars } } => {
-            let path = model.unwrap_or_else(|| train::RunPaths::new("score", None).published_weights);
+            let path = model.unwrap_or_else(|| train::score::quantized_path(candle_core::quantized::GgmlDType::Q8_0));
             let prior = cantor::model::score::ScorePrior::from_bytes(&std::fs::read(&path)?, &candle_core::Device::Cpu)?;
             let name = path.strip_prefix(dataset::repo_root()).unwrap_or(&path).display().to_string();
             let body = eval::score::eval(&prior, &name, seeds, bars)?;
@@ -316,6 +318,7 @@ fn main() -> Result<()> {
             println!("{body}");
             eval::write_section(&dataset::repo_root().join("EVAL.md"), "prior", &body)
         }
+        Command::Quantize { model: QuantizeCommand::Score } => train::score::quantize(candle_core::quantized::GgmlDType::Q8_0),
         Command::Quantize { model: QuantizeCommand::Codec { clips } } => {
             eval::codec::quantize(&[candle_core::quantized::GgmlDType::Q8_0, candle_core::quantized::GgmlDType::Q4_0], clips)
         }

@@ -158,14 +158,17 @@ impl<'m> ScoreWriter<'m> {
     }
 
     /// Sample the next token under the grammar; an end of piece is never written (the music goes
-    /// on), and the first bar is a full one (no pickup) with at least one note (a tune that
-    /// opens on a silent bar sounds like a late start).
+    /// on), every bar is a full one (the corpus shortens bars for pickups and strain ends, which
+    /// the trained model wrote mid-tune: 5 quarters lost in a reel's first 8 bars put its
+    /// strains off the bar lines, and music played on a host's grid keeps its bars), and the
+    /// first bar has at least one note (a tune that opens on a silent bar sounds like a late
+    /// start).
     fn sample_next(&mut self, sampling: &Sampling, first_bar: bool) -> Result<u32> {
         guide(self.cond_state.logits(), self.uncond_state.logits(), sampling.guidance, &mut self.guided);
         let opening = first_bar && self.grammar.last() == Some(Token::Bar);
         for (id, l) in self.guided.iter_mut().enumerate() {
             let t = Token::from_id(id as u32).expect("logits cover the vocabulary");
-            let allowed = self.grammar.allows(t) && t != Token::Eos && !(first_bar && matches!(t, Token::BarLen(_))) && !(opening && t == Token::Bar);
+            let allowed = self.grammar.allows(t) && t != Token::Eos && !matches!(t, Token::BarLen(_)) && !(opening && t == Token::Bar);
             if !allowed || !l.is_finite() {
                 *l = f32::NEG_INFINITY;
             }

@@ -3,7 +3,8 @@
 //! `assets/training/score-log.jsonl`, held-out NLL per token beside a smoothed n-gram's.
 
 use super::optim::AdamW;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 use cantor::model::score::tokens::{PAD, VOCAB};
@@ -13,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::dataset::scores::{self, ScorePiece, ScoreSet};
@@ -320,6 +321,47 @@ pub fn train(args: &ScoreTrainArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The quantised score prior file for a block format (what `cantor compose` embeds for q8_0).
+pub fn quantized_path(dtype: GgmlDType) -> PathBuf {
+    crate::dataset::repo_root().join(format!("assets/models/score-{}.safetensors", weights::quant_name(dtype)))
+}
+
+/// `cargo xtask quantize score`: write the published score prior's transformer and head weights
+/// as GGML blocks (the rest f16), and measure what that changes: held-out NLL per token over the
+/// whole valid split (EVAL.md). Blocks make a step about twice as fast (`cargo xtask bench score`):
+/// at this width the f32 weights (4 MB) are read from memory at every token.
+pub fn quantize(dtype: GgmlDType) -> Result<()> {
+    let device = Device::Cpu;
+    let reference = super::RunPaths::new("score", None).published_weights;
+    let bytes = std::fs::read(&reference).with_context(|| format!("reading {}", reference.display()))?;
+    let raw = weights::parse::<ScoreConfig>(&bytes, KIND, &device)?;
+    let set = scores::build()?;
+    let valid: Vec<&ScorePiece> = set.split("valid").collect();
+    let f16_model = ScorePrior::from_bytes(&bytes, &device)?;
+    let reference_nll = held_out_nll(&f16_model, &valid, f16_model.cfg.window, &device)?;
+    let qbytes = weights::to_bytes_quantized(KIND, &raw.config, &raw.tensors, Some(DType::F16), Some((&ScorePrior::is_quantizable, dtype)))?;
+    let path = quantized_path(dtype);
+    std::fs::write(&path, &qbytes)?;
+    let q = ScorePrior::from_bytes(&qbytes, &device)?;
+    let nll = held_out_nll(&q, &valid, q.cfg.window, &device)?;
+    let body = format!(
+        "## Score prior quantisation\n\n\
+         Transformer and head linear weights as GGML blocks (the rest f16). Command: `cargo xtask quantize score`; \
+         held-out NLL per token over the {} pieces of the valid split.\n\n\
+         | weights | file size | held-out NLL (nats/token) | change |\n|---|---|---|---|\n\
+         | f16 reference | {:.2} MB | {reference_nll:.4} | - |\n\
+         | {} (`{}`) | {:.2} MB | {nll:.4} | {:+.4} |\n",
+        valid.len(),
+        bytes.len() as f64 / 1e6,
+        weights::quant_name(dtype),
+        path.strip_prefix(crate::dataset::repo_root()).unwrap_or(&path).display(),
+        qbytes.len() as f64 / 1e6,
+        nll - reference_nll
+    );
+    println!("{body}");
+    crate::eval::write_section(&crate::dataset::repo_root().join("EVAL.md"), "score-quantization", &body)
 }
 
 #[cfg(test)]

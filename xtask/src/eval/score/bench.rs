@@ -77,7 +77,7 @@ pub fn bench(path: &Path, bars: usize, runs: usize) -> Result<()> {
     let (gen_med, _) = median_p99(&gen_s_per_s);
     let tempo = settings.knobs.tempo as f64;
     let mut table = String::from("| stepping | ms a bar, mean / median / p99 | tokens a bar | worst share of the generator's time |\n|---|---|---|---|\n");
-    for (name, model) in [("hand-written CPU step, f32 weights (what `cantor compose` runs)", &fast), ("hand-written CPU step, q8_0 weights", &q8), ("candle tensors", &tensors)] {
+    for (name, model) in [("hand-written CPU step, f32 weights", &fast), ("hand-written CPU step, q8_0 weights (what `cantor compose` runs)", &q8), ("candle tensors", &tensors)] {
         let speed = write_speed(model, bars, runs)?;
         let mean = speed.ms_per_bar.iter().sum::<f64>() / speed.bars.max(1) as f64;
         let (med, p99) = median_p99(&speed.ms_per_bar);
