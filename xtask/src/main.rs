@@ -285,7 +285,7 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Score(args) } => train::score::train(&args),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
         Command::Eval { model: EvalCommand::Score { model, seeds, bars } } => {
-            let path = model.unwrap_or_else(|| train::score::quantized_path(candle_core::quantized::GgmlDType::Q8_0));
+            let path = model.unwrap_or_else(|| train::quantized_path("score", candle_core::quantized::GgmlDType::Q8_0));
             let prior = cantor::model::score::ScorePrior::from_bytes(&std::fs::read(&path)?, &candle_core::Device::Cpu)?;
             let name = path.strip_prefix(dataset::repo_root()).unwrap_or(&path).display().to_string();
             let body = eval::score::eval(&prior, &name, seeds, bars)?;

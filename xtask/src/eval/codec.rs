@@ -266,11 +266,6 @@ pub fn bench(weights: &Option<PathBuf>, chunk_frames: usize, seconds: f64, runs:
     write_section(&repo_root().join("BENCHMARKS.md"), "codec", &body)
 }
 
-/// The quantised codec file for a block format.
-pub fn quantized_path(dtype: GgmlDType) -> PathBuf {
-    repo_root().join(format!("assets/models/codec-{}.safetensors", weights::quant_name(dtype)))
-}
-
 /// `cargo xtask quantize codec`: write the decoder's linear weights as GGML blocks next to the
 /// f16 reference weights, and measure what quantisation changes on test clips (EVAL.md).
 pub fn quantize(dtypes: &[GgmlDType], clips: usize) -> Result<()> {
@@ -295,15 +290,7 @@ pub fn quantize(dtypes: &[GgmlDType], clips: usize) -> Result<()> {
     let reference_out: Vec<Vec<f32>> =
         codes.iter().map(|c| f32_codec.decode(c)?.flatten_all()?.to_vec1::<f32>()).collect::<candle_core::Result<_>>()?;
     for &dtype in dtypes {
-        let qbytes = weights::to_bytes_quantized(
-            cantor::model::codec::KIND,
-            &raw.config,
-            &raw.tensors,
-            Some(candle_core::DType::F16),
-            Some((&Codec::is_quantizable, dtype)),
-        )?;
-        let path = quantized_path(dtype);
-        std::fs::write(&path, &qbytes)?;
+        let (qbytes, path) = crate::train::write_quantized("codec", cantor::model::codec::KIND, &raw, &Codec::is_quantizable, dtype)?;
         let q = Codec::from_bytes(&qbytes, &Device::Cpu)?;
         let (mut snr, mut dmel) = (0.0, 0.0);
         for ((c, r), x) in codes.iter().zip(&reference_out).zip(&audio) {

@@ -7,6 +7,7 @@ pub mod prior;
 pub mod score;
 
 use anyhow::{Context, Result};
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use cantor::model::weights::{self, var_tensors};
@@ -207,6 +208,27 @@ pub fn code_use(counts: &[u64]) -> (f64, f64) {
         })
         .sum();
     (counts.iter().filter(|&&c| c > 0).count() as f64 / counts.len() as f64, h.exp())
+}
+
+/// A model's quantised file for a block format (`assets/models/{model}-q8_0.safetensors`; build.rs
+/// embeds the q8_0 ones).
+pub fn quantized_path(model: &str, dtype: GgmlDType) -> PathBuf {
+    crate::dataset::repo_root().join(format!("assets/models/{model}-{}.safetensors", weights::quant_name(dtype)))
+}
+
+/// `cargo xtask quantize`: write published weights with the `is_quantizable` tensors as `dtype`
+/// blocks (the rest f16) to `model`'s quantised file; its bytes and path, to measure.
+pub fn write_quantized<C: Serialize>(
+    model: &str,
+    kind: &str,
+    raw: &weights::RawModelFile<C>,
+    is_quantizable: &dyn Fn(&str) -> bool,
+    dtype: GgmlDType,
+) -> Result<(Vec<u8>, PathBuf)> {
+    let bytes = weights::to_bytes_quantized(kind, &raw.config, &raw.tensors, Some(DType::F16), Some((is_quantizable, dtype)))?;
+    let path = quantized_path(model, dtype);
+    std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+    Ok((bytes, path))
 }
 
 /// Append one JSON line to a metrics log (committed, so progress survives the machine).

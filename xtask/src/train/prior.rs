@@ -363,11 +363,6 @@ fn held_out_nll(prior: &Prior, batches: &[(Tensor, Tensor, Tensor, Tensor)]) -> 
     Ok(total / batches.len().max(1) as f64)
 }
 
-/// The quantised prior file the plugin embeds (see build.rs).
-pub fn quantized_path(dtype: GgmlDType) -> PathBuf {
-    crate::dataset::repo_root().join(format!("assets/models/prior-{}.safetensors", weights::quant_name(dtype)))
-}
-
 /// `cargo xtask quantize prior`: write the published prior's transformer and head weights as
 /// GGML blocks (the rest f16), and measure what that changes: held-out NLL of each file on the
 /// trainer's validation batches (EVAL.md).
@@ -383,9 +378,7 @@ pub fn quantize(dtypes: &[GgmlDType]) -> Result<()> {
     let reference_nll = held_out_nll(&f16_prior, &batches)?;
     let mut rows = vec![format!("| f16 reference | {:.2} MB | {reference_nll:.4} | - |", bytes.len() as f64 / 1e6)];
     for &dtype in dtypes {
-        let qbytes = weights::to_bytes_quantized(KIND, &raw.config, &raw.tensors, Some(DType::F16), Some((&Prior::is_quantizable, dtype)))?;
-        let path = quantized_path(dtype);
-        std::fs::write(&path, &qbytes)?;
+        let (qbytes, path) = super::write_quantized("prior", KIND, &raw, &Prior::is_quantizable, dtype)?;
         let q = Prior::from_bytes(&qbytes, &device)?;
         let nll = held_out_nll(&q, &batches)?;
         rows.push(format!(

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use crate::dataset::scores::{self, ScorePiece, ScoreSet};
@@ -323,11 +323,6 @@ pub fn train(args: &ScoreTrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// The quantised score prior file for a block format (what `cantor compose` embeds for q8_0).
-pub fn quantized_path(dtype: GgmlDType) -> PathBuf {
-    crate::dataset::repo_root().join(format!("assets/models/score-{}.safetensors", weights::quant_name(dtype)))
-}
-
 /// `cargo xtask quantize score`: write the published score prior's transformer and head weights
 /// as GGML blocks (the rest f16), and measure what that changes: held-out NLL per token over the
 /// whole valid split (EVAL.md). Blocks make a step about twice as fast (`cargo xtask bench score`):
@@ -341,9 +336,7 @@ pub fn quantize(dtype: GgmlDType) -> Result<()> {
     let valid: Vec<&ScorePiece> = set.split("valid").collect();
     let f16_model = ScorePrior::from_bytes(&bytes, &device)?;
     let reference_nll = held_out_nll(&f16_model, &valid, f16_model.cfg.window, &device)?;
-    let qbytes = weights::to_bytes_quantized(KIND, &raw.config, &raw.tensors, Some(DType::F16), Some((&ScorePrior::is_quantizable, dtype)))?;
-    let path = quantized_path(dtype);
-    std::fs::write(&path, &qbytes)?;
+    let (qbytes, path) = super::write_quantized("score", KIND, &raw, &ScorePrior::is_quantizable, dtype)?;
     let q = ScorePrior::from_bytes(&qbytes, &device)?;
     let nll = held_out_nll(&q, &valid, q.cfg.window, &device)?;
     let body = format!(
