@@ -44,7 +44,7 @@ mod tests {
     /// The built-in score prior (when this build has one) loads on the fast path and writes a
     /// reel's first strain in D major: full bars, notes inside them, on the scale or near it.
     #[test]
-    fn the_built_in_score_prior_writes_a_bar() {
+    fn the_built_in_score_prior_writes_a_strain_of_full_bars_in_key() {
         use super::prior::sampling::Sampling;
         use super::score::{tokens, writer::ScoreWriter, ScoreCond, ScorePrior};
         let Some(bytes) = super::embedded::SCORE else { return };
