@@ -254,6 +254,9 @@ enum TrainCommand {
     Codebooks(train::codebooks::CodebookArgs),
     /// The score prior, on the corpus's scores (notes, not audio).
     Score(train::score::ScoreTrainArgs),
+    /// Measure the form plans the score writer follows (which bars restate earlier ones) on the
+    /// training split's tunes; writes assets/models/score-forms.json.
+    ScoreForms,
 }
 
 fn main() -> Result<()> {
@@ -283,6 +286,7 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Prior(args) } => train::prior::train(&args),
         Command::Train { model: TrainCommand::Codebooks(args) } => train::codebooks::refit(&args),
         Command::Train { model: TrainCommand::Score(args) } => train::score::train(&args),
+        Command::Train { model: TrainCommand::ScoreForms } => train::score_forms::forms(),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
         Command::Eval { model: EvalCommand::Score { model, seeds, bars } } => {
             let path = model.unwrap_or_else(|| train::quantized_path("score", candle_core::quantized::GgmlDType::Q8_0));

@@ -1,8 +1,10 @@
 //! Writing a tune bar by bar: the score prior's tokens sampled under its grammar, with
 //! classifier-free guidance, the sampling knobs and a seeded RNG (the same seed and settings
-//! write the same tune), and the dance-tune form: each 8-bar strain played twice, the second
+//! write the same tune), and the dance-tune form: within each 16-bar unit the bars a form plan
+//! measured on a real tune restates (`form`), and each 8-bar strain played twice, the second
 //! playing following the first as closely as the Repeat knob asks.
 
+use super::form::{FormPlan, FormPlans};
 use super::tokens::{Grammar, ScoreNote, Token, BAR, BOS, VOCAB};
 use super::{phrase_slot, ScoreCond, ScorePrior, ScoreState, COND_DIM, PHRASE_BARS};
 use crate::model::prior::sampling::{guide, sample, SampleScratch, Sampling};
@@ -29,7 +31,8 @@ pub struct WrittenBar {
     /// Its notes, onsets in ticks from the piece's start, keys in the tonic `ScoreWriter` was
     /// made with.
     pub notes: Vec<ScoreNote>,
-    /// Whether it repeats the first playing's bar note for note.
+    /// Whether its tokens were read again from an earlier bar: a strain's repeat, or a bar
+    /// its unit's form plan restates.
     pub copied: bool,
     /// Tokens the model read for it (its `Bar` included): what it cost to write.
     pub tokens: usize,
@@ -49,13 +52,22 @@ pub struct ScoreWriter<'m> {
     /// Bars played so far, and where the next starts.
     played: usize,
     next_start: u32,
-    /// The tokens (after its `Bar`) of each bar of the current strain's first playing.
-    strain: Vec<Vec<u32>>,
+    /// The form plans units are drawn from, and the current unit's.
+    forms: &'m FormPlans,
+    plan: FormPlan,
+    /// The tokens (after its `Bar`) of each bar of the current unit's first playing, by slot.
+    unit: Vec<Vec<u32>>,
 }
 
 impl<'m> ScoreWriter<'m> {
-    /// A writer in key `tonic` (pitch class) with bars of `bar_ticks`, seeded.
+    /// A writer in key `tonic` (pitch class) with bars of `bar_ticks`, seeded, following the
+    /// built-in form plans.
     pub fn new(model: &'m ScorePrior, tonic: u8, bar_ticks: u32, seed: u64) -> Result<Self> {
+        Self::with_forms(model, FormPlans::builtin(), tonic, bar_ticks, seed)
+    }
+
+    /// The same with other form plans (an empty set: the model writes every bar).
+    pub fn with_forms(model: &'m ScorePrior, forms: &'m FormPlans, tonic: u8, bar_ticks: u32, seed: u64) -> Result<Self> {
         let device = Device::Cpu;
         let mut w = Self {
             model,
@@ -69,7 +81,9 @@ impl<'m> ScoreWriter<'m> {
             grammar: Grammar::default(),
             played: 0,
             next_start: 0,
-            strain: Vec::new(),
+            forms,
+            plan: [None; PHRASE_BARS],
+            unit: Vec::new(),
         };
         w.grammar.nominal = Some(bar_ticks);
         w.grammar.push(Token::Bos);
@@ -85,41 +99,41 @@ impl<'m> ScoreWriter<'m> {
         self.model.step_pair(&mut self.cond_state, &mut self.uncond_state, token, [&c, &u])
     }
 
-    /// Where bar `index` stands in the form: its phrase slot, and (for the second playing of a
-    /// strain) the bar of the first playing it answers. With `repeat` 0 there are no repeats.
-    fn form(index: usize, repeat: f32) -> (usize, Option<usize>) {
+    /// Where bar `index` stands in the form: its phrase slot, and whether it is the second
+    /// playing of its strain (which answers the first playing's bar of the same slot). With
+    /// `repeat` 0 there are no repeats.
+    fn form(index: usize, repeat: f32) -> (usize, bool) {
         if repeat <= 0.0 {
-            return (phrase_slot(index, 0), None);
+            return (phrase_slot(index, 0), false);
         }
         let q = index % (2 * PHRASE_BARS);
         let strain = q / PHRASE_BARS;
         let in_strain = q % PHRASE_BARS;
-        let slot = strain * STRAIN_BARS + in_strain % STRAIN_BARS;
-        (slot, (in_strain >= STRAIN_BARS).then_some(in_strain % STRAIN_BARS))
+        (strain * STRAIN_BARS + in_strain % STRAIN_BARS, in_strain >= STRAIN_BARS)
     }
 
     /// Write the next bar. `cond` and `sampling` may change from bar to bar (automation).
     pub fn write_bar(&mut self, cond: &ScoreCond, sampling: &Sampling) -> Result<WrittenBar> {
         let index = self.played;
-        let (slot, answers) = Self::form(index, sampling.repeat);
-        if answers.is_none() && slot % STRAIN_BARS == 0 {
-            // A strain's first playing begins.
-            self.strain.clear();
+        let (slot, second_playing) = Self::form(index, sampling.repeat);
+        if !second_playing && slot == 0 {
+            // A unit's first playing begins: its plan, from the style asked for now.
+            self.unit.clear();
+            self.plan = self.forms.sample(cond.styles.as_ref(), sampling.repeat > 0.0, &mut self.rng);
         }
-        let copy = match answers {
-            Some(i) if i < self.strain.len() => self.rng.random::<f32>() < sampling.repeat,
-            _ => {
-                self.rng.random::<f32>();
-                false
-            }
+        let repeat_draw = self.rng.random::<f32>();
+        let source = match second_playing {
+            true => Some(slot).filter(|&s| s < self.unit.len() && repeat_draw < sampling.repeat),
+            false => self.plan[slot].map(usize::from).filter(|&r| r < self.unit.len()),
         };
+        let copy = source.is_some();
         // Open the bar.
         self.grammar.push(Token::Bar);
         self.read(BAR, slot, cond)?;
         let mut bar = WrittenBar { index, slot, start: self.next_start, len: self.bar_ticks, notes: Vec::new(), copied: copy, tokens: 1 };
         let mut bar_tokens = Vec::new();
-        if copy {
-            bar_tokens = self.strain[answers.expect("copy answers a bar")].clone();
+        if let Some(source) = source {
+            bar_tokens = self.unit[source].clone();
             for &t in &bar_tokens {
                 self.take(t, cond, &mut bar)?;
             }
@@ -133,8 +147,8 @@ impl<'m> ScoreWriter<'m> {
                 bar_tokens.push(t);
             }
         }
-        if answers.is_none() {
-            self.strain.push(bar_tokens);
+        if !second_playing && self.unit.len() == slot {
+            self.unit.push(bar_tokens);
         }
         bar.notes.sort();
         self.played += 1;
@@ -195,7 +209,11 @@ mod tests {
     }
 
     fn write(model: &ScorePrior, seed: u64, repeat: f32) -> Vec<WrittenBar> {
-        let mut w = ScoreWriter::new(model, 2, 2 * TICKS_PER_QUARTER, seed).unwrap();
+        write_with(model, FormPlans::builtin(), seed, repeat)
+    }
+
+    fn write_with(model: &ScorePrior, forms: &FormPlans, seed: u64, repeat: f32) -> Vec<WrittenBar> {
+        let mut w = ScoreWriter::with_forms(model, forms, 2, 2 * TICKS_PER_QUARTER, seed).unwrap();
         let cond = ScoreCond { styles: Some([0.0, 0.0, 0.0, 1.0, 0.0, 0.0]), mode: Some(0), meter: Some(0) };
         let s = Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, guidance: 2.0, repeat };
         (0..18).map(|_| w.write_bar(&cond, &s).unwrap()).collect()
@@ -218,15 +236,38 @@ mod tests {
         }
     }
 
+    /// A bar's notes as offsets from its start.
+    fn shape(b: &WrittenBar) -> Vec<(u32, u8, u32, u8)> {
+        b.notes.iter().map(|n| (n.start - b.start, n.key, n.dur, n.part)).collect()
+    }
+
+    #[test]
+    fn bars_the_form_plan_restates_repeat_their_source_and_the_rest_are_written() {
+        let file = |plan: &str| {
+            let styles = crate::model::vocab::STYLES.iter().map(|s| format!("{{\"style\":\"{s}\",\"plans\":[\"{plan} 1\"]}}")).collect::<Vec<_>>();
+            FormPlans::from_json(&format!("{{\"source\":\"test\",\"styles\":[{}]}}", styles.join(","))).unwrap()
+        };
+        let model = tiny();
+        let bars = write_with(&model, &file("....0123......45"), 5, 0.0);
+        for (slot, source) in [(4, 0), (5, 1), (6, 2), (7, 3), (14, 4), (15, 5)] {
+            assert!(bars[slot].copied, "slot {slot}");
+            assert_eq!(shape(&bars[slot]), shape(&bars[source]), "slot {slot} restates {source}");
+        }
+        assert!(bars[..4].iter().chain(&bars[8..14]).all(|b| !b.copied));
+        // The next unit draws its plan again (bar 16 is slot 0, written).
+        assert!(!bars[16].copied);
+        // With no plans every first playing is written.
+        assert!(write_with(&model, &FormPlans::default(), 5, 0.0).iter().all(|b| !b.copied));
+    }
+
     #[test]
     fn repeat_one_plays_each_strain_twice_note_for_note() {
-        let bars = write(&tiny(), 3, 1.0);
+        let bars = write_with(&tiny(), &FormPlans::default(), 3, 1.0);
         for i in 0..STRAIN_BARS {
             let (first, second) = (&bars[i], &bars[i + STRAIN_BARS]);
             assert!(second.copied && !first.copied);
             assert_eq!(first.slot, second.slot);
-            let shift = |b: &WrittenBar| b.notes.iter().map(|n| (n.start - b.start, n.key, n.dur, n.part)).collect::<Vec<_>>();
-            assert_eq!(shift(first), shift(second), "bar {i}");
+            assert_eq!(shape(first), shape(second), "bar {i}");
         }
         // The B strain starts at slot 8.
         assert_eq!(bars[2 * STRAIN_BARS].slot, STRAIN_BARS);

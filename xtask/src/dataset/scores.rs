@@ -25,8 +25,9 @@ pub struct ScorePiece {
     pub style: usize,
     pub mode: u8,
     pub meter: usize,
-    #[cfg_attr(not(test), allow(dead_code))]
     pub score: Score,
+    /// Index of the first full bar (after a pickup): where the phrase slots start counting.
+    pub first_full: usize,
     pub tokens: Vec<u32>,
     /// Each token's phrase slot (`model::score::phrase_slot`).
     pub slots: Vec<u8>,
@@ -116,7 +117,7 @@ pub fn build() -> Result<ScoreSet> {
                 let style = STYLES.iter().position(|s| *s == style_of(&meta)).expect("labels are styles");
                 let slots = bars.iter().map(|&b| phrase_slot(b as usize, first_full) as u8).collect();
                 let mode = (meta.key_mode == "minor") as u8;
-                pieces.push(ScorePiece { id: meta.id.clone(), split: split_of(&cfg, &meta.split_key()), style, mode, meter, score, tokens, slots });
+                pieces.push(ScorePiece { id: meta.id.clone(), split: split_of(&cfg, &meta.split_key()), style, mode, meter, score, first_full, tokens, slots });
             }
             Err(e) => {
                 // Grouped by kind: numbers blanked ("a note of N ticks").

@@ -5,6 +5,7 @@ pub mod codec;
 pub mod optim;
 pub mod prior;
 pub mod score;
+pub mod score_forms;
 
 use anyhow::{Context, Result};
 use candle_core::quantized::GgmlDType;
