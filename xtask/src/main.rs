@@ -65,6 +65,9 @@ enum EvalCommand {
         /// Bars per tune.
         #[arg(long, default_value_t = 32)]
         bars: usize,
+        /// Classifier-free guidance of the tunes written (default: what `cantor compose` uses).
+        #[arg(long, default_value_t = cantor::model::score::DEFAULT_GUIDANCE)]
+        guidance: f32,
     },
     /// The prior's generated audio: style, tempo and key adherence, diversity, stability.
     Prior {
@@ -288,11 +291,11 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Score(args) } => train::score::train(&args),
         Command::Train { model: TrainCommand::ScoreForms } => train::score_forms::forms(),
         Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
-        Command::Eval { model: EvalCommand::Score { model, seeds, bars } } => {
+        Command::Eval { model: EvalCommand::Score { model, seeds, bars, guidance } } => {
             let path = model.unwrap_or_else(|| train::quantized_path("score", candle_core::quantized::GgmlDType::Q8_0));
             let prior = cantor::model::score::ScorePrior::from_bytes(&std::fs::read(&path)?, &candle_core::Device::Cpu)?;
             let name = path.strip_prefix(dataset::repo_root()).unwrap_or(&path).display().to_string();
-            let body = eval::score::eval(&prior, &name, seeds, bars)?;
+            let body = eval::score::eval(&prior, &name, seeds, bars, guidance)?;
             println!("{body}");
             eval::write_section(&dataset::repo_root().join("EVAL.md"), "score", &body)
         }

@@ -194,7 +194,7 @@ fn quantile(values: &[f64], q: f64) -> f64 {
 
 /// Write `seeds` tunes of `bars` bars per style with `model` and compare them with the test
 /// split's real tunes; returns the EVAL.md section.
-pub fn eval(model: &ScorePrior, model_name: &str, seeds: u64, bars: usize) -> Result<String> {
+pub fn eval(model: &ScorePrior, model_name: &str, seeds: u64, bars: usize, guidance: f32) -> Result<String> {
     let set = scores::build()?;
     let training: Vec<Vec<u64>> = set.split("train").map(|p| bar_hashes(&p.score)).collect();
     let mut index: HashMap<u64, Vec<(u32, u32)>> = HashMap::new();
@@ -235,7 +235,7 @@ pub fn eval(model: &ScorePrior, model_name: &str, seeds: u64, bars: usize) -> Re
             let mut styles = [0.0; STYLES.len()];
             styles[s] = 1.0;
             let cond = ScoreCond { styles: Some(styles), mode: Some(minor as u8), meter: Some(meter) };
-            let sampling = Sampling { temperature: 1.0, top_k: 0, top_p: 0.95, guidance: DEFAULT_GUIDANCE, repeat: 0.0 };
+            let sampling = Sampling { temperature: 1.0, top_k: 0, top_p: 0.95, guidance, repeat: 0.0 };
             let mut w = ScoreWriter::new(model, tonic, METERS[meter].1, seed)?;
             let mut score = Score { tonic, bar_ticks: METERS[meter].1, bars: Vec::new(), notes: Vec::new() };
             for _ in 0..bars {
@@ -288,13 +288,14 @@ pub fn eval(model: &ScorePrior, model_name: &str, seeds: u64, bars: usize) -> Re
     let within = dance_gen.iter().filter(|&&v| v >= lo && v <= hi).count();
     Ok(format!(
         "## Score prior: the tunes it writes\n\n\
-         Command: `cargo xtask eval score --seeds {seeds} --bars {bars}` on `{model_name}`. Each style in its usual time signature, each tune in the key and mode of a held-out real tune of the style in turn (so both sides have the same mix of modes), temperature 1, top-p 0.95, guidance {DEFAULT_GUIDANCE}, written as the corpus notates its tunes: Repeat 0, so each strain once (in playback Repeat plays each strain twice, A A B B, which puts bars 8 apart at similarity 1 by construction). Real tunes are the test split's, in their labelled keys. The key finder is Temperley's profiles over the notes' durations; melody is part 0's highest note at each onset; bar similarity is the Jaccard index of two bars' (onset, pitch) sets. \
+         Command: `cargo xtask eval score --seeds {seeds} --bars {bars}{}` on `{model_name}`. Each style in its usual time signature, each tune in the key and mode of a held-out real tune of the style in turn (so both sides have the same mix of modes), temperature 1, top-p 0.95, guidance {guidance}, written as the corpus notates its tunes: Repeat 0, so each strain once (in playback Repeat plays each strain twice, A A B B, which puts bars 8 apart at similarity 1 by construction). Real tunes are the test split's, in their labelled keys. The key finder is Temperley's profiles over the notes' durations; melody is part 0's highest note at each onset; bar similarity is the Jaccard index of two bars' (onset, pitch) sets. \
          The style classifier is a logistic regression over {} features of a whole tune (pitch classes against the tonic, melodic intervals, onset places and lengths, density, register, range, voices, bar similarity 1, 2 and 4 apart; `eval/score/classify.rs`) trained on the {} real tunes of the training split, never on generated ones.\n\n\
          {table}\n\
          - Style: recognised in {:.0}% of the real held-out tunes and {:.0}% of the generated ones ({:.0}% as often; target at least 90%).\n\
          - Realism: a logistic regression over the same features of 8-bar excerpts tells real from generated with {:.0}% accuracy (5-fold cross-validation, each tune's excerpts in one fold, {excerpt_count} excerpts a side, as many of each style on both sides; 50% is chance, target at most 65%). The features that differ most (generated minus real, in pooled standard deviations): {tells}.\n\
          - Form: bar similarity 8 apart in the dance tunes (jig, reel, hornpipe, march/polka) is {gen_form:.2} on average in generated tunes; real ones spread from {lo:.2} to {hi:.2} (10th to 90th percentile of {} tunes), and {within} of {} generated tunes lie in that spread.\n\
          - Novelty: {copies} of {} generated tunes contain a run of 2 or more consecutive melody bars (onsets, pitches relative to the tonic, lengths) found in the same order in a training tune; the longest such run is {worst} bars. For comparison, {real_copies} of {} held-out real tunes share such a run with a training tune.\n",
+        if guidance == DEFAULT_GUIDANCE { String::new() } else { format!(" --guidance {guidance}") },
         classify::FEATURES,
         train_y.len(),
         100.0 * recognised(&all_real),
