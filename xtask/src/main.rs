@@ -120,8 +120,8 @@ enum EvalCommand {
         /// Weights file (default: assets/models/codec.safetensors).
         #[arg(long)]
         weights: Option<std::path::PathBuf>,
-        /// Number of test clips.
-        #[arg(long, default_value_t = 40)]
+        /// Number of test clips (spread evenly over the 8 instrument families and 2 soundfonts).
+        #[arg(long, default_value_t = 48)]
         clips: usize,
     },
 }

@@ -115,8 +115,20 @@ struct Event {
     velocity: u8,
 }
 
-/// Note on/off events of the span [offset, offset+seconds) of the clip, in seconds from the span start.
-fn schedule(recipe: &ClipRecipe, notes: &[Note], offset: f64, seconds: f64) -> Vec<Event> {
+/// A note as the renderer plays it: seconds from the span's start, the sounding key (after
+/// transposition), channel and velocity. What the audio of a clip carries, exactly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlayedNote {
+    pub on_s: f64,
+    pub off_s: f64,
+    pub channel: u8,
+    pub key: u8,
+    pub velocity: u8,
+}
+
+/// The notes sounding in the span [offset, offset+seconds) of the clip (accompaniment included),
+/// in onset order.
+pub fn played_notes(recipe: &ClipRecipe, notes: &[Note], offset: f64, seconds: f64) -> Vec<PlayedNote> {
     let qps = recipe.quarters_per_second();
     let span_start_q = recipe.start_quarters + offset * qps;
     let span_end_q = span_start_q + seconds * qps;
@@ -125,7 +137,7 @@ fn schedule(recipe: &ClipRecipe, notes: &[Note], offset: f64, seconds: f64) -> V
     if recipe.accompaniment {
         all.extend(accompaniment(recipe, notes));
     }
-    let mut events = Vec::new();
+    let mut played = Vec::new();
     // Velocity humanisation: a per-note random offset plus metric accents. The RNG is drawn for
     // every note of the piece in order, so a span's velocities do not depend on where it starts.
     all.sort_by(|a, b| a.0.start_q.total_cmp(&b.0.start_q).then(a.1.cmp(&b.1)).then(a.0.key.cmp(&b.0.key)));
@@ -146,10 +158,19 @@ fn schedule(recipe: &ClipRecipe, notes: &[Note], offset: f64, seconds: f64) -> V
             0.0
         };
         let velocity = (n.velocity as f64 * 0.85 + jitter + accent).round().clamp(20.0, 127.0) as u8;
-        let on = ((n.start_q - span_start_q) / qps).max(0.0);
-        let off = ((end_q - span_start_q) / qps).min(seconds);
-        events.push(Event { at_s: on, channel: ch, key: key as u8, velocity });
-        events.push(Event { at_s: off, channel: ch, key: key as u8, velocity: 0 });
+        let on_s = ((n.start_q - span_start_q) / qps).max(0.0);
+        let off_s = ((end_q - span_start_q) / qps).min(seconds);
+        played.push(PlayedNote { on_s, off_s, channel: ch, key: key as u8, velocity });
+    }
+    played
+}
+
+/// Note on/off events of the span [offset, offset+seconds) of the clip, in seconds from the span start.
+fn schedule(recipe: &ClipRecipe, notes: &[Note], offset: f64, seconds: f64) -> Vec<Event> {
+    let mut events = Vec::new();
+    for n in played_notes(recipe, notes, offset, seconds) {
+        events.push(Event { at_s: n.on_s, channel: n.channel, key: n.key, velocity: n.velocity });
+        events.push(Event { at_s: n.off_s, channel: n.channel, key: n.key, velocity: 0 });
     }
     // Offs before ons at the same instant, so repeated notes retrigger.
     events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s).then((a.velocity > 0).cmp(&(b.velocity > 0))));

@@ -1,7 +1,9 @@
 //! Codec evaluation against Opus on the test split, and the streaming decoder benchmark.
 
+use super::notes::{NoteJudge, NoteScore, Pair, Reference};
 use super::{median_p99, write_section};
-use crate::dataset::recipe::DatasetConfig;
+use crate::dataset::render;
+use crate::dataset::recipe::{ClipRecipe, DatasetConfig};
 use crate::dataset::{repo_root, wav_name, ClipSource, Dataset};
 use cantor::audio::Wav;
 use anyhow::{bail, Context, Result};
@@ -87,11 +89,99 @@ impl Scores {
         Ok(())
     }
 
+    fn mean_mel(&self) -> f64 {
+        self.mel / self.n.max(1) as f64
+    }
+
+    fn mean_stft(&self) -> f64 {
+        self.stft / self.n.max(1) as f64
+    }
+
     fn row(&self, name: &str, kbps: f64) -> String {
         let n = self.n.max(1) as f64;
         let balance: Vec<String> = self.balance.iter().map(|b| format!("{:+.1}", b / n)).collect();
         format!("| {name} | {kbps:.1} | {:.3} | {:.3} | {:.2} | {} |", self.mel / n, self.stft / n, self.sisdr / n, balance.join(" | "))
     }
+}
+
+/// `n` clips spread evenly over every (instrument family, soundfont) pair, each pair's clips
+/// taken at an even stride through the split: per-family and per-soundfont rows then rest on as
+/// many clips each (a plain stride gave one strings clip against ten piano ones).
+fn stratified<'a>(clips: Vec<&'a ClipRecipe>, n: usize) -> Vec<&'a ClipRecipe> {
+    let mut cells: Vec<((&str, &str), Vec<&ClipRecipe>)> = Vec::new();
+    for c in clips {
+        match cells.iter_mut().find(|(k, _)| *k == (c.instrument.as_str(), c.soundfont.as_str())) {
+            Some((_, v)) => v.push(c),
+            None => cells.push(((c.instrument.as_str(), c.soundfont.as_str()), vec![c])),
+        }
+    }
+    cells.sort_by(|a, b| a.0.cmp(&b.0));
+    // How many from each cell: round robin, skipping cells that run out.
+    let mut take = vec![0usize; cells.len()];
+    let mut left = n;
+    while left > 0 && take.iter().zip(&cells).any(|(t, c)| *t < c.1.len()) {
+        for (t, c) in take.iter_mut().zip(&cells) {
+            if left > 0 && *t < c.1.len() {
+                *t += 1;
+                left -= 1;
+            }
+        }
+    }
+    let mut chosen = Vec::new();
+    for (t, (_, cell)) in take.iter().zip(&cells) {
+        let stride = cell.len() as f64 / (*t).max(1) as f64;
+        chosen.extend((0..*t).map(|i| cell[(i as f64 * stride) as usize]));
+    }
+    chosen
+}
+
+/// A General MIDI soundfont no training clip was rendered with (Debian's timgm6mb-soundfont).
+const OUT_OF_DOMAIN_SOUNDFONT: &str = "TimGM6mb.sf2";
+
+/// Note F1 per instrument family and soundfont: the ceiling (input transcription against the
+/// score) and each round trip against the input, for the clips of each group. `groups[i]` is
+/// clip i's (in domain, family, soundfont); `scores` holds four entries a clip in `eval`'s order.
+fn note_f1_table(groups: &[(bool, String, String)], scores: &[NoteScore]) -> String {
+    let f1 = |i: usize, k: usize| scores[4 * i + k].f1;
+    let row = |label: &str, clips: &[usize]| {
+        let mean = |f: &dyn Fn(&NoteScore) -> f64, k: usize| clips.iter().map(|&i| f(&scores[4 * i + k])).sum::<f64>() / clips.len().max(1) as f64;
+        let (p, r, f) = (|s: &NoteScore| s.precision, |s: &NoteScore| s.recall, |s: &NoteScore| s.f1);
+        format!("| {label} | {} | {:.2} | {:.2} ({:.2} / {:.2}) | {:.2} | {:.2} |\n", clips.len(), mean(&f, 0), mean(&f, 1), mean(&p, 1), mean(&r, 1), mean(&f, 2), mean(&f, 3))
+    };
+    let mut table = String::from(
+        "| clips | count | ceiling: input vs score | Cantor codec (precision / recall) | Opus 6 kbit/s | Opus 12 kbit/s |\n|---|---|---|---|---|---|\n",
+    );
+    let in_domain: Vec<usize> = (0..groups.len()).filter(|&i| groups[i].0).collect();
+    let mut families: Vec<&str> = in_domain.iter().map(|&i| groups[i].1.as_str()).collect();
+    families.sort();
+    families.dedup();
+    for fam in &families {
+        table += &row(fam, &in_domain.iter().copied().filter(|&i| groups[i].1 == *fam).collect::<Vec<_>>());
+    }
+    let mut fonts: Vec<&str> = in_domain.iter().map(|&i| groups[i].2.as_str()).collect();
+    fonts.sort();
+    fonts.dedup();
+    for font in &fonts {
+        table += &row(&format!("soundfont {font}"), &in_domain.iter().copied().filter(|&i| groups[i].2 == *font).collect::<Vec<_>>());
+    }
+    table += &row("**all held-out clips**", &in_domain);
+    // The target's average: each family counts once, whatever its number of clips.
+    let family_mean = |k: usize| {
+        families
+            .iter()
+            .map(|fam| {
+                let c: Vec<usize> = in_domain.iter().copied().filter(|&i| groups[i].1 == *fam).collect();
+                c.iter().map(|&i| f1(i, k)).sum::<f64>() / c.len() as f64
+            })
+            .sum::<f64>()
+            / families.len().max(1) as f64
+    };
+    table += &format!("| **mean of the {} families** | {} | {:.2} | {:.2} | {:.2} | {:.2} |\n", families.len(), in_domain.len(), family_mean(0), family_mean(1), family_mean(2), family_mean(3));
+    let ood: Vec<usize> = (0..groups.len()).filter(|&i| !groups[i].0).collect();
+    if !ood.is_empty() {
+        table += &row(&format!("out of domain: {OUT_OF_DOMAIN_SOUNDFONT}"), &ood);
+    }
+    table
 }
 
 /// `cargo xtask eval codec`: mel / multi-resolution STFT / SI-SDR of our codec and Opus 6 and
@@ -100,39 +190,83 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
     let (codec, path) = load(weights)?;
     let cfg = codec.cfg.clone();
     let ds = Dataset::build(&DatasetConfig::default())?;
-    let test: Vec<_> = ds.split("test").collect();
-    let stride = (test.len() as f64 / clips as f64).max(1.0);
-    let chosen: Vec<_> = (0..clips.min(test.len())).map(|i| test[(i as f64 * stride) as usize]).collect();
+    let chosen = stratified(ds.split("test").collect(), clips);
     let spectral = SpectralDistances::new(cfg.sample_rate, &Device::Cpu)?;
     let tmp = std::env::temp_dir().join(format!("cantor-eval-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let mut source = ClipSource::new(cfg.sample_rate);
     let (mut ours, mut opus6, mut opus12) = (Scores::default(), Scores::default(), Scores::default());
+    // The same held-out clips through a General MIDI soundfont no training clip used.
+    let ood_font = render::soundfont_dir().join(OUT_OF_DOMAIN_SOUNDFONT);
+    let ood = ood_font.exists();
+    if !ood {
+        println!("{} is missing (apt-get install timgm6mb-soundfont): no out-of-domain row", ood_font.display());
+    }
+    let mut ood_scores = [Scores::default(); 3];
     let mut used = vec![vec![false; cfg.codebook_size]; cfg.n_codebooks];
-    let pb = crate::dataset::progress(chosen.len() as u64, "eval");
+    let mut pairs = Vec::new();
+    let mut groups = Vec::new();
+    let wav_dir = tmp.join("notes");
+    std::fs::create_dir_all(&wav_dir)?;
+    let pb = crate::dataset::progress(chosen.len() as u64 * (1 + ood as u64), "eval");
     let started = Instant::now();
-    for clip in &chosen {
+    for (i, &clip) in chosen.iter().chain(chosen.iter()).enumerate() {
+        let in_domain = i < chosen.len();
+        if !in_domain && !ood {
+            break;
+        }
         pb.inc(1);
+        let mut ood_clip;
+        let clip = if in_domain {
+            clip
+        } else {
+            ood_clip = clip.clone();
+            ood_clip.soundfont = OUT_OF_DOMAIN_SOUNDFONT.to_string();
+            &ood_clip
+        };
         let cached = ds.dir().join("audio").join(wav_name(clip));
-        let mut x = match Wav::read(&cached) {
-            Ok(w) => w.mono(),
-            Err(_) => source.render(clip)?,
+        let mut x = match Wav::read(&cached).ok().filter(|_| in_domain) {
+            Some(w) => w.mono(),
+            None => source.render(clip)?,
         };
         x.truncate(x.len() / cfg.hop() * cfg.hop());
         let xt = Tensor::from_slice(&x, (1, x.len()), &Device::Cpu)?;
         let codes = codec.encode(&xt)?;
-        for (level, row) in used.iter_mut().enumerate() {
-            for c in codes.narrow(2, level, 1)?.flatten_all()?.to_vec1::<u32>()? {
-                row[c as usize] = true;
+        if in_domain {
+            for (level, row) in used.iter_mut().enumerate() {
+                for c in codes.narrow(2, level, 1)?.flatten_all()?.to_vec1::<u32>()? {
+                    row[c as usize] = true;
+                }
             }
         }
         let y = codec.decode(&codes)?.squeeze(0)?.to_vec1::<f32>()?;
-        ours.add(&spectral, &y, &x, cfg.sample_rate)?;
-        opus6.add(&spectral, &opus_roundtrip(&x, cfg.sample_rate, 6, &tmp)?, &x, cfg.sample_rate)?;
-        opus12.add(&spectral, &opus_roundtrip(&x, cfg.sample_rate, 12, &tmp)?, &x, cfg.sample_rate)?;
+        let (y6, y12) = (opus_roundtrip(&x, cfg.sample_rate, 6, &tmp)?, opus_roundtrip(&x, cfg.sample_rate, 12, &tmp)?);
+        let [s_ours, s6, s12] = if in_domain { [&mut ours, &mut opus6, &mut opus12] } else { ood_scores.each_mut() };
+        s_ours.add(&spectral, &y, &x, cfg.sample_rate)?;
+        s6.add(&spectral, &y6, &x, cfg.sample_rate)?;
+        s12.add(&spectral, &y12, &x, cfg.sample_rate)?;
+        // The notes: the score as rendered (the ceiling), and each round trip against the input.
+        let seconds = x.len() as f64 / cfg.sample_rate as f64;
+        let played: Vec<(f64, f64, u8)> =
+            render::played_notes(clip, &source.notes(clip)?, 0.0, clip.seconds).iter().filter(|n| n.on_s < seconds).map(|n| (n.on_s, n.off_s.min(seconds), n.key)).collect();
+        let wav = |name: &str, audio: &[f32]| -> Result<PathBuf> {
+            let path = wav_dir.join(format!("{i}-{name}.wav"));
+            Wav::write_mono(&path, audio, cfg.sample_rate, 1)?;
+            Ok(path)
+        };
+        let input = wav("input", &x)?;
+        pairs.push(Pair { id: format!("{i}/ceiling"), reference: Reference::Notes(played), estimate: input.clone() });
+        for (name, audio) in [("cantor", &y), ("opus6", &y6), ("opus12", &y12)] {
+            pairs.push(Pair { id: format!("{i}/{name}"), reference: Reference::Wav(input.clone()), estimate: wav(name, audio)? });
+        }
+        groups.push((in_domain, clip.instrument.clone(), clip.soundfont.clone()));
     }
     pb.finish();
+    println!("transcribing {} recordings with basic-pitch", pairs.len());
+    let judge = NoteJudge::new()?;
+    let notes = judge.score(&pairs, &tmp)?;
     let _ = std::fs::remove_dir_all(&tmp);
+    let note_table = note_f1_table(&groups, &notes);
     let usage: Vec<String> =
         used.iter().map(|u| format!("{:.0}%", 100.0 * u.iter().filter(|&&b| b).count() as f64 / u.len() as f64)).collect();
     let seconds: f64 = chosen.iter().map(|c| c.seconds).sum();
@@ -165,12 +299,17 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
     };
     let body = format!(
         "## Codec against Opus (test split)\n\n\
-         {} test clips ({:.1} min, every clip of a tune unseen in training), 24 kHz mono. \
+         {} test clips ({:.1} min, every clip of a tune unseen in training, as many of each instrument family and soundfont), 24 kHz mono. \
          Lower is better for the two distances, higher for SI-SDR.\n\
          Weights: `{}`{}. Command: `cargo xtask eval codec --clips {}` ({:.0} s).\n\n\
          | codec | kbit/s | log-mel L1 | multi-res STFT | SI-SDR (dB) | level below 2 kHz (dB) | 2-6 kHz | above 6 kHz |\n|---|---|---|---|---|---|---|---|\n{}\n{}\n{}\n\n\
          The level columns are the mean change of each band's energy from input to output (0 is the input's spectral balance).\n\n\
-         Codebook use on these clips (target: at least 90% of each codebook's {} codes): {}.\n",
+         Codebook use on these clips (target: at least 90% of each codebook's {} codes): {}.\n\n\
+         {}\n\n\
+         ### Notes kept (transcribed)\n\n\
+         The input and each round trip transcribed by basic-pitch (0.4.0, its ONNX model) and compared with mir_eval's onset-only note matching (onsets within 50 ms, pitches within 50 cents; `xtask/python/note_f1.py`): each round trip's notes against the input's. \
+         The ceiling column compares the input's transcription with the notes it was rendered from (the renderer's own schedule, accompaniment included): how much of a clip's music basic-pitch can see at all, lower for organ and bowed strings than for piano and plucked, so read each family's row against its own ceiling. \
+         Out of domain: the same held-out clips rendered through `{OUT_OF_DOMAIN_SOUNDFONT}` (Debian's timgm6mb-soundfont), a General MIDI soundfont no training clip used.\n\n{note_table}\n{}\n",
         chosen.len(),
         seconds / 60.0,
         path.strip_prefix(repo_root()).unwrap_or(&path).display(),
@@ -181,7 +320,21 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
         opus6.row("Opus", 6.0),
         opus12.row("Opus", 12.0),
         cfg.codebook_size,
-        usage.join(", ")
+        usage.join(", "),
+        if ood {
+            format!(
+                "Out of domain (the same clips through {OUT_OF_DOMAIN_SOUNDFONT}), log-mel L1 / multi-res STFT: Cantor codec {:.3} / {:.3}, Opus 6 kbit/s {:.3} / {:.3}, Opus 12 kbit/s {:.3} / {:.3}.",
+                ood_scores[0].mean_mel(),
+                ood_scores[0].mean_stft(),
+                ood_scores[1].mean_mel(),
+                ood_scores[1].mean_stft(),
+                ood_scores[2].mean_mel(),
+                ood_scores[2].mean_stft()
+            )
+        } else {
+            format!("No out-of-domain row: {OUT_OF_DOMAIN_SOUNDFONT} was not installed.")
+        },
+        super::provenance(),
     );
     println!("{body}");
     write_section(&repo_root().join("EVAL.md"), "codec", &body)
@@ -324,4 +477,28 @@ pub fn quantize(dtypes: &[GgmlDType], clips: usize) -> Result<()> {
     );
     println!("{body}");
     write_section(&repo_root().join("EVAL.md"), "codec-quantization", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluation_clips_cover_every_family_and_soundfont_alike() {
+        let ds = Dataset::build(&DatasetConfig::default()).unwrap();
+        let chosen = stratified(ds.split("test").collect(), 48);
+        assert_eq!(chosen.len(), 48);
+        let mut cells: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+        for c in &chosen {
+            assert_eq!(c.split, "test");
+            *cells.entry((c.instrument.as_str(), c.soundfont.as_str())).or_default() += 1;
+        }
+        assert_eq!(cells.len(), 16, "{cells:?}");
+        assert!(cells.values().all(|&n| n == 3), "{cells:?}");
+        // No clip twice.
+        let mut ids: Vec<&str> = chosen.iter().map(|c| c.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 48);
+    }
 }
