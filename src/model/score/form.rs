@@ -57,7 +57,10 @@ struct StyleFile {
 /// The plans measured on the corpus's training split (`assets/models/score-forms.json`).
 const BUILTIN: &str = include_str!("../../../assets/models/score-forms.json");
 
-/// B-strain bars restating the A strain's bar 8 earlier that make a unit a written-out repeat.
+/// Second-strain bars restating first-strain bars that make a unit a written-out repeat. In
+/// the training tunes the count is bimodal: a B strain of its own restates 0 to 4 of A's bars
+/// (often its cadence), a repeat written out (A A', with second endings, sometimes a bar off
+/// after a pickup) 6 to 8.
 pub const WRITTEN_OUT_REPEAT_BARS: usize = 6;
 
 impl FormPlans {
@@ -185,10 +188,15 @@ pub fn plan_of(bars: &[Vec<(u32, u8, u32)>]) -> FormPlan {
     plan
 }
 
-/// Whether a plan's second strain restates most of its first one bar for bar.
+/// Whether a plan writes out a repeat: its second strain mostly its first one again (restated
+/// bars, wherever in the first strain they come from), or a strain whose second half restates
+/// its first half bar for bar (a 4-bar phrase played twice: with the Repeat knob's A A B B it
+/// would sound four times running).
 pub fn is_written_out_repeat(plan: &FormPlan) -> bool {
     let half = PHRASE_BARS / 2;
-    (half..PHRASE_BARS).filter(|&s| plan[s] == Some((s - half) as u8)).count() >= WRITTEN_OUT_REPEAT_BARS
+    let strain_repeated = plan[half..].iter().filter(|r| r.is_some_and(|r| (r as usize) < half)).count() >= WRITTEN_OUT_REPEAT_BARS;
+    let phrase_repeated = |strain: usize| (0..half / 2).all(|i| plan[strain + half / 2 + i] == Some((strain + i) as u8));
+    strain_repeated || phrase_repeated(0) || phrase_repeated(half)
 }
 
 #[cfg(test)]
@@ -225,7 +233,21 @@ mod tests {
         for s in 8..16 {
             repeat[s] = Some(s as u8 - 8);
         }
-        assert!(is_written_out_repeat(&repeat) && !is_written_out_repeat(&plan));
+        // A repeat a bar off (after a pickup) with a second ending is a repeat too; a B strain
+        // closing on A's last two bars is not.
+        let mut shifted = [None; PHRASE_BARS];
+        for s in 9..15 {
+            shifted[s] = Some(s as u8 - 9);
+        }
+        let mut own = [None; PHRASE_BARS];
+        (own[14], own[15]) = (Some(6), Some(7));
+        // A B strain of one 4-bar phrase played twice.
+        let mut doubled = [None; PHRASE_BARS];
+        for s in 12..16 {
+            doubled[s] = Some(s as u8 - 4);
+        }
+        assert!(is_written_out_repeat(&repeat) && is_written_out_repeat(&shifted) && is_written_out_repeat(&doubled));
+        assert!(!is_written_out_repeat(&plan) && !is_written_out_repeat(&own));
     }
 
     #[test]
