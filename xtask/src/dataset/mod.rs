@@ -71,7 +71,8 @@ pub fn export(collections: Option<&str>, limit: usize) -> Result<()> {
     run(&mut cmd)
 }
 
-fn run(cmd: &mut std::process::Command) -> Result<()> {
+/// Run a command to completion; its failure (or absence) is an error naming it.
+pub fn run(cmd: &mut std::process::Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");

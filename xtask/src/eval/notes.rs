@@ -3,7 +3,7 @@
 //! F1 (onsets within 50 ms, pitches within 50 cents), by `xtask/python/note_f1.py` in a venv
 //! this module creates with pinned versions.
 
-use crate::dataset::{cache_dir, repo_root};
+use crate::dataset::{cache_dir, repo_root, run};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -104,12 +104,4 @@ impl NoteJudge {
         }
         Ok(results.results)
     }
-}
-
-fn run(cmd: &mut std::process::Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed ({status})");
-    }
-    Ok(())
 }
