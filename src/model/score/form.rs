@@ -11,7 +11,7 @@
 //! instead of sampling; everything else the model writes. The model keeps reading every token,
 //! so what follows a restated bar follows it musically.
 
-use super::tokens::ScoreNote;
+use super::tokens::{Score, ScoreNote};
 use super::PHRASE_BARS;
 use crate::model::vocab::STYLES;
 use rand::Rng;
@@ -176,9 +176,24 @@ pub fn melody(notes: &[ScoreNote]) -> Vec<ScoreNote> {
     m
 }
 
-/// The plan a unit of 16 bars follows, from each bar's melody (onsets within the bar, keys,
-/// lengths; an empty bar restates nothing): each bar restates the first earlier bar equal to it.
-pub fn plan_of(bars: &[Vec<(u32, u8, u32)>]) -> FormPlan {
+/// One bar's melody as (onset in the bar, key above the tonic's pitch class, length): what
+/// restating a bar means, the same in every key.
+pub type BarMelody = Vec<(u32, u8, u32)>;
+
+/// Each bar's melody (`melody`) of a score, bar by bar.
+pub fn bar_melodies(score: &Score) -> Vec<BarMelody> {
+    let m = melody(&score.notes);
+    (0..score.bars.len())
+        .map(|i| {
+            let (a, b) = (score.bars[i], score.bars.get(i + 1).copied().unwrap_or(u32::MAX));
+            m.iter().filter(|n| n.start >= a && n.start < b).map(|n| (n.start - a, n.key.wrapping_sub(score.tonic), n.dur)).collect()
+        })
+        .collect()
+}
+
+/// The plan a unit of 16 bars follows, from each bar's melody (an empty bar restates nothing):
+/// each bar restates the first earlier bar equal to it.
+pub fn plan_of(bars: &[BarMelody]) -> FormPlan {
     let mut plan = [None; PHRASE_BARS];
     for (s, bar) in bars.iter().enumerate().take(PHRASE_BARS) {
         if !bar.is_empty() {

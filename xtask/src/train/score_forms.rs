@@ -4,28 +4,15 @@
 
 use crate::dataset::scores::{self, ScorePiece};
 use anyhow::Result;
-use cantor::model::score::form::{is_written_out_repeat, melody, plan_of, CountedPlan, FormPlan, FormPlans};
+use cantor::model::score::form::{bar_melodies, is_written_out_repeat, plan_of, CountedPlan, FormPlan, FormPlans};
 use cantor::model::score::PHRASE_BARS;
 use cantor::model::vocab::STYLES;
 use std::collections::BTreeMap;
 
 /// The plans of a piece's complete 16-bar units, counted from its first full bar.
 pub fn piece_plans(p: &ScorePiece) -> Vec<FormPlan> {
-    let score = &p.score;
-    let m = melody(&score.notes);
-    let tonic = score.tonic;
-    let bar = |i: usize| -> Vec<(u32, u8, u32)> {
-        let (a, b) = (score.bars[i], score.bars.get(i + 1).copied().unwrap_or(u32::MAX));
-        // Keys relative to the tonic's octave 0, so a plan is the same in every key.
-        m.iter().filter(|n| n.start >= a && n.start < b).map(|n| (n.start - a, n.key.wrapping_sub(tonic), n.dur)).collect()
-    };
-    let mut plans = Vec::new();
-    let mut start = p.first_full;
-    while start + PHRASE_BARS <= score.bars.len() {
-        plans.push(plan_of(&(start..start + PHRASE_BARS).map(bar).collect::<Vec<_>>()));
-        start += PHRASE_BARS;
-    }
-    plans
+    let bars = bar_melodies(&p.score);
+    bars[p.first_full.min(bars.len())..].chunks_exact(PHRASE_BARS).map(plan_of).collect()
 }
 
 pub fn forms() -> Result<()> {

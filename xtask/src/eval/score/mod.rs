@@ -6,7 +6,7 @@ use super::prior::STYLE_TIME_SIGNATURE;
 use crate::dataset::scores::{self, ScorePiece};
 use anyhow::Result;
 use cantor::model::prior::sampling::Sampling;
-use cantor::model::score::form::melody;
+use cantor::model::score::form::{bar_melodies, melody};
 use cantor::model::score::tokens::{meter_index, Score, ScoreNote, METERS};
 use cantor::model::score::writer::ScoreWriter;
 use cantor::model::score::{ScoreCond, ScorePrior, DEFAULT_GUIDANCE};
@@ -109,16 +109,14 @@ fn similarity(score: &Score, m: &[ScoreNote], range: std::ops::Range<usize>, dis
         .collect()
 }
 
-/// A bar's melody as one hash (onsets in the bar, pitches relative to the tonic, lengths).
+/// A bar's melody as one hash (`form::bar_melodies`: onsets in the bar, pitches relative to the
+/// tonic, lengths).
 fn bar_hashes(score: &Score) -> Vec<u64> {
-    let m = melody(&score.notes);
-    (0..score.bars.len())
-        .map(|i| {
-            let (a, b) = (score.bars[i], score.bars.get(i + 1).copied().unwrap_or(u32::MAX));
+    bar_melodies(score)
+        .iter()
+        .map(|bar| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            for n in m.iter().filter(|n| n.start >= a && n.start < b) {
-                (n.start - a, (n.key as i32 - score.tonic as i32), n.dur).hash(&mut h);
-            }
+            bar.hash(&mut h);
             h.finish()
         })
         .collect()
