@@ -152,29 +152,24 @@ fn note_f1_table(groups: &[(bool, String, String)], scores: &[NoteScore]) -> Str
         "| clips | count | ceiling: input vs score | Cantor codec (precision / recall) | Opus 6 kbit/s | Opus 12 kbit/s |\n|---|---|---|---|---|---|\n",
     );
     let in_domain: Vec<usize> = (0..groups.len()).filter(|&i| groups[i].0).collect();
-    let mut families: Vec<&str> = in_domain.iter().map(|&i| groups[i].1.as_str()).collect();
-    families.sort();
-    families.dedup();
-    for fam in &families {
-        table += &row(fam, &in_domain.iter().copied().filter(|&i| groups[i].1 == *fam).collect::<Vec<_>>());
+    // The in-domain clips of each family (`field` 1) or soundfont (`field` 2), by name.
+    let by = |field: fn(&(bool, String, String)) -> &str| {
+        let mut names: Vec<&str> = in_domain.iter().map(|&i| field(&groups[i])).collect();
+        names.sort();
+        names.dedup();
+        names.into_iter().map(|name| (name, in_domain.iter().copied().filter(|&i| field(&groups[i]) == name).collect::<Vec<_>>())).collect::<Vec<_>>()
+    };
+    let families = by(|g| g.1.as_str());
+    for (fam, clips) in &families {
+        table += &row(fam, clips);
     }
-    let mut fonts: Vec<&str> = in_domain.iter().map(|&i| groups[i].2.as_str()).collect();
-    fonts.sort();
-    fonts.dedup();
-    for font in &fonts {
-        table += &row(&format!("soundfont {font}"), &in_domain.iter().copied().filter(|&i| groups[i].2 == *font).collect::<Vec<_>>());
+    for (font, clips) in by(|g| g.2.as_str()) {
+        table += &row(&format!("soundfont {font}"), &clips);
     }
     table += &row("**all held-out clips**", &in_domain);
     // The target's average: each family counts once, whatever its number of clips.
     let family_mean = |k: usize| {
-        families
-            .iter()
-            .map(|fam| {
-                let c: Vec<usize> = in_domain.iter().copied().filter(|&i| groups[i].1 == *fam).collect();
-                c.iter().map(|&i| f1(i, k)).sum::<f64>() / c.len() as f64
-            })
-            .sum::<f64>()
-            / families.len().max(1) as f64
+        families.iter().map(|(_, c)| c.iter().map(|&i| f1(i, k)).sum::<f64>() / c.len() as f64).sum::<f64>() / families.len().max(1) as f64
     };
     table += &format!("| **mean of the {} families** | {} | {:.2} | {:.2} | {:.2} | {:.2} |\n", families.len(), in_domain.len(), family_mean(0), family_mean(1), family_mean(2), family_mean(3));
     let ood: Vec<usize> = (0..groups.len()).filter(|&i| !groups[i].0).collect();
@@ -208,13 +203,11 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
     let mut groups = Vec::new();
     let wav_dir = tmp.join("notes");
     std::fs::create_dir_all(&wav_dir)?;
-    let pb = crate::dataset::progress(chosen.len() as u64 * (1 + ood as u64), "eval");
+    // Each clip as the corpus renders it, then (when installed) through the unseen soundfont.
+    let runs: Vec<(&ClipRecipe, bool)> = chosen.iter().map(|&c| (c, true)).chain(chosen.iter().filter(|_| ood).map(|&c| (c, false))).collect();
+    let pb = crate::dataset::progress(runs.len() as u64, "eval");
     let started = Instant::now();
-    for (i, &clip) in chosen.iter().chain(chosen.iter()).enumerate() {
-        let in_domain = i < chosen.len();
-        if !in_domain && !ood {
-            break;
-        }
+    for (i, &(clip, in_domain)) in runs.iter().enumerate() {
         pb.inc(1);
         let mut ood_clip;
         let clip = if in_domain {
