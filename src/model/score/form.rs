@@ -108,11 +108,13 @@ impl FormPlans {
     pub fn sample(&self, styles: Option<&[f32; STYLES.len()]>, repeats_played: bool, rng: &mut impl Rng) -> FormPlan {
         let usable = |p: &&CountedPlan| !(repeats_played && p.written_out_repeat);
         let has_plans = |s: usize| self.styles.get(s).is_some_and(|plans| plans.iter().any(|p| usable(&p))) as u8 as f32;
+        // A blend weight that is not a finite positive number counts as 0, as in `ScoreCond::vector`.
         let weight_of = |s: usize| match styles {
-            Some(w) => w[s].max(0.0) * has_plans(s),
+            Some(w) if w[s].is_finite() => w[s].max(0.0) * has_plans(s),
+            Some(_) => 0.0,
             None => has_plans(s),
         };
-        let total: f32 = (0..STYLES.len()).map(weight_of).filter(|w| w.is_finite()).sum();
+        let total: f32 = (0..STYLES.len()).map(weight_of).sum();
         // Drawn even when unused, so a request's other choices see the same random stream.
         let (u, v) = (rng.random::<f32>(), rng.random::<f64>());
         if !(total > 0.0) {
@@ -121,7 +123,7 @@ impl FormPlans {
         let mut x = u * total;
         let style = (0..STYLES.len()).find(|&s| {
             let w = weight_of(s);
-            x -= if w.is_finite() { w } else { 0.0 };
+            x -= w;
             x < 0.0 && w > 0.0
         });
         let style = style.unwrap_or_else(|| (0..STYLES.len()).rev().find(|&s| weight_of(s) > 0.0).expect("a style has weight"));
