@@ -56,6 +56,20 @@ pub struct CodecTrainArgs {
     /// (0: a constant rate after warm-up). A pure function of the step, so resumes stay exact.
     #[arg(long, default_value_t = 0)]
     pub cooldown_steps: u64,
+    /// Fine-tune everything (encoder, codebooks, decoder) from `--from` (default: the shipped
+    /// weights) in a side run of its own (cache/train/codec-tune, log
+    /// assets/training/codec-log-tune.jsonl). The codes change: a tuned codec needs the corpus
+    /// re-tokenised and the prior retrained before it can ship.
+    #[arg(long, conflicts_with = "freeze_codes")]
+    pub tune: bool,
+    /// With `--tune`: the decoder stays as it is and only the encoder and codebooks learn, i.e.
+    /// codes that the shipped decoder renders better.
+    #[arg(long, requires = "tune")]
+    pub freeze_decoder: bool,
+    /// Weight of the pitch-resolved log-spectrogram distance (`spectral::PITCH`) in the loss and
+    /// in checkpoint selection. Fixed when a run starts; a resume keeps the run's own.
+    #[arg(long, default_value_t = 0.0)]
+    pub pitch_weight: f64,
 }
 
 /// The shipped weights (what evaluation, quantisation and the tokeniser read).
@@ -76,8 +90,16 @@ const CHECKPOINT_KIND: &str = "cantor-codec-checkpoint";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TrainState {
     step: u64,
-    /// Best validation log-mel distance so far (None before the first validation).
-    best_valid_mel: Option<f64>,
+    /// Best validation score so far, lower is better: log-mel distance + pitch_weight x pitch
+    /// distance (None before the first validation).
+    #[serde(alias = "best_valid_mel")]
+    best_valid: Option<f64>,
+    /// Weight of the pitch distance (0 in runs from before it existed).
+    #[serde(default)]
+    pitch_weight: f64,
+    /// A fine-tuning run that keeps the decoder (`--freeze-decoder`), checked at every resume.
+    #[serde(default)]
+    decoder_frozen: bool,
     config: CodecConfig,
     /// A decoder-only run: the codes' identity (`codec_codes_id`) it must keep, checked at every
     /// resume so a checkpoint whose codes moved can never pass for one that the prior still fits.
@@ -100,6 +122,17 @@ impl EmaCodebooks {
     fn new(cfg: &CodecConfig) -> Self {
         let (l, k, d) = (cfg.n_codebooks, cfg.codebook_size, cfg.latent_dim);
         Self { size: vec![vec![0.0; k]; l], sum: vec![vec![0.0; k * d]; l], window_counts: vec![vec![0; k]; l], idle: vec![vec![RESTART_IDLE_STEPS; k]; l], restarts: 0 }
+    }
+
+    /// Averages that reproduce `books` with every code used `even` times a step, none idle.
+    fn seed(&mut self, books: &[Var], even: f32) -> Result<()> {
+        for (l, book) in books.iter().enumerate() {
+            let b = book.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            self.size[l].iter_mut().for_each(|s| *s = even);
+            self.sum[l] = b.iter().map(|v| v * even).collect();
+            self.idle[l].iter_mut().for_each(|i| *i = 0);
+        }
+        Ok(())
     }
 
     /// Count code use without updating the codebook (frozen codes).
@@ -241,15 +274,25 @@ fn load_start(path: &Path) -> Result<(CodecConfig, HashMap<String, Tensor>)> {
 pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let device = Device::Cpu;
     let main_run = super::RunPaths::new("codec", args.run.out.as_deref());
-    let paths = if args.freeze_codes { main_run.branch("decoder") } else { main_run.clone() };
+    let paths = if args.freeze_codes {
+        main_run.branch("decoder")
+    } else if args.tune {
+        // A tuned codec's codes are not the corpus's: its weights wait beside its checkpoint, not
+        // in the shipped file, until the corpus is re-tokenised and the prior retrained for them.
+        let mut tune = main_run.branch("tune");
+        tune.published_weights = tune.published_checkpoint.with_file_name("codec-tune-best.safetensors");
+        tune
+    } else {
+        main_run.clone()
+    };
     std::fs::create_dir_all(&paths.out)?;
     let (ckpt_path, best_path, log) = (&paths.checkpoint, &paths.best, &paths.log);
     if args.run.publish {
         let state: TrainState = super::publish(ckpt_path, CHECKPOINT_KIND, best_path, &paths.published_checkpoint, &paths.published_weights)?;
         println!(
-            "published step {} (best validation log-mel {:?}) to {} and {}",
+            "published step {} (best validation score {:?}) to {} and {}",
             state.step,
-            state.best_valid_mel,
+            state.best_valid,
             paths.published_checkpoint.display(),
             paths.published_weights.display()
         );
@@ -265,7 +308,9 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let resume_from = paths.resume_from();
     let mut state = TrainState {
         step: 0,
-        best_valid_mel: None,
+        best_valid: None,
+        pitch_weight: args.pitch_weight,
+        decoder_frozen: args.freeze_decoder,
         config: if args.tiny { CodecConfig::tiny() } else { CodecConfig::default() },
         frozen_codes_id: None,
     };
@@ -274,10 +319,10 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         (state, saved) = super::load_checkpoint(p, CHECKPOINT_KIND)?;
         println!("resuming from {} at step {}", p.display(), state.step);
         super::truncate_log_after(log, state.step)?;
-    } else if args.freeze_codes {
+    } else if args.freeze_codes || args.tune {
         let start = args.from.clone().unwrap_or_else(|| main_run.published_weights.clone());
         (state.config, saved) = load_start(&start)?;
-        println!("decoder-only run starts from {}", start.display());
+        println!("{} run starts from {}", if args.tune { "fine-tuning" } else { "decoder-only" }, start.display());
     }
     let cfg = state.config.clone();
     let vm = VarMap::new();
@@ -292,6 +337,8 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         }
         println!("codes frozen: codec codes id {}", state.frozen_codes_id.as_deref().unwrap_or_default());
     } else {
+        anyhow::ensure!(!args.tune || fresh.is_empty(), "the fine-tuning run's start lacks weights: {fresh:?}");
+        anyhow::ensure!(state.decoder_frozen == args.freeze_decoder, "this run was started {} --freeze-decoder: resume it the same way", if state.decoder_frozen { "with" } else { "without" });
         anyhow::ensure!(state.frozen_codes_id.is_none(), "{} is a decoder-only run: resume it with --freeze-codes", paths.checkpoint.display());
     }
     let params: Vec<(String, Var)> = vm
@@ -299,7 +346,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         .lock()
         .expect("varmap")
         .iter()
-        .filter(|(k, _)| !k.contains("codebook") && (!args.freeze_codes || k.starts_with("decoder.")))
+        .filter(|(k, _)| !k.contains("codebook") && (!args.freeze_codes || k.starts_with("decoder.")) && !(args.freeze_decoder && k.starts_with("decoder.")))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let codebook_vars: Vec<Var> = (0..cfg.n_codebooks)
@@ -317,6 +364,12 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let mut opt = AdamW::new(params)?;
     opt.load_state(&saved, state.step)?;
     let mut ema = EmaCodebooks::new(&cfg);
+    if args.tune && resume_from.is_none() {
+        // The start's codebooks seed the averages, each code as if evenly used (else every code
+        // would count as idle and be restarted at the first step).
+        let even = (args.batch * ((args.seconds * cfg.sample_rate as f64) as usize / cfg.hop())) as f32 / cfg.codebook_size as f32;
+        ema.seed(&codebook_vars, even)?;
+    }
     ema.load(&saved)?;
     drop(saved);
 
@@ -347,13 +400,22 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         });
     }
 
+    if resume_from.is_none() && args.tune {
+        // The start's own score, logged at step 0: a fine-tuning run's weights are only kept
+        // (best.safetensors) where they beat what it started from.
+        let v = validate(&codec, &spectral, &valid)?;
+        state.best_valid = Some(v.mel + state.pitch_weight * v.pitch);
+        let rec = serde_json::json!({ "step": 0, "valid_mel": v.mel, "valid_stft": v.stft, "valid_pitch": v.pitch });
+        println!("{rec}");
+        super::log_line(log, &rec)?;
+    }
     if resume_from.is_none() {
         // The initial weights are random (candle's CPU initialiser takes no seed): keep them, so
         // this run can be replayed exactly from its start.
         super::save_checkpoint(ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, ema.tensors(&Device::Cpu)?)?;
     }
     let mut clock = super::RunClock::new(&args.run);
-    let mut acc = (0f64, 0f64, 0f64, 0u64);
+    let mut acc = (0f64, 0f64, 0f64, 0u64, 0f64);
     let mut window_start = Instant::now();
     while state.step < args.run.steps {
         let (step, batch) = rx.recv().context("batch thread stopped")??;
@@ -365,12 +427,13 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         // Plain autoencoder first: early reconstruction gradients all push the same way (more
         // energy) and collapsed the codebooks when quantising from step 0. The EMA codebooks
         // follow the latents meanwhile, so quantisation starts from a codebook that fits them.
-        let quantizing = state.step >= args.ae_warmup_steps || args.freeze_codes;
+        let quantizing = state.step >= args.ae_warmup_steps || args.freeze_codes || args.tune;
         let decoder_in = if quantizing { &vq.quantized } else { &z };
         let y = codec.decoder.forward(decoder_in)?;
         let (stft, mel) = spectral.both(&y, &x)?;
+        let pitch = if state.pitch_weight > 0.0 { spectral.pitch(&y, &x)? } else { Tensor::zeros((), DType::F32, &device)? };
         let commitment_weight = if quantizing && !args.freeze_codes { COMMITMENT_WEIGHT } else { 0.0 };
-        let loss = ((&stft + &mel)? + (&vq.commitment * commitment_weight)?)?;
+        let loss = (((&stft + &mel)? + (&pitch * state.pitch_weight)?)? + (&vq.commitment * commitment_weight)?)?;
         let (norm, lr) = opt.minimize(&loss, scheduled_lr(args.lr, state.step, args.run.steps, args.cooldown_steps), state.step)?;
         // Dead-code restarts draw from an RNG of the step, so a resumed run draws the same.
         let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0xC0DEC ^ state.step.wrapping_mul(0x9E3779B97F4A7C15));
@@ -388,6 +451,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         acc.1 += mel.to_scalar::<f32>()? as f64;
         acc.2 += vq.commitment.to_scalar::<f32>()? as f64;
         acc.3 += 1;
+        acc.4 += pitch.to_scalar::<f32>()? as f64;
 
         let log_now = state.step % 50 == 0;
         let valid_now = state.step % args.valid_every == 0;
@@ -398,6 +462,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
                 "stft": acc.0 / acc.3 as f64,
                 "mel": acc.1 / acc.3 as f64,
                 "commit": acc.2 / acc.3 as f64,
+                "pitch": acc.4 / acc.3 as f64,
                 "grad_norm": norm,
                 "lr": lr,
                 "s_per_step": window_start.elapsed().as_secs_f64() / acc.3 as f64,
@@ -407,18 +472,20 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
                 "wall_s": clock.elapsed_s().round(),
             });
             if valid_now {
-                let (vm_mel, vm_stft) = validate(&codec, &spectral, &valid)?;
-                rec["valid_mel"] = vm_mel.into();
-                rec["valid_stft"] = vm_stft.into();
-                if state.best_valid_mel.is_none_or(|b| vm_mel < b) {
-                    state.best_valid_mel = Some(vm_mel);
+                let v = validate(&codec, &spectral, &valid)?;
+                rec["valid_mel"] = v.mel.into();
+                rec["valid_stft"] = v.stft.into();
+                rec["valid_pitch"] = v.pitch.into();
+                let score = v.mel + state.pitch_weight * v.pitch;
+                if state.best_valid.is_none_or(|b| score < b) {
+                    state.best_valid = Some(score);
                     save_inference(best_path, &cfg, &vm)?;
                     rec["best"] = true.into();
                 }
             }
             println!("{rec}");
             super::log_line(log, &rec)?;
-            acc = (0.0, 0.0, 0.0, 0);
+            acc = (0.0, 0.0, 0.0, 0, 0.0);
             window_start = Instant::now();
         }
         if clock.checkpoint_due(state.step == args.run.steps) {
@@ -432,10 +499,18 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn validate(codec: &Codec, spectral: &SpectralDistances, x: &Tensor) -> Result<(f64, f64)> {
+/// Validation distances of the round trip (lower is better).
+struct Validation {
+    mel: f64,
+    stft: f64,
+    pitch: f64,
+}
+
+fn validate(codec: &Codec, spectral: &SpectralDistances, x: &Tensor) -> Result<Validation> {
     let y = codec.decode(&codec.encode(x)?)?;
     let (stft, mel) = spectral.both(&y, x)?;
-    Ok((mel.to_scalar::<f32>()? as f64, stft.to_scalar::<f32>()? as f64))
+    let pitch = spectral.pitch(&y, x)?;
+    Ok(Validation { mel: mel.to_scalar::<f32>()? as f64, stft: stft.to_scalar::<f32>()? as f64, pitch: pitch.to_scalar::<f32>()? as f64 })
 }
 
 fn save_inference(path: &Path, cfg: &CodecConfig, vm: &VarMap) -> Result<()> {
@@ -448,7 +523,7 @@ mod tests {
     use super::*;
 
     fn args(out: &Path, steps: u64) -> CodecTrainArgs {
-        CodecTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, seconds: 0.2, lr: 1e-3, valid_every: 1000, quick: true, tiny: true, ae_warmup_steps: 2, freeze_codes: false, from: None, cooldown_steps: 0 }
+        CodecTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, seconds: 0.2, lr: 1e-3, valid_every: 1000, quick: true, tiny: true, ae_warmup_steps: 2, freeze_codes: false, from: None, cooldown_steps: 0, tune: false, freeze_decoder: false, pitch_weight: 0.0 }
     }
 
     #[test]
@@ -483,6 +558,33 @@ mod tests {
         std::fs::copy(base.join("b-decoder").join("checkpoint.safetensors"), b.join("checkpoint.safetensors")).unwrap();
         let err = train(&args(&b, 12)).unwrap_err().to_string();
         assert!(err.contains("--freeze-codes"), "{err}");
+        // Fine-tuning with the decoder kept (a side run, a-tune, from a's checkpoint): the
+        // encoder moves, the decoder does not, the codebooks only drift (seeded averages: an
+        // unseeded one would restart every code at the first step), the start is scored first.
+        // It starts from weights (no averages in them), as from the shipped file.
+        let (a_state, a_tensors) = super::super::load_checkpoint::<TrainState>(&a.join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
+        let model: HashMap<String, Tensor> = a_tensors.into_iter().filter(|(k, _)| !k.starts_with("adam.") && !k.starts_with("ema.") && !k.starts_with("optim.")).collect();
+        weights::save(&base.join("a.safetensors"), KIND, &a_state.config, &model, DType::F32).unwrap();
+        let tuned = CodecTrainArgs { tune: true, freeze_decoder: true, pitch_weight: 1.0, from: Some(base.join("a.safetensors")), ..args(&a, 2) };
+        train(&tuned).unwrap();
+        let (state, after) = super::super::load_checkpoint::<TrainState>(&base.join("a-tune").join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
+        assert!(state.step == 2 && state.decoder_frozen && state.pitch_weight == 1.0 && state.best_valid.is_some());
+        let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut encoder_moved = false;
+        for (name, t) in before.iter().filter(|(n, _)| n.starts_with("encoder.") || n.starts_with("decoder.") || n.contains("codebook")) {
+            let (x, y) = (values(t), values(&after[name]));
+            if name.starts_with("decoder.") {
+                assert_eq!(x, y, "{name} changed with the decoder frozen");
+            } else if name.contains("codebook") {
+                let drift: f32 = x.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt() / x.iter().map(|a| a * a).sum::<f32>().sqrt();
+                assert!(drift < 0.2, "{name} moved by {drift:.2} of its norm");
+            } else {
+                encoder_moved |= x != y;
+            }
+        }
+        assert!(encoder_moved, "the encoder did not train");
+        let err = train(&CodecTrainArgs { freeze_decoder: false, ..tuned.clone() }).unwrap_err().to_string();
+        assert!(err.contains("--freeze-decoder"), "{err}");
         let _ = std::fs::remove_dir_all(&base);
     }
 
