@@ -120,6 +120,14 @@ enum EvalCommand {
         /// Weights file (default: assets/models/codec.safetensors).
         #[arg(long)]
         weights: Option<std::path::PathBuf>,
+        /// A second codec measured on the same clips, in columns of its own (e.g. a fine-tuning
+        /// run's best weights, before the corpus is re-tokenised for it).
+        #[arg(long)]
+        candidate: Option<std::path::PathBuf>,
+        /// Also measure the codec's decoder on its encoder's latents unquantised: what the
+        /// quantiser costs.
+        #[arg(long)]
+        latents: bool,
         /// Number of test clips (spread evenly over the 8 instrument families and 2 soundfonts).
         #[arg(long, default_value_t = 48)]
         clips: usize,
@@ -290,7 +298,7 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Codebooks(args) } => train::codebooks::refit(&args),
         Command::Train { model: TrainCommand::Score(args) } => train::score::train(&args),
         Command::Train { model: TrainCommand::ScoreForms } => train::score_forms::forms(),
-        Command::Eval { model: EvalCommand::Codec { weights, clips } } => eval::codec::eval(&weights, clips),
+        Command::Eval { model: EvalCommand::Codec { weights, candidate, latents, clips } } => eval::codec::eval(&weights, &candidate, latents, clips),
         Command::Eval { model: EvalCommand::Score { model, seeds, bars, guidance } } => {
             let path = model.unwrap_or_else(|| train::quantized_path("score", candle_core::quantized::GgmlDType::Q8_0));
             let prior = cantor::model::score::ScorePrior::from_bytes(&std::fs::read(&path)?, &candle_core::Device::Cpu)?;

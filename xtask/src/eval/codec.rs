@@ -66,6 +66,7 @@ fn band_energies(x: &[f32], sr: u32) -> [f64; BANDS.len()] {
 struct Scores {
     mel: f64,
     stft: f64,
+    pitch: f64,
     sisdr: f64,
     /// Summed level change (output against input, dB) per band of `BANDS`.
     balance: [f64; BANDS.len()],
@@ -80,6 +81,7 @@ impl Scores {
         let (stft, mel) = spectral.both(&yt, &xt)?;
         self.mel += mel.to_scalar::<f32>()? as f64;
         self.stft += stft.to_scalar::<f32>()? as f64;
+        self.pitch += spectral.pitch(&yt, &xt)?.to_scalar::<f32>()? as f64;
         self.sisdr += si_sdr(&y[..n], &x[..n]);
         let (ey, ex) = (band_energies(&y[..n], sr), band_energies(&x[..n], sr));
         for b in 0..BANDS.len() {
@@ -97,10 +99,16 @@ impl Scores {
         self.stft / self.n.max(1) as f64
     }
 
+    fn mean_pitch(&self) -> f64 {
+        self.pitch / self.n.max(1) as f64
+    }
+
+    /// A table row; `kbps` NaN for a column with no bit stream (unquantised latents).
     fn row(&self, name: &str, kbps: f64) -> String {
         let n = self.n.max(1) as f64;
         let balance: Vec<String> = self.balance.iter().map(|b| format!("{:+.1}", b / n)).collect();
-        format!("| {name} | {kbps:.1} | {:.3} | {:.3} | {:.2} | {} |", self.mel / n, self.stft / n, self.sisdr / n, balance.join(" | "))
+        let kbps = if kbps.is_nan() { "-".to_string() } else { format!("{kbps:.1}") };
+        format!("| {name} | {kbps} | {:.3} | {:.3} | {:.3} | {:.2} | {} |", self.mel / n, self.stft / n, self.pitch / n, self.sisdr / n, balance.join(" | "))
     }
 }
 
@@ -138,18 +146,42 @@ fn stratified<'a>(clips: Vec<&'a ClipRecipe>, n: usize) -> Vec<&'a ClipRecipe> {
 /// A General MIDI soundfont no training clip was rendered with (Debian's timgm6mb-soundfont).
 const OUT_OF_DOMAIN_SOUNDFONT: &str = "TimGM6mb.sf2";
 
+/// One way from a clip to the audio the eval measures.
+enum Trip {
+    /// The measured codec's round trip (`--weights`, by default the shipped one).
+    Main,
+    /// A second codec's round trip (`--candidate`).
+    Candidate(Codec),
+    /// The measured codec's decoder on its encoder's latents unquantised: what the quantiser costs.
+    Latents,
+    Opus(u32),
+}
+
+/// A column of the eval's tables.
+struct Column {
+    name: String,
+    kbps: f64,
+    trip: Trip,
+}
+
 /// Note F1 per instrument family and soundfont: the ceiling (input transcription against the
-/// score) and each round trip against the input, for the clips of each group. `groups[i]` is
-/// clip i's (in domain, family, soundfont); `scores` holds four entries a clip in `eval`'s order.
-fn note_f1_table(groups: &[(bool, String, String)], scores: &[NoteScore]) -> String {
-    let f1 = |i: usize, k: usize| scores[4 * i + k].f1;
+/// score) and each column's round trip against the input, for the clips of each group.
+/// `groups[i]` is clip i's (in domain, family, soundfont); `scores` holds 1 + `columns.len()`
+/// entries a clip in `eval`'s order (the ceiling first).
+fn note_f1_table(groups: &[(bool, String, String)], scores: &[NoteScore], columns: &[&str]) -> String {
+    let stride = 1 + columns.len();
+    let f1 = |i: usize, k: usize| scores[stride * i + k].f1;
     let row = |label: &str, clips: &[usize]| {
-        let mean = |f: &dyn Fn(&NoteScore) -> f64, k: usize| clips.iter().map(|&i| f(&scores[4 * i + k])).sum::<f64>() / clips.len().max(1) as f64;
+        let mean = |f: &dyn Fn(&NoteScore) -> f64, k: usize| clips.iter().map(|&i| f(&scores[stride * i + k])).sum::<f64>() / clips.len().max(1) as f64;
         let (p, r, f) = (|s: &NoteScore| s.precision, |s: &NoteScore| s.recall, |s: &NoteScore| s.f1);
-        format!("| {label} | {} | {:.2} | {:.2} ({:.2} / {:.2}) | {:.2} | {:.2} |\n", clips.len(), mean(&f, 0), mean(&f, 1), mean(&p, 1), mean(&r, 1), mean(&f, 2), mean(&f, 3))
+        let rest: String = (2..stride).map(|k| format!(" {:.2} |", mean(&f, k))).collect();
+        format!("| {label} | {} | {:.2} | {:.2} ({:.2} / {:.2}) |{rest}\n", clips.len(), mean(&f, 0), mean(&f, 1), mean(&p, 1), mean(&r, 1))
     };
-    let mut table = String::from(
-        "| clips | count | ceiling: input vs score | Cantor codec (precision / recall) | Opus 6 kbit/s | Opus 12 kbit/s |\n|---|---|---|---|---|---|\n",
+    let mut table = format!(
+        "| clips | count | ceiling: input vs score | {} (precision / recall) |{}\n|---|---|---|{}\n",
+        columns[0],
+        columns[1..].iter().map(|c| format!(" {c} |")).collect::<String>(),
+        "---|".repeat(columns.len())
     );
     let in_domain: Vec<usize> = (0..groups.len()).filter(|&i| groups[i].0).collect();
     // The in-domain clips of each family (`field` 1) or soundfont (`field` 2), by name.
@@ -171,7 +203,8 @@ fn note_f1_table(groups: &[(bool, String, String)], scores: &[NoteScore]) -> Str
     let family_mean = |k: usize| {
         families.iter().map(|(_, c)| c.iter().map(|&i| f1(i, k)).sum::<f64>() / c.len() as f64).sum::<f64>() / families.len().max(1) as f64
     };
-    table += &format!("| **mean of the {} families** | {} | {:.2} | {:.2} | {:.2} | {:.2} |\n", families.len(), in_domain.len(), family_mean(0), family_mean(1), family_mean(2), family_mean(3));
+    let means: String = (0..stride).map(|k| format!(" {:.2} |", family_mean(k))).collect();
+    table += &format!("| **mean of the {} families** | {} |{means}\n", families.len(), in_domain.len());
     let ood: Vec<usize> = (0..groups.len()).filter(|&i| !groups[i].0).collect();
     if !ood.is_empty() {
         table += &row(&format!("out of domain: {OUT_OF_DOMAIN_SOUNDFONT}"), &ood);
@@ -179,26 +212,50 @@ fn note_f1_table(groups: &[(bool, String, String)], scores: &[NoteScore]) -> Str
     table
 }
 
-/// `cargo xtask eval codec`: mel / multi-resolution STFT / SI-SDR of our codec and Opus 6 and
-/// 12 kbit/s on the same test clips, plus codebook use; writes EVAL.md's codec section.
-pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
+/// `cargo xtask eval codec`: mel / multi-resolution STFT / pitch distance / SI-SDR of our codec
+/// (and a candidate, and its unquantised latents when asked) and Opus 6 and 12 kbit/s on the
+/// same test clips, plus codebook use and notes kept; writes EVAL.md's codec section.
+pub fn eval(weights: &Option<PathBuf>, candidate: &Option<PathBuf>, latents: bool, clips: usize) -> Result<()> {
     let (codec, path) = load(weights)?;
     let cfg = codec.cfg.clone();
+    let mut columns = vec![Column { name: "Cantor codec".into(), kbps: cfg.bitrate() / 1000.0, trip: Trip::Main }];
+    if let Some(c) = candidate {
+        let (cand, cpath) = load(&Some(c.clone()))?;
+        anyhow::ensure!(cand.cfg.sample_rate == cfg.sample_rate && cand.cfg.hop() == cfg.hop(), "the candidate's sample rate or hop differs from the codec's");
+        let name = format!("candidate `{}`", cpath.strip_prefix(repo_root()).unwrap_or(&cpath).display());
+        columns.push(Column { name, kbps: cand.cfg.bitrate() / 1000.0, trip: Trip::Candidate(cand) });
+    }
+    if latents {
+        columns.push(Column { name: "Cantor codec, latents unquantised".into(), kbps: f64::NAN, trip: Trip::Latents });
+    }
+    columns.push(Column { name: "Opus 6 kbit/s".into(), kbps: 6.0, trip: Trip::Opus(6) });
+    columns.push(Column { name: "Opus 12 kbit/s".into(), kbps: 12.0, trip: Trip::Opus(12) });
     let ds = Dataset::build(&DatasetConfig::default())?;
     let chosen = stratified(ds.split("test").collect(), clips);
     let spectral = SpectralDistances::new(cfg.sample_rate, &Device::Cpu)?;
     let tmp = std::env::temp_dir().join(format!("cantor-eval-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let mut source = ClipSource::new(cfg.sample_rate);
-    let (mut ours, mut opus6, mut opus12) = (Scores::default(), Scores::default(), Scores::default());
     // The same held-out clips through a General MIDI soundfont no training clip used.
     let ood_font = render::soundfont_dir().join(OUT_OF_DOMAIN_SOUNDFONT);
     let ood = ood_font.exists();
     if !ood {
         println!("{} is missing (apt-get install timgm6mb-soundfont): no out-of-domain row", ood_font.display());
     }
-    let mut ood_scores = [Scores::default(); 3];
-    let mut used = vec![vec![false; cfg.codebook_size]; cfg.n_codebooks];
+    // Distances per column, in domain and out of it.
+    let (mut scores, mut ood_scores) = (vec![Scores::default(); columns.len()], vec![Scores::default(); columns.len()]);
+    // Codes seen per level, for each column that is a codec (the shipped one is column 0).
+    let mut used: Vec<Vec<Vec<bool>>> = columns
+        .iter()
+        .map(|c| {
+            let cfg = match &c.trip {
+                Trip::Main => &cfg,
+                Trip::Candidate(k) => &k.cfg,
+                _ => return Vec::new(),
+            };
+            vec![vec![false; cfg.codebook_size]; cfg.n_codebooks]
+        })
+        .collect();
     let mut pairs = Vec::new();
     let mut groups = Vec::new();
     let wav_dir = tmp.join("notes");
@@ -224,20 +281,6 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
         };
         x.truncate(x.len() / cfg.hop() * cfg.hop());
         let xt = Tensor::from_slice(&x, (1, x.len()), &Device::Cpu)?;
-        let codes = codec.encode(&xt)?;
-        if in_domain {
-            for (level, row) in used.iter_mut().enumerate() {
-                for c in codes.narrow(2, level, 1)?.flatten_all()?.to_vec1::<u32>()? {
-                    row[c as usize] = true;
-                }
-            }
-        }
-        let y = codec.decode(&codes)?.squeeze(0)?.to_vec1::<f32>()?;
-        let (y6, y12) = (opus_roundtrip(&x, cfg.sample_rate, 6, &tmp)?, opus_roundtrip(&x, cfg.sample_rate, 12, &tmp)?);
-        let [s_ours, s6, s12] = if in_domain { [&mut ours, &mut opus6, &mut opus12] } else { ood_scores.each_mut() };
-        s_ours.add(&spectral, &y, &x, cfg.sample_rate)?;
-        s6.add(&spectral, &y6, &x, cfg.sample_rate)?;
-        s12.add(&spectral, &y12, &x, cfg.sample_rate)?;
         // The notes: the score as rendered (the ceiling), and each round trip against the input.
         let seconds = x.len() as f64 / cfg.sample_rate as f64;
         let played: Vec<(f64, f64, u8)> =
@@ -249,8 +292,27 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
         };
         let input = wav("input", &x)?;
         pairs.push(Pair { id: format!("{i}/ceiling"), reference: Reference::Notes(played), estimate: input.clone() });
-        for (name, audio) in [("cantor", &y), ("opus6", &y6), ("opus12", &y12)] {
-            pairs.push(Pair { id: format!("{i}/{name}"), reference: Reference::Wav(input.clone()), estimate: wav(name, audio)? });
+        for (k, column) in columns.iter().enumerate() {
+            let round_trip = |c: &Codec, used: &mut Vec<Vec<bool>>| -> Result<Vec<f32>> {
+                let codes = c.encode(&xt)?;
+                if in_domain {
+                    for (level, row) in used.iter_mut().enumerate() {
+                        for code in codes.narrow(2, level, 1)?.flatten_all()?.to_vec1::<u32>()? {
+                            row[code as usize] = true;
+                        }
+                    }
+                }
+                Ok(c.decode(&codes)?.squeeze(0)?.to_vec1::<f32>()?)
+            };
+            let y = match &column.trip {
+                Trip::Main => round_trip(&codec, &mut used[k])?,
+                Trip::Candidate(c) => round_trip(c, &mut used[k])?,
+                Trip::Latents => codec.decoder.forward(&codec.encoder.forward(&xt)?)?.squeeze(0)?.to_vec1::<f32>()?,
+                Trip::Opus(kbps) => opus_roundtrip(&x, cfg.sample_rate, *kbps, &tmp)?,
+            };
+            let s = if in_domain { &mut scores[k] } else { &mut ood_scores[k] };
+            s.add(&spectral, &y, &x, cfg.sample_rate)?;
+            pairs.push(Pair { id: format!("{i}/{k}"), reference: Reference::Wav(input.clone()), estimate: wav(&k.to_string(), &y)? });
         }
         groups.push((in_domain, clip.instrument.clone(), clip.soundfont.clone()));
     }
@@ -259,9 +321,17 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
     let judge = NoteJudge::new()?;
     let notes = judge.score(&pairs, &tmp)?;
     let _ = std::fs::remove_dir_all(&tmp);
-    let note_table = note_f1_table(&groups, &notes);
-    let usage: Vec<String> =
-        used.iter().map(|u| format!("{:.0}%", 100.0 * u.iter().filter(|&&b| b).count() as f64 / u.len() as f64)).collect();
+    let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    let note_table = note_f1_table(&groups, &notes, &names);
+    let usage: Vec<String> = columns
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| !u.is_empty())
+        .map(|(c, u)| {
+            let levels: Vec<String> = u.iter().map(|l| format!("{:.0}%", 100.0 * l.iter().filter(|&&b| b).count() as f64 / l.len() as f64)).collect();
+            format!("{} ({} codes a book): {}", c.name, u[0].len(), levels.join(", "))
+        })
+        .collect();
     let seconds: f64 = chosen.iter().map(|c| c.seconds).sum();
     // Where the shipped weights come from: the last best validation of a run's log. When a
     // decoder-only run's log is there, its decoder ships on the main run's encoder and codes.
@@ -290,15 +360,27 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
             _ => String::new(),
         }
     };
+    let rows: Vec<String> = columns.iter().zip(&scores).map(|(c, s)| s.row(&c.name, c.kbps)).collect();
+    let ood_line = if ood {
+        let each: Vec<String> = columns.iter().zip(&ood_scores).map(|(c, s)| format!("{} {:.3} / {:.3} / {:.3}", c.name, s.mean_mel(), s.mean_stft(), s.mean_pitch())).collect();
+        format!("Out of domain (the same clips through {OUT_OF_DOMAIN_SOUNDFONT}), log-mel L1 / multi-res STFT / pitch distance: {}.", each.join(", "))
+    } else {
+        format!("No out-of-domain row: {OUT_OF_DOMAIN_SOUNDFONT} was not installed.")
+    };
+    let command = format!(
+        "cargo xtask eval codec --clips {clips}{}{}",
+        candidate.as_ref().map(|c| format!(" --candidate {}", c.strip_prefix(repo_root()).unwrap_or(c).display())).unwrap_or_default(),
+        if latents { " --latents" } else { "" }
+    );
     let body = format!(
         "## Codec against Opus (test split)\n\n\
          {} test clips ({:.1} min, every clip of a tune unseen in training, as many of each instrument family and soundfont), 24 kHz mono. \
-         Lower is better for the two distances, higher for SI-SDR.\n\
-         Weights: `{}`{}. Command: `cargo xtask eval codec --clips {}` ({:.0} s).\n\n\
-         | codec | kbit/s | log-mel L1 | multi-res STFT | SI-SDR (dB) | level below 2 kHz (dB) | 2-6 kHz | above 6 kHz |\n|---|---|---|---|---|---|---|---|\n{}\n{}\n{}\n\n\
+         Lower is better for the three distances, higher for SI-SDR. The pitch distance is the mean absolute difference of log spectrograms in half-semitone bands from C2 to C8 (`spectral::PITCH`).\n\
+         Weights: `{}`{}. Command: `{command}` ({:.0} s).\n\n\
+         | codec | kbit/s | log-mel L1 | multi-res STFT | pitch distance | SI-SDR (dB) | level below 2 kHz (dB) | 2-6 kHz | above 6 kHz |\n|---|---|---|---|---|---|---|---|---|\n{}\n\n\
          The level columns are the mean change of each band's energy from input to output (0 is the input's spectral balance).\n\n\
-         Codebook use on these clips (target: at least 90% of each codebook's {} codes): {}.\n\n\
-         {}\n\n\
+         Codebook use on these clips (target: at least 90% of each codebook's codes): {}.\n\n\
+         {ood_line}\n\n\
          ### Notes kept (transcribed)\n\n\
          The input and each round trip transcribed by basic-pitch (0.4.0, its ONNX model) and compared with mir_eval's onset-only note matching (onsets within 50 ms, pitches within 50 cents; `xtask/python/note_f1.py`): each round trip's notes against the input's. \
          The ceiling column compares the input's transcription with the notes it was rendered from (the renderer's own schedule, accompaniment included): how much of a clip's music basic-pitch can see at all, lower for organ and bowed strings than for piano and plucked, so read each family's row against its own ceiling. \
@@ -307,26 +389,9 @@ pub fn eval(weights: &Option<PathBuf>, clips: usize) -> Result<()> {
         seconds / 60.0,
         path.strip_prefix(repo_root()).unwrap_or(&path).display(),
         provenance,
-        clips,
         started.elapsed().as_secs_f64(),
-        ours.row("Cantor codec", cfg.bitrate() / 1000.0),
-        opus6.row("Opus", 6.0),
-        opus12.row("Opus", 12.0),
-        cfg.codebook_size,
-        usage.join(", "),
-        if ood {
-            format!(
-                "Out of domain (the same clips through {OUT_OF_DOMAIN_SOUNDFONT}), log-mel L1 / multi-res STFT: Cantor codec {:.3} / {:.3}, Opus 6 kbit/s {:.3} / {:.3}, Opus 12 kbit/s {:.3} / {:.3}.",
-                ood_scores[0].mean_mel(),
-                ood_scores[0].mean_stft(),
-                ood_scores[1].mean_mel(),
-                ood_scores[1].mean_stft(),
-                ood_scores[2].mean_mel(),
-                ood_scores[2].mean_stft()
-            )
-        } else {
-            format!("No out-of-domain row: {OUT_OF_DOMAIN_SOUNDFONT} was not installed.")
-        },
+        rows.join("\n"),
+        usage.join("; "),
         super::provenance(),
     );
     println!("{body}");
@@ -493,5 +558,30 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 48);
+    }
+
+    #[test]
+    fn the_note_table_has_a_cell_for_every_column_and_means_each_family_once() {
+        // Clips 0-2 in domain (piano twice, organ once), clip 3 out of domain; three columns.
+        let groups: Vec<(bool, String, String)> = [(true, "piano", "A"), (true, "piano", "B"), (true, "organ", "A"), (false, "piano", "T")]
+            .iter()
+            .map(|&(d, f, s)| (d, f.to_string(), s.to_string()))
+            .collect();
+        let columns = ["ours", "candidate", "opus"];
+        let scores: Vec<NoteScore> = (0..groups.len() * 4)
+            .map(|j| {
+                let f1 = (j % 4) as f64 * 0.1 + if j / 4 == 2 { 0.5 } else { 0.0 };
+                NoteScore { id: j.to_string(), precision: f1, recall: f1, f1 }
+            })
+            .collect();
+        let table = note_f1_table(&groups, &scores, &columns);
+        let lines: Vec<&str> = table.lines().collect();
+        let cells = |l: &str| l.matches('|').count();
+        assert!(lines.iter().all(|l| cells(l) == cells(lines[0])), "{table}");
+        assert!(lines[0].contains("ours (precision / recall)") && lines[0].contains("| opus |"), "{table}");
+        // Family mean of the candidate (k = 2): piano 0.2, organ 0.7 -> 0.45, not the clip mean 0.37.
+        let mean = lines.iter().find(|l| l.contains("mean of the 2 families")).unwrap();
+        assert!(mean.contains("| 0.45 |"), "{mean}");
+        assert!(lines.last().unwrap().contains("out of domain") && lines.len() == 2 + 2 + 2 + 1 + 1 + 1, "{table}");
     }
 }
