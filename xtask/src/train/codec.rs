@@ -66,6 +66,10 @@ pub struct CodecTrainArgs {
     /// codes that the shipped decoder renders better.
     #[arg(long, requires = "tune")]
     pub freeze_decoder: bool,
+    /// With `--tune`: the codebooks stay as they are (no moving averages, no restarts); the
+    /// commitment term holds the encoder to them while encoder and decoder learn.
+    #[arg(long, requires = "tune")]
+    pub keep_codebooks: bool,
     /// Weight of the pitch-resolved log-spectrogram distance (`spectral::PITCH`) in the loss and
     /// in checkpoint selection. Fixed when a run starts; a resume keeps the run's own.
     #[arg(long, default_value_t = 0.0)]
@@ -100,6 +104,9 @@ struct TrainState {
     /// A fine-tuning run that keeps the decoder (`--freeze-decoder`), checked at every resume.
     #[serde(default)]
     decoder_frozen: bool,
+    /// A fine-tuning run that keeps the codebooks (`--keep-codebooks`), checked at every resume.
+    #[serde(default)]
+    codebooks_kept: bool,
     config: CodecConfig,
     /// A decoder-only run: the codes' identity (`codec_codes_id`) it must keep, checked at every
     /// resume so a checkpoint whose codes moved can never pass for one that the prior still fits.
@@ -311,6 +318,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         best_valid: None,
         pitch_weight: args.pitch_weight,
         decoder_frozen: args.freeze_decoder,
+        codebooks_kept: args.keep_codebooks,
         config: if args.tiny { CodecConfig::tiny() } else { CodecConfig::default() },
         frozen_codes_id: None,
     };
@@ -338,7 +346,9 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         println!("codes frozen: codec codes id {}", state.frozen_codes_id.as_deref().unwrap_or_default());
     } else {
         anyhow::ensure!(!args.tune || fresh.is_empty(), "the fine-tuning run's start lacks weights: {fresh:?}");
-        anyhow::ensure!(state.decoder_frozen == args.freeze_decoder, "this run was started {} --freeze-decoder: resume it the same way", if state.decoder_frozen { "with" } else { "without" });
+        for (started, now, flag) in [(state.decoder_frozen, args.freeze_decoder, "--freeze-decoder"), (state.codebooks_kept, args.keep_codebooks, "--keep-codebooks")] {
+            anyhow::ensure!(started == now, "this run was started {} {flag}: resume it the same way", if started { "with" } else { "without" });
+        }
         anyhow::ensure!(state.frozen_codes_id.is_none(), "{} is a decoder-only run: resume it with --freeze-codes", paths.checkpoint.display());
     }
     let params: Vec<(String, Var)> = vm
@@ -440,7 +450,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         let codes = vq.codes.flatten_to(1)?; // [b*f, levels]
         for l in 0..cfg.n_codebooks {
             let idx = codes.narrow(1, l, 1)?.flatten_all()?.to_vec1::<u32>()?;
-            if args.freeze_codes {
+            if args.freeze_codes || args.keep_codebooks {
                 ema.count(l, &idx); // usage is still logged; the codebook stays put
             } else {
                 ema.update(l, &vq.level_inputs[l], &idx, &codebook_vars[l], &mut rng)?;
@@ -523,7 +533,7 @@ mod tests {
     use super::*;
 
     fn args(out: &Path, steps: u64) -> CodecTrainArgs {
-        CodecTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, seconds: 0.2, lr: 1e-3, valid_every: 1000, quick: true, tiny: true, ae_warmup_steps: 2, freeze_codes: false, from: None, cooldown_steps: 0, tune: false, freeze_decoder: false, pitch_weight: 0.0 }
+        CodecTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, seconds: 0.2, lr: 1e-3, valid_every: 1000, quick: true, tiny: true, ae_warmup_steps: 2, freeze_codes: false, from: None, cooldown_steps: 0, tune: false, freeze_decoder: false, keep_codebooks: false, pitch_weight: 0.0 }
     }
 
     #[test]
@@ -585,6 +595,14 @@ mod tests {
         assert!(encoder_moved, "the encoder did not train");
         let err = train(&CodecTrainArgs { freeze_decoder: false, ..tuned.clone() }).unwrap_err().to_string();
         assert!(err.contains("--freeze-decoder"), "{err}");
+        // Kept codebooks (b-tune, from the same weights): bit-identical, while the decoder learns.
+        train(&CodecTrainArgs { freeze_decoder: false, keep_codebooks: true, run: super::super::RunArgs::test(&b, 2), ..tuned.clone() }).unwrap();
+        let (state, kept) = super::super::load_checkpoint::<TrainState>(&base.join("b-tune").join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
+        assert!(state.codebooks_kept && !state.decoder_frozen);
+        for (name, t) in before.iter().filter(|(n, _)| n.contains("codebook") || n.as_str() == "decoder.head.weight") {
+            let same = values(t) == values(&kept[name]);
+            assert_eq!(same, name.contains("codebook"), "{name}: unchanged {same}");
+        }
         let _ = std::fs::remove_dir_all(&base);
     }
 
