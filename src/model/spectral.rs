@@ -49,6 +49,21 @@ fn hz_to_mel(f: f64) -> f64 {
 fn mel_to_hz(m: f64) -> f64 {
     700.0 * (10f64.powf(m / 2595.0) - 1.0)
 }
+/// Equal-tempered frequency of a MIDI note number (A4 = 69 = 440 Hz).
+fn midi_to_hz(note: f64) -> f64 {
+    440.0 * 2f64.powf((note - 69.0) / 12.0)
+}
+
+/// Weight of frequency `f` in a triangular filter rising from `l` to its peak at `c`, falling to `r`.
+fn triangle(f: f64, l: f64, c: f64, r: f64) -> f64 {
+    if f > l && f <= c {
+        (f - l) / (c - l)
+    } else if f > c && f < r {
+        (r - f) / (r - c)
+    } else {
+        0.0
+    }
+}
 
 /// Triangular mel filterbank, [bins, n_mels], area-normalised (Slaney style).
 pub fn mel_filterbank(sample_rate: u32, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64) -> Vec<f32> {
@@ -60,8 +75,7 @@ pub fn mel_filterbank(sample_rate: u32, n_fft: usize, n_mels: usize, fmin: f64, 
         let f = b as f64 * sample_rate as f64 / n_fft as f64;
         for m in 0..n_mels {
             let (l, c, r) = (pts[m], pts[m + 1], pts[m + 2]);
-            let v = if f > l && f <= c { (f - l) / (c - l) } else if f > c && f < r { (r - f) / (r - c) } else { 0.0 };
-            fb[b * n_mels + m] = (v * 2.0 / (r - l)) as f32;
+            fb[b * n_mels + m] = (triangle(f, l, c, r) * 2.0 / (r - l)) as f32;
         }
     }
     fb
@@ -71,21 +85,14 @@ pub fn mel_filterbank(sample_rate: u32, n_fft: usize, n_mels: usize, fmin: f64, 
 /// `low` to `high`, over the bins of an `n_fft`-point STFT: [bins, bands], each band's weights
 /// summing to 1. A band narrower than a bin (the low notes) interpolates its two nearest bins.
 pub fn pitch_filterbank(sample_rate: u32, n_fft: usize, bins: usize, low: f64, high: f64, per_semitone: usize) -> Vec<f32> {
-    let hz = |midi: f64| 440.0 * 2f64.powf((midi - 69.0) / 12.0);
     let bin_hz = sample_rate as f64 / n_fft as f64;
     let bands = ((high - low) * per_semitone as f64).round() as usize + 1;
     let step = 1.0 / per_semitone as f64;
     let mut fb = vec![0f32; bins * bands];
     for m in 0..bands {
         let centre = low + m as f64 * step;
-        let (l, c, r) = (hz(centre - step), hz(centre), hz(centre + step));
-        let mut w: Vec<(usize, f64)> = (0..bins)
-            .filter_map(|b| {
-                let f = b as f64 * bin_hz;
-                let v = if f > l && f <= c { (f - l) / (c - l) } else if f > c && f < r { (r - f) / (r - c) } else { 0.0 };
-                (v > 0.0).then_some((b, v))
-            })
-            .collect();
+        let (l, c, r) = (midi_to_hz(centre - step), midi_to_hz(centre), midi_to_hz(centre + step));
+        let mut w: Vec<(usize, f64)> = (0..bins).map(|b| (b, triangle(b as f64 * bin_hz, l, c, r))).filter(|&(_, v)| v > 0.0).collect();
         if w.len() < 2 {
             let pos = c / bin_hz;
             let b = (pos.floor() as usize).min(bins - 2);
@@ -134,7 +141,7 @@ impl SpectralDistances {
         let fb = mel_filterbank(sample_rate, n_fft, n_mels, 0.0, sample_rate as f64 / 2.0);
         let mel_fb = Tensor::from_vec(fb, (n_fft / 2 + 1, n_mels), device)?;
         let (p_fft, p_hop, low, high, per_semitone) = PITCH;
-        let top_hz = 440.0 * 2f64.powf((high + 1.0 - 69.0) / 12.0);
+        let top_hz = midi_to_hz(high + 1.0);
         let p_bins = (top_hz * p_fft as f64 / sample_rate as f64).ceil() as usize + 2;
         let pitch_stft = Stft::below(p_fft, p_hop, p_bins, device)?;
         let pfb = pitch_filterbank(sample_rate, p_fft, pitch_stft.bins, low, high, per_semitone);
@@ -212,16 +219,12 @@ mod tests {
         (0..n).map(|i| amp * (2.0 * std::f64::consts::PI * hz * i as f64 / 24_000.0).sin() as f32).collect()
     }
 
-    fn midi_hz(n: f64) -> f64 {
-        440.0 * 2f64.powf((n - 69.0) / 12.0)
-    }
-
     #[test]
     fn a_note_lands_in_its_own_pitch_band() {
         let sd = SpectralDistances::new(24_000, &Device::Cpu).unwrap();
         let (_, _, low, _, per_semitone) = PITCH;
         for note in [40.0, 57.0, 69.0, 88.0] {
-            let x = Tensor::from_vec(sine(midi_hz(note), 0.1, 24_000), (1, 24_000), &Device::Cpu).unwrap();
+            let x = Tensor::from_vec(sine(midi_to_hz(note), 0.1, 24_000), (1, 24_000), &Device::Cpu).unwrap();
             let bands = sd.log_pitch(&x).unwrap().mean(1).unwrap().squeeze(0).unwrap();
             let peak = bands.argmax(0).unwrap().to_scalar::<u32>().unwrap() as f64;
             assert_eq!(peak, (note - low) * per_semitone as f64, "MIDI {note}");
@@ -242,7 +245,7 @@ mod tests {
             t(v)
         };
         let x = tone(110.0, 0.1);
-        let (off, quiet) = (tone(midi_hz(46.0), 0.1), tone(110.0, 0.05));
+        let (off, quiet) = (tone(midi_to_hz(46.0), 0.1), tone(110.0, 0.05));
         let mel = |y: &Tensor| sd.both(y, &x).unwrap().1.to_scalar::<f32>().unwrap();
         let pitch = |y: &Tensor| sd.pitch(y, &x).unwrap().to_scalar::<f32>().unwrap();
         let (mel, pitch) = (mel(&off) / mel(&quiet), pitch(&off) / pitch(&quiet));

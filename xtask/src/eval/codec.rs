@@ -108,7 +108,7 @@ impl Scores {
         let n = self.n.max(1) as f64;
         let balance: Vec<String> = self.balance.iter().map(|b| format!("{:+.1}", b / n)).collect();
         let kbps = if kbps.is_nan() { "-".to_string() } else { format!("{kbps:.1}") };
-        format!("| {name} | {kbps} | {:.3} | {:.3} | {:.3} | {:.2} | {} |", self.mel / n, self.stft / n, self.pitch / n, self.sisdr / n, balance.join(" | "))
+        format!("| {name} | {kbps} | {:.3} | {:.3} | {:.3} | {:.2} | {} |", self.mean_mel(), self.mean_stft(), self.mean_pitch(), self.sisdr / n, balance.join(" | "))
     }
 }
 

@@ -373,18 +373,18 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     );
     let mut opt = AdamW::new(params)?;
     opt.load_state(&saved, state.step)?;
+    let crop = ((args.seconds * cfg.sample_rate as f64) as usize / cfg.hop()) * cfg.hop();
     let mut ema = EmaCodebooks::new(&cfg);
     if args.tune && resume_from.is_none() {
         // The start's codebooks seed the averages, each code as if evenly used (else every code
         // would count as idle and be restarted at the first step).
-        let even = (args.batch * ((args.seconds * cfg.sample_rate as f64) as usize / cfg.hop())) as f32 / cfg.codebook_size as f32;
+        let even = (args.batch * crop / cfg.hop()) as f32 / cfg.codebook_size as f32;
         ema.seed(&codebook_vars, even)?;
     }
     ema.load(&saved)?;
     drop(saved);
 
     let spectral = SpectralDistances::new(cfg.sample_rate, &device)?;
-    let crop = ((args.seconds * cfg.sample_rate as f64) as usize / cfg.hop()) * cfg.hop();
     let crop_s = crop as f64 / cfg.sample_rate as f64;
 
     // Fixed validation crops.

@@ -22,7 +22,7 @@ pub fn forms() -> Result<()> {
     println!("|---|---|---|---|---|---|---|");
     for (s, name) in STYLES.iter().enumerate() {
         let pieces: Vec<&ScorePiece> = set.split("train").filter(|p| p.style == s).collect();
-        let mut counts: BTreeMap<Vec<i16>, (FormPlan, u32)> = BTreeMap::new();
+        let mut counts: BTreeMap<FormPlan, u32> = BTreeMap::new();
         let (mut units, mut restated, mut repeats, mut at) = (0usize, 0usize, 0usize, [0usize; 4]);
         for p in &pieces {
             for plan in piece_plans(p) {
@@ -36,11 +36,10 @@ pub fn forms() -> Result<()> {
                         }
                     }
                 }
-                let key: Vec<i16> = plan.iter().map(|r| r.map_or(-1, |r| r as i16)).collect();
-                counts.entry(key).or_insert((plan, 0)).1 += 1;
+                *counts.entry(plan).or_default() += 1;
             }
         }
-        let mut plans: Vec<CountedPlan> = counts.into_values().map(|(plan, count)| CountedPlan { plan, count, written_out_repeat: is_written_out_repeat(&plan) }).collect();
+        let mut plans: Vec<CountedPlan> = counts.into_iter().map(|(plan, count)| CountedPlan { plan, count, written_out_repeat: is_written_out_repeat(&plan) }).collect();
         plans.sort_by(|a, b| b.count.cmp(&a.count).then(a.plan.cmp(&b.plan)));
         let per = |x: usize| x as f64 / units.max(1) as f64;
         println!(
