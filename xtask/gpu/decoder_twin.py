@@ -90,8 +90,24 @@ class Decoder(nn.Module):
         for i in range(self.n_blocks):  # named block{i}, as the Rust weights are
             setattr(self, f"block{i}", ConvNeXtBlock(d, cfg["decoder_mlp"], cfg["decoder_kernel"]))
         self.norm = nn.LayerNorm(d, eps=1e-5)
-        self.head = nn.Linear(d, 2 * self.bins)
+        # "integrated" (decoder.rs `PhaseMode::Integrated`): the head also predicts each bin's
+        # frequency deviation and phase is integrated over frames from it.
+        self.integrated = cfg.get("decoder_phase", "direct") == "integrated"
+        self.head = nn.Linear(d, (3 if self.integrated else 2) * self.bins)
         self.register_buffer("basis", istft_basis(self.n_fft), persistent=False)
+
+    def integrate_phase(self, deviation):
+        """Each bin's phase [B, T, bins], turned frame after frame by 2 pi hop (bin + deviation) / n_fft
+        and wrapped (as decoder.rs `integrate_phase`; the wrap carries no gradient)."""
+        centre = torch.arange(self.bins, device=deviation.device, dtype=deviation.dtype)
+        step = (deviation + centre) * (2 * math.pi * self.hop / self.n_fft)
+        now = torch.zeros_like(step[:, :1])
+        phases = []
+        for i in range(step.shape[1]):
+            now = now + step[:, i : i + 1]
+            now = now - torch.floor(now.detach() * (1 / (2 * math.pi))) * (2 * math.pi)
+            phases.append(now)
+        return torch.cat(phases, 1)
 
     def forward(self, z):
         """Latents [B, T, latent] -> audio [B, T * hop], aligned with the encoder's input."""
@@ -100,7 +116,9 @@ class Decoder(nn.Module):
             x = getattr(self, f"block{i}")(x)
         spec = self.head(self.norm(x))
         mag = spec[..., : self.bins].clamp(-30.0, 8.0).exp()
-        phase = spec[..., self.bins :]
+        phase = spec[..., self.bins : 2 * self.bins]
+        if self.integrated:
+            phase = self.integrate_phase(spec[..., 2 * self.bins :]) + phase
         frames = torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], -1) @ self.basis  # [B, T, n_fft]
         t = z.shape[1]
         full = F.fold(frames.transpose(1, 2), output_size=(1, (t - 1) * self.hop + self.n_fft), kernel_size=(1, self.n_fft), stride=(1, self.hop))

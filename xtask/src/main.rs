@@ -131,6 +131,10 @@ enum EvalCommand {
         /// Number of test clips (spread evenly over the 8 instrument families and 2 soundfonts).
         #[arg(long, default_value_t = 48)]
         clips: usize,
+        /// Keep the measured audio here (`{clip}-input.wav`, `{clip}-{column}.wav`, and
+        /// `columns.txt` naming the columns), to listen to or analyse what was scored.
+        #[arg(long)]
+        keep_audio: Option<std::path::PathBuf>,
     },
 }
 
@@ -298,7 +302,7 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Codebooks(args) } => train::codebooks::refit(&args),
         Command::Train { model: TrainCommand::Score(args) } => train::score::train(&args),
         Command::Train { model: TrainCommand::ScoreForms } => train::score_forms::forms(),
-        Command::Eval { model: EvalCommand::Codec { weights, candidate, latents, clips } } => eval::codec::eval(&weights, &candidate, latents, clips),
+        Command::Eval { model: EvalCommand::Codec { weights, candidate, latents, clips, keep_audio } } => eval::codec::eval(&weights, &candidate, latents, clips, keep_audio.as_deref()),
         Command::Eval { model: EvalCommand::Score { model, seeds, bars, guidance } } => {
             let path = model.unwrap_or_else(|| train::quantized_path("score", candle_core::quantized::GgmlDType::Q8_0));
             let prior = cantor::model::score::ScorePrior::from_bytes(&std::fs::read(&path)?, &candle_core::Device::Cpu)?;

@@ -7,7 +7,7 @@
 //! product the trainable decoder uses. `tests.rs` checks both give the same audio.
 
 use super::decoder::Decoder;
-use super::ResidualVq;
+use super::{PhaseMode, ResidualVq};
 use crate::model::kernels::{self, gelu, Dense, Norm, Q8};
 use candle_core::Result;
 use realfft::num_complex::Complex;
@@ -40,6 +40,7 @@ pub struct CpuDecoder {
     n_fft: usize,
     hop: usize,
     bins: usize,
+    phase: PhaseMode,
     /// Hann synthesis window divided by n_fft (the inverse FFT is unnormalised).
     window: Vec<f32>,
     inverse: Arc<dyn ComplexToReal<f32>>,
@@ -73,6 +74,8 @@ pub struct CpuDecoderState {
     histories: Vec<Vec<f32>>,
     tail: Vec<f32>,
     to_drop: usize,
+    /// With integrated phase, each bin's phase after the last frame (`Decoder::integrate_phase`).
+    theta: Vec<f32>,
     rows: [FrameBufs; GROUP],
     frame: Vec<f32>,
     scratch: Vec<Complex<f32>>,
@@ -120,6 +123,7 @@ impl CpuDecoder {
             n_fft,
             hop,
             bins: decoder.bins,
+            phase: decoder.phase,
             window,
             inverse: RealFftPlanner::<f32>::new().plan_fft_inverse(n_fft),
             avx2: kernels::has_avx2_fma(),
@@ -134,7 +138,7 @@ impl CpuDecoder {
             y: vec![0.0; self.dim],
             h: vec![0.0; self.dim],
             hidden: vec![0.0; self.mlp],
-            spec: vec![0.0; 2 * self.bins],
+            spec: vec![0.0; super::decoder::head_outputs(self.phase, self.bins)],
             xq: Q8::zeros(self.dim.max(self.mlp).max(self.latent)),
             spectrum: self.inverse.make_input_vec(),
         };
@@ -142,6 +146,7 @@ impl CpuDecoder {
             histories: vec![vec![0.0; (self.kernel - 1 + GROUP) * self.dim]; self.blocks.len()],
             tail: vec![0.0; (r - 1) * self.hop],
             to_drop: (self.n_fft - self.hop) / 2,
+            theta: vec![0.0; self.bins],
             rows: std::array::from_fn(|_| row()),
             frame: self.inverse.make_output_vec(),
             scratch: self.inverse.make_scratch_vec(),
@@ -187,7 +192,7 @@ impl CpuDecoder {
     fn group_body<const AVX2: bool>(&self, st: &mut CpuDecoderState, codes: &[u32]) {
         let (d, hist) = (self.dim, self.kernel - 1);
         let n = codes.len() / self.codebooks.len();
-        let CpuDecoderState { histories, rows, .. } = st;
+        let CpuDecoderState { histories, rows, theta, .. } = st;
         let mut rows_buf = rows.each_mut();
         let rows = &mut rows_buf[..n];
         for (row, frame) in rows.iter_mut().zip(codes.chunks_exact(self.codebooks.len())) {
@@ -235,7 +240,18 @@ impl CpuDecoder {
             self.norm.apply(&row.x, &mut row.h);
         }
         self.head.apply_rows::<FrameBufs, AVX2>(rows, |r| &r.h, |r| &mut r.xq, |r| &mut r.spec);
+        let tau = std::f64::consts::TAU;
+        // The tensor decoder's arithmetic, in its order (f32 constants as candle's affine makes them).
+        let (turn, per_turn, step) = (tau as f32, (1.0 / tau) as f32, (tau * self.hop as f64 / self.n_fft as f64) as f32);
         for row in rows.iter_mut() {
+            if self.phase == PhaseMode::Integrated {
+                // Frames in order: each turns the phase the previous one left.
+                for (k, th) in theta.iter_mut().enumerate() {
+                    let now = *th + (row.spec[2 * self.bins + k] + k as f32) * step;
+                    *th = now - (now * per_turn).floor() * turn;
+                    row.spec[self.bins + k] += *th;
+                }
+            }
             // Log-magnitude (clamped as in training) and phase → spectrum; the DC and Nyquist
             // bins' imaginary parts do not reach a real signal (the matrix form multiplies
             // them by 0).

@@ -4,10 +4,10 @@
 //! Everything is causal in frames, so `DecoderStream` (chunks of any size, carrying each
 //! block's last `kernel - 1` inputs and the overlap-add tail) gives exactly the whole decode.
 
-use super::{CodecConfig, ResidualVq};
+use super::{CodecConfig, PhaseMode, ResidualVq};
 use crate::model::nn::{CausalDepthwise, LayerNorm, Linear};
 use candle_core::quantized::GgmlDType;
-use candle_core::{Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use std::sync::OnceLock;
 
@@ -57,6 +57,22 @@ pub struct Decoder {
     pub(super) n_fft: usize,
     pub(super) bins: usize,
     pub(super) kernel: usize,
+    pub(super) phase: PhaseMode,
+}
+
+/// Outputs of the head per frame: log-magnitude and phase per bin, and with integrated phase each
+/// bin's frequency deviation.
+pub(super) fn head_outputs(phase: PhaseMode, bins: usize) -> usize {
+    match phase {
+        PhaseMode::Direct => 2 * bins,
+        PhaseMode::Integrated => 3 * bins,
+    }
+}
+
+/// `x` wrapped into [0, 2 pi) (the wrap carries no gradient: it only removes whole turns).
+pub(super) fn wrap_phase(x: &Tensor) -> Result<Tensor> {
+    let tau = std::f64::consts::TAU;
+    x - (x.detach().affine(1.0 / tau, 0.0)?.floor()? * tau)?
 }
 
 fn istft_basis(n_fft: usize) -> Vec<f32> {
@@ -86,13 +102,14 @@ impl Decoder {
             input: Linear::new(cfg.latent_dim, cfg.decoder_dim, vb.pp("input"))?,
             blocks,
             norm: LayerNorm::new(cfg.decoder_dim, vb.pp("norm"))?,
-            head: Linear::new(cfg.decoder_dim, 2 * bins, vb.pp("head"))?,
+            head: Linear::new(cfg.decoder_dim, head_outputs(cfg.decoder_phase, bins), vb.pp("head"))?,
             istft_basis: OnceLock::new(),
             device: vb.device().clone(),
             hop: cfg.hop(),
             n_fft: cfg.n_fft,
             bins,
             kernel: cfg.decoder_kernel,
+            phase: cfg.decoder_phase,
         })
     }
 
@@ -113,8 +130,9 @@ impl Decoder {
         }
     }
 
-    /// Latents [batch, t, latent] with per-block histories → windowed frames [batch, t, n_fft].
-    fn frames(&self, z: &Tensor, histories: Option<&mut Vec<Tensor>>) -> Result<Tensor> {
+    /// Latents [batch, t, latent] with per-block histories (and, with integrated phase, each
+    /// bin's phase after the last frame) → windowed frames [batch, t, n_fft].
+    fn frames(&self, z: &Tensor, histories: Option<&mut Vec<Tensor>>, theta: Option<&mut Option<Tensor>>) -> Result<Tensor> {
         let mut x = self.input.forward(z)?;
         let h = self.kernel - 1;
         let mut hist_out = Vec::with_capacity(self.blocks.len());
@@ -137,7 +155,11 @@ impl Decoder {
         let spec = self.head.forward(&self.norm.forward(&x)?)?;
         // Log-magnitude (clamped so exp cannot overflow) and phase, as in Vocos.
         let mag = spec.narrow(D::Minus1, 0, self.bins)?.clamp(-30.0, 8.0)?.exp()?;
-        let phase = spec.narrow(D::Minus1, self.bins, self.bins)?;
+        let residual = spec.narrow(D::Minus1, self.bins, self.bins)?;
+        let phase = match self.phase {
+            PhaseMode::Direct => residual,
+            PhaseMode::Integrated => (self.integrate_phase(&spec.narrow(D::Minus1, 2 * self.bins, self.bins)?, theta)? + residual)?,
+        };
         let re = (&mag * phase.cos()?)?;
         let im = (&mag * phase.sin()?)?;
         let basis = match self.istft_basis.get() {
@@ -148,6 +170,28 @@ impl Decoder {
             }
         };
         Tensor::cat(&[re, im], D::Minus1)?.broadcast_matmul(basis)
+    }
+
+    /// Each bin's phase at each frame from its predicted frequency deviation [batch, t, bins]
+    /// (in bins): the phase turns by 2 pi x hop x (bin + deviation) / n_fft from frame to frame,
+    /// frame after frame (so chunked decoding gives the same bits), wrapped as it goes.
+    fn integrate_phase(&self, deviation: &Tensor, theta: Option<&mut Option<Tensor>>) -> Result<Tensor> {
+        let (b, t, bins) = deviation.dims3()?;
+        let centre = Tensor::arange(0u32, bins as u32, deviation.device())?.to_dtype(DType::F32)?;
+        let step = deviation.broadcast_add(&centre)?.affine(std::f64::consts::TAU * self.hop as f64 / self.n_fft as f64, 0.0)?;
+        let mut now = match theta.as_ref().and_then(|s| s.as_ref()) {
+            Some(last) => last.clone(),
+            None => Tensor::zeros((b, 1, bins), deviation.dtype(), deviation.device())?,
+        };
+        let mut phases = Vec::with_capacity(t);
+        for i in 0..t {
+            now = wrap_phase(&(now + step.narrow(1, i, 1)?)?)?;
+            phases.push(now.clone());
+        }
+        if let Some(state) = theta {
+            *state = Some(now);
+        }
+        Tensor::cat(&phases, 1)
     }
 
     /// Overlap-add frames [batch, t, n_fft] into [batch, (t + r - 1) * hop] where r = n_fft / hop.
@@ -174,7 +218,7 @@ impl Decoder {
     /// Latents [batch, frames, latent] → audio [batch, frames * hop], aligned with the encoder's input.
     pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
         let t = z.dim(1)?;
-        let full = self.overlap_add(&self.frames(z, None)?)?;
+        let full = self.overlap_add(&self.frames(z, None, None)?)?;
         let delay = (self.n_fft - self.hop) / 2;
         full.narrow(1, delay, t * self.hop)
     }
@@ -184,6 +228,8 @@ impl Decoder {
 /// to the model it decodes with).
 pub struct DecoderState {
     histories: Vec<Tensor>,
+    /// With integrated phase, each bin's phase after the last frame decoded.
+    theta: Option<Tensor>,
     /// Overlap-add tail not yet complete: (r - 1) * hop samples.
     tail: Vec<f32>,
     /// Start-up samples still to drop (the decoder's alignment delay).
@@ -193,7 +239,7 @@ pub struct DecoderState {
 impl DecoderState {
     pub fn new(decoder: &Decoder) -> Self {
         let r = decoder.n_fft / decoder.hop;
-        Self { histories: Vec::new(), tail: vec![0.0; (r - 1) * decoder.hop], to_drop: (decoder.n_fft - decoder.hop) / 2 }
+        Self { histories: Vec::new(), theta: None, tail: vec![0.0; (r - 1) * decoder.hop], to_drop: (decoder.n_fft - decoder.hop) / 2 }
     }
 
     /// Decode code frames [frames, levels] (u32) and return the audio completed by them.
@@ -213,7 +259,7 @@ impl DecoderState {
             let d = decoder.input.out_dim()?;
             self.histories = (0..decoder.blocks.len()).map(|_| Tensor::zeros((1, h, d), z.dtype(), z.device())).collect::<Result<Vec<_>>>()?;
         }
-        let frames = decoder.frames(z, Some(&mut self.histories))?;
+        let frames = decoder.frames(z, Some(&mut self.histories), Some(&mut self.theta))?;
         let ola = decoder.overlap_add(&frames)?.squeeze(0)?.to_vec1::<f32>()?;
         let hop = decoder.hop;
         let mut out = ola;

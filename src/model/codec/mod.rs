@@ -43,6 +43,26 @@ pub struct CodecConfig {
     pub decoder_kernel: usize,
     /// STFT size the decoder predicts (a multiple of the hop; window = n_fft).
     pub n_fft: usize,
+    /// How the decoder makes each STFT frame's phase (absent in files from before it existed:
+    /// `Direct`).
+    #[serde(default)]
+    pub decoder_phase: PhaseMode,
+}
+
+/// How the decoder's head makes phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseMode {
+    /// Each frame's phase predicted on its own, as in Vocos. A steady tone needs its phase to
+    /// turn by 2 pi x hop x frequency from frame to frame, which a convolution over steady
+    /// latents cannot produce: held and bass notes come out as noise.
+    #[default]
+    Direct,
+    /// The head also predicts each bin's frequency (a deviation from the bin's centre, in bins);
+    /// phase is integrated over frames from it, as in a phase vocoder, plus a predicted residual.
+    /// A steady tone's phase then turns coherently whatever the latents, and what the codes
+    /// must carry is the pitch, not the waveform's phase.
+    Integrated,
 }
 
 impl Default for CodecConfig {
@@ -59,6 +79,7 @@ impl Default for CodecConfig {
             decoder_mlp: 768,
             decoder_kernel: 7,
             n_fft: 1280,
+            decoder_phase: PhaseMode::Direct,
         }
     }
 }

@@ -6,7 +6,11 @@ use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
 
 fn tiny() -> (CodecConfig, VarMap, Codec) {
-    let cfg = CodecConfig::tiny();
+    tiny_with(PhaseMode::Direct)
+}
+
+fn tiny_with(phase: PhaseMode) -> (CodecConfig, VarMap, Codec) {
+    let cfg = CodecConfig { decoder_phase: phase, ..CodecConfig::tiny() };
     let vm = VarMap::new();
     let codec = Codec::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     (cfg, vm, codec)
@@ -41,44 +45,84 @@ fn encode_decode_shapes_and_bitrate() {
 
 #[test]
 fn streaming_decode_in_any_chunks_equals_whole_decode() {
-    let (_, _, codec) = tiny();
-    let x = Tensor::from_vec(noise(40 * 320, 2), (1, 40 * 320), &Device::Cpu).unwrap();
-    let codes = codec.encode(&x).unwrap().squeeze(0).unwrap();
-    let whole = codec.decode(&codes.unsqueeze(0).unwrap()).unwrap().squeeze(0).unwrap().to_vec1::<f32>().unwrap();
-    for chunk in [1usize, 2, 3, 7, 40] {
-        let mut stream = codec.stream();
-        let mut out = Vec::new();
-        let mut t = 0;
-        while t < 40 {
-            let n = chunk.min(40 - t);
-            out.extend(stream.push_codes(&codes.narrow(0, t, n).unwrap()).unwrap());
-            t += n;
+    for phase in [PhaseMode::Direct, PhaseMode::Integrated] {
+        let (_, _, codec) = tiny_with(phase);
+        let x = Tensor::from_vec(noise(40 * 320, 2), (1, 40 * 320), &Device::Cpu).unwrap();
+        let codes = codec.encode(&x).unwrap().squeeze(0).unwrap();
+        let whole = codec.decode(&codes.unsqueeze(0).unwrap()).unwrap().squeeze(0).unwrap().to_vec1::<f32>().unwrap();
+        for chunk in [1usize, 2, 3, 7, 40] {
+            let mut stream = codec.stream();
+            let mut out = Vec::new();
+            let mut t = 0;
+            while t < 40 {
+                let n = chunk.min(40 - t);
+                out.extend(stream.push_codes(&codes.narrow(0, t, n).unwrap()).unwrap());
+                t += n;
+            }
+            // The stream has emitted every sample that the whole decode has complete.
+            assert_eq!(out.len(), 40 * 320 - stream.delay_samples());
+            let max_diff = out.iter().zip(&whole).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(max_diff < 1e-4, "{phase:?}, chunk {chunk}: max difference {max_diff}");
         }
-        // The stream has emitted every sample that the whole decode has complete.
-        assert_eq!(out.len(), 40 * 320 - stream.delay_samples());
-        let max_diff = out.iter().zip(&whole).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-        assert!(max_diff < 1e-4, "chunk {chunk}: max difference {max_diff}");
     }
+}
+
+/// Why integrated phase: a steady tone on bin 10 (the phase must turn 2.5 times from frame to
+/// frame) from steady latents. With direct phase every frame starts in the same phase, and the
+/// overlapping Hann frames cancel to silence; integrated phase turns it and gives the tone.
+#[test]
+fn a_steady_frame_makes_a_steady_tone_only_with_integrated_phase() {
+    let mut levels = Vec::new();
+    for phase in [PhaseMode::Direct, PhaseMode::Integrated] {
+        let (cfg, vm, codec) = tiny_with(phase);
+        let bins = cfg.n_fft / 2 + 1;
+        let k = 10;
+        // Head: silence everywhere but bin k at magnitude 1, phase residual and deviation 0.
+        let mut bias = vec![0f32; decoder::head_outputs(phase, bins)];
+        for (b, v) in bias.iter_mut().enumerate().take(bins) {
+            *v = if b == k { 0.0 } else { -30.0 };
+        }
+        {
+            let data = vm.data().lock().unwrap();
+            let w = &data["decoder.head.weight"];
+            w.set(&w.zeros_like().unwrap()).unwrap();
+            data["decoder.head.bias"].set(&Tensor::from_vec(bias, decoder::head_outputs(phase, bins), &Device::Cpu).unwrap()).unwrap();
+        }
+        let z = Tensor::zeros((1, 40, cfg.latent_dim), DType::F32, &Device::Cpu).unwrap();
+        let y = codec.decoder.forward(&z).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let steady = &y[10 * cfg.hop()..30 * cfg.hop()];
+        let rms = (steady.iter().map(|v| v * v).sum::<f32>() / steady.len() as f32).sqrt();
+        let peak = steady.iter().fold(0f32, |m, v| m.max(v.abs()));
+        levels.push((rms, peak));
+    }
+    // Magnitude 1 through the synthesis basis (2 / n_fft) and four overlapping Hann frames (sum 2).
+    let amplitude = 4.0 / 1280.0;
+    let (direct, integrated) = (levels[0], levels[1]);
+    assert!(direct.0 < 1e-3 * amplitude, "direct phase: rms {} (expected the frames to cancel)", direct.0);
+    assert!((integrated.0 * 2f32.sqrt() / amplitude - 1.0).abs() < 0.01, "integrated phase: rms {} for amplitude {amplitude}", integrated.0);
+    assert!((integrated.1 / amplitude - 1.0).abs() < 0.01, "integrated phase: the tone's peak {} is not steady at {amplitude}", integrated.1);
 }
 
 #[test]
 fn every_trainable_parameter_gets_a_gradient() {
-    let (cfg, vm, codec) = tiny();
-    let x = Tensor::from_vec(noise(2 * 6400, 3), (2, 6400), &Device::Cpu).unwrap();
-    let z = codec.encoder.forward(&x).unwrap();
-    let vq = codec.quantizer.forward_train(&z).unwrap();
-    let y = codec.decoder.forward(&vq.quantized).unwrap();
-    let spectral = SpectralDistances::new(cfg.sample_rate, &Device::Cpu).unwrap();
-    let (stft, mel) = spectral.both(&y, &x).unwrap();
-    let loss = (stft + mel + vq.commitment).unwrap();
-    let grads = loss.backward().unwrap();
-    for (name, var) in vm.data().lock().unwrap().iter() {
-        if name.contains("codebook") {
-            continue; // EMA-updated, not by gradient
+    for phase in [PhaseMode::Direct, PhaseMode::Integrated] {
+        let (cfg, vm, codec) = tiny_with(phase);
+        let x = Tensor::from_vec(noise(2 * 6400, 3), (2, 6400), &Device::Cpu).unwrap();
+        let z = codec.encoder.forward(&x).unwrap();
+        let vq = codec.quantizer.forward_train(&z).unwrap();
+        let y = codec.decoder.forward(&vq.quantized).unwrap();
+        let spectral = SpectralDistances::new(cfg.sample_rate, &Device::Cpu).unwrap();
+        let (stft, mel) = spectral.both(&y, &x).unwrap();
+        let loss = (stft + mel + vq.commitment).unwrap();
+        let grads = loss.backward().unwrap();
+        for (name, var) in vm.data().lock().unwrap().iter() {
+            if name.contains("codebook") {
+                continue; // EMA-updated, not by gradient
+            }
+            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name} gets no gradient"));
+            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(norm > 0.0, "{phase:?}: {name} has a zero gradient");
         }
-        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name} gets no gradient"));
-        let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(norm > 0.0, "{name} has a zero gradient");
     }
 }
 
@@ -192,47 +236,52 @@ fn quantized_files_load_and_decode_close_to_f32() {
 /// audio, for f32 and q8_0 files, whatever the chunking, and the same bits whatever the chunking.
 #[test]
 fn the_cpu_decoder_gives_the_tensor_decoders_audio() {
-    use candle_core::quantized::GgmlDType;
-    let (cfg, vm, _) = tiny();
-    let frames = 40;
-    let mut s = 99u64;
-    let codes: Vec<u32> = (0..frames * cfg.n_codebooks)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 33) % cfg.codebook_size as u64) as u32
-        })
-        .collect();
-    let codes_t = Tensor::from_slice(&codes, (1, frames, cfg.n_codebooks), &Device::Cpu).unwrap();
-    for quant in [None, Some(GgmlDType::Q8_0)] {
-        let bytes = weights::to_bytes_quantized(KIND, &cfg, &tensors(&vm), Some(DType::F32), quant.map(|q| (&Codec::is_quantizable as &dyn Fn(&str) -> bool, q))).unwrap();
-        let codec = Codec::from_bytes(&bytes, &Device::Cpu).unwrap();
-        let whole = codec.decode(&codes_t).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let fast = codec.cpu_decoder.as_ref().expect("a CPU load makes the fast decoder");
-        let mut one_at_a_time: Option<Vec<f32>> = None;
-        for chunk in [1, 2, 3, 7] {
-            let mut state = fast.new_state();
-            let mut out = Vec::new();
-            for c in codes.chunks(chunk * cfg.n_codebooks) {
-                fast.push_frames(&mut state, c, &mut out).unwrap();
+    for phase in [PhaseMode::Direct, PhaseMode::Integrated] {
+        use candle_core::quantized::GgmlDType;
+        let (cfg, vm, _) = tiny_with(phase);
+        let frames = 40;
+        let mut s = 99u64;
+        let codes: Vec<u32> = (0..frames * cfg.n_codebooks)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 33) % cfg.codebook_size as u64) as u32
+            })
+            .collect();
+        let codes_t = Tensor::from_slice(&codes, (1, frames, cfg.n_codebooks), &Device::Cpu).unwrap();
+        for quant in [None, Some(GgmlDType::Q8_0)] {
+            let bytes = weights::to_bytes_quantized(KIND, &cfg, &tensors(&vm), Some(DType::F32), quant.map(|q| (&Codec::is_quantizable as &dyn Fn(&str) -> bool, q))).unwrap();
+            let codec = Codec::from_bytes(&bytes, &Device::Cpu).unwrap();
+            let whole = codec.decode(&codes_t).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let fast = codec.cpu_decoder.as_ref().expect("a CPU load makes the fast decoder");
+            let mut one_at_a_time: Option<Vec<f32>> = None;
+            for chunk in [1, 2, 3, 7] {
+                let mut state = fast.new_state();
+                let mut out = Vec::new();
+                for c in codes.chunks(chunk * cfg.n_codebooks) {
+                    fast.push_frames(&mut state, c, &mut out).unwrap();
+                }
+                // Frames decoded side by side give the same bits as one at a time.
+                match &one_at_a_time {
+                    None => one_at_a_time = Some(out.clone()),
+                    Some(first) => assert!(first.len() == out.len() && first.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "{quant:?}: chunks of {chunk} differ from single frames"),
+                }
+                // Everything but the last frames' unfinished overlap is out, aligned with the whole decode.
+                let delay = (cfg.n_fft - cfg.hop()) / 2;
+                assert_eq!(out.len(), frames * cfg.hop() - delay, "{quant:?}, chunks of {chunk}");
+                let scale = whole.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let worst = out.iter().zip(&whole).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                let tolerance = if quant.is_some() { 2e-2 } else { 1e-4 };
+                assert!(scale > 1e-3 && worst <= tolerance * scale, "{phase:?}, {quant:?}: fast and tensor audio differ by {worst} (peak {scale})");
             }
-            // Frames decoded side by side give the same bits as one at a time.
-            match &one_at_a_time {
-                None => one_at_a_time = Some(out.clone()),
-                Some(first) => assert!(first.len() == out.len() && first.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "{quant:?}: chunks of {chunk} differ from single frames"),
-            }
-            // Everything but the last frames' unfinished overlap is out, aligned with the whole decode.
-            let delay = (cfg.n_fft - cfg.hop()) / 2;
-            assert_eq!(out.len(), frames * cfg.hop() - delay, "{quant:?}, chunks of {chunk}");
-            let scale = whole.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let worst = out.iter().zip(&whole).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-            let tolerance = if quant.is_some() { 2e-2 } else { 1e-4 };
-            assert!(scale > 1e-3 && worst <= tolerance * scale, "{quant:?}: fast and tensor audio differ by {worst} (peak {scale})");
         }
     }
-    // Codes outside the codebook are refused, not read out of bounds.
-    let codec = Codec::from_bytes(&weights::to_bytes(KIND, &cfg, &tensors(&vm), DType::F32).unwrap(), &Device::Cpu).unwrap();
-    let fast = codec.cpu_decoder.as_ref().unwrap();
-    assert!(fast.push_frames(&mut fast.new_state(), &vec![cfg.codebook_size as u32; cfg.n_codebooks], &mut Vec::new()).is_err());
+    {
+        let (cfg, vm, _) = tiny();
+        // Codes outside the codebook are refused, not read out of bounds.
+        let codec = Codec::from_bytes(&weights::to_bytes(KIND, &cfg, &tensors(&vm), DType::F32).unwrap(), &Device::Cpu).unwrap();
+        let fast = codec.cpu_decoder.as_ref().unwrap();
+        assert!(fast.push_frames(&mut fast.new_state(), &vec![cfg.codebook_size as u32; cfg.n_codebooks], &mut Vec::new()).is_err());
+    }
 }
 
 /// `xtask/gpu/decoder_twin.py` trains the decoder on a lent GPU: its PyTorch twin must decode

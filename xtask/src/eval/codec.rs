@@ -215,7 +215,7 @@ fn note_f1_table(groups: &[(bool, String, String)], scores: &[NoteScore], column
 /// `cargo xtask eval codec`: mel / multi-resolution STFT / pitch distance / SI-SDR of our codec
 /// (and a candidate, and its unquantised latents when asked) and Opus 6 and 12 kbit/s on the
 /// same test clips, plus codebook use and notes kept; writes EVAL.md's codec section.
-pub fn eval(weights: &Option<PathBuf>, candidate: &Option<PathBuf>, latents: bool, clips: usize) -> Result<()> {
+pub fn eval(weights: &Option<PathBuf>, candidate: &Option<PathBuf>, latents: bool, clips: usize, keep_audio: Option<&Path>) -> Result<()> {
     let (codec, path) = load(weights)?;
     let cfg = codec.cfg.clone();
     let mut columns = vec![Column { name: "Cantor codec".into(), kbps: cfg.bitrate() / 1000.0, trip: Trip::Main }];
@@ -320,6 +320,16 @@ pub fn eval(weights: &Option<PathBuf>, candidate: &Option<PathBuf>, latents: boo
     println!("transcribing {} recordings with basic-pitch", pairs.len());
     let judge = NoteJudge::new()?;
     let notes = judge.score(&pairs, &tmp)?;
+    if let Some(dir) = keep_audio {
+        std::fs::create_dir_all(dir)?;
+        for entry in std::fs::read_dir(&wav_dir)? {
+            let entry = entry?;
+            std::fs::copy(entry.path(), dir.join(entry.file_name()))?;
+        }
+        let names: String = columns.iter().enumerate().map(|(k, c)| format!("{k}\t{}\n", c.name)).collect();
+        std::fs::write(dir.join("columns.txt"), names)?;
+        println!("kept the measured audio in {}", dir.display());
+    }
     let _ = std::fs::remove_dir_all(&tmp);
     let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
     let note_table = note_f1_table(&groups, &notes, &names);

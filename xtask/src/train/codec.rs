@@ -8,7 +8,7 @@ use crate::dataset::{ClipSource, Dataset};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use cantor::model::codec::{Codec, CodecConfig, KIND};
+use cantor::model::codec::{Codec, CodecConfig, PhaseMode, KIND};
 use cantor::model::prior::codec_codes_id;
 use cantor::model::spectral::SpectralDistances;
 use cantor::model::weights;
@@ -74,6 +74,12 @@ pub struct CodecTrainArgs {
     /// in checkpoint selection. Fixed when a run starts; a resume keeps the run's own.
     #[arg(long, default_value_t = 0.0)]
     pub pitch_weight: f64,
+    /// With `--freeze-codes`: the decoder's phase becomes integrated from predicted frequencies
+    /// (`PhaseMode::Integrated`); the start's head gains a frequency output, zero at first. A
+    /// side run of its own (cache/train/codec-decoder-phase, log
+    /// assets/training/codec-log-decoder-phase.jsonl); the codes stay, so it can ship as is.
+    #[arg(long, requires = "freeze_codes")]
+    pub integrated_phase: bool,
 }
 
 /// The shipped weights (what evaluation, quantisation and the tokeniser read).
@@ -266,6 +272,23 @@ fn scheduled_lr(base: f64, step: u64, last: u64, cooldown: u64) -> f64 {
     base * ((last.saturating_sub(step)) as f64 / cooldown as f64).min(1.0)
 }
 
+/// Turn a direct-phase decoder into an integrated-phase one: the head gains a frequency
+/// deviation per bin, zero at first (each bin's phase then turns at the bin's centre frequency).
+fn integrate_phase(cfg: &mut CodecConfig, tensors: &mut HashMap<String, Tensor>) -> Result<()> {
+    let bins = cfg.n_fft / 2 + 1;
+    let w = tensors.get("decoder.head.weight").context("the start has no decoder head")?;
+    let b = tensors.get("decoder.head.bias").context("the start has no decoder head bias")?;
+    let (rows, dim) = w.dims2()?;
+    anyhow::ensure!(rows == 2 * bins, "the start's head has {rows} outputs, expected {}", 2 * bins);
+    let w = Tensor::cat(&[w, &Tensor::zeros((bins, dim), w.dtype(), w.device())?], 0)?;
+    let b = Tensor::cat(&[b, &Tensor::zeros(bins, b.dtype(), b.device())?], 0)?;
+    tensors.insert("decoder.head.weight".into(), w);
+    tensors.insert("decoder.head.bias".into(), b);
+    cfg.decoder_phase = PhaseMode::Integrated;
+    println!("decoder phase: integrated from predicted frequencies (head {rows} -> {} outputs)", 3 * bins);
+    Ok(())
+}
+
 /// The start of a decoder-only run: the weights (or checkpoint) whose codes must be kept.
 fn load_start(path: &Path) -> Result<(CodecConfig, HashMap<String, Tensor>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading the decoder run's start {}", path.display()))?;
@@ -281,7 +304,9 @@ fn load_start(path: &Path) -> Result<(CodecConfig, HashMap<String, Tensor>)> {
 pub fn train(args: &CodecTrainArgs) -> Result<()> {
     let device = Device::Cpu;
     let main_run = super::RunPaths::new("codec", args.run.out.as_deref());
-    let paths = if args.freeze_codes {
+    let paths = if args.integrated_phase {
+        main_run.branch("decoder-phase")
+    } else if args.freeze_codes {
         main_run.branch("decoder")
     } else if args.tune {
         // A tuned codec's codes are not the corpus's: its weights wait beside its checkpoint, not
@@ -331,7 +356,16 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         let start = args.from.clone().unwrap_or_else(|| main_run.published_weights.clone());
         (state.config, saved) = load_start(&start)?;
         println!("{} run starts from {}", if args.tune { "fine-tuning" } else { "decoder-only" }, start.display());
+        if args.integrated_phase && state.config.decoder_phase == PhaseMode::Direct {
+            integrate_phase(&mut state.config, &mut saved)?;
+        }
     }
+    anyhow::ensure!(
+        (state.config.decoder_phase == PhaseMode::Integrated) == args.integrated_phase || resume_from.is_none(),
+        "this run's decoder phase is {:?}: resume it {} --integrated-phase",
+        state.config.decoder_phase,
+        if args.integrated_phase { "without" } else { "with" }
+    );
     let cfg = state.config.clone();
     let vm = VarMap::new();
     let codec = Codec::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device))?;
@@ -533,7 +567,7 @@ mod tests {
     use super::*;
 
     fn args(out: &Path, steps: u64) -> CodecTrainArgs {
-        CodecTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, seconds: 0.2, lr: 1e-3, valid_every: 1000, quick: true, tiny: true, ae_warmup_steps: 2, freeze_codes: false, from: None, cooldown_steps: 0, tune: false, freeze_decoder: false, keep_codebooks: false, pitch_weight: 0.0 }
+        CodecTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, seconds: 0.2, lr: 1e-3, valid_every: 1000, quick: true, tiny: true, ae_warmup_steps: 2, freeze_codes: false, from: None, cooldown_steps: 0, tune: false, freeze_decoder: false, keep_codebooks: false, pitch_weight: 0.0, integrated_phase: false }
     }
 
     #[test]
@@ -602,6 +636,17 @@ mod tests {
         for (name, t) in before.iter().filter(|(n, _)| n.contains("codebook") || n.as_str() == "decoder.head.weight") {
             let same = values(t) == values(&kept[name]);
             assert_eq!(same, name.contains("codebook"), "{name}: unchanged {same}");
+        }
+        // A decoder-only run that integrates phase (b-decoder-phase, from the same weights): the
+        // head gains a frequency output and the codes stay.
+        let phased = CodecTrainArgs { freeze_codes: true, integrated_phase: true, from: Some(base.join("a.safetensors")), ..args(&b, 2) };
+        train(&phased).unwrap();
+        let (state, after) = super::super::load_checkpoint::<TrainState>(&base.join("b-decoder-phase").join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
+        assert_eq!(state.config.decoder_phase, PhaseMode::Integrated);
+        let bins = state.config.n_fft / 2 + 1;
+        assert_eq!(after["decoder.head.weight"].dim(0).unwrap(), 3 * bins);
+        for name in before.keys().filter(|n| n.starts_with("encoder.") || n.contains("codebook")) {
+            assert_eq!(values(&before[name]), values(&after[name]), "{name} changed while the codes were frozen");
         }
         let _ = std::fs::remove_dir_all(&base);
     }
