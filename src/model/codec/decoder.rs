@@ -131,8 +131,9 @@ impl Decoder {
     }
 
     /// Latents [batch, t, latent] with per-block histories (and, with integrated phase, each
-    /// bin's phase after the last frame) → windowed frames [batch, t, n_fft].
-    fn frames(&self, z: &Tensor, histories: Option<&mut Vec<Tensor>>, theta: Option<&mut Option<Tensor>>) -> Result<Tensor> {
+    /// bin's phase after the last frame) → windowed frames [batch, t, n_fft], and with integrated
+    /// phase the predicted frequency deviations [batch, t, bins].
+    fn frames(&self, z: &Tensor, histories: Option<&mut Vec<Tensor>>, theta: Option<&mut Option<Tensor>>) -> Result<(Tensor, Option<Tensor>)> {
         let mut x = self.input.forward(z)?;
         let h = self.kernel - 1;
         let mut hist_out = Vec::with_capacity(self.blocks.len());
@@ -156,9 +157,12 @@ impl Decoder {
         // Log-magnitude (clamped so exp cannot overflow) and phase, as in Vocos.
         let mag = spec.narrow(D::Minus1, 0, self.bins)?.clamp(-30.0, 8.0)?.exp()?;
         let residual = spec.narrow(D::Minus1, self.bins, self.bins)?;
-        let phase = match self.phase {
-            PhaseMode::Direct => residual,
-            PhaseMode::Integrated => (self.integrate_phase(&spec.narrow(D::Minus1, 2 * self.bins, self.bins)?, theta)? + residual)?,
+        let (phase, deviation) = match self.phase {
+            PhaseMode::Direct => (residual, None),
+            PhaseMode::Integrated => {
+                let deviation = spec.narrow(D::Minus1, 2 * self.bins, self.bins)?;
+                ((self.integrate_phase(&deviation, theta)? + residual)?, Some(deviation))
+            }
         };
         let re = (&mag * phase.cos()?)?;
         let im = (&mag * phase.sin()?)?;
@@ -169,7 +173,7 @@ impl Decoder {
                 self.istft_basis.get_or_init(|| basis)
             }
         };
-        Tensor::cat(&[re, im], D::Minus1)?.broadcast_matmul(basis)
+        Ok((Tensor::cat(&[re, im], D::Minus1)?.broadcast_matmul(basis)?, deviation))
     }
 
     /// Each bin's phase at each frame from its predicted frequency deviation [batch, t, bins]
@@ -217,10 +221,17 @@ impl Decoder {
 
     /// Latents [batch, frames, latent] → audio [batch, frames * hop], aligned with the encoder's input.
     pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_with_frequencies(z)?.0)
+    }
+
+    /// `forward`, and with integrated phase each frame's predicted frequency deviations
+    /// [batch, frames, bins] (in bins; frame t's STFT window starts `delay_samples` before
+    /// sample t * hop of the audio), which training can hold to the input's.
+    pub fn forward_with_frequencies(&self, z: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let t = z.dim(1)?;
-        let full = self.overlap_add(&self.frames(z, None, None)?)?;
-        let delay = (self.n_fft - self.hop) / 2;
-        full.narrow(1, delay, t * self.hop)
+        let (frames, deviation) = self.frames(z, None, None)?;
+        let full = self.overlap_add(&frames)?;
+        Ok((full.narrow(1, self.delay_samples(), t * self.hop)?, deviation))
     }
 }
 
@@ -259,7 +270,7 @@ impl DecoderState {
             let d = decoder.input.out_dim()?;
             self.histories = (0..decoder.blocks.len()).map(|_| Tensor::zeros((1, h, d), z.dtype(), z.device())).collect::<Result<Vec<_>>>()?;
         }
-        let frames = decoder.frames(z, Some(&mut self.histories), Some(&mut self.theta))?;
+        let (frames, _) = decoder.frames(z, Some(&mut self.histories), Some(&mut self.theta))?;
         let ola = decoder.overlap_add(&frames)?.squeeze(0)?.to_vec1::<f32>()?;
         let hop = decoder.hop;
         let mut out = ola;

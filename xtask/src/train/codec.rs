@@ -80,6 +80,13 @@ pub struct CodecTrainArgs {
     /// assets/training/codec-log-decoder-phase.jsonl); the codes stay, so it can ship as is.
     #[arg(long, requires = "freeze_codes")]
     pub integrated_phase: bool,
+    /// Weight of the frequency term for an integrated-phase decoder: its predicted frequency
+    /// deviations held (L1, weighted by magnitude) to the input's own, measured by a phase
+    /// vocoder on the decoder's STFT grid (`frequency_targets`). Learned through the phase alone,
+    /// the deviations stayed near zero and every bin sang at its centre: steady ghost tones.
+    /// A loss weight like the rate: it may change when a run resumes.
+    #[arg(long, default_value_t = 0.0)]
+    pub frequency_weight: f64,
 }
 
 /// The shipped weights (what evaluation, quantisation and the tokeniser read).
@@ -261,6 +268,47 @@ fn make_batch(source: &mut ClipSource, clips: &[&ClipRecipe], step: u64, batch: 
         got += 1;
     }
     Ok(out)
+}
+
+/// The input's frequency in each bin of each decoder frame, as a deviation from the bin's centre
+/// in bins, and its weight (the bin's magnitude, geometric mean over the two frames): a phase
+/// vocoder on the decoder's own STFT grid (Hann window of `n_fft`, frame t starting
+/// `(n_fft - hop) / 2` samples before sample t * hop, as `Decoder::forward` places its frames).
+/// The phase advance beyond the bin centre's, wrapped to (-pi, pi], gives deviations within +-2
+/// bins when hop = n_fft / 4: the Hann main lobe, so a partial's bins all agree on its frequency.
+/// `x` is [batch * n]; both outputs are [batch, n / hop, n_fft / 2 + 1], frame 0 weighted 0.
+fn frequency_targets(x: &[f32], batch: usize, hop: usize, n_fft: usize) -> (Vec<f32>, Vec<f32>) {
+    use realfft::num_complex::Complex;
+    let n = x.len() / batch;
+    let (frames, bins, delay) = (n / hop, n_fft / 2 + 1, (n_fft - hop) / 2);
+    let tau = std::f64::consts::TAU;
+    let fft = realfft::RealFftPlanner::<f64>::new().plan_fft_forward(n_fft);
+    let window: Vec<f64> = (0..n_fft).map(|i| 0.5 - 0.5 * (tau * i as f64 / n_fft as f64).cos()).collect();
+    let (mut targets, mut weights) = (vec![0f32; batch * frames * bins], vec![0f32; batch * frames * bins]);
+    let (mut input, mut now, mut before) = (fft.make_input_vec(), fft.make_output_vec(), vec![Complex::<f64>::default(); bins]);
+    let per_bin = tau * hop as f64 / n_fft as f64;
+    for b in 0..batch {
+        let xb = &x[b * n..(b + 1) * n];
+        for t in 0..frames {
+            for (i, v) in input.iter_mut().enumerate() {
+                let at = (t * hop + i).checked_sub(delay).filter(|&s| s < n);
+                *v = at.map_or(0.0, |s| xb[s] as f64 * window[i]);
+            }
+            // Cannot fail: the buffers come from the plan.
+            let _ = fft.process(&mut input, &mut now);
+            if t > 0 {
+                for k in 0..bins {
+                    let advance: f64 = now[k].arg() - before[k].arg() - per_bin * k as f64;
+                    let wrapped = advance - tau * (advance / tau).round();
+                    let at = (b * frames + t) * bins + k;
+                    targets[at] = (wrapped / per_bin) as f32;
+                    weights[at] = (now[k].norm() * before[k].norm()).sqrt() as f32;
+                }
+            }
+            before.copy_from_slice(&now);
+        }
+    }
+    (targets, weights)
 }
 
 /// Learning rate before warm-up: constant, or falling linearly to zero over the last
@@ -460,6 +508,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
     }
     let mut clock = super::RunClock::new(&args.run);
     let mut acc = (0f64, 0f64, 0f64, 0u64, 0f64);
+    let mut frequency_acc = 0f64;
     let mut window_start = Instant::now();
     while state.step < args.run.steps {
         let (step, batch) = rx.recv().context("batch thread stopped")??;
@@ -473,11 +522,21 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         // follow the latents meanwhile, so quantisation starts from a codebook that fits them.
         let quantizing = state.step >= args.ae_warmup_steps || args.freeze_codes || args.tune;
         let decoder_in = if quantizing { &vq.quantized } else { &z };
-        let y = codec.decoder.forward(decoder_in)?;
+        let (y, deviation) = codec.decoder.forward_with_frequencies(decoder_in)?;
         let (stft, mel) = spectral.both(&y, &x)?;
+        let frequency = match (&deviation, args.frequency_weight > 0.0) {
+            (Some(d), true) => {
+                let (b, t, bins) = d.dims3()?;
+                let (target, weight) = frequency_targets(&x.flatten_all()?.to_vec1::<f32>()?, b, cfg.hop(), cfg.n_fft);
+                let target = Tensor::from_vec(target, (b, t, bins), &device)?;
+                let weight = Tensor::from_vec(weight, (b, t, bins), &device)?;
+                ((d - target)?.abs()? * &weight)?.sum_all()?.broadcast_div(&(weight.sum_all()? + 1e-6)?)?
+            }
+            _ => Tensor::zeros((), DType::F32, &device)?,
+        };
         let pitch = if state.pitch_weight > 0.0 { spectral.pitch(&y, &x)? } else { Tensor::zeros((), DType::F32, &device)? };
         let commitment_weight = if quantizing && !args.freeze_codes { COMMITMENT_WEIGHT } else { 0.0 };
-        let loss = (((&stft + &mel)? + (&pitch * state.pitch_weight)?)? + (&vq.commitment * commitment_weight)?)?;
+        let loss = ((((&stft + &mel)? + (&pitch * state.pitch_weight)?)? + (&vq.commitment * commitment_weight)?)? + (&frequency * args.frequency_weight)?)?;
         let (norm, lr) = opt.minimize(&loss, scheduled_lr(args.lr, state.step, args.run.steps, args.cooldown_steps), state.step)?;
         // Dead-code restarts draw from an RNG of the step, so a resumed run draws the same.
         let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0xC0DEC ^ state.step.wrapping_mul(0x9E3779B97F4A7C15));
@@ -496,6 +555,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
         acc.2 += vq.commitment.to_scalar::<f32>()? as f64;
         acc.3 += 1;
         acc.4 += pitch.to_scalar::<f32>()? as f64;
+        frequency_acc += frequency.to_scalar::<f32>()? as f64;
 
         let log_now = state.step % 50 == 0;
         let valid_now = state.step % args.valid_every == 0;
@@ -507,6 +567,8 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
                 "mel": acc.1 / acc.3 as f64,
                 "commit": acc.2 / acc.3 as f64,
                 "pitch": acc.4 / acc.3 as f64,
+                "frequency": frequency_acc / acc.3 as f64,
+                "frequency_weight": args.frequency_weight,
                 "grad_norm": norm,
                 "lr": lr,
                 "s_per_step": window_start.elapsed().as_secs_f64() / acc.3 as f64,
@@ -530,6 +592,7 @@ pub fn train(args: &CodecTrainArgs) -> Result<()> {
             println!("{rec}");
             super::log_line(log, &rec)?;
             acc = (0.0, 0.0, 0.0, 0, 0.0);
+            frequency_acc = 0.0;
             window_start = Instant::now();
         }
         if clock.checkpoint_due(state.step == args.run.steps) {
@@ -567,7 +630,7 @@ mod tests {
     use super::*;
 
     fn args(out: &Path, steps: u64) -> CodecTrainArgs {
-        CodecTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, seconds: 0.2, lr: 1e-3, valid_every: 1000, quick: true, tiny: true, ae_warmup_steps: 2, freeze_codes: false, from: None, cooldown_steps: 0, tune: false, freeze_decoder: false, keep_codebooks: false, pitch_weight: 0.0, integrated_phase: false }
+        CodecTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, seconds: 0.2, lr: 1e-3, valid_every: 1000, quick: true, tiny: true, ae_warmup_steps: 2, freeze_codes: false, from: None, cooldown_steps: 0, tune: false, freeze_decoder: false, keep_codebooks: false, pitch_weight: 0.0, integrated_phase: false, frequency_weight: 0.0 }
     }
 
     #[test]
@@ -639,7 +702,7 @@ mod tests {
         }
         // A decoder-only run that integrates phase (b-decoder-phase, from the same weights): the
         // head gains a frequency output and the codes stay.
-        let phased = CodecTrainArgs { freeze_codes: true, integrated_phase: true, from: Some(base.join("a.safetensors")), ..args(&b, 2) };
+        let phased = CodecTrainArgs { freeze_codes: true, integrated_phase: true, frequency_weight: 1.0, from: Some(base.join("a.safetensors")), ..args(&b, 2) };
         train(&phased).unwrap();
         let (state, after) = super::super::load_checkpoint::<TrainState>(&base.join("b-decoder-phase").join("checkpoint.safetensors"), CHECKPOINT_KIND).unwrap();
         assert_eq!(state.config.decoder_phase, PhaseMode::Integrated);
@@ -649,6 +712,24 @@ mod tests {
             assert_eq!(values(&before[name]), values(&after[name]), "{name} changed while the codes were frozen");
         }
         let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// A steady tone a third of a bin above bin 40: every bin of its main lobe reads +1/3, and
+    /// the loud ones weigh most.
+    #[test]
+    fn frequency_targets_read_a_tones_offset_from_each_bin() {
+        let (hop, n_fft, sr) = (320, 1280, 24_000.0);
+        let hz = (40.0 + 1.0 / 3.0) * sr / n_fft as f64;
+        let x: Vec<f32> = (0..20 * hop).map(|i| (std::f64::consts::TAU * hz * i as f64 / sr).sin() as f32 * 0.5).collect();
+        let (targets, weights) = frequency_targets(&x, 1, hop, n_fft);
+        let bins = n_fft / 2 + 1;
+        let frame = 10 * bins;
+        for k in 39..=42 {
+            let expected = 40.0 + 1.0 / 3.0 - k as f32;
+            assert!((targets[frame + k] - expected).abs() < 0.01, "bin {k}: {} against {expected}", targets[frame + k]);
+        }
+        assert!(weights[frame + 40] > 10.0 * weights[frame + 45], "the main lobe outweighs the rest");
+        assert!(weights[..bins].iter().all(|&w| w == 0.0), "frame 0 has no earlier frame to measure from");
     }
 
     #[test]
