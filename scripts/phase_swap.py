@@ -6,6 +6,9 @@ hop 320, Hann):
   - true magnitude with the codec's phase,
   - the codec's magnitude with the true phase,
   - true magnitude with Griffin-Lim phase (what a perfect magnitude-only decoder gives),
+  - true magnitude with each bin's true phase less its phase in the first frame: the phase an
+    integrated-phase decoder makes with perfect frequencies and no residual (each bin turns
+    right, but the bins' relative phases, which shape attacks, are lost),
 then transcribes all of them with basic-pitch and scores each against the input's transcription
 (xtask/python/note_f1.py: onsets within 50 ms, same pitch).
 
@@ -52,6 +55,7 @@ def main():
             "true-mag-codec-phase": istft(np.abs(X) * np.exp(1j * np.angle(Y)), n),
             "codec-mag-true-phase": istft(np.abs(Y) * np.exp(1j * np.angle(X)), n),
             "true-mag-griffin-lim": librosa.griffinlim(np.abs(X), n_iter=64, hop_length=HOP, n_fft=N_FFT, window="hann", center=True, length=n),
+            "true-mag-integrated-oracle": istft(np.abs(X) * np.exp(1j * (np.angle(X) - np.angle(X[:, :1]))), n),
         }
         for name, audio in variants.items():
             path = work / f"{clip}-{name}.wav"
