@@ -128,6 +128,10 @@ enum EvalCommand {
         /// quantiser costs.
         #[arg(long)]
         latents: bool,
+        /// Also measure the codec's decoded magnitudes with the input's own phases (on the
+        /// decoder's STFT grid): what its magnitudes alone keep, with its phase ruled out.
+        #[arg(long)]
+        magnitudes: bool,
         /// Number of test clips (spread evenly over the 8 instrument families and 2 soundfonts).
         #[arg(long, default_value_t = 48)]
         clips: usize,
@@ -302,7 +306,7 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Codebooks(args) } => train::codebooks::refit(&args),
         Command::Train { model: TrainCommand::Score(args) } => train::score::train(&args),
         Command::Train { model: TrainCommand::ScoreForms } => train::score_forms::forms(),
-        Command::Eval { model: EvalCommand::Codec { weights, candidate, latents, clips, keep_audio } } => eval::codec::eval(&weights, &candidate, latents, clips, keep_audio.as_deref()),
+        Command::Eval { model: EvalCommand::Codec { weights, candidate, latents, magnitudes, clips, keep_audio } } => eval::codec::eval(&weights, &candidate, latents, magnitudes, clips, keep_audio.as_deref()),
         Command::Eval { model: EvalCommand::Score { model, seeds, bars, guidance } } => {
             let path = model.unwrap_or_else(|| train::quantized_path("score", candle_core::quantized::GgmlDType::Q8_0));
             let prior = cantor::model::score::ScorePrior::from_bytes(&std::fs::read(&path)?, &candle_core::Device::Cpu)?;

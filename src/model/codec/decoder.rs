@@ -130,10 +130,9 @@ impl Decoder {
         }
     }
 
-    /// Latents [batch, t, latent] with per-block histories (and, with integrated phase, each
-    /// bin's phase after the last frame) → windowed frames [batch, t, n_fft], and with integrated
-    /// phase the predicted frequency deviations [batch, t, bins].
-    fn frames(&self, z: &Tensor, histories: Option<&mut Vec<Tensor>>, theta: Option<&mut Option<Tensor>>) -> Result<(Tensor, Option<Tensor>)> {
+    /// Latents [batch, t, latent] with per-block histories → the head's outputs [batch, t,
+    /// head_outputs].
+    fn head_outputs(&self, z: &Tensor, histories: Option<&mut Vec<Tensor>>) -> Result<Tensor> {
         let mut x = self.input.forward(z)?;
         let h = self.kernel - 1;
         let mut hist_out = Vec::with_capacity(self.blocks.len());
@@ -153,9 +152,21 @@ impl Decoder {
                 *hs = hist_out;
             }
         }
-        let spec = self.head.forward(&self.norm.forward(&x)?)?;
-        // Log-magnitude (clamped so exp cannot overflow) and phase, as in Vocos.
-        let mag = spec.narrow(D::Minus1, 0, self.bins)?.clamp(-30.0, 8.0)?.exp()?;
+        self.head.forward(&self.norm.forward(&x)?)
+    }
+
+    /// Each bin's magnitude from the head's outputs (log-magnitude clamped so exp cannot overflow).
+    fn magnitudes(&self, spec: &Tensor) -> Result<Tensor> {
+        spec.narrow(D::Minus1, 0, self.bins)?.clamp(-30.0, 8.0)?.exp()
+    }
+
+    /// Latents [batch, t, latent] with per-block histories (and, with integrated phase, each
+    /// bin's phase after the last frame) → windowed frames [batch, t, n_fft], and with integrated
+    /// phase the predicted frequency deviations [batch, t, bins].
+    fn frames(&self, z: &Tensor, histories: Option<&mut Vec<Tensor>>, theta: Option<&mut Option<Tensor>>) -> Result<(Tensor, Option<Tensor>)> {
+        let spec = self.head_outputs(z, histories)?;
+        // Magnitude and phase, as in Vocos.
+        let mag = self.magnitudes(&spec)?;
         let residual = spec.narrow(D::Minus1, self.bins, self.bins)?;
         let (phase, deviation) = match self.phase {
             PhaseMode::Direct => (residual, None),
@@ -166,14 +177,64 @@ impl Decoder {
         };
         let re = (&mag * phase.cos()?)?;
         let im = (&mag * phase.sin()?)?;
-        let basis = match self.istft_basis.get() {
+        Ok((Tensor::cat(&[re, im], D::Minus1)?.broadcast_matmul(self.istft()?)?, deviation))
+    }
+
+    /// The decoder's own magnitudes for latents [batch, t, latent] with the phases of `audio`
+    /// [batch, t * hop] (the round trip's input, analysed on the decoder's STFT grid) instead of
+    /// its own: how much of a round trip's loss lies in the magnitudes it predicts. A
+    /// measurement (`eval codec --magnitudes`), not a way to decode.
+    pub fn forward_with_phases_of(&self, z: &Tensor, audio: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = z.dims3()?;
+        let (_, n) = audio.dims2()?;
+        if n != t * self.hop {
+            candle_core::bail!("{n} samples of audio for {t} frames of hop {}", self.hop);
+        }
+        let mag = self.magnitudes(&self.head_outputs(z, None)?)?;
+        // The input's frames on the same grid: frame f starts `delay` samples before f * hop.
+        let delay = self.delay_samples();
+        let padded = audio.pad_with_zeros(1, delay, self.n_fft)?;
+        let windows = (0..t).map(|f| padded.narrow(1, f * self.hop, self.n_fft)).collect::<Result<Vec<_>>>()?;
+        let input = Tensor::stack(&windows, 1)?.broadcast_mul(&self.window()?)?.broadcast_matmul(&self.analysis_basis()?)?;
+        let (re, im) = (input.narrow(D::Minus1, 0, self.bins)?, input.narrow(D::Minus1, self.bins, self.bins)?);
+        let norm = ((re.sqr()? + im.sqr()?)?.sqrt()? + 1e-12)?;
+        let unit = Tensor::cat(&[(re / &norm)?, (im / &norm)?], D::Minus1)?;
+        let both = Tensor::cat(&[&mag, &mag], D::Minus1)?;
+        let frames = (unit * both)?.broadcast_matmul(self.istft()?)?;
+        let full = self.overlap_add(&frames)?;
+        full.narrow(1, delay, t * self.hop)?.reshape((b, t * self.hop))
+    }
+
+    /// The Hann window [n_fft].
+    fn window(&self) -> Result<Tensor> {
+        let tau = std::f64::consts::TAU;
+        let w: Vec<f32> = (0..self.n_fft).map(|i| (0.5 - 0.5 * (tau * i as f64 / self.n_fft as f64).cos()) as f32).collect();
+        Tensor::from_vec(w, self.n_fft, &self.device)
+    }
+
+    /// [n_fft, 2 * bins]: the forward real DFT (real parts, then imaginary), unwindowed.
+    fn analysis_basis(&self) -> Result<Tensor> {
+        let tau = std::f64::consts::TAU;
+        let mut basis = vec![0f32; self.n_fft * 2 * self.bins];
+        for i in 0..self.n_fft {
+            for k in 0..self.bins {
+                let ph = tau * ((k * i) % self.n_fft) as f64 / self.n_fft as f64;
+                basis[i * 2 * self.bins + k] = ph.cos() as f32;
+                basis[i * 2 * self.bins + self.bins + k] = -ph.sin() as f32;
+            }
+        }
+        Tensor::from_vec(basis, (self.n_fft, 2 * self.bins), &self.device)
+    }
+
+    /// The inverse-STFT basis, made on first use.
+    fn istft(&self) -> Result<&Tensor> {
+        Ok(match self.istft_basis.get() {
             Some(basis) => basis,
             None => {
                 let basis = Tensor::from_vec(istft_basis(self.n_fft), (2 * self.bins, self.n_fft), &self.device)?;
                 self.istft_basis.get_or_init(|| basis)
             }
-        };
-        Ok((Tensor::cat(&[re, im], D::Minus1)?.broadcast_matmul(basis)?, deviation))
+        })
     }
 
     /// Each bin's phase at each frame from its predicted frequency deviation [batch, t, bins]

@@ -67,6 +67,40 @@ fn streaming_decode_in_any_chunks_equals_whole_decode() {
     }
 }
 
+/// The magnitudes-with-the-input's-phases measurement: aligned with the input and as long, and
+/// a wrong length of audio is an error. A decoder whose head makes every bin's magnitude 1 gives,
+/// with a noise input's phases, audio that follows the noise (correlated with it), where its own
+/// phases give none.
+#[test]
+fn the_decoders_magnitudes_take_the_inputs_phases() {
+    let (cfg, vm, codec) = tiny();
+    {
+        let data = vm.data().lock().unwrap();
+        let w = &data["decoder.head.weight"];
+        w.set(&w.zeros_like().unwrap()).unwrap();
+        let b = &data["decoder.head.bias"];
+        b.set(&b.zeros_like().unwrap()).unwrap();
+    }
+    let frames = 30;
+    let x = Tensor::from_vec(noise(frames * 320, 4), (1, frames * 320), &Device::Cpu).unwrap();
+    let z = Tensor::zeros((1, frames, cfg.latent_dim), DType::F32, &Device::Cpu).unwrap();
+    let y = codec.decoder.forward_with_phases_of(&z, &x).unwrap();
+    assert_eq!(y.dims(), &[1, frames * 320]);
+    let corr = |a: &Tensor| {
+        let (a, b) = (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), x.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let r = 2 * 320..(frames - 2) * 320;
+        let dot: f32 = a[r.clone()].iter().zip(&b[r.clone()]).map(|(p, q)| p * q).sum();
+        let na: f32 = a[r.clone()].iter().map(|p| p * p).sum::<f32>().sqrt();
+        let nb: f32 = b[r].iter().map(|q| q * q).sum::<f32>().sqrt();
+        dot / (na * nb).max(1e-12)
+    };
+    let with_inputs = corr(&y);
+    assert!(with_inputs > 0.3, "magnitudes with the input's phases correlate {with_inputs} with the input");
+    let own = codec.decoder.forward(&z).unwrap();
+    assert!(corr(&own).abs() < 0.1, "the decoder's own phases should not follow the input");
+    assert!(codec.decoder.forward_with_phases_of(&z, &x.narrow(1, 0, 100).unwrap()).is_err());
+}
+
 /// Why integrated phase: a steady tone on bin 10 (the phase must turn 2.5 times from frame to
 /// frame) from steady latents. With direct phase every frame starts in the same phase, and the
 /// overlapping Hann frames cancel to silence; integrated phase turns it and gives the tone.

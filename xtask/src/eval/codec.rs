@@ -154,6 +154,8 @@ enum Trip {
     Candidate(Codec),
     /// The measured codec's decoder on its encoder's latents unquantised: what the quantiser costs.
     Latents,
+    /// The measured codec's decoded magnitudes with the input's phases: its magnitudes alone.
+    InputPhases,
     Opus(u32),
 }
 
@@ -215,7 +217,7 @@ fn note_f1_table(groups: &[(bool, String, String)], scores: &[NoteScore], column
 /// `cargo xtask eval codec`: mel / multi-resolution STFT / pitch distance / SI-SDR of our codec
 /// (and a candidate, and its unquantised latents when asked) and Opus 6 and 12 kbit/s on the
 /// same test clips, plus codebook use and notes kept; writes EVAL.md's codec section.
-pub fn eval(weights: &Option<PathBuf>, candidate: &Option<PathBuf>, latents: bool, clips: usize, keep_audio: Option<&Path>) -> Result<()> {
+pub fn eval(weights: &Option<PathBuf>, candidate: &Option<PathBuf>, latents: bool, magnitudes: bool, clips: usize, keep_audio: Option<&Path>) -> Result<()> {
     let (codec, path) = load(weights)?;
     let cfg = codec.cfg.clone();
     let mut columns = vec![Column { name: "Cantor codec".into(), kbps: cfg.bitrate() / 1000.0, trip: Trip::Main }];
@@ -227,6 +229,9 @@ pub fn eval(weights: &Option<PathBuf>, candidate: &Option<PathBuf>, latents: boo
     }
     if latents {
         columns.push(Column { name: "Cantor codec, latents unquantised".into(), kbps: f64::NAN, trip: Trip::Latents });
+    }
+    if magnitudes {
+        columns.push(Column { name: "Cantor codec's magnitudes, the input's phases".into(), kbps: f64::NAN, trip: Trip::InputPhases });
     }
     columns.push(Column { name: "Opus 6 kbit/s".into(), kbps: 6.0, trip: Trip::Opus(6) });
     columns.push(Column { name: "Opus 12 kbit/s".into(), kbps: 12.0, trip: Trip::Opus(12) });
@@ -308,6 +313,7 @@ pub fn eval(weights: &Option<PathBuf>, candidate: &Option<PathBuf>, latents: boo
                 Trip::Main => round_trip(&codec, &mut used[k])?,
                 Trip::Candidate(c) => round_trip(c, &mut used[k])?,
                 Trip::Latents => codec.decoder.forward(&codec.encoder.forward(&xt)?)?.squeeze(0)?.to_vec1::<f32>()?,
+                Trip::InputPhases => codec.decoder.forward_with_phases_of(&codec.quantizer.decode(&codec.encode(&xt)?)?, &xt)?.squeeze(0)?.to_vec1::<f32>()?,
                 Trip::Opus(kbps) => opus_roundtrip(&x, cfg.sample_rate, *kbps, &tmp)?,
             };
             let s = if in_domain { &mut scores[k] } else { &mut ood_scores[k] };
