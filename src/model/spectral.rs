@@ -33,10 +33,15 @@ impl Stft {
         Ok(Self { kernels: Tensor::from_vec(k, (2 * bins, 1, n_fft), device)?, n_fft, hop, bins })
     }
 
+    /// STFT of `x` [batch, samples]: [batch, 2 * bins, frames], real parts then imaginary (frames
+    /// over the valid part only; each frame's phase measured from its first sample).
+    pub fn complex(&self, x: &Tensor) -> Result<Tensor> {
+        x.unsqueeze(1)?.conv1d(&self.kernels, 0, self.hop, 1, 1)
+    }
+
     /// |STFT| of `x` [batch, samples]: [batch, bins, frames] (frames over the valid part only).
     pub fn magnitude(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.unsqueeze(1)?;
-        let spec = x.conv1d(&self.kernels, 0, self.hop, 1, 1)?;
+        let spec = self.complex(x)?;
         let re = spec.narrow(1, 0, self.bins)?;
         let im = spec.narrow(1, self.bins, self.bins)?;
         ((re.sqr()? + im.sqr()?)? + 1e-8)?.sqrt()

@@ -70,7 +70,7 @@ pub(super) fn head_outputs(phase: PhaseMode, bins: usize) -> usize {
 }
 
 /// `x` wrapped into [0, 2 pi) (the wrap carries no gradient: it only removes whole turns).
-pub(super) fn wrap_phase(x: &Tensor) -> Result<Tensor> {
+fn wrap_phase(x: &Tensor) -> Result<Tensor> {
     let tau = std::f64::consts::TAU;
     x - (x.detach().affine(1.0 / tau, 0.0)?.floor()? * tau)?
 }
@@ -191,11 +191,11 @@ impl Decoder {
             candle_core::bail!("{n} samples of audio for {t} frames of hop {}", self.hop);
         }
         let mag = self.magnitudes(&self.head_outputs(z, None)?)?;
-        // The input's frames on the same grid: frame f starts `delay` samples before f * hop.
+        // The input on the same grid: frame f starts `delay` samples before sample f * hop, so
+        // `delay` zeros on each side give exactly t frames.
         let delay = self.delay_samples();
-        let padded = audio.pad_with_zeros(1, delay, self.n_fft)?;
-        let windows = (0..t).map(|f| padded.narrow(1, f * self.hop, self.n_fft)).collect::<Result<Vec<_>>>()?;
-        let input = Tensor::stack(&windows, 1)?.broadcast_mul(&self.window()?)?.broadcast_matmul(&self.analysis_basis()?)?;
+        let stft = crate::model::spectral::Stft::new(self.n_fft, self.hop, &self.device)?;
+        let input = stft.complex(&audio.pad_with_zeros(1, delay, delay)?)?.transpose(1, 2)?;
         let (re, im) = (input.narrow(D::Minus1, 0, self.bins)?, input.narrow(D::Minus1, self.bins, self.bins)?);
         let norm = ((re.sqr()? + im.sqr()?)?.sqrt()? + 1e-12)?;
         let unit = Tensor::cat(&[(re / &norm)?, (im / &norm)?], D::Minus1)?;
@@ -203,27 +203,6 @@ impl Decoder {
         let frames = (unit * both)?.broadcast_matmul(self.istft()?)?;
         let full = self.overlap_add(&frames)?;
         full.narrow(1, delay, t * self.hop)?.reshape((b, t * self.hop))
-    }
-
-    /// The Hann window [n_fft].
-    fn window(&self) -> Result<Tensor> {
-        let tau = std::f64::consts::TAU;
-        let w: Vec<f32> = (0..self.n_fft).map(|i| (0.5 - 0.5 * (tau * i as f64 / self.n_fft as f64).cos()) as f32).collect();
-        Tensor::from_vec(w, self.n_fft, &self.device)
-    }
-
-    /// [n_fft, 2 * bins]: the forward real DFT (real parts, then imaginary), unwindowed.
-    fn analysis_basis(&self) -> Result<Tensor> {
-        let tau = std::f64::consts::TAU;
-        let mut basis = vec![0f32; self.n_fft * 2 * self.bins];
-        for i in 0..self.n_fft {
-            for k in 0..self.bins {
-                let ph = tau * ((k * i) % self.n_fft) as f64 / self.n_fft as f64;
-                basis[i * 2 * self.bins + k] = ph.cos() as f32;
-                basis[i * 2 * self.bins + self.bins + k] = -ph.sin() as f32;
-            }
-        }
-        Tensor::from_vec(basis, (self.n_fft, 2 * self.bins), &self.device)
     }
 
     /// The inverse-STFT basis, made on first use.
