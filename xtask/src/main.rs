@@ -69,6 +69,22 @@ enum EvalCommand {
         #[arg(long, default_value_t = cantor::model::score::DEFAULT_GUIDANCE)]
         guidance: f32,
     },
+    /// The performer playing held-out scores: its audio transcribed (basic-pitch) against the
+    /// score's notes, per instrument family, beside the real render and its codec round trip.
+    Perform {
+        /// Performer file (default: assets/models/performer.safetensors).
+        #[arg(long)]
+        performer: Option<std::path::PathBuf>,
+        /// Codec file (default: assets/models/codec.safetensors).
+        #[arg(long)]
+        codec: Option<std::path::PathBuf>,
+        /// Test clips, spread over the instrument families and soundfonts.
+        #[arg(long, default_value_t = 16)]
+        clips: usize,
+        /// Classifier-free guidance (default: the Guidance knob's default).
+        #[arg(long, default_value_t = cantor::knobs::KNOBS.guidance.default)]
+        guidance: f32,
+    },
     /// The prior's generated audio: style, tempo and key adherence, diversity, stability.
     Prior {
         /// Prior and codec files (default: assets/models/prior.safetensors and codec.safetensors).
@@ -314,6 +330,11 @@ fn main() -> Result<()> {
             let body = eval::score::eval(&prior, &name, seeds, bars, guidance)?;
             println!("{body}");
             eval::write_section(&dataset::repo_root().join("EVAL.md"), "score", &body)
+        }
+        Command::Eval { model: EvalCommand::Perform { performer, codec, clips, guidance } } => {
+            let performer = performer.unwrap_or_else(|| train::RunPaths::new("performer", None).published_weights);
+            let codec = codec.unwrap_or_else(train::codec::published_weights);
+            eval::perform::eval_perform(&performer, &codec, clips, guidance).map(|_| ())
         }
         Command::Eval { model: EvalCommand::StyleSet { per_style, out } } => {
             let codec = cantor::model::codec::Codec::from_bytes(&std::fs::read(train::codec::published_weights())?, &candle_core::Device::Cpu)?;

@@ -12,6 +12,7 @@
 
 pub mod conditioning;
 pub mod cpu_step;
+pub mod notes;
 pub mod pattern;
 pub mod sampling;
 pub mod stream;
@@ -48,6 +49,10 @@ pub struct PriorConfig {
     /// Identity of the codec whose codes this prior models (see `codec_codes_id`); a prior and
     /// a codec that disagree are refused at load time.
     pub codec_id: String,
+    /// Whether each frame is also conditioned on the notes it plays (`notes::NOTE_DIM` features
+    /// after the knob and grid features): a performer. Files without the field are priors that
+    /// compose codes from the knobs alone.
+    pub notes: bool,
 }
 
 impl Default for PriorConfig {
@@ -63,6 +68,7 @@ impl Default for PriorConfig {
             window: 384,
             frame_rate: 75.0,
             codec_id: String::new(),
+            notes: false,
         }
     }
 }
@@ -71,6 +77,12 @@ impl PriorConfig {
     /// A small configuration for unit tests.
     pub fn tiny() -> Self {
         Self { n_levels: 2, codebook_size: 16, delays: vec![0, 1], d_model: 32, n_layers: 2, n_heads: 2, mlp: 64, window: 12, ..Self::default() }
+    }
+
+    /// Width of one frame's conditioning: the knob and grid features, then the note features
+    /// when the prior is a performer.
+    pub fn cond_dim(&self) -> usize {
+        COND_DIM + if self.notes { notes::NOTE_DIM } else { 0 }
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
@@ -172,7 +184,7 @@ impl Prior {
         Ok(Self {
             cfg: cfg.clone(),
             embeds,
-            cond: Linear::new(COND_DIM, d, vb.pp("cond"))?,
+            cond: Linear::new(cfg.cond_dim(), d, vb.pp("cond"))?,
             blocks,
             norm: LayerNorm::new(d, vb.pp("norm"))?,
             head: Linear::new(d, cfg.n_levels * cfg.codebook_size, vb.pp("head"))?,
@@ -205,7 +217,7 @@ impl Prior {
     }
 
     /// Step inputs: tokens [batch, len, levels] (u32, `codebook_size` = BOS), conditioning
-    /// [batch, len, COND_DIM] → [batch, len, d].
+    /// [batch, len, cond_dim] → [batch, len, d].
     fn embed(&self, tokens: &Tensor, cond: &Tensor) -> Result<Tensor> {
         let mut x = self.cond.forward(cond)?;
         for (k, e) in self.embeds.iter().enumerate() {
@@ -243,7 +255,7 @@ impl Prior {
     }
 
     /// One step for every row of the state: tokens [batch * levels], conditioning
-    /// [batch * COND_DIM] → logits [batch * levels * codebook_size] (row-major).
+    /// [batch * cond_dim] → logits [batch * levels * codebook_size] (row-major).
     pub fn step(&self, state: &mut PriorState, tokens: &[u32], cond: &[f32]) -> Result<Vec<f32>> {
         let state = match &mut state.0 {
             StateKind::Fast(fs) => {
@@ -253,7 +265,8 @@ impl Prior {
             StateKind::Tensors(t) => t,
         };
         let (b, w, h) = (state.batch, self.cfg.window, self.cfg.n_heads);
-        if tokens.len() != b * self.cfg.n_levels || cond.len() != b * COND_DIM {
+        let cond_dim = self.cfg.cond_dim();
+        if tokens.len() != b * self.cfg.n_levels || cond.len() != b * cond_dim {
             candle_core::bail!("prior step: {} tokens and {} conditioning values for a batch of {b}", tokens.len(), cond.len());
         }
         let device = state.caches.first().map(|c| c.device()).unwrap_or(Device::Cpu);
@@ -262,7 +275,7 @@ impl Prior {
         transformer::rolling_bias(&state.slopes, &state.slot_steps, state.step, &mut state.bias);
         let bias = Tensor::from_slice(&state.bias, (1, h, 1, w), &device)?;
         let tokens = Tensor::from_slice(tokens, (b, 1, self.cfg.n_levels), &device)?;
-        let cond = Tensor::from_slice(cond, (b, 1, COND_DIM), &device)?;
+        let cond = Tensor::from_slice(cond, (b, 1, cond_dim), &device)?;
         let mut x = self.embed(&tokens, &cond)?;
         for (block, cache) in self.blocks.iter().zip(state.caches.iter_mut()) {
             x = block.step(&x, cache, slot, &bias)?;
@@ -287,7 +300,7 @@ impl Prior {
     }
 
     /// Quantise the transformer's and the head's linear weights. The embeddings, norms and the
-    /// conditioning projection (49 inputs, not a multiple of the 32-value blocks) stay f32.
+    /// conditioning projection (49 or 394 inputs, not a multiple of the 32-value blocks) stay f32.
     pub fn quantize(&mut self, dtype: GgmlDType) -> Result<()> {
         self.head.quantize(dtype)?;
         for b in &mut self.blocks {

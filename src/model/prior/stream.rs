@@ -2,6 +2,7 @@
 //! delay pattern. Owned by the generator thread; a reset re-seeds it.
 
 use super::conditioning::{write_features, GridPosition, Knobs, COND_DIM};
+use super::notes::NOTE_DIM;
 use super::pattern::{bos, FrameAssembler};
 use super::sampling::{guide, sample, SampleScratch, Sampling, REPEAT_MAX_BIAS};
 use super::{Prior, PriorState};
@@ -63,8 +64,8 @@ impl PriorStream {
             assembler: FrameAssembler::new(&prior.cfg.delays),
             last: vec![bos(prior.cfg.codebook_size); prior.cfg.n_levels],
             rng: ChaCha8Rng::seed_from_u64(seed),
-            cond: vec![0.0; COND_DIM],
-            uncond: vec![0.0; COND_DIM],
+            cond: vec![0.0; prior.cfg.cond_dim()],
+            uncond: vec![0.0; prior.cfg.cond_dim()],
             guided: Vec::with_capacity(prior.cfg.codebook_size),
             scratch: SampleScratch::with_capacity(prior.cfg.codebook_size),
             history: vec![bos(prior.cfg.codebook_size); history_steps * prior.cfg.n_levels],
@@ -87,15 +88,31 @@ impl PriorStream {
 
     /// One step: returns the frame (one code per level) it completed, if any.
     pub fn step(&mut self, prior: &Prior, knobs: &Knobs, grid: &GridPosition, sampling: &Sampling) -> Result<Option<Vec<u32>>> {
+        self.step_with_notes(prior, knobs, grid, None, sampling)
+    }
+
+    /// One step of a performer (`PriorConfig::notes`): `notes` are this step's note features
+    /// (`notes::paint`, `NOTE_DIM` values), or `None` for none given. The unconditional guidance
+    /// row goes without notes as without knobs, so guidance imposes both. A prior without note
+    /// conditioning ignores them.
+    pub fn step_with_notes(&mut self, prior: &Prior, knobs: &Knobs, grid: &GridPosition, notes: Option<&[f32]>, sampling: &Sampling) -> Result<Option<Vec<u32>>> {
         let (levels, k) = (prior.cfg.n_levels, prior.cfg.codebook_size);
-        write_features(knobs, grid, &mut self.cond);
+        write_features(knobs, grid, &mut self.cond[..COND_DIM]);
+        if prior.cfg.notes {
+            let row = &mut self.cond[COND_DIM..];
+            match notes {
+                Some(n) if n.len() == NOTE_DIM => row.copy_from_slice(n),
+                Some(n) => candle_core::bail!("{} note features for a performer that takes {NOTE_DIM}", n.len()),
+                None => row.fill(0.0),
+            }
+        }
         let guided = sampling.guidance.is_finite() && sampling.guidance != 1.0;
         let (mut cond_logits, uncond_logits) = if guided {
             if !self.unconditional_live {
                 self.unconditional.clear();
                 self.unconditional_live = true;
             }
-            write_features(&Knobs::unconditional(), grid, &mut self.uncond);
+            write_features(&Knobs::unconditional(), grid, &mut self.uncond[..COND_DIM]);
             let (c, u) = prior.step_pair(&mut self.conditional, &mut self.unconditional, [(&self.last, &self.cond), (&self.last, &self.uncond)])?;
             (c, Some(u))
         } else {

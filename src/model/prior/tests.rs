@@ -286,3 +286,59 @@ fn strain_repetition_echoes_the_first_strain_and_leaves_it_alone() {
     let turned = echoed(&run(1.0, 55));
     assert!(turned < (free_rate + strong_rate) / 2.0, "codes equal to one strain earlier after a key change: {turned:.2} ({free_rate:.2} free, {strong_rate:.2} echoed)");
 }
+
+/// A performer (`PriorConfig::notes`) takes the note features after the knob features: the
+/// hand-written step gives candle's logits for them, the notes change what it predicts, and its
+/// stream refuses note features of the wrong width.
+#[test]
+fn a_performer_hears_its_notes_in_both_paths() {
+    use super::notes::{paint, FrameNote, Voice, NOTE_DIM};
+    let cfg = PriorConfig { notes: true, ..PriorConfig::tiny() };
+    assert_eq!(cfg.cond_dim(), COND_DIM + NOTE_DIM);
+    let vm = VarMap::new();
+    let mut prior = Prior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let len = cfg.window * 2;
+    let played = [FrameNote { on: 1.5, off: 9.0, key: 62, velocity: 90, voice: Voice::Part { program_slot: 0 } }, FrameNote { on: 6.0, off: 20.0, key: 38, velocity: 70, voice: Voice::Bass }];
+    let mut painted = vec![0.0; len * NOTE_DIM];
+    paint(&played, 0, len, &mut painted);
+    let cond_of = |notes: bool| -> Vec<f32> {
+        (0..len)
+            .flat_map(|s| {
+                let mut row = features(&knobs(), &grid(s));
+                row.extend(if notes { painted[s * NOTE_DIM..(s + 1) * NOTE_DIM].to_vec() } else { vec![0.0; NOTE_DIM] });
+                row
+            })
+            .collect()
+    };
+    let toks = tokens(&cfg, len);
+    let full = |cond: &[f32]| {
+        prior
+            .forward(&Tensor::from_slice(&toks, (1, len, cfg.n_levels), &Device::Cpu).unwrap(), &Tensor::from_slice(cond, (1, len, cfg.cond_dim()), &Device::Cpu).unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let (with, without) = (cond_of(true), cond_of(false));
+    let reference = full(&with);
+    let moved = reference.iter().zip(full(&without)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(moved > 1e-3, "the notes change nothing ({moved})");
+    prior.set_fast_path(true).unwrap();
+    let mut state = prior.new_state(1, &Device::Cpu).unwrap();
+    let (w, per_step) = (cfg.cond_dim(), cfg.n_levels * cfg.codebook_size);
+    let mut worst = 0f32;
+    for s in 0..len {
+        let step = prior.step(&mut state, &toks[s * cfg.n_levels..(s + 1) * cfg.n_levels], &with[s * w..(s + 1) * w]).unwrap();
+        worst = worst.max(step.iter().zip(&reference[s * per_step..(s + 1) * per_step]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
+    }
+    // Within the fast path's f16 key/value cache rounding, as in the test above.
+    let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(worst <= 1e-3 * scale, "the hand-written step differs from candle by {worst} (largest logit {scale})");
+    let mut stream = PriorStream::new(&prior, &Device::Cpu, 3).unwrap();
+    let s = Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, guidance: 2.0, repeat: 0.0 };
+    stream.step_with_notes(&prior, &knobs(), &grid(0), Some(&painted[..NOTE_DIM]), &s).unwrap();
+    stream.step_with_notes(&prior, &knobs(), &grid(1), None, &s).unwrap();
+    let err = stream.step_with_notes(&prior, &knobs(), &grid(2), Some(&painted[..5]), &s).unwrap_err().to_string();
+    assert!(err.contains("note features"), "{err}");
+}

@@ -3,6 +3,7 @@
 use super::recipe::ClipRecipe;
 use super::score::Note;
 use anyhow::{anyhow, Context, Result};
+use cantor::model::prior::notes::{FrameNote, Voice};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
@@ -163,6 +164,33 @@ pub fn played_notes(recipe: &ClipRecipe, notes: &[Note], offset: f64, seconds: f
         played.push(PlayedNote { on_s, off_s, channel: ch, key: key as u8, velocity });
     }
     played
+}
+
+/// The notes of the span [offset, offset+seconds) as the performer is conditioned on them: times
+/// in codec frames of `frame_rate` from the span's start, voices from the renderer's channels
+/// (a score part's program slot in its instrument family, or the accompaniment's chords or bass).
+/// Exactly the notes and times the audio was rendered from.
+pub fn frame_notes(recipe: &ClipRecipe, notes: &[Note], offset: f64, seconds: f64, frame_rate: f64) -> Vec<FrameNote> {
+    let family = cantor::model::vocab::instrument_index(&recipe.instrument).map(|f| cantor::model::vocab::INSTRUMENT_FAMILIES[f].1).unwrap_or(&[]);
+    let slot = |part: usize| {
+        let program = recipe.programs.get(part).or(recipe.programs.last()).copied().unwrap_or(0);
+        family.iter().position(|&p| p == program).unwrap_or(0) as u8
+    };
+    played_notes(recipe, notes, offset, seconds)
+        .into_iter()
+        .map(|n| FrameNote {
+            on: n.on_s * frame_rate,
+            off: n.off_s * frame_rate,
+            key: n.key,
+            velocity: n.velocity,
+            voice: match n.channel {
+                CHORD_CHANNEL => Voice::Chords,
+                BASS_CHANNEL => Voice::Bass,
+                10 => Voice::Part { program_slot: slot(9) },
+                c => Voice::Part { program_slot: slot(c as usize) },
+            },
+        })
+        .collect()
 }
 
 /// Note on/off events of the span [offset, offset+seconds) of the clip, in seconds from the span start.

@@ -185,3 +185,57 @@ fn splits_are_disjoint_by_piece_and_tune_and_all_present() {
     let hours: f64 = ds.clips.iter().map(|c| c.seconds).sum::<f64>() / 3600.0;
     assert!(hours >= 40.0, "the default corpus has {hours:.1} h, the target is 40 h");
 }
+
+/// The performer's note features (`render::frame_notes`, painted by `notes::paint`) put each
+/// onset in the codec frame where the rendered audio's attack is: spectral flux on the codec's
+/// own grid (hop 320 at 24 kHz, 75 frames/s), averaged over the frames the features mark as
+/// onsets, peaks at a lag of 0 or 1 frame (an attack that starts late in a frame rises into the
+/// next) and is well above the clip's average there, and far from it the peak is gone.
+#[test]
+fn note_feature_onsets_coincide_with_the_rendered_attacks() {
+    use cantor::model::prior::notes::{onsets, paint, NOTE_DIM};
+    use candle_core::{Device, Tensor};
+    let ds = quick();
+    let mut source = ClipSource::new(24_000);
+    let hop = 320;
+    let stft = cantor::model::spectral::Stft::new(hop, hop, &Device::Cpu).unwrap();
+    let lags: Vec<i64> = (-4..=6).collect();
+    let (mut at_lag, mut counted) = (vec![0.0; lags.len()], vec![0usize; lags.len()]);
+    let mut clips = 0;
+    for clip in ds.clips.iter().take(10) {
+        let audio = source.render(clip).unwrap();
+        let frames = audio.len() / hop;
+        let mag = stft.magnitude(&Tensor::from_slice(&audio[..frames * hop], (1, frames * hop), &Device::Cpu).unwrap()).unwrap();
+        let mag = mag.squeeze(0).unwrap().t().unwrap().to_vec2::<f32>().unwrap(); // [frames][bins]
+        let flux: Vec<f64> = (0..mag.len())
+            .map(|j| if j == 0 { 0.0 } else { mag[j].iter().zip(&mag[j - 1]).map(|(a, b)| ((a + 1e-4).ln() - (b + 1e-4).ln()).max(0.0) as f64).sum() })
+            .collect();
+        let notes = source.notes(clip).unwrap();
+        let played = render::frame_notes(clip, &notes, 0.0, clip.seconds, 24_000.0 / hop as f64);
+        let mut features = vec![0.0; frames * NOTE_DIM];
+        paint(&played, 0, frames, &mut features);
+        let mut onset_frames: Vec<usize> = onsets(&features).into_iter().map(|(f, _)| f).collect();
+        onset_frames.dedup();
+        if onset_frames.is_empty() {
+            continue;
+        }
+        clips += 1;
+        let clip_mean = flux.iter().sum::<f64>() / flux.len() as f64;
+        for (i, lag) in lags.iter().enumerate() {
+            let vals: Vec<f64> = onset_frames.iter().filter_map(|&f| flux.get((f as i64 + lag).max(0) as usize).copied()).collect();
+            at_lag[i] += vals.iter().sum::<f64>() / vals.len().max(1) as f64 / clip_mean.max(1e-9);
+            counted[i] += 1;
+        }
+    }
+    assert!(clips >= 6, "only {clips} clips with notes");
+    let ratio: Vec<f64> = at_lag.iter().zip(&counted).map(|(s, n)| s / *n as f64).collect();
+    let best = (0..lags.len()).max_by(|&a, &b| ratio[a].total_cmp(&ratio[b])).unwrap();
+    let report = lags.iter().zip(&ratio).map(|(l, r)| format!("{l:+}: {r:.2}")).collect::<Vec<_>>().join(", ");
+    println!("flux at the feature onsets / clip mean, by lag: {report}");
+    assert!(lags[best] == 0 || lags[best] == 1, "flux at the feature onsets, relative to the clip's mean, by lag in frames: {report}");
+    assert!(ratio[best] > 2.0, "the attacks barely stand out: {report}");
+    for far in [-4, 6] {
+        let r = ratio[lags.iter().position(|&l| l == far).unwrap()];
+        assert!(r < 0.6 * ratio[best], "lag {far} scores as well as the onsets themselves: {report}");
+    }
+}

@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use cantor::model::codec::Codec;
 use cantor::model::prior::codec_codes_id;
 use cantor::model::prior::conditioning::PHRASE_BARS;
+use cantor::model::prior::notes::FrameNote;
 use cantor::model::vocab;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -52,6 +53,11 @@ pub struct TokenSet {
     /// Codes, frame-major: frame f of the set is `codes[f * levels..(f + 1) * levels]`.
     #[serde(skip)]
     pub codes: Vec<u16>,
+    /// The notes each clip was rendered from, in frames from its first frame (index = clip), for
+    /// the performer; stored beside the codes in `<split>.notes.json`. Empty for a corpus
+    /// tokenised without them.
+    #[serde(skip)]
+    pub notes: Vec<Vec<FrameNote>>,
 }
 
 impl TokenSet {
@@ -72,6 +78,10 @@ impl TokenSet {
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, dir.join(format!("{split}.codes")))?;
         std::fs::write(dir.join(format!("{split}.json")), serde_json::to_string(self)?)?;
+        if !self.notes.is_empty() {
+            anyhow::ensure!(self.notes.len() == self.clips.len(), "{} clips but notes for {}", self.clips.len(), self.notes.len());
+            std::fs::write(dir.join(format!("{split}.notes.json")), serde_json::to_string(&self.notes)?)?;
+        }
         Ok(())
     }
 
@@ -82,6 +92,11 @@ impl TokenSet {
         set.codes = bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
         let frames: usize = set.clips.iter().map(|c| c.frames).sum();
         anyhow::ensure!(set.codes.len() == frames * set.levels, "{}: {} codes for {frames} frames of {} levels", meta.display(), set.codes.len(), set.levels);
+        let notes = dir.join(format!("{split}.notes.json"));
+        if notes.exists() {
+            set.notes = serde_json::from_str(&std::fs::read_to_string(&notes)?).with_context(|| format!("reading {}", notes.display()))?;
+            anyhow::ensure!(set.notes.len() == set.clips.len(), "{}: notes for {} clips, codes for {}", notes.display(), set.notes.len(), set.clips.len());
+        }
         Ok(set)
     }
 
@@ -124,6 +139,23 @@ pub fn clip_labels(clip: &ClipRecipe) -> Result<(u32, u32, u32, u32, u32, f64)> 
     Ok((style, instrument, clip.key_pitch_class as u32, mode, beats_per_bar, start_beats))
 }
 
+/// Give every clip of `set` the notes it was rendered from (`render::frame_notes`: the renderer's
+/// own schedule in codec frames), from the corpus's recipes of `split`.
+pub fn add_notes(set: &mut TokenSet, ds: &Dataset, split: &str) -> Result<()> {
+    let recipes: std::collections::HashMap<&str, &ClipRecipe> = ds.split(split).map(|c| (c.id.as_str(), c)).collect();
+    let mut source = ClipSource::new(ds.config.sample_rate);
+    set.notes = set
+        .clips
+        .iter()
+        .map(|clip| {
+            let recipe = recipes.get(clip.id.as_str()).with_context(|| format!("{split}: clip {} is not in the corpus any more: tokenise again", clip.id))?;
+            let notes = source.notes(recipe)?;
+            Ok(super::render::frame_notes(recipe, &notes, 0.0, recipe.seconds, set.frame_rate))
+        })
+        .collect::<Result<_>>()?;
+    Ok(())
+}
+
 /// Render and encode up to `hours` of each split (a seeded shuffle of its clips).
 pub fn tokenize(codec_weights: &Path, quick: bool, hours: f64, valid_hours: f64) -> Result<PathBuf> {
     let device = Device::Cpu;
@@ -139,6 +171,12 @@ pub fn tokenize(codec_weights: &Path, quick: bool, hours: f64, valid_hours: f64)
         if let Some(set) = &earlier {
             if set.hours() + 0.01 >= budget {
                 println!("{split}: already tokenised in {} ({:.2} h)", dir.display(), set.hours());
+                if set.notes.is_empty() {
+                    let mut set = set.clone();
+                    add_notes(&mut set, &ds, split)?;
+                    set.save(&dir, split)?;
+                    println!("{split}: wrote the notes of its {} clips", set.clips.len());
+                }
                 continue;
             }
         }
@@ -153,7 +191,7 @@ pub fn tokenize(codec_weights: &Path, quick: bool, hours: f64, valid_hours: f64)
             seconds += c.seconds;
             take.push(c);
         }
-        let mut set = TokenSet { codec_id: codec_id.clone(), levels: codec.cfg.n_codebooks, codebook_size: codec.cfg.codebook_size, frame_rate: codec.cfg.frame_rate(), clips: Vec::new(), codes: Vec::new() };
+        let mut set = TokenSet { codec_id: codec_id.clone(), levels: codec.cfg.n_codebooks, codebook_size: codec.cfg.codebook_size, frame_rate: codec.cfg.frame_rate(), clips: Vec::new(), codes: Vec::new(), notes: Vec::new() };
         let mut source = ClipSource::new(codec.cfg.sample_rate);
         let bar = progress(take.len() as u64, &format!("tokenising {split}"));
         let hop = codec.cfg.hop();
@@ -187,6 +225,7 @@ pub fn tokenize(codec_weights: &Path, quick: bool, hours: f64, valid_hours: f64)
             set.codes.extend(codes.iter().flatten().map(|&c| c as u16));
         }
         bar.finish();
+        add_notes(&mut set, &ds, split)?;
         // A partial corpus would train a different prior and break exact resume: refuse it
         // (a soundfont that is not installed silently loses every clip it plays, half the corpus).
         if let Some(e) = first_error {

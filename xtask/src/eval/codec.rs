@@ -115,7 +115,7 @@ impl Scores {
 /// `n` clips spread evenly over every (instrument family, soundfont) pair, each pair's clips
 /// taken at an even stride through the split: per-family and per-soundfont rows then rest on as
 /// many clips each (a plain stride gave one strings clip against ten piano ones).
-fn stratified<'a>(clips: Vec<&'a ClipRecipe>, n: usize) -> Vec<&'a ClipRecipe> {
+pub(crate) fn stratified<'a>(clips: Vec<&'a ClipRecipe>, n: usize) -> Vec<&'a ClipRecipe> {
     let mut cells: Vec<((&str, &str), Vec<&ClipRecipe>)> = Vec::new();
     for c in clips {
         match cells.iter_mut().find(|(k, _)| *k == (c.instrument.as_str(), c.soundfont.as_str())) {

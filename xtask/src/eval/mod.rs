@@ -4,6 +4,7 @@ pub mod codec;
 pub mod estimators;
 pub mod music;
 pub mod notes;
+pub mod perform;
 pub mod prior;
 pub mod real_clips;
 pub mod score;

@@ -10,6 +10,7 @@ use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 use cantor::model::prior::conditioning::{write_features, GridPosition, Knobs, COND_DIM};
+use cantor::model::prior::notes::{paint, NOTE_DIM};
 use cantor::model::prior::pattern::training_pairs;
 use cantor::model::prior::{Prior, PriorConfig, KIND};
 use cantor::model::vocab::STYLES;
@@ -17,6 +18,7 @@ use cantor::model::weights;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -52,6 +54,13 @@ pub struct PriorTrainArgs {
     /// The step count the adopted weights stand for (the log's step axis continues from it).
     #[arg(long, default_value_t = 0)]
     pub adopt_step: u64,
+    /// Train the performer instead (cache/train/performer, log
+    /// `assets/training/performer-log.jsonl`, ships `assets/models/performer.safetensors`): the
+    /// prior conditioned on each frame's notes (`PriorConfig::notes`; the tokens need their notes,
+    /// written by `dataset tokenize`). A new run starts from the shipped prior's weights, the
+    /// note features' projection zero, so it begins as that prior and learns to play the notes.
+    #[arg(long)]
+    pub performer: bool,
 }
 
 
@@ -64,6 +73,9 @@ const DROP_ALL: f64 = 0.15;
 /// The phrase position is dropped this often, so the model works without it and its effect
 /// can be measured by switching it off.
 const DROP_PHRASE: f64 = 0.3;
+/// A performer's notes are dropped together with the knobs (`DROP_ALL`: the unconditional model
+/// guidance needs), and on their own this often, so guidance imposes the notes too.
+const DROP_NOTES: f64 = 0.1;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TrainState {
@@ -76,12 +88,15 @@ struct TrainState {
     anneal_from: Option<u64>,
 }
 
-/// One training crop: clip, first frame, and which conditions were dropped.
+/// One training crop: clip (and its index in the set), first frame, and which conditions were
+/// dropped.
 struct Crop<'a> {
     clip: &'a TokenClip,
+    index: usize,
     start: usize,
     knobs: Knobs,
     phrase: bool,
+    notes: bool,
 }
 
 fn clip_knobs(clip: &TokenClip) -> Knobs {
@@ -95,13 +110,16 @@ fn draw_crops<'a>(set: &'a TokenSet, step: u64, batch: usize, len: usize, dropou
     let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ step.wrapping_mul(0x9E3779B97F4A7C15));
     (0..batch)
         .map(|_| {
-            let clip = &set.clips[rng.random_range(0..set.clips.len())];
+            let index = rng.random_range(0..set.clips.len());
+            let clip = &set.clips[index];
             let start = rng.random_range(0..=clip.frames.saturating_sub(len / 2));
             let mut knobs = clip_knobs(clip);
             let mut phrase = true;
+            let mut notes = true;
             if dropout {
                 if rng.random_bool(DROP_ALL) {
                     knobs = Knobs::unconditional();
+                    notes = false;
                 } else {
                     if rng.random_bool(DROP_EACH) {
                         knobs.styles = None;
@@ -117,29 +135,40 @@ fn draw_crops<'a>(set: &'a TokenSet, step: u64, batch: usize, len: usize, dropou
                     }
                 }
                 phrase = !rng.random_bool(DROP_PHRASE);
+                // Drawn whether or not the model takes notes, so a prior and a performer see the same crops.
+                notes &= !rng.random_bool(DROP_NOTES);
             }
-            Crop { clip, start, knobs, phrase }
+            Crop { clip, index, start, knobs, phrase, notes }
         })
         .collect()
 }
 
-/// Input tokens [b, len, levels], conditioning [b, len, COND_DIM], flat target indices into the
+/// Input tokens [b, len, levels], conditioning [b, len, cond_dim], flat target indices into the
 /// [b * len * levels] rows of the logits, and the targets there.
 fn batch_tensors(set: &TokenSet, crops: &[Crop], cfg: &PriorConfig, device: &Device) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
-    let (len, levels) = (cfg.window, cfg.n_levels);
+    let (len, levels, width) = (cfg.window, cfg.n_levels, cfg.cond_dim());
+    anyhow::ensure!(!cfg.notes || set.notes.len() == set.clips.len(), "a performer trains on tokens with their notes: run `cargo xtask dataset tokenize` to write them");
     let mut tokens = Vec::with_capacity(crops.len() * len * levels);
-    let mut cond = vec![0f32; crops.len() * len * COND_DIM];
+    let mut cond = vec![0f32; crops.len() * len * width];
+    let mut notes = vec![0f32; if cfg.notes { len * NOTE_DIM } else { 0 }];
     let mut rows = Vec::new();
     let mut targets = Vec::new();
     for (b, crop) in crops.iter().enumerate() {
         let codes = set.clip_codes(crop.clip);
         let (inputs, outs) = training_pairs(&codes, crop.start, len, &cfg.delays, cfg.codebook_size);
         let per_frame = crop.clip.beats_per_frame(set.frame_rate);
+        let with_notes = cfg.notes && crop.notes;
+        if with_notes {
+            paint(&set.notes[crop.index], crop.start as i64, len, &mut notes);
+        }
         for s in 0..len {
             tokens.extend_from_slice(&inputs[s]);
             let grid = GridPosition { beats: crop.clip.start_beats + (crop.start + s) as f64 * per_frame, beats_per_bar: crop.clip.beats_per_bar, phrase: crop.phrase };
-            let at = (b * len + s) * COND_DIM;
+            let at = (b * len + s) * width;
             write_features(&crop.knobs, &grid, &mut cond[at..at + COND_DIM]);
+            if with_notes {
+                cond[at + COND_DIM..at + width].copy_from_slice(&notes[s * NOTE_DIM..(s + 1) * NOTE_DIM]);
+            }
             for (k, t) in outs[s].iter().enumerate() {
                 if let Some(t) = t {
                     rows.push(((b * len + s) * levels + k) as u32);
@@ -151,7 +180,7 @@ fn batch_tensors(set: &TokenSet, crops: &[Crop], cfg: &PriorConfig, device: &Dev
     let b = crops.len();
     Ok((
         Tensor::from_vec(tokens, (b, len, levels), device)?,
-        Tensor::from_vec(cond, (b, len, COND_DIM), device)?,
+        Tensor::from_vec(cond, (b, len, width), device)?,
         Tensor::from_vec(rows.clone(), rows.len(), device)?,
         Tensor::from_vec(targets, rows.len(), device)?,
     ))
@@ -180,7 +209,7 @@ pub fn default_tokens_dir() -> Result<PathBuf> {
 
 pub fn train(args: &PriorTrainArgs) -> Result<()> {
     let device = Device::Cpu;
-    let main_run = super::RunPaths::new("prior", args.run.out.as_deref());
+    let main_run = super::RunPaths::new(if args.performer { "performer" } else { "prior" }, args.run.out.as_deref());
     let annealing = args.anneal_steps > 0;
     let paths = if annealing { main_run.branch("anneal") } else { main_run.clone() };
     std::fs::create_dir_all(&paths.out)?;
@@ -219,6 +248,12 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
     if cfg.delays.len() != cfg.n_levels {
         cfg.delays = (0..cfg.n_levels).map(|k| k.min(1)).collect();
     }
+    cfg.notes = args.performer;
+    // A new performer starts as the shipped prior (its config and weights), playing no notes yet.
+    let mut start_weights = HashMap::new();
+    if args.performer && !args.tiny && resume_from.is_none() {
+        (cfg, start_weights) = performer_start(&super::RunPaths::new("prior", None).published_weights, &train_set)?;
+    }
     let mut state = TrainState { step: 0, best_valid_nll: None, config: cfg, anneal_from: None };
     let mut saved = Default::default();
     if let Some(p) = &resume_from {
@@ -229,6 +264,7 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
             state.config.codec_id,
             train_set.codec_id
         );
+        anyhow::ensure!(state.config.notes == args.performer, "{} is a {} run: {} --performer", p.display(), if state.config.notes { "performer" } else { "prior" }, if state.config.notes { "add" } else { "leave out" });
         println!("resuming from {} at step {}", p.display(), state.step);
         super::truncate_log_after(log, state.step)?;
     }
@@ -245,6 +281,10 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
     let cfg = state.config.clone();
     let vm = VarMap::new();
     let prior = Prior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device))?;
+    if !start_weights.is_empty() {
+        let fresh = super::restore_vars(&vm, &start_weights)?;
+        anyhow::ensure!(fresh.is_empty(), "the shipped prior lacks {fresh:?}");
+    }
     super::restore_vars(&vm, &saved)?;
     let params: Vec<_> = vm.data().lock().expect("varmap").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let n_params: usize = params.iter().map(|(_, v)| v.elem_count()).sum();
@@ -263,7 +303,9 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
         super::save_checkpoint(ckpt_path, CHECKPOINT_KIND, &state, &vm, &opt, Default::default())?;
     }
     // Fixed held-out batches, all conditions given.
-    let valid = held_out_batches(&valid_set, &cfg, &device)?;
+    let valid = held_out_batches(&valid_set, &cfg, true, &device)?;
+    // A performer is also scored without its notes: how much the notes tell it.
+    let valid_without_notes = if cfg.notes { Some(held_out_batches(&valid_set, &cfg, false, &device)?) } else { None };
 
     let mut clock = super::RunClock::new(&args.run);
     let mut window_start = Instant::now();
@@ -295,6 +337,9 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
             if valid_now {
                 let nll = held_out_nll(&prior, &valid)?;
                 rec["valid_nll"] = nll.into();
+                if let Some(v) = &valid_without_notes {
+                    rec["valid_nll_without_notes"] = held_out_nll(&prior, v)?.into();
+                }
                 if state.best_valid_nll.is_none_or(|b| nll < b) {
                     state.best_valid_nll = Some(nll);
                     save_inference(best_path, &cfg, &vm)?;
@@ -317,6 +362,23 @@ pub fn train(args: &PriorTrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// A new performer's config and weights: the prior in `file`, with note conditioning added and the
+/// note features' columns of the conditioning projection zero (so it computes what the prior
+/// did until training moves them).
+fn performer_start(file: &Path, train_set: &TokenSet) -> Result<(PriorConfig, HashMap<String, Tensor>)> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let raw = weights::parse::<PriorConfig>(&bytes, KIND, &Device::Cpu).with_context(|| format!("reading {}", file.display()))?;
+    anyhow::ensure!(raw.quantized.is_none() && !raw.config.notes, "{}: a performer starts from an f16 or f32 prior without notes", file.display());
+    anyhow::ensure!(raw.config.codec_id == train_set.codec_id, "{} models codec {} but the tokens come from codec {}", file.display(), raw.config.codec_id, train_set.codec_id);
+    let mut cfg = raw.config;
+    cfg.notes = true;
+    let mut tensors = raw.tensors;
+    let w = tensors.get("cond.weight").context("the prior has no cond.weight")?.to_dtype(DType::F32)?;
+    let zeros = Tensor::zeros((w.dim(0)?, NOTE_DIM), DType::F32, w.device())?;
+    tensors.insert("cond.weight".into(), Tensor::cat(&[&w, &zeros], 1)?);
+    Ok((cfg, tensors))
+}
+
 /// `--adopt`: the main run's checkpoint from weights trained elsewhere, with a fresh optimiser
 /// (its bias correction restarts, see `AdamW::load_state`).
 fn adopt(file: &Path, step: u64, train_set: &TokenSet, valid_set: &TokenSet, unigram: f64, paths: &super::RunPaths) -> Result<()> {
@@ -337,7 +399,7 @@ fn adopt(file: &Path, step: u64, train_set: &TokenSet, valid_set: &TokenSet, uni
     let prior = Prior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &device))?;
     let missing = super::restore_vars(&vm, &raw.tensors)?;
     anyhow::ensure!(missing.is_empty(), "{} lacks (or has wrongly shaped) {missing:?}", file.display());
-    let nll = held_out_nll(&prior, &held_out_batches(valid_set, &cfg, &device)?)?;
+    let nll = held_out_nll(&prior, &held_out_batches(valid_set, &cfg, true, &device)?)?;
     let params: Vec<_> = vm.data().lock().expect("varmap").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let state = TrainState { step, best_valid_nll: Some(nll), config: cfg.clone(), anneal_from: None };
     super::save_checkpoint(&paths.checkpoint, CHECKPOINT_KIND, &state, &vm, &AdamW::new(params)?, Default::default())?;
@@ -349,9 +411,15 @@ fn adopt(file: &Path, step: u64, train_set: &TokenSet, valid_set: &TokenSet, uni
     Ok(())
 }
 
-/// The fixed held-out batches (all conditions given) the trainer validates on.
-fn held_out_batches(set: &TokenSet, cfg: &PriorConfig, device: &Device) -> Result<Vec<(Tensor, Tensor, Tensor, Tensor)>> {
-    (0..4).map(|i| batch_tensors(set, &draw_crops(set, u64::MAX - i, 8, cfg.window, false), cfg, device)).collect()
+/// The fixed held-out batches (all knobs given, and the notes if `notes`) the trainer validates on.
+fn held_out_batches(set: &TokenSet, cfg: &PriorConfig, notes: bool, device: &Device) -> Result<Vec<(Tensor, Tensor, Tensor, Tensor)>> {
+    (0..4)
+        .map(|i| {
+            let mut crops = draw_crops(set, u64::MAX - i, 8, cfg.window, false);
+            crops.iter_mut().for_each(|c| c.notes = notes);
+            batch_tensors(set, &crops, cfg, device)
+        })
+        .collect()
 }
 
 /// Mean held-out NLL (nats per code) of `prior` on `batches`.
@@ -373,7 +441,7 @@ pub fn quantize(dtypes: &[GgmlDType]) -> Result<()> {
     let raw = weights::parse::<PriorConfig>(&bytes, KIND, &device)?;
     let f16_prior = Prior::from_bytes(&bytes, &device)?;
     let valid_set = TokenSet::load(&default_tokens_dir()?, "valid")?;
-    let batches = held_out_batches(&valid_set, &f16_prior.cfg, &device)?;
+    let batches = held_out_batches(&valid_set, &f16_prior.cfg, true, &device)?;
     let unigram = valid_set.unigram_entropy();
     let reference_nll = held_out_nll(&f16_prior, &batches)?;
     let mut rows = vec![format!("| f16 reference | {:.2} MB | {reference_nll:.4} | - |", bytes.len() as f64 / 1e6)];
@@ -403,12 +471,13 @@ pub fn quantize(dtypes: &[GgmlDType]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cantor::model::prior::notes::{FrameNote, Voice};
 
     /// A small synthetic tokenised corpus: random codes with a little structure.
     fn write_tokens(dir: &Path) {
         let cfg = PriorConfig::tiny();
         for (split, clips) in [("train", 6), ("valid", 2)] {
-            let mut set = TokenSet { codec_id: "test-codec".into(), levels: cfg.n_levels, codebook_size: cfg.codebook_size, frame_rate: 75.0, clips: Vec::new(), codes: Vec::new() };
+            let mut set = TokenSet { codec_id: "test-codec".into(), levels: cfg.n_levels, codebook_size: cfg.codebook_size, frame_rate: 75.0, clips: Vec::new(), codes: Vec::new(), notes: Vec::new() };
             let mut rng = ChaCha8Rng::seed_from_u64(clips);
             for c in 0..clips {
                 let frames = 40;
@@ -416,13 +485,14 @@ mod tests {
                 for f in 0..frames * cfg.n_levels {
                     set.codes.push(if f % 3 == 0 { (f % cfg.codebook_size) as u16 } else { rng.random_range(0..cfg.codebook_size as u16) });
                 }
+                set.notes.push((0..8).map(|n| FrameNote { on: n as f64 * 5.0, off: n as f64 * 5.0 + 4.0, key: 48 + 2 * n, velocity: 80, voice: Voice::Part { program_slot: 0 } }).collect());
             }
             set.save(dir, split).unwrap();
         }
     }
 
     fn args(tokens: &Path, out: &Path, steps: u64) -> PriorTrainArgs {
-        PriorTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, lr: 1e-3, valid_every: 4, tokens: Some(tokens.to_path_buf()), tiny: true, anneal_steps: 0, adopt: None, adopt_step: 0 }
+        PriorTrainArgs { run: super::super::RunArgs::test(out, steps), batch: 2, lr: 1e-3, valid_every: 4, tokens: Some(tokens.to_path_buf()), tiny: true, anneal_steps: 0, adopt: None, adopt_step: 0, performer: false }
     }
 
     #[test]
@@ -442,6 +512,30 @@ mod tests {
         assert!(log.lines().any(|l| l.contains("valid_nll")));
         let prior = Prior::from_bytes(&std::fs::read(a.join("best.safetensors")).unwrap(), &Device::Cpu).unwrap();
         assert_eq!(prior.cfg.codec_id, "test-codec");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// A performer run trains on the tokens' notes, resumes bit for bit, and logs how it does
+    /// with its notes withheld; a prior's checkpoint is not resumed as a performer.
+    #[test]
+    fn a_performer_run_resumes_bit_identical_and_is_scored_without_its_notes() {
+        let base = std::env::temp_dir().join(format!("cantor-performer-resume-{}", std::process::id()));
+        let (tokens, a, b) = (base.join("tokens"), base.join("a"), base.join("b"));
+        write_tokens(&tokens);
+        let performer = |out: &Path, steps| PriorTrainArgs { performer: true, ..args(&tokens, out, steps) };
+        train(&performer(&a, 0)).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::copy(a.join("checkpoint.safetensors"), b.join("checkpoint.safetensors")).unwrap();
+        train(&performer(&a, 8)).unwrap();
+        train(&performer(&b, 5)).unwrap();
+        train(&performer(&b, 8)).unwrap();
+        super::super::assert_same_checkpoint(&a, &b, CHECKPOINT_KIND, 8);
+        let log = std::fs::read_to_string(a.join("log.jsonl")).unwrap();
+        assert!(log.lines().any(|l| l.contains("valid_nll_without_notes")), "{log}");
+        let prior = Prior::from_bytes(&std::fs::read(a.join("best.safetensors")).unwrap(), &Device::Cpu).unwrap();
+        assert!(prior.cfg.notes);
+        let err = train(&args(&tokens, &a, 9)).unwrap_err().to_string();
+        assert!(err.contains("performer"), "{err}");
         let _ = std::fs::remove_dir_all(&base);
     }
 
