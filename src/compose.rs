@@ -8,7 +8,13 @@ use crate::model::score::accompaniment::{accompaniment, Role};
 use crate::model::score::tokens::{meter_index, METERS, TICKS_PER_QUARTER};
 use crate::model::score::writer::ScoreWriter;
 use crate::model::score::{ScoreCond, ScorePrior};
-use crate::model::vocab::{INSTRUMENT_FAMILIES, STYLES};
+use crate::model::codec::Codec;
+use crate::model::prior::conditioning::{GridPosition, Knobs};
+use crate::model::prior::notes::{paint, played_velocity, FrameNote, Voice, NOTE_DIM};
+use crate::model::prior::stream::PriorStream;
+use crate::model::prior::{codec_codes_id, Prior};
+use crate::model::vocab::{Meter, INSTRUMENT_FAMILIES, STYLES};
+use candle_core::{Device, Tensor};
 
 /// What to write.
 #[derive(Debug, Clone)]
@@ -26,6 +32,10 @@ pub struct ComposeSettings {
     /// Bass and chords under a single-line tune.
     pub accompaniment: bool,
 }
+
+/// Names of the accompaniment's parts (the performer plays them as accompaniment voices).
+pub const CHORDS_PART: &str = "chords";
+pub const BASS_PART: &str = "bass";
 
 /// Velocities: the tune over its accompaniment, as the corpus renderer balances them.
 const MELODY_VELOCITY: u8 = 84;
@@ -68,12 +78,86 @@ pub fn compose(model: &ScorePrior, s: &ComposeSettings, mut progress: impl FnMut
         // Chords for the written bars only (a last note may ring past them).
         let mut acc = accompaniment(s.tonic as i32, s.mode == 1, q(bar_ticks), 0.0, &line);
         acc.retain(|a| a.start_q < q(end));
-        for (role, name, program) in [(Role::Chord, "chords", program), (Role::Bass, "bass", BASS_PROGRAM)] {
+        for (role, name, program) in [(Role::Chord, CHORDS_PART, program), (Role::Bass, BASS_PART, BASS_PROGRAM)] {
             let notes = acc.iter().filter(|a| a.role == role).map(|a| MidiNote { start_q: a.start_q, dur_q: a.dur_q, key: a.key, velocity: a.velocity }).collect();
             parts.push(MidiPart { name: name.into(), program, notes });
         }
     }
     Ok(parts)
+}
+
+/// The notes of composed `parts` as the performer plays them: times in codec frames of
+/// `frame_rate` at `bpm` beats of `meter` a minute, velocities humanised as the corpus renderer
+/// does (without its random jitter), the accompaniment's parts as accompaniment voices and the
+/// tune's parts on the family's first program.
+pub fn frame_notes(parts: &[MidiPart], meter: Meter, bpm: f64, frame_rate: f64) -> Vec<FrameNote> {
+    let frames_per_quarter = frame_rate * 60.0 / (bpm * meter.beat_quarters);
+    let bar = meter.beats_per_bar as f64 * meter.beat_quarters;
+    let mut notes = Vec::new();
+    for part in parts {
+        let voice = match part.name.as_str() {
+            CHORDS_PART => Voice::Chords,
+            BASS_PART => Voice::Bass,
+            _ => Voice::Part { program_slot: 0 },
+        };
+        for n in &part.notes {
+            let velocity = played_velocity(n.velocity, n.start_q.rem_euclid(bar), meter.beat_quarters, 0.0);
+            notes.push(FrameNote { on: n.start_q * frames_per_quarter, off: (n.start_q + n.dur_q) * frames_per_quarter, key: n.key, velocity, voice });
+        }
+    }
+    notes.sort_by(|a, b| a.on.total_cmp(&b.on));
+    notes
+}
+
+/// How the performer plays a composed tune.
+#[derive(Debug, Clone)]
+pub struct PerformSettings {
+    pub styles: [f32; STYLES.len()],
+    pub tonic: u8,
+    pub mode: u8,
+    pub meter: Meter,
+    pub bpm: f64,
+    pub instrument: usize,
+    pub sampling: Sampling,
+    pub seed: u64,
+}
+
+/// Play `notes` (from `frame_notes`) with a performer (a prior with `PriorConfig::notes`) and
+/// decode its codes with `codec`: mono audio at the codec's rate, as long as the notes plus a
+/// second of release. `progress` hears the fraction played.
+pub fn perform(performer: &Prior, codec: &Codec, notes: &[FrameNote], s: &PerformSettings, mut progress: impl FnMut(f64)) -> Result<Vec<f32>, String> {
+    if !performer.cfg.notes {
+        return Err("this prior is not a performer: it takes no notes".into());
+    }
+    let id = codec_codes_id(codec).map_err(|e| e.to_string())?;
+    if performer.cfg.codec_id != id {
+        return Err(format!("the performer plays the codes of codec {}, not of this codec ({id})", performer.cfg.codec_id));
+    }
+    if !(s.bpm.is_finite() && s.bpm > 0.0) {
+        return Err(format!("tempo {} is not a tempo", s.bpm));
+    }
+    let frame_rate = performer.cfg.frame_rate;
+    let end = notes.iter().map(|n| n.off).filter(|v| v.is_finite()).fold(0.0, f64::max);
+    let frames = (end + frame_rate).ceil() as usize;
+    let knobs = Knobs { styles: Some(s.styles), instrument: Some(s.instrument as u32), key: Some((s.tonic as u32 % 12, s.mode.min(1) as u32)), bpm: Some(s.bpm as f32) };
+    let mut stream = PriorStream::new(performer, &Device::Cpu, s.seed).map_err(|e| e.to_string())?;
+    let mut features = vec![0.0; NOTE_DIM];
+    let mut codes: Vec<u32> = Vec::with_capacity(frames * performer.cfg.n_levels);
+    let mut step = 0usize;
+    while codes.len() < frames * performer.cfg.n_levels {
+        // Only the notes near this step matter; `notes` is sorted by onset.
+        let near = notes.partition_point(|n| n.on < step as f64 + 2.0);
+        paint(&notes[..near], step as i64, 1, &mut features);
+        let grid = GridPosition { beats: step as f64 * s.bpm / 60.0 / frame_rate, beats_per_bar: s.meter.beats_per_bar, phrase: true };
+        if let Some(frame) = stream.step_with_notes(performer, &knobs, &grid, Some(&features), &s.sampling).map_err(|e| format!("the performer failed: {e}"))? {
+            codes.extend(frame);
+        }
+        step += 1;
+        progress((step as f64 / frames as f64).min(1.0));
+    }
+    let codes = Tensor::from_vec(codes, (1, frames, performer.cfg.n_levels), &Device::Cpu).map_err(|e| e.to_string())?;
+    let audio = codec.decode(&codes).and_then(|a| a.squeeze(0)?.to_vec1::<f32>()).map_err(|e| format!("the decoder failed: {e}"))?;
+    Ok(audio.into_iter().map(|v| if v.is_finite() { v.clamp(-1.0, 1.0) } else { 0.0 }).collect())
 }
 
 #[cfg(test)]
@@ -106,5 +190,40 @@ mod tests {
         assert!(a.iter().flat_map(|p| &p.notes).all(|n| n.start_q < 12.0));
         assert!(compose(&model, &ComposeSettings { time_signature: (7, 8), ..settings.clone() }, |_| {}).unwrap_err().contains("7/8"));
         assert!(compose(&model, &ComposeSettings { bars: 0, ..settings }, |_| {}).is_err());
+    }
+
+    /// A composed tune's notes land on the performer's frames at the tempo asked (a 6/8 bar of
+    /// two dotted quarters at 90 beats a minute lasts 4/3 s, 100 frames), with the renderer's
+    /// accents; a performer plays them into audio as long as the notes, the same seed giving
+    /// the same bits; a prior that takes no notes, or belongs to another codec, is refused.
+    #[test]
+    fn a_performer_plays_a_composed_tune_in_time() {
+        use crate::model::codec::CodecConfig;
+        use crate::model::pair::random_model_files;
+        use crate::model::prior::PriorConfig;
+        let meter = Meter::of_time_signature(6, 8).unwrap();
+        let tune = MidiPart { name: "tune".into(), program: 0, notes: vec![MidiNote { start_q: 0.0, dur_q: 1.5, key: 62, velocity: 84 }, MidiNote { start_q: 3.0, dur_q: 0.5, key: 64, velocity: 84 }] };
+        let bass = MidiPart { name: BASS_PART.into(), program: 32, notes: vec![MidiNote { start_q: 1.5, dur_q: 1.5, key: 38, velocity: 70 }] };
+        let notes = frame_notes(&[tune, bass], meter, 90.0, 75.0);
+        let on: Vec<(f64, u8, Voice)> = notes.iter().map(|n| ((n.on * 1e6).round() / 1e6, n.velocity, n.voice)).collect();
+        // 75 frames/s, 2.25 quarters/s: 100/3 frames a quarter. Downbeats +10, beats +4.
+        assert_eq!(on, vec![(0.0, 81, Voice::Part { program_slot: 0 }), (50.0, 64, Voice::Bass), (100.0, 81, Voice::Part { program_slot: 0 })]);
+        assert!((notes[2].off - 100.0 - 50.0 / 3.0).abs() < 1e-9);
+
+        let (c, p) = random_model_files(&CodecConfig::tiny(), &PriorConfig { notes: true, ..PriorConfig::tiny() }, None, None).unwrap();
+        let codec = Codec::from_bytes(&c, &Device::Cpu).unwrap();
+        let performer = Prior::from_bytes(&p, &Device::Cpu).unwrap();
+        let settings = PerformSettings { styles: [0.0, 0.0, 1.0, 0.0, 0.0, 0.0], tonic: 2, mode: 0, meter, bpm: 90.0, instrument: 1, sampling: Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, guidance: 3.0, repeat: 0.0 }, seed: 5 };
+        let a = perform(&performer, &codec, &notes, &settings, |_| {}).unwrap();
+        let frames = (notes.iter().map(|n| n.off).fold(0.0, f64::max) + 75.0).ceil() as usize;
+        assert_eq!(a.len(), frames * codec.cfg.hop());
+        assert!(a.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
+        assert_eq!(a, perform(&performer, &codec, &notes, &settings, |_| {}).unwrap());
+        let (_, plain) = random_model_files(&CodecConfig::tiny(), &PriorConfig::tiny(), None, None).unwrap();
+        let err = perform(&Prior::from_bytes(&plain, &Device::Cpu).unwrap(), &codec, &notes, &settings, |_| {}).unwrap_err();
+        assert!(err.contains("not a performer"), "{err}");
+        let (other_codec, _) = random_model_files(&CodecConfig::tiny(), &PriorConfig::tiny(), None, None).unwrap();
+        let err = perform(&performer, &Codec::from_bytes(&other_codec, &Device::Cpu).unwrap(), &notes, &settings, |_| {}).unwrap_err();
+        assert!(err.contains("codec"), "{err}");
     }
 }

@@ -116,6 +116,20 @@ struct ComposeArgs {
     /// Output MIDI file.
     #[arg(long, default_value = "tune.mid")]
     out: PathBuf,
+    /// Also have a performer play the tune into this WAV (mono, 24 kHz): the codes prior
+    /// conditioned on the tune's notes, decoded by the codec. Needs --performer.
+    #[arg(long, requires = "performer")]
+    audio: Option<PathBuf>,
+    /// Performer model file (e.g. assets/models/performer.safetensors).
+    #[arg(long)]
+    performer: Option<PathBuf>,
+    /// Codec model file (default: the one built into this program).
+    #[arg(long)]
+    codec: Option<PathBuf>,
+    /// How strongly the performer is held to the notes and the instrument (classifier-free
+    /// guidance; 1 = the conditional model alone).
+    #[arg(long, default_value_t = cantor::knobs::KNOBS.guidance.default)]
+    performer_guidance: f32,
 }
 
 fn compose(args: ComposeArgs) -> Result<()> {
@@ -129,7 +143,7 @@ fn compose(args: ComposeArgs) -> Result<()> {
     if !(args.bpm.is_finite() && (20.0..=400.0).contains(&args.bpm)) {
         errors.push(format!("--bpm must be between 20 and 400, not {}", args.bpm));
     }
-    let ranges = [("temperature", args.temperature, &KNOBS.temperature), ("top-p", args.top_p, &KNOBS.top_p), ("guidance", args.guidance, &KNOBS.guidance), ("repeat", args.repeat, &KNOBS.repeat)];
+    let ranges = [("temperature", args.temperature, &KNOBS.temperature), ("top-p", args.top_p, &KNOBS.top_p), ("guidance", args.guidance, &KNOBS.guidance), ("repeat", args.repeat, &KNOBS.repeat), ("performer-guidance", args.performer_guidance, &KNOBS.guidance)];
     for (name, v, knob) in ranges {
         let (lo, hi) = knob.plain_range();
         if !(v.is_finite() && v >= lo && v <= hi) {
@@ -165,6 +179,28 @@ fn compose(args: ComposeArgs) -> Result<()> {
     cantor::midi::write(&args.out, &parts, args.bpm * meter.beat_quarters, args.time_signature)?;
     let notes: usize = parts.iter().map(|p| p.notes.len()).sum();
     eprintln!("{} bars, {} parts, {notes} notes -> {} in {:.1} s", args.bars, parts.len(), args.out.display(), started.elapsed().as_secs_f64());
+    if let (Some(audio), Some(performer)) = (&args.audio, &args.performer) {
+        let prior = cantor::model::prior::Prior::from_bytes(&std::fs::read(performer).with_context(|| format!("reading {}", performer.display()))?, &Device::Cpu)
+            .with_context(|| format!("loading the performer {}", performer.display()))?;
+        let codec = load_codec(&args.codec)?;
+        let perform = cantor::compose::PerformSettings {
+            styles,
+            tonic: tonic as u8,
+            mode: mode as u8,
+            meter,
+            bpm: args.bpm,
+            instrument,
+            sampling: cantor::model::prior::sampling::Sampling { temperature: KNOBS.temperature.default, top_k: 0, top_p: KNOBS.top_p.default, guidance: args.performer_guidance, repeat: 0.0 },
+            seed: args.seed,
+        };
+        let notes = cantor::compose::frame_notes(&parts, meter, args.bpm, prior.cfg.frame_rate);
+        let bar = indicatif::ProgressBar::new(100);
+        let started = std::time::Instant::now();
+        let y = cantor::compose::perform(&prior, &codec, &notes, &perform, |f| bar.set_position((f * 100.0) as u64)).map_err(anyhow::Error::msg)?;
+        bar.finish_and_clear();
+        Wav::write_mono(audio, &y, codec.cfg.sample_rate, 1)?;
+        eprintln!("performed {:.1} s -> {} in {:.1} s", y.len() as f64 / codec.cfg.sample_rate as f64, audio.display(), started.elapsed().as_secs_f64());
+    }
     Ok(())
 }
 

@@ -11,8 +11,9 @@ mir_eval's onset-only note matching: onsets within 50 ms, pitches within 50 cent
 ignored. A reference given as notes is the score itself (the transcription ceiling); a reference
 given as a WAV is that WAV's transcription (a codec round trip against its input).
 
-Writes {"results": [{"id", "precision", "recall", "f1", "reference_notes", "estimate_notes"}]}
-to the output path.
+Writes {"results": [{"id", "precision", "recall", "f1", "reference_notes", "estimate_notes",
+"transcription"}]} to the output path; "transcription" is the estimate's notes as
+[[on_s, off_s, midi_key], ...] (for measures of the notes themselves: grid, key).
 """
 import json
 import logging
@@ -58,7 +59,7 @@ def main():
             p = r = f = float(len(rp) == len(ep))
         else:
             p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(ri, rp, ei, ep, onset_tolerance=0.05, pitch_tolerance=50.0, offset_ratio=None)
-        results.append({"id": pair["id"], "precision": p, "recall": r, "f1": f, "reference_notes": len(rp), "estimate_notes": len(ep)})
+        results.append({"id": pair["id"], "precision": p, "recall": r, "f1": f, "reference_notes": len(rp), "estimate_notes": len(ep), "transcription": est_notes})
     pathlib.Path(out_path).write_text(json.dumps({"results": results}))
 
 

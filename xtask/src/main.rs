@@ -81,6 +81,12 @@ enum EvalCommand {
         /// Test clips, spread over the instrument families and soundfonts.
         #[arg(long, default_value_t = 16)]
         clips: usize,
+        /// Score prior file for the composed takes (default: assets/models/score-q8_0.safetensors).
+        #[arg(long)]
+        score: Option<std::path::PathBuf>,
+        /// Composed takes per style.
+        #[arg(long, default_value_t = 2)]
+        takes: usize,
         /// Classifier-free guidance (default: the Guidance knob's default).
         #[arg(long, default_value_t = cantor::knobs::KNOBS.guidance.default)]
         guidance: f32,
@@ -331,10 +337,11 @@ fn main() -> Result<()> {
             println!("{body}");
             eval::write_section(&dataset::repo_root().join("EVAL.md"), "score", &body)
         }
-        Command::Eval { model: EvalCommand::Perform { performer, codec, clips, guidance } } => {
+        Command::Eval { model: EvalCommand::Perform { performer, codec, clips, score, takes, guidance } } => {
             let performer = performer.unwrap_or_else(|| train::RunPaths::new("performer", None).published_weights);
             let codec = codec.unwrap_or_else(train::codec::published_weights);
-            eval::perform::eval_perform(&performer, &codec, clips, guidance).map(|_| ())
+            let score = score.unwrap_or_else(|| train::quantized_path("score", candle_core::quantized::GgmlDType::Q8_0));
+            eval::perform::eval_perform(&performer, &codec, &score, clips, takes, guidance).map(|_| ())
         }
         Command::Eval { model: EvalCommand::StyleSet { per_style, out } } => {
             let codec = cantor::model::codec::Codec::from_bytes(&std::fs::read(train::codec::published_weights())?, &candle_core::Device::Cpu)?;

@@ -61,9 +61,24 @@ pub struct FrameNote {
     pub voice: Voice,
 }
 
+/// The velocity a score note is played at, as the corpus renderer humanises it: the score's
+/// velocity scaled by 0.85, plus `jitter` (the renderer draws it in -10..10; a performance of a
+/// written tune passes 0), plus a metric accent of 10 on the bar's downbeat and 4 on other
+/// beats. `bar_position` and `beat` in quarter notes.
+pub fn played_velocity(velocity: u8, bar_position: f64, beat: f64, jitter: f64) -> u8 {
+    let accent = if bar_position < 1e-6 {
+        10.0
+    } else if beat > 0.0 && (bar_position / beat).fract() < 1e-6 {
+        4.0
+    } else {
+        0.0
+    };
+    (velocity as f64 * 0.85 + jitter + accent).round().clamp(20.0, 127.0) as u8
+}
+
 /// Move a MIDI key by octaves into the features' range (as the renderer does).
-pub fn fold_key(key: u8) -> u8 {
-    let mut k = key as i32;
+pub fn fold_key(key: i32) -> u8 {
+    let mut k = key;
     while k < LOWEST_KEY as i32 {
         k += 12;
     }
@@ -87,7 +102,7 @@ pub fn paint(notes: &[FrameNote], first: i64, frames: usize, out: &mut [f32]) {
         if !(n.on.is_finite() && n.off.is_finite()) || n.off <= start || n.on >= end + 1.0 {
             continue;
         }
-        let key = (fold_key(n.key) - LOWEST_KEY) as usize;
+        let key = (fold_key(n.key as i32) - LOWEST_KEY) as usize;
         let velocity = n.velocity.min(127) as f32 / 127.0;
         // Frames the note overlaps: f with f < off and f + 1 > on.
         let from = (n.on.floor().max(start) - start) as usize;

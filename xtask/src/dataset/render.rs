@@ -3,7 +3,7 @@
 use super::recipe::ClipRecipe;
 use super::score::Note;
 use anyhow::{anyhow, Context, Result};
-use cantor::model::prior::notes::{FrameNote, Voice};
+use cantor::model::prior::notes::{fold_key, played_velocity, FrameNote, Voice};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
@@ -149,19 +149,12 @@ pub fn played_notes(recipe: &ClipRecipe, notes: &[Note], offset: f64, seconds: f
             continue;
         }
         let key = n.key as i32 + recipe.transpose as i32;
-        let key = fold_into(key, 24, 108);
+        let key = fold_key(key);
         let bar_pos = (n.start_q - recipe.first_full_bar_quarters).rem_euclid(recipe.bar_quarters);
-        let accent = if bar_pos < 1e-6 {
-            10.0
-        } else if (bar_pos / recipe.beat_quarters).fract() < 1e-6 {
-            4.0
-        } else {
-            0.0
-        };
-        let velocity = (n.velocity as f64 * 0.85 + jitter + accent).round().clamp(20.0, 127.0) as u8;
+        let velocity = played_velocity(n.velocity, bar_pos, recipe.beat_quarters, jitter);
         let on_s = ((n.start_q - span_start_q) / qps).max(0.0);
         let off_s = ((end_q - span_start_q) / qps).min(seconds);
-        played.push(PlayedNote { on_s, off_s, channel: ch, key: key as u8, velocity });
+        played.push(PlayedNote { on_s, off_s, channel: ch, key, velocity });
     }
     played
 }
@@ -203,17 +196,6 @@ fn schedule(recipe: &ClipRecipe, notes: &[Note], offset: f64, seconds: f64) -> V
     // Offs before ons at the same instant, so repeated notes retrigger.
     events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s).then((a.velocity > 0).cmp(&(b.velocity > 0))));
     events
-}
-
-/// Move a MIDI key by octaves into [lo, hi].
-fn fold_into(mut key: i32, lo: i32, hi: i32) -> i32 {
-    while key < lo {
-        key += 12;
-    }
-    while key > hi {
-        key -= 12;
-    }
-    key
 }
 
 /// The corpus's accompaniment of a single-line tune (`model::score::accompaniment`, which the

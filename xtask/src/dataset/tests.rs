@@ -39,24 +39,9 @@ fn quick_build_is_deterministic() {
     assert_ne!(a.clips, other.clips);
 }
 
-/// Krumhansl-Kessler key profiles.
-const MAJOR: [f64; 12] = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88];
-const MINOR: [f64; 12] = [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17];
-
 fn estimate_key(hist: &[f64; 12]) -> (u8, &'static str) {
-    let corr = |profile: &[f64; 12], tonic: usize| {
-        let mp = profile.iter().sum::<f64>() / 12.0;
-        let mh = hist.iter().sum::<f64>() / 12.0;
-        let (mut num, mut a, mut b) = (0.0, 0.0, 0.0);
-        for i in 0..12 {
-            let p = profile[(i + 12 - tonic) % 12] - mp;
-            let h = hist[i] - mh;
-            num += p * h;
-            a += p * p;
-            b += h * h;
-        }
-        num / (a * b).sqrt()
-    };
+    use crate::eval::music::{profile_correlation as corr_of, KRUMHANSL_MAJOR as MAJOR, KRUMHANSL_MINOR as MINOR};
+    let corr = |profile: &[f64; 12], tonic: usize| corr_of(hist, profile, tonic);
     let mut best = (f64::MIN, 0u8, "major");
     for t in 0..12 {
         for (profile, mode) in [(&MAJOR, "major"), (&MINOR, "minor")] {

@@ -587,7 +587,7 @@ mod tests {
         let scores: Vec<NoteScore> = (0..groups.len() * 4)
             .map(|j| {
                 let f1 = (j % 4) as f64 * 0.1 + if j / 4 == 2 { 0.5 } else { 0.0 };
-                NoteScore { id: j.to_string(), precision: f1, recall: f1, f1 }
+                NoteScore { id: j.to_string(), precision: f1, recall: f1, f1, transcription: Vec::new() }
             })
             .collect();
         let table = note_f1_table(&groups, &scores, &columns);

@@ -246,3 +246,91 @@ mod tests {
         }
     }
 }
+
+/// Krumhansl-Kessler key profiles (probe-tone ratings, tonic first).
+pub const KRUMHANSL_MAJOR: [f64; 12] = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88];
+pub const KRUMHANSL_MINOR: [f64; 12] = [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17];
+
+/// Pearson correlation of a pitch-class histogram (C first) with a key profile rotated to `tonic`.
+pub fn profile_correlation(hist: &[f64; 12], profile: &[f64; 12], tonic: usize) -> f64 {
+    let mp = profile.iter().sum::<f64>() / 12.0;
+    let mh = hist.iter().sum::<f64>() / 12.0;
+    let (mut num, mut a, mut b) = (0.0, 0.0, 0.0);
+    for i in 0..12 {
+        let p = profile[(i + 12 - tonic % 12) % 12] - mp;
+        let h = hist[i] - mh;
+        num += p * h;
+        a += p * p;
+        b += h * h;
+    }
+    if a * b > 0.0 {
+        num / (a * b).sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// How well transcribed notes keep a key: the correlation of their duration-weighted
+/// pitch-class histogram with Krumhansl's profile of (`tonic`, minor or major). Real renders of
+/// the corpus score about 0.85; `None` without notes.
+pub fn key_correlation(notes: &[(f64, f64, u8)], tonic: u8, minor: bool) -> Option<f64> {
+    let mut hist = [0.0; 12];
+    for &(on, off, key) in notes {
+        hist[key as usize % 12] += (off - on).max(0.0);
+    }
+    (hist.iter().sum::<f64>() > 0.0).then(|| profile_correlation(&hist, if minor { &KRUMHANSL_MINOR } else { &KRUMHANSL_MAJOR }, tonic as usize))
+}
+
+/// How well onsets sit on a metric grid: the largest fraction of `onsets` (seconds) within 12%
+/// of a grid period of the nearest line, over eighth, triplet-eighth and sixteenth grids of a
+/// quarter note of `quarter_s` seconds, each at its best phase. Random onsets score about 0.34,
+/// real renders of the corpus about 0.71; `None` without onsets.
+pub fn grid_score(onsets: &[f64], quarter_s: f64) -> Option<f64> {
+    if onsets.is_empty() || !(quarter_s.is_finite() && quarter_s > 0.0) {
+        return None;
+    }
+    const PHASES: usize = 48;
+    let mut best = 0.0f64;
+    for period in [quarter_s / 2.0, quarter_s / 3.0, quarter_s / 4.0] {
+        for k in 0..PHASES {
+            let phase = period * k as f64 / PHASES as f64;
+            let on = onsets
+                .iter()
+                .filter(|&&t| {
+                    let x = ((t - phase) / period).rem_euclid(1.0);
+                    x.min(1.0 - x) <= 0.12
+                })
+                .count();
+            best = best.max(on as f64 / onsets.len() as f64);
+        }
+    }
+    Some(best)
+}
+
+#[cfg(test)]
+mod note_measure_tests {
+    use super::*;
+
+    #[test]
+    fn grid_and_key_measures_tell_music_from_noise() {
+        // Eighths at 120 (0.25 s), shifted by a phase: all on the grid; spread onsets are not.
+        let on_grid: Vec<f64> = (0..40).map(|i| 0.07 + 0.25 * i as f64).collect();
+        assert!(grid_score(&on_grid, 0.5).unwrap() > 0.99);
+        let mut s = 7u64;
+        let random: Vec<f64> = (0..400)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (s >> 11) as f64 / (1u64 << 53) as f64 * 20.0
+            })
+            .collect();
+        let r = grid_score(&random, 0.5).unwrap();
+        assert!((0.25..0.45).contains(&r), "random onsets score {r}");
+        assert_eq!(grid_score(&[], 0.5), None);
+        // A D major scale with tonic and dominant held longest keeps D major, not Eb minor.
+        let scale: Vec<(f64, f64, u8)> = [62u8, 64, 66, 67, 69, 71, 73, 74].iter().enumerate().map(|(i, &k)| (i as f64, i as f64 + if k % 12 == 2 || k % 12 == 9 { 1.0 } else { 0.5 }, k)).collect();
+        let d = key_correlation(&scale, 2, false).unwrap();
+        assert!(d > 0.8, "{d}");
+        assert!(key_correlation(&scale, 3, true).unwrap() < 0.2);
+        assert_eq!(key_correlation(&[], 2, false), None);
+    }
+}

@@ -45,6 +45,9 @@ pub struct NoteScore {
     pub precision: f64,
     pub recall: f64,
     pub f1: f64,
+    /// The estimate's transcribed notes: (onset s, offset s, MIDI key).
+    #[serde(default)]
+    pub transcription: Vec<(f64, f64, u8)>,
 }
 
 /// The transcriber's Python, installed on first use (`cache/venv-notes`).

@@ -34,7 +34,7 @@ use style::real_style_classifier;
 
 const SR: u32 = 24_000;
 /// A tempo typical of each style (within the corpus's ranges).
-const STYLE_BPM: [f32; 6] = [72.0, 80.0, 116.0, 116.0, 92.0, 112.0];
+pub(crate) const STYLE_BPM: [f32; 6] = [72.0, 80.0, 116.0, 116.0, 92.0, 112.0];
 /// The time signature each style is asked in: the corpus's usual metre of the style (chorales
 /// in 4/4, airs mostly 3/4, jigs 6/8, reels and hornpipes cut time, marches and polkas 2/4).
 /// `STYLE_BPM` counts its beats (`vocab::Meter`): a jig at 116 is 116 dotted quarters, a reel
