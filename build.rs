@@ -1,5 +1,5 @@
-//! Tells the crate which trained models ship in assets/: the codes prior (cfg `cantor_prior`)
-//! and the score prior (cfg `cantor_score`). Until one is trained, Cantor builds without it and
+//! Tells the crate which trained models ship in assets/: the codes prior (cfg `cantor_prior`),
+//! the score prior (cfg `cantor_score`) and the performer (cfg `cantor_performer`). Until one is trained, Cantor builds without it and
 //! says so where it is needed.
 
 fn main() {
@@ -15,5 +15,11 @@ fn main() {
     println!("cargo::rerun-if-changed={score}");
     if std::path::Path::new(score).exists() {
         println!("cargo::rustc-cfg=cantor_score");
+    }
+    println!("cargo::rustc-check-cfg=cfg(cantor_performer)");
+    let performer = "assets/models/performer-q8_0.safetensors";
+    println!("cargo::rerun-if-changed={performer}");
+    if std::path::Path::new(performer).exists() {
+        println!("cargo::rustc-cfg=cantor_performer");
     }
 }

@@ -1,6 +1,7 @@
 //! Speed of the whole generator on one thread: prior step(s), streaming decoder, resampling to
-//! 48 kHz stereo, at the shipped sizes with q8_0 weights. Random weights: the cost of a step
-//! does not depend on what the model has learned.
+//! 48 kHz stereo, at the shipped sizes with q8_0 weights; then the hierarchy the plugin ships
+//! (score prior, performer, decoder). Random weights: the cost of a step does not depend on what
+//! the model has learned (the score prior's tunes do: an untrained one writes denser bars).
 //!
 //! `cargo bench --bench generator` (prints the real-time factor and compute per frame;
 //! BENCHMARKS.md quotes it).
@@ -135,7 +136,7 @@ fn main() {
     // Compute per render call (3 frames) of the neural source alone.
     let mut source = NeuralSource::new(model.clone()).unwrap();
     source.reset(1, 0);
-    let knobs = KnobSnapshot { knobs: KnobValues { instrument: 1, temperature: 0.9, guidance: 1.5, repeat: 0.5, ..Default::default() }, tempo_bpm: 110.0, beats_per_bar: 4 };
+    let knobs = KnobSnapshot { knobs: KnobValues { instrument: 1, temperature: 0.9, guidance: 1.5, repeat: 0.5, ..Default::default() }, tempo_bpm: 110.0, beats_per_bar: 4, beat_quarters: 1.0 };
     let mut out = Vec::new();
     let mut per_frame = Vec::new();
     let calls = 600; // 1800 frames = 24 s, more than four attention windows
@@ -168,7 +169,49 @@ fn main() {
     assert_eq!(audio.len(), 20 * 48_000 * 2);
     println!("end to end (cantor render, 20 s at 48 kHz stereo): {:.2} s -> {:.1}x real time (goal 20x, target 10x)", took, 20.0 / took);
 
+    hierarchy(&knobs, frame_rate);
     knob_latency(q(0.5) * 1e-3);
+}
+
+/// The shipped hierarchy's cost: score prior, performer (the prior with the note features) and
+/// decoder per frame in the neural source, then end to end through the plugin's offline path.
+fn hierarchy(knobs: &KnobSnapshot, frame_rate: f64) {
+    use cantor::model::score::{ScoreConfig, ScorePrior};
+    let (c, p) = random_model_files(&CodecConfig::default(), &PriorConfig { notes: true, ..PriorConfig::default() }, None, Some(GgmlDType::Q8_0)).unwrap();
+    let vm = VarMap::new();
+    let cfg = ScoreConfig::default();
+    ScorePrior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let score = weights::to_bytes_quantized(cantor::model::score::KIND, &cfg, &weights::var_tensors(&vm), Some(DType::F16), Some((&ScorePrior::is_quantizable, GgmlDType::Q8_0))).unwrap();
+    let model = Arc::new(ModelPair::from_bytes(&c, &p).unwrap().with_score(&score).unwrap());
+    let mut source = NeuralSource::new(model.clone()).unwrap();
+    source.reset(1, 0);
+    let (mut out, mut per_frame, mut notes) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..600 {
+        out.clear();
+        let t0 = Instant::now();
+        source.render(knobs, &mut out).unwrap();
+        let frames = out.len() as f64 / 320.0;
+        if frames > 0.0 {
+            per_frame.push(t0.elapsed().as_secs_f64() * 1e3 / frames);
+        }
+        source.take_notes(&mut notes);
+    }
+    per_frame.sort_by(f64::total_cmp);
+    let q = |p: f64| per_frame[((per_frame.len() - 1) as f64 * p).round() as usize];
+    let budget = 1e3 / frame_rate;
+    println!(
+        "hierarchy: score prior + performer + decoder per frame: median {:.3} ms, p99 {:.3} ms, max {:.3} ms -> {:.1}x real time at the median ({} note events in 24 s)",
+        q(0.5),
+        q(0.99),
+        per_frame[per_frame.len() - 1],
+        budget / q(0.5),
+        notes.len()
+    );
+    let settings = RenderSettings { seconds: 20.0, ..Default::default() };
+    let t0 = Instant::now();
+    render(&settings, neural_factory(model), |_| {}).unwrap();
+    let took = t0.elapsed().as_secs_f64();
+    println!("hierarchy end to end (cantor render, 20 s at 48 kHz stereo): {:.2} s -> {:.1}x real time (target 20x, goal 40x)", took, 20.0 / took);
 }
 
 /// Knob latency in real time at the default look-ahead: the host calls `process` every 256

@@ -40,7 +40,7 @@ pub const BASS_PART: &str = "bass";
 /// Velocities: the tune over its accompaniment, as the corpus renderer balances them.
 const MELODY_VELOCITY: u8 = 84;
 /// General MIDI acoustic bass, under every family's chords.
-const BASS_PROGRAM: u8 = 32;
+pub const BASS_PROGRAM: u8 = 32;
 
 /// The tune's parts; `progress` hears the fraction written after every bar.
 pub fn compose(model: &ScorePrior, s: &ComposeSettings, mut progress: impl FnMut(f64)) -> Result<Vec<MidiPart>, String> {
@@ -122,10 +122,8 @@ pub struct PerformSettings {
     pub seed: u64,
 }
 
-/// Play `notes` (from `frame_notes`) with a performer (a prior with `PriorConfig::notes`) and
-/// decode its codes with `codec`: mono audio at the codec's rate, as long as the notes plus a
-/// second of release. `progress` hears the fraction played.
-pub fn perform(performer: &Prior, codec: &Codec, notes: &[FrameNote], s: &PerformSettings, mut progress: impl FnMut(f64)) -> Result<Vec<f32>, String> {
+/// Refuse a prior that is no performer, or that plays another codec's codes.
+pub fn check_performer(performer: &Prior, codec: &Codec) -> Result<(), String> {
     if !performer.cfg.notes {
         return Err("this prior is not a performer: it takes no notes".into());
     }
@@ -133,29 +131,56 @@ pub fn perform(performer: &Prior, codec: &Codec, notes: &[FrameNote], s: &Perfor
     if performer.cfg.codec_id != id {
         return Err(format!("the performer plays the codes of codec {}, not of this codec ({id})", performer.cfg.codec_id));
     }
+    Ok(())
+}
+
+/// Play `notes` (from `frame_notes`) with a performer (a prior with `PriorConfig::notes`) and
+/// decode its codes with `codec`: mono audio at the codec's rate, as long as the notes plus a
+/// second of release. `progress` hears the fraction played.
+pub fn perform(performer: &Prior, codec: &Codec, notes: &[FrameNote], s: &PerformSettings, progress: impl FnMut(f64)) -> Result<Vec<f32>, String> {
+    check_performer(performer, codec)?;
+    let end = notes.iter().map(|n| n.off).filter(|v| v.is_finite()).fold(0.0, f64::max);
+    let frames = (end + performer.cfg.frame_rate).ceil() as usize;
+    let codes = perform_codes(performer, Some(notes), frames, 0.0, s, progress)?;
+    decode(codec, codes)
+}
+
+/// The performer's code frames (`frames` of them, frame-major) from beat `start_beats` of the
+/// grid: each frame's notes painted from `notes` (timed in frames, sorted by onset), or none at
+/// all (the performer from its knobs alone, as guidance's unconditional row hears it).
+pub fn perform_codes(performer: &Prior, notes: Option<&[FrameNote]>, frames: usize, start_beats: f64, s: &PerformSettings, mut progress: impl FnMut(f64)) -> Result<Vec<u32>, String> {
     if !(s.bpm.is_finite() && s.bpm > 0.0) {
         return Err(format!("tempo {} is not a tempo", s.bpm));
     }
     let frame_rate = performer.cfg.frame_rate;
-    let end = notes.iter().map(|n| n.off).filter(|v| v.is_finite()).fold(0.0, f64::max);
-    let frames = (end + frame_rate).ceil() as usize;
     let knobs = Knobs { styles: Some(s.styles), instrument: Some(s.instrument as u32), key: Some((s.tonic as u32 % 12, s.mode.min(1) as u32)), bpm: Some(s.bpm as f32) };
     let mut stream = PriorStream::new(performer, &Device::Cpu, s.seed).map_err(|e| e.to_string())?;
     let mut features = vec![0.0; NOTE_DIM];
     let mut codes: Vec<u32> = Vec::with_capacity(frames * performer.cfg.n_levels);
     let mut step = 0usize;
     while codes.len() < frames * performer.cfg.n_levels {
-        // Only the notes near this step matter; `notes` is sorted by onset.
-        let near = notes.partition_point(|n| n.on < step as f64 + 2.0);
-        paint(&notes[..near], step as i64, 1, &mut features);
-        let grid = GridPosition { beats: step as f64 * s.bpm / 60.0 / frame_rate, beats_per_bar: s.meter.beats_per_bar, phrase: true };
-        if let Some(frame) = stream.step_with_notes(performer, &knobs, &grid, Some(&features), &s.sampling).map_err(|e| format!("the performer failed: {e}"))? {
+        let row = notes.map(|notes| {
+            // Only the notes near this step matter; `notes` is sorted by onset.
+            let near = notes.partition_point(|n| n.on < step as f64 + 2.0);
+            paint(&notes[..near], step as i64, 1, &mut features);
+            &features[..]
+        });
+        let grid = GridPosition { beats: start_beats + step as f64 * s.bpm / 60.0 / frame_rate, beats_per_bar: s.meter.beats_per_bar, phrase: true };
+        if let Some(frame) = stream.step_with_notes(performer, &knobs, &grid, row, &s.sampling).map_err(|e| format!("the performer failed: {e}"))? {
             codes.extend(frame);
         }
         step += 1;
-        progress((step as f64 / frames as f64).min(1.0));
+        progress((step as f64 / frames.max(1) as f64).min(1.0));
     }
-    let codes = Tensor::from_vec(codes, (1, frames, performer.cfg.n_levels), &Device::Cpu).map_err(|e| e.to_string())?;
+    Ok(codes)
+}
+
+/// Decode code frames (frame-major) with `codec`'s whole-clip decoder: mono audio at its rate,
+/// NaN silenced and samples clamped to full scale.
+pub fn decode(codec: &Codec, codes: Vec<u32>) -> Result<Vec<f32>, String> {
+    let levels = codec.cfg.n_codebooks;
+    let frames = codes.len() / levels.max(1);
+    let codes = Tensor::from_vec(codes, (1, frames, levels), &Device::Cpu).map_err(|e| e.to_string())?;
     let audio = codec.decode(&codes).and_then(|a| a.squeeze(0)?.to_vec1::<f32>()).map_err(|e| format!("the decoder failed: {e}"))?;
     Ok(audio.into_iter().map(|v| if v.is_finite() { v.clamp(-1.0, 1.0) } else { 0.0 }).collect())
 }

@@ -760,6 +760,9 @@ knob_table! {
     /// When Cantor plays.
     run_mode["run_mode"]: EnumKnob<RunMode> = EnumKnob { id: "run_mode", name: "Run mode", default: RunMode::Transport,
         help: "Play with the host transport (restarting from the seed at the play position), always, or while a MIDI note is held." };
+    /// Send the notes played as MIDI (a note output port), sample-aligned with the audio.
+    midi_out["midi_out"]: BoolKnob = BoolKnob { id: "midi_out", name: "MIDI out", default: true,
+        help: "Send the notes Cantor plays as MIDI, in time with its audio, so a DAW can record them (tune on channels 1-4, chords on 5, bass on 6)." };
     /// Seconds of audio generated ahead. 0.09 s: a knob change reaches the output within
     /// about 140 ms (this buffer, one 27 ms render step, the resampler, one 13 ms frame of the
     /// delay pattern; `cargo bench --bench generator` measures it), while a CPU spike of up to

@@ -1,5 +1,6 @@
 //! Standard MIDI files of scores: what `cantor compose` writes, so a musician can drag a tune
-//! into any DAW. One track per part, each on its own channel with its General MIDI program.
+//! into any DAW, and what `cantor render --midi-out` writes of the notes a take played. One
+//! track per part, each on its own channel with its General MIDI program.
 
 use anyhow::{Context, Result};
 use midly::num::{u15, u24, u28, u4, u7};
@@ -37,6 +38,13 @@ pub fn write(path: &Path, parts: &[MidiPart], quarters_per_minute: f64, time_sig
 /// The file's bytes (see `write`).
 pub fn to_bytes(parts: &[MidiPart], quarters_per_minute: f64, time_signature: (u32, u32)) -> Result<Vec<u8>> {
     anyhow::ensure!(parts.len() <= 15, "{} parts: a MIDI file holds 15 melodic channels", parts.len());
+    let channels: Vec<u8> = (0..parts.len() as u8).map(|i| if i >= 9 { i + 1 } else { i }).collect();
+    to_bytes_on(&channels, parts, quarters_per_minute, time_signature)
+}
+
+/// The file's bytes with part `i` on MIDI channel `channels[i]` (0-15).
+pub fn to_bytes_on(channels: &[u8], parts: &[MidiPart], quarters_per_minute: f64, time_signature: (u32, u32)) -> Result<Vec<u8>> {
+    anyhow::ensure!(channels.len() == parts.len() && channels.iter().all(|&c| c < 16), "a channel (0-15) for each part");
     anyhow::ensure!(quarters_per_minute.is_finite() && quarters_per_minute > 0.0, "tempo {quarters_per_minute} is not a tempo");
     let tpq = TICKS_PER_QUARTER as f64;
     let mut tracks = Vec::new();
@@ -52,7 +60,7 @@ pub fn to_bytes(parts: &[MidiPart], quarters_per_minute: f64, time_signature: (u
     ]);
     let names: Vec<String> = parts.iter().map(|p| p.name.clone()).collect();
     for (i, part) in parts.iter().enumerate() {
-        let channel = u4::new(if i >= 9 { i as u8 + 1 } else { i as u8 });
+        let channel = u4::new(channels[i]);
         // (tick, off before on at the same tick, key, velocity)
         let mut events: Vec<(u64, bool, u8, u8)> = Vec::new();
         for note in &part.notes {
@@ -81,6 +89,52 @@ pub fn to_bytes(parts: &[MidiPart], quarters_per_minute: f64, time_signature: (u
     let mut out = Vec::new();
     smf.write_std(&mut out).context("encoding the MIDI file")?;
     Ok(out)
+}
+
+/// A note start or end as a take played it: the output frame it falls on (0 is the first
+/// sample), its channel and key, and its velocity (0 ends it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlayedEvent {
+    pub frame: u64,
+    pub channel: u8,
+    pub key: u8,
+    pub velocity: u8,
+}
+
+/// The notes a take played as parts, one per channel used (in channel order, with the channel),
+/// times in quarter notes at `quarters_per_minute` from the frames at `sample_rate`. A note
+/// still sounding at `end_frame` ends there; an end with no start is ignored.
+pub fn played_parts(events: &[PlayedEvent], sample_rate: u32, quarters_per_minute: f64, end_frame: u64, program_of: impl Fn(u8) -> (String, u8)) -> Vec<(u8, MidiPart)> {
+    let q = |frame: u64| frame as f64 / sample_rate as f64 * quarters_per_minute / 60.0;
+    let mut started: [[Option<(u64, u8)>; 128]; 16] = [[None; 128]; 16];
+    let mut notes: [Vec<MidiNote>; 16] = Default::default();
+    let mut end = |c: usize, k: usize, at: u64, started: &mut [[Option<(u64, u8)>; 128]; 16]| {
+        if let Some((on, velocity)) = started[c][k].take() {
+            notes[c].push(MidiNote { start_q: q(on), dur_q: q(at.max(on)) - q(on), key: k as u8, velocity });
+        }
+    };
+    for e in events {
+        let (c, k) = (e.channel as usize & 15, e.key as usize & 127);
+        // A key struck again while it sounds ends its last note first.
+        end(c, k, e.frame, &mut started);
+        if e.velocity > 0 {
+            started[c][k] = Some((e.frame, e.velocity));
+        }
+    }
+    for c in 0..16 {
+        for k in 0..128 {
+            end(c, k, end_frame, &mut started);
+        }
+    }
+    let mut parts = Vec::new();
+    for (c, mut n) in notes.into_iter().enumerate() {
+        if !n.is_empty() {
+            n.sort_by(|a, b| a.start_q.total_cmp(&b.start_q));
+            let (name, program) = program_of(c as u8);
+            parts.push((c as u8, MidiPart { name, program, notes: n }));
+        }
+    }
+    parts
 }
 
 #[cfg(test)]

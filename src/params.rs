@@ -278,6 +278,7 @@ mod tests {
             "seed",
             "run_mode",
             "ahead",
+            "midi_out",
         ] {
             assert!(ids.iter().any(|i| i == id), "parameter id {id:?} disappeared");
         }

@@ -94,3 +94,49 @@ fn compose_writes_a_midi_tune_the_same_for_the_same_seed_and_refuses_bad_argumen
     assert!(err.contains("unknown key \"H\""), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `cantor render --midi-out` writes the notes the plugin sent in the bounce, on the WAV's clock:
+/// every note-on of the file is a note-on the bounce sent, at the same moment (to the file's
+/// 1/480-quarter tick), channel, key and velocity, and none is missing.
+#[test]
+fn render_midi_out_writes_the_notes_the_bounce_sent() {
+    use cantor::plugin::render::{parse_styles, render_with_notes, RenderSettings};
+    use midly::{MidiMessage, Smf, TrackEventKind};
+    let dir = std::env::temp_dir().join(format!("cantor-midi-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (codec, performer, score) = common::tiny_hierarchy_files();
+    for (name, bytes) in [("codec", &codec), ("performer", &performer), ("score", &score)] {
+        std::fs::write(dir.join(format!("{name}.safetensors")), bytes).unwrap();
+    }
+    let status = cantor()
+        .args(["render", "--seconds", "3", "--style", "reel", "--bpm", "100", "--seed", "4", "--guidance", "3"])
+        .args(["--prior", "performer.safetensors", "--codec", "codec.safetensors", "--score", "score.safetensors", "--out", "take.wav", "--midi-out", "take.mid"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(dir.join("take.mid")).unwrap();
+    let smf = Smf::parse(&bytes).unwrap();
+    let mut from_file = Vec::new();
+    for track in &smf.tracks {
+        let mut tick = 0u64;
+        for e in track {
+            tick += e.delta.as_int() as u64;
+            if let TrackEventKind::Midi { channel, message: MidiMessage::NoteOn { key, vel } } = e.kind {
+                from_file.push((tick, channel.as_int(), key.as_int(), vel.as_int()));
+            }
+        }
+    }
+    from_file.sort();
+    let mut knobs = cantor::knobs::KnobValues::default();
+    (knobs.styles, knobs.tempo, knobs.seed, knobs.guidance) = (parse_styles("reel").unwrap(), 100.0, 4, 3.0);
+    let settings = RenderSettings { seconds: 3.0, sample_rate: 48_000, time_signature: (4, 4), knobs };
+    let pair = cantor::model::pair::ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap();
+    let (_, sent) = render_with_notes(&settings, cantor::plugin::neural_factory(std::sync::Arc::new(pair)), |_| {}).unwrap();
+    // 100 quarters a minute: 480 ticks are 0.6 s, 28,800 frames.
+    let mut expected: Vec<_> = sent.iter().filter(|n| n.velocity > 0).map(|n| ((n.frame as f64 * 480.0 / 28_800.0).round() as u64, n.channel, n.key, n.velocity)).collect();
+    expected.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(from_file, expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -56,11 +56,19 @@ struct RenderArgs {
     /// Output WAV file (stereo, 32-bit float).
     #[arg(long, default_value = "take.wav")]
     out: PathBuf,
-    /// Prior and codec model files (default: the models built into this program).
+    /// Also write the notes played as a Standard MIDI file, aligned to the WAV (time zero is
+    /// its first sample): what the plugin's MIDI out sends in a bounce.
+    #[arg(long)]
+    midi_out: Option<PathBuf>,
+    /// Prior and codec model files (default: the models built into this program). A performer
+    /// (a prior trained with notes) plays the tunes of the score prior (`--score`, default the
+    /// one built in).
     #[arg(long, requires = "codec")]
     prior: Option<PathBuf>,
     #[arg(long, requires = "prior")]
     codec: Option<PathBuf>,
+    #[arg(long, requires = "prior")]
+    score: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -205,7 +213,7 @@ fn compose(args: ComposeArgs) -> Result<()> {
 }
 
 fn render(args: RenderArgs) -> Result<()> {
-    use cantor::plugin::render::{parse_styles, render, RenderSettings};
+    use cantor::plugin::render::{parse_styles, render_with_notes, RenderSettings};
     let styles = parse_styles(&args.style);
     let knobs = args.knobs.values();
     let mut errors: Vec<String> = styles.as_ref().err().into_iter().cloned().collect();
@@ -219,7 +227,16 @@ fn render(args: RenderArgs) -> Result<()> {
     let factory = match (&args.prior, &args.codec) {
         (Some(p), Some(c)) => {
             let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
-            let pair = cantor::model::pair::ModelPair::from_bytes(&read(c)?, &read(p)?).map_err(anyhow::Error::msg)?;
+            let mut pair = cantor::model::pair::ModelPair::from_bytes(&read(c)?, &read(p)?).map_err(anyhow::Error::msg)?;
+            if pair.prior.cfg.notes {
+                let score = match &args.score {
+                    Some(path) => read(path)?,
+                    None => cantor::model::embedded::SCORE.context("this build has no score prior built in: pass --score")?.to_vec(),
+                };
+                pair = pair.with_score(&score).map_err(anyhow::Error::msg)?;
+            } else {
+                anyhow::ensure!(args.score.is_none(), "--score needs a performer as --prior (a prior trained with notes)");
+            }
             cantor::plugin::neural_factory(std::sync::Arc::new(pair))
         }
         _ => cantor::plugin::embedded_factory()
@@ -228,12 +245,35 @@ fn render(args: RenderArgs) -> Result<()> {
     let bar = indicatif::ProgressBar::new(1000);
     bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% {elapsed_precise} eta {eta}").expect("valid template"));
     let started = std::time::Instant::now();
-    let audio = render(&settings, factory, |f| bar.set_position((f * 1000.0) as u64)).map_err(anyhow::Error::msg)?;
+    let (audio, notes) = render_with_notes(&settings, factory, |f| bar.set_position((f * 1000.0) as u64)).map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
     cantor::audio::write_stereo_f32(&args.out, &audio, settings.sample_rate)?;
+    if let Some(path) = &args.midi_out {
+        let bytes = played_midi(&notes, &settings, (audio.len() / 2) as u64)?;
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("{} note events -> {}", notes.len(), path.display());
+    }
     let took = started.elapsed().as_secs_f64();
     eprintln!("{} s -> {} in {took:.1} s ({:.1}x real time)", settings.seconds, args.out.display(), settings.seconds / took);
     Ok(())
+}
+
+/// The notes a render played as a MIDI file at its tempo and time signature, one track per
+/// channel: the tune's parts on the instrument's program, chords too, the bass on acoustic bass.
+fn played_midi(notes: &[cantor::midi::PlayedEvent], settings: &cantor::plugin::render::RenderSettings, frames: u64) -> Result<Vec<u8>> {
+    use cantor::engine::score_stage::{BASS_CHANNEL, CHORDS_CHANNEL};
+    let (n, d) = settings.time_signature;
+    let meter = cantor::model::vocab::Meter::of_time_signature(n, d).context("validated time signature")?;
+    let qpm = settings.knobs.tempo as f64 * meter.beat_quarters;
+    let family = cantor::model::vocab::INSTRUMENT_FAMILIES.get(settings.knobs.instrument.max(0) as usize);
+    let program = family.and_then(|f| f.1.first().copied()).unwrap_or(0);
+    let parts = cantor::midi::played_parts(notes, settings.sample_rate, qpm, frames, |c| match c {
+        CHORDS_CHANNEL => ("chords".into(), program),
+        BASS_CHANNEL => ("bass".into(), cantor::compose::BASS_PROGRAM),
+        c => (format!("tune {}", c + 1), program),
+    });
+    let (channels, parts): (Vec<u8>, Vec<_>) = parts.into_iter().unzip();
+    cantor::midi::to_bytes_on(&channels, &parts, qpm, settings.time_signature)
 }
 
 #[derive(Subcommand)]

@@ -42,6 +42,7 @@ pub fn show(ui: &mut egui::Ui, p: &CantorParams, setter: &ParamSetter) {
         ui.strong("Playback");
         row(ui, &p.run_mode, setter, KNOBS.run_mode.help);
         row(ui, &p.ahead, setter, KNOBS.ahead.help);
+        row(ui, &p.midi_out, setter, KNOBS.midi_out.help);
         ui.add_space(6.0);
         ui.strong("Output");
         row(ui, &p.gain, setter, KNOBS.gain.help);

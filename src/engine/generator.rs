@@ -1,8 +1,9 @@
 //! The generator thread: owns the frame source (the model), resamples to the host rate,
 //! and keeps the ring buffer filled `ahead_s` seconds ahead of the audio thread.
 
+use super::source::PlayedNote;
 use super::stereo::StereoWidener;
-use super::{EngineShared, FrameSource, ProcessMode};
+use super::{EngineShared, FrameSource, ProcessMode, RingNote};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ringbuf::traits::{Observer, Producer};
 use ringbuf::HeapProd;
@@ -41,6 +42,7 @@ impl Generator {
     pub(super) fn spawn(
         source: Box<dyn FrameSource>,
         producer: HeapProd<f32>,
+        notes: HeapProd<RingNote>,
         rx: Receiver<Command>,
         tx: Sender<Command>,
         shared: Arc<EngineShared>,
@@ -48,7 +50,7 @@ impl Generator {
     ) -> std::io::Result<Self> {
         let handle = std::thread::Builder::new()
             .name("cantor-generator".into())
-            .spawn(move || Worker::new(source, producer, rx, shared, config).run())?;
+            .spawn(move || Worker::new(source, producer, notes, rx, shared, config).run())?;
         Ok(Self { handle: Some(handle), commands: tx })
     }
 
@@ -98,6 +100,11 @@ impl StreamResampler {
         self.input.clear();
     }
 
+    /// Output samples by which the resampler delays its input (0 when passing through).
+    fn delay(&self) -> usize {
+        self.inner.as_ref().map_or(0, |r| r.output_delay())
+    }
+
     /// Resample `x`, appending whatever is complete to `out`.
     fn process(&mut self, x: &[f32], out: &mut Vec<f32>) -> Result<(), String> {
         let Some(r) = &mut self.inner else {
@@ -125,6 +132,16 @@ impl StreamResampler {
 struct Worker {
     source: Box<dyn FrameSource>,
     producer: HeapProd<f32>,
+    /// The note events of the audio, timed in ring frames, for MIDI out.
+    notes: HeapProd<RingNote>,
+    /// Note events made but not yet in their ring (it was full).
+    pending_notes: std::collections::VecDeque<RingNote>,
+    source_notes: Vec<PlayedNote>,
+    /// The current reset epoch, the ring frame where its audio starts, and the source samples
+    /// rendered since: what places a source's note events on the ring's frames.
+    epoch: u64,
+    epoch_start: u64,
+    epoch_source_samples: u64,
     rx: Receiver<Command>,
     shared: Arc<EngineShared>,
     config: GeneratorConfig,
@@ -143,6 +160,7 @@ impl Worker {
     fn new(
         source: Box<dyn FrameSource>,
         producer: HeapProd<f32>,
+        notes: HeapProd<RingNote>,
         rx: Receiver<Command>,
         shared: Arc<EngineShared>,
         config: GeneratorConfig,
@@ -157,6 +175,12 @@ impl Worker {
         Self {
             source,
             producer,
+            notes,
+            pending_notes: std::collections::VecDeque::new(),
+            source_notes: Vec::new(),
+            epoch: 0,
+            epoch_start: 0,
+            epoch_source_samples: 0,
             rx,
             shared,
             config,
@@ -205,6 +229,11 @@ impl Worker {
     /// Discard queued audio, restart the source, and publish where the new epoch starts.
     fn reset(&mut self, epoch: u64, seed: u64, position: u64) {
         self.pending.clear();
+        // Notes of the old epoch still waiting are dropped; the reader ends those it started.
+        self.pending_notes.clear();
+        self.epoch = epoch;
+        self.epoch_start = self.pushed_frames;
+        self.epoch_source_samples = 0;
         self.resampler.reset();
         self.widener.reset(self.shared.width());
         let src_pos = (position as f64 * self.source.sample_rate() as f64 / self.config.host_rate as f64).round() as u64;
@@ -223,6 +252,13 @@ impl Worker {
     }
 
     fn push_pending(&mut self) {
+        // Notes first: a note must be in its ring before the audio it belongs to can be played.
+        while let Some(&n) = self.pending_notes.front() {
+            if self.notes.try_push(n).is_err() {
+                break;
+            }
+            self.pending_notes.pop_front();
+        }
         if self.pending.is_empty() {
             return;
         }
@@ -258,5 +294,21 @@ impl Worker {
         }
         self.widener.process(&self.resampled, knobs.knobs.width, &mut self.pending);
         self.shared.count_generated(self.resampled.len() as u64, load);
+        self.place_notes();
+    }
+
+    /// Put the notes of the audio just rendered on the ring's frames: the source times them in
+    /// its own samples; the resampler stretches them to the host rate and delays them by its
+    /// latency.
+    fn place_notes(&mut self) {
+        self.source_notes.clear();
+        self.source.take_notes(&mut self.source_notes);
+        let ratio = self.config.host_rate as f64 / self.source.sample_rate() as f64;
+        let delay = self.resampler.delay() as u64;
+        for n in &self.source_notes {
+            let at = self.epoch_start + ((self.epoch_source_samples + n.at) as f64 * ratio).round() as u64 + delay;
+            self.pending_notes.push_back(RingNote { epoch: self.epoch, note: PlayedNote { at, ..*n } });
+        }
+        self.epoch_source_samples += self.mono.len() as u64;
     }
 }

@@ -10,6 +10,7 @@
 //!  pre-allocated, host rate)
 //!        │
 //!  EngineShared atomics (knobs in, buffer fill / underruns / epochs out) shared by all three
+//!  a second SPSC ring carries the note events of the audio (MIDI out), timed in ring frames
 //! ```
 //!
 //! The audio side never allocates, locks or waits in real-time mode: it reads atomics, pops
@@ -20,6 +21,7 @@ pub mod capture;
 pub mod generator;
 pub mod neural_source;
 pub mod reader;
+pub mod score_stage;
 pub mod shared;
 pub mod silence_watch;
 pub mod source;
@@ -31,7 +33,19 @@ pub mod stereo;
 pub use generator::{Command, Generator, GeneratorConfig};
 pub use reader::{AudioReader, ProcessMode};
 pub use shared::{EngineShared, KnobSnapshot};
-pub use source::FrameSource;
+pub use source::{FrameSource, PlayedNote};
+
+/// A note event on its way to the audio thread: the reset epoch whose audio it belongs to (the
+/// reader drops those of an epoch it has left), and the note timed in ring frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingNote {
+    pub epoch: u64,
+    pub note: PlayedNote,
+}
+
+/// Note events the ring holds: far more than a ring of audio can carry (a dense 16th-note
+/// texture in four voices with chords is about 40 events a second).
+const NOTE_RING: usize = 8192;
 
 use ringbuf::traits::Split;
 use ringbuf::HeapRb;
@@ -59,9 +73,10 @@ impl Engine {
     ) -> std::io::Result<Self> {
         let capacity = (config.host_rate as f64 * config.max_ahead_s).ceil() as usize * 2;
         let (producer, consumer) = HeapRb::<f32>::new(capacity.max(1024)).split();
+        let (note_producer, note_consumer) = HeapRb::<RingNote>::new(NOTE_RING).split();
         let (tx, rx) = crossbeam_channel::bounded(64);
-        let reader = AudioReader::new(consumer, tx.clone(), shared.clone(), config.host_rate);
-        let generator = Generator::spawn(source, producer, rx, tx, shared.clone(), config)?;
+        let reader = AudioReader::new(consumer, note_consumer, tx.clone(), shared.clone(), config.host_rate);
+        let generator = Generator::spawn(source, producer, note_producer, rx, tx, shared.clone(), config)?;
         let (capture_tap, capture) = capture::Capture::start(shared.capture().clone(), config.host_rate)?;
         Ok(Self { generator, reader, shared, capture_tap, capture })
     }

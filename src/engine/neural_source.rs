@@ -1,16 +1,24 @@
-//! The neural generator behind the engine's `FrameSource` seam: the prior writes code frames
-//! steered by the knob snapshot, the codec's streaming decoder turns them into 24 kHz audio.
+//! The neural generator behind the engine's `FrameSource` seam. With a score prior (the shipped
+//! models) it runs the hierarchy: the score stage writes the tune in beats and places each
+//! frame's notes on the host's grid, the performer (the codes prior conditioned on those notes)
+//! writes code frames, the codec's streaming decoder turns them into 24 kHz audio, and the notes
+//! come out with the audio they belong to. Without one, a knobs-only prior writes the codes.
 //! Runs on the generator thread only (it allocates, and takes a few milliseconds per call).
 
+use super::score_stage::{ScoreStage, StepNote, WRITE_AHEAD_BEATS};
 use super::silence_watch::SilenceWatch;
+use super::source::PlayedNote;
 use super::{FrameSource, KnobSnapshot};
 use crate::model::codec::cpu_decoder::CpuDecoderState;
 use crate::model::codec::DecoderState;
 use crate::model::pair::ModelPair;
 use crate::model::prior::conditioning::{GridPosition, Knobs};
+use crate::model::prior::notes::NOTE_DIM;
 use crate::model::prior::sampling::Sampling;
 use crate::model::prior::stream::PriorStream;
+use crate::model::vocab::Meter;
 use candle_core::Tensor;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Code frames generated per `render` call: 2 frames = 26.7 ms of audio, small enough that a
@@ -40,15 +48,57 @@ pub struct NeuralSource {
     fresh_starts: u64,
     /// Notices when the music has faded into silence and stays there.
     silence: SilenceWatch,
+    /// The tune and its placement on the grid, when the prior is a performer.
+    score: Option<ScoreStage>,
+    /// One step's note state (`NOTE_DIM` values) and note events (reused).
+    features: Vec<f32>,
+    step_notes: Vec<StepNote>,
+    /// Steps taken, frames decoded and samples output since the last reset: step k's notes are
+    /// frame k's audio (the delay pattern completes a frame some steps after its first codes),
+    /// which starts at sample k * hop of the output (the decoders' output is aligned with the
+    /// codec's input: their first samples are held back, not shifted).
+    steps: u64,
+    frames_out: u64,
+    samples_out: u64,
+    /// Note events of steps whose frames are not decoded yet: (frame, event).
+    waiting: VecDeque<(u64, StepNote)>,
+    /// Note events of the last render's audio, for `take_notes`.
+    played: Vec<PlayedNote>,
 }
 
 impl NeuralSource {
     pub fn new(model: Arc<ModelPair>) -> Result<Self, String> {
+        let score = match (&model.score, model.prior.cfg.notes) {
+            (Some(score), true) => Some(ScoreStage::new(score.clone())),
+            (None, false) => None,
+            (None, true) => return Err("The performer plays notes, and no score prior was loaded to write them.".into()),
+            (Some(_), false) => return Err("A score prior was loaded with a prior that takes no notes: it needs a performer.".into()),
+        };
         let stream = PriorStream::new(&model.prior, &model.device, 0).map_err(|e| e.to_string())?;
         let decoder = DecoderState::new(&model.codec.decoder);
         let cpu_decoder = model.codec.cpu_decoder.as_ref().map(|f| f.new_state());
         let silence = SilenceWatch::new(model.codec.cfg.sample_rate);
-        Ok(Self { model, stream, decoder, cpu_decoder, beats: 0.0, reset_position: Some(0), codes: Vec::new(), phrase: true, piece_seed: 0, fresh_starts: 0, silence })
+        Ok(Self {
+            model,
+            stream,
+            decoder,
+            cpu_decoder,
+            beats: 0.0,
+            reset_position: Some(0),
+            codes: Vec::new(),
+            phrase: true,
+            piece_seed: 0,
+            fresh_starts: 0,
+            silence,
+            score,
+            features: vec![0.0; NOTE_DIM],
+            step_notes: Vec::new(),
+            steps: 0,
+            frames_out: 0,
+            samples_out: 0,
+            waiting: VecDeque::new(),
+            played: Vec::new(),
+        })
     }
 
 
@@ -90,6 +140,15 @@ impl FrameSource for NeuralSource {
         self.decoder = DecoderState::new(&self.model.codec.decoder);
         self.cpu_decoder = self.model.codec.cpu_decoder.as_ref().map(|f| f.new_state());
         self.reset_position = Some(position);
+        self.steps = 0;
+        self.frames_out = 0;
+        self.samples_out = 0;
+        self.waiting.clear();
+        self.played.clear();
+    }
+
+    fn take_notes(&mut self, out: &mut Vec<PlayedNote>) {
+        out.append(&mut self.played);
     }
 
     fn render(&mut self, k: &KnobSnapshot, out: &mut Vec<f32>) -> Result<(), String> {
@@ -98,16 +157,34 @@ impl FrameSource for NeuralSource {
         let frame_rate = self.model.prior.cfg.frame_rate;
         if let Some(pos) = self.reset_position.take() {
             self.beats = pos as f64 / self.sample_rate() as f64 * bpm / 60.0;
+            if let Some(score) = &mut self.score {
+                score.reset(self.piece_seed ^ 0x5C0E, self.beats);
+            }
         }
         let levels = self.model.prior.cfg.n_levels;
+        let meter = Meter { beats_per_bar: k.beats_per_bar.clamp(1, 32), beat_quarters: if k.beat_quarters.is_finite() && k.beat_quarters > 0.0 { k.beat_quarters as f64 } else { 1.0 } };
+        self.played.clear();
         self.codes.clear();
         let mut frames = 0;
         let mut steps = 0;
         // Steps until FRAMES_PER_RENDER frames are out (the delay pattern's first steps give none).
         while frames < FRAMES_PER_RENDER && steps < FRAMES_PER_RENDER + 8 {
             let grid = GridPosition { beats: self.beats, beats_per_bar: k.beats_per_bar, phrase: self.phrase };
-            let frame = self.stream.step(&self.model.prior, &knobs, &grid, &sampling).map_err(|e| format!("the prior failed: {e}"))?;
-            self.beats += bpm / 60.0 / frame_rate;
+            let next = self.beats + bpm / 60.0 / frame_rate;
+            let notes = match &mut self.score {
+                Some(score) => {
+                    let key = (k.knobs.key.clamp(0, 11) as u8, k.knobs.mode.clamp(0, 1) as u8);
+                    score.write_until(self.beats + WRITE_AHEAD_BEATS, meter, knobs.styles, key.0, key.1, k.knobs.repeat)?;
+                    self.step_notes.clear();
+                    score.step(self.beats, next, &mut self.features, &mut self.step_notes);
+                    self.waiting.extend(self.step_notes.iter().map(|e| (self.steps, *e)));
+                    Some(&self.features[..])
+                }
+                None => None,
+            };
+            let frame = self.stream.step_with_notes(&self.model.prior, &knobs, &grid, notes, &sampling).map_err(|e| format!("the prior failed: {e}"))?;
+            self.beats = next;
+            self.steps += 1;
             steps += 1;
             if let Some(f) = frame {
                 self.codes.extend(f);
@@ -129,6 +206,16 @@ impl FrameSource for NeuralSource {
         // A last guard: the audio thread must never see NaN or a blown-up sample.
         for v in &mut out[start..] {
             *v = if v.is_finite() { v.clamp(-4.0, 4.0) } else { 0.0 };
+        }
+        // The notes of the frames just decoded go out with them, timed from this call's first
+        // sample (a note may fall a little past its end, in audio the next call completes).
+        let (before, hop) = (self.samples_out, self.model.codec.cfg.hop() as u64);
+        self.frames_out += frames as u64;
+        self.samples_out += (out.len() - start) as u64;
+        while let Some(&(frame, e)) = self.waiting.front().filter(|(f, _)| *f < self.frames_out) {
+            self.waiting.pop_front();
+            let at = (frame * hop + e.offset as u64 * hop / 65536).saturating_sub(before);
+            self.played.push(PlayedNote { at, channel: e.channel, key: e.key, velocity: if e.on { e.velocity } else { 0 } });
         }
         // Silent for seconds: the prior's context holds nothing but silence, which it would
         // continue forever. Start it afresh (empty context, a seed of its own); the decoder

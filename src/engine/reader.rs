@@ -1,8 +1,10 @@
 //! The audio-thread side: pop frames, apply smoothed gain and every fade (reset, underrun,
 //! recovery, and the gate that opens and closes with the transport or held notes), count
-//! underruns. Nothing here allocates, locks, or (in real-time mode) waits.
+//! underruns, and hand out the note events of the frames it outputs (MIDI out), ending the
+//! notes it started when their audio is cut off. Nothing here allocates, locks, or (in
+//! real-time mode) waits.
 
-use super::{Command, EngineShared};
+use super::{Command, EngineShared, PlayedNote, RingNote};
 use crossbeam_channel::Sender;
 use ringbuf::traits::{Consumer, Observer};
 use ringbuf::HeapCons;
@@ -44,6 +46,13 @@ enum Phase {
 
 pub struct AudioReader {
     consumer: HeapCons<f32>,
+    /// The note events of the audio, timed in the frames `popped` counts.
+    notes: HeapCons<RingNote>,
+    /// Notes handed out and not yet ended, a bit per key and channel: ended at once when their
+    /// audio is cut (a reset, the gate closing), so no note hangs in a DAW.
+    sounding: [u128; 16],
+    /// A reset cut the audio: end every sounding note at the next block's start.
+    end_sounding: bool,
     commands: Sender<Command>,
     shared: Arc<EngineShared>,
     phase: Phase,
@@ -66,11 +75,14 @@ pub struct AudioReader {
 }
 
 impl AudioReader {
-    pub(super) fn new(consumer: HeapCons<f32>, commands: Sender<Command>, shared: Arc<EngineShared>, host_rate: u32) -> Self {
+    pub(super) fn new(consumer: HeapCons<f32>, notes: HeapCons<RingNote>, commands: Sender<Command>, shared: Arc<EngineShared>, host_rate: u32) -> Self {
         let fade_len = (FADE_SECONDS * host_rate as f32).max(1.0);
         let capacity = consumer.capacity().get() / 2;
         Self {
             consumer,
+            notes,
+            sounding: [0; 16],
+            end_sounding: false,
             commands,
             gain: shared.output_gain(),
             shared,
@@ -95,6 +107,7 @@ impl AudioReader {
     /// the generator's new audio and fades it in. Safe on the audio thread (try_send only).
     pub fn request_reset(&mut self, seed: u64, position: u64) {
         self.epoch += 1;
+        self.end_sounding = true;
         self.unsent_reset = Some((seed, position));
         self.send_reset();
         self.phase = if self.level > 0.0 { Phase::ResetFadeOut } else { Phase::WaitEpoch };
@@ -118,14 +131,26 @@ impl AudioReader {
     /// closed and faded out, the ring is left as it is (nothing is consumed) and the block is
     /// silent; opening and closing fade over `GATE_FADE_SECONDS`. Publishes the block's peak.
     pub fn process(&mut self, left: &mut [f32], right: &mut [f32], mode: ProcessMode, gate_open: bool) {
+        self.process_with_notes(left, right, mode, gate_open, &mut |_, _| {});
+    }
+
+    /// `process`, handing `emit` the note events of the frames output in this block with their
+    /// sample offset in it (`PlayedNote::at` is then the ring frame), in time order.
+    pub fn process_with_notes(&mut self, left: &mut [f32], right: &mut [f32], mode: ProcessMode, gate_open: bool, emit: &mut dyn FnMut(u32, PlayedNote)) {
         let n = left.len().min(right.len());
         let (left, right) = (&mut left[..n], &mut right[..n]);
+        if self.end_sounding {
+            self.end_sounding = false;
+            self.end_all(emit);
+        }
         if !gate_open && self.gate <= 0.0 {
+            // The gate has closed: what was sounding is over.
+            self.end_all(emit);
             silence(left, right);
             self.shared.set_output_peak(0.0);
             return;
         }
-        self.play(left, right, mode);
+        self.play(left, right, mode, emit);
         let target = if gate_open { 1.0 } else { 0.0 };
         if self.gate != target || target < 1.0 {
             for (l, r) in left.iter_mut().zip(right.iter_mut()) {
@@ -139,7 +164,7 @@ impl AudioReader {
     }
 
     /// Pop the block from the ring with gain and the reset/underrun fades.
-    fn play(&mut self, left: &mut [f32], right: &mut [f32], mode: ProcessMode) {
+    fn play(&mut self, left: &mut [f32], right: &mut [f32], mode: ProcessMode, emit: &mut dyn FnMut(u32, PlayedNote)) {
         let n = left.len();
         self.send_reset();
         let target_gain = self.shared.output_gain();
@@ -208,6 +233,7 @@ impl AudioReader {
                         self.fade_step
                     };
                     let got = self.consumer.pop_slice(&mut buf[..2 * k]) / 2;
+                    self.hand_out_notes(self.popped + got as u64, i, emit);
                     self.popped += got as u64;
                     for j in 0..got {
                         self.gain += (target_gain - self.gain) * self.gain_coef;
@@ -224,6 +250,41 @@ impl AudioReader {
             }
         }
         self.shared.set_buffered_frames((self.consumer.occupied_len() / 2) as u32);
+    }
+
+    /// Hand out the notes of this epoch before ring frame `until`, the frame `popped` playing at
+    /// block offset `offset`; notes of an epoch left behind are dropped.
+    fn hand_out_notes(&mut self, until: u64, offset: usize, emit: &mut dyn FnMut(u32, PlayedNote)) {
+        while let Some(&RingNote { epoch, note }) = self.notes.try_peek() {
+            if epoch == self.epoch && note.at >= until {
+                break;
+            }
+            self.notes.try_pop();
+            if epoch != self.epoch {
+                continue;
+            }
+            let (channel, key) = (note.channel as usize & 15, note.key & 127);
+            let bit = 1u128 << key;
+            if note.velocity > 0 {
+                self.sounding[channel] |= bit;
+            } else if self.sounding[channel] & bit == 0 {
+                continue; // its start was cut off: nothing to end
+            } else {
+                self.sounding[channel] &= !bit;
+            }
+            emit((offset as u64 + note.at.saturating_sub(self.popped)) as u32, PlayedNote { channel: channel as u8, key, ..note });
+        }
+    }
+
+    /// End every note handed out and still sounding, at the block's start.
+    fn end_all(&mut self, emit: &mut dyn FnMut(u32, PlayedNote)) {
+        for channel in 0..16 {
+            while self.sounding[channel] != 0 {
+                let key = self.sounding[channel].trailing_zeros() as u8;
+                self.sounding[channel] &= !(1u128 << key);
+                emit(0, PlayedNote { at: self.popped, channel: channel as u8, key, velocity: 0 });
+            }
+        }
     }
 
     /// Offline: ask the generator for the `needed` frames still missing from this block, wait

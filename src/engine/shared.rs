@@ -4,6 +4,7 @@
 //! on the method that writes it).
 
 use crate::knobs::{KnobAtomics, KnobValues};
+use crate::model::vocab::Meter;
 use atomic_float::AtomicF32;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
@@ -20,12 +21,15 @@ pub struct KnobSnapshot {
     pub tempo_bpm: f32,
     /// Beats per bar of the host's time signature, counted the same way (4 until it says).
     pub beats_per_bar: u32,
+    /// Quarter notes in one of those beats (1.5 in 6/8): with `beats_per_bar`, the meter the
+    /// score prior writes in.
+    pub beat_quarters: f32,
 }
 
 impl Default for KnobSnapshot {
     fn default() -> Self {
         let knobs = KnobValues::default();
-        Self { knobs, tempo_bpm: knobs.tempo, beats_per_bar: 4 }
+        Self { knobs, tempo_bpm: knobs.tempo, beats_per_bar: 4, beat_quarters: 1.0 }
     }
 }
 
@@ -36,6 +40,7 @@ pub struct EngineShared {
     /// Musical time: written by the plugin (`set_time`), read by the generator.
     tempo_bpm: AtomicF32,
     beats_per_bar: AtomicU32,
+    beat_quarters: AtomicF32,
     /// Audio-thread status, read by the editor: frames waiting in the ring at the last process
     /// call, peak absolute sample of the last block, underruns, offline waits that hit their limit.
     buffered_frames: AtomicU32,
@@ -71,6 +76,7 @@ impl Default for EngineShared {
             knobs: KnobAtomics::new(&time.knobs),
             tempo_bpm: AtomicF32::new(time.tempo_bpm),
             beats_per_bar: AtomicU32::new(time.beats_per_bar),
+            beat_quarters: AtomicF32::new(time.beat_quarters),
             buffered_frames: AtomicU32::new(0),
             output_peak: AtomicF32::new(0.0),
             underruns: AtomicU64::new(0),
@@ -97,15 +103,21 @@ impl EngineShared {
         self.knobs.store(knobs, Relaxed);
     }
 
-    /// Plugin: tempo and beats per bar, counted as the prior counts beats.
-    pub fn set_time(&self, tempo_bpm: f32, beats_per_bar: u32) {
+    /// Plugin: tempo and meter, beats counted as the prior counts them.
+    pub fn set_time(&self, tempo_bpm: f32, meter: Meter) {
         self.tempo_bpm.store(tempo_bpm, Relaxed);
-        self.beats_per_bar.store(beats_per_bar, Relaxed);
+        self.beats_per_bar.store(meter.beats_per_bar, Relaxed);
+        self.beat_quarters.store(meter.beat_quarters as f32, Relaxed);
     }
 
     /// Generator: everything it steers by, read once per block.
     pub fn knobs(&self) -> KnobSnapshot {
-        KnobSnapshot { knobs: self.knobs.load(Relaxed), tempo_bpm: self.tempo_bpm.load(Relaxed), beats_per_bar: self.beats_per_bar.load(Relaxed) }
+        KnobSnapshot {
+            knobs: self.knobs.load(Relaxed),
+            tempo_bpm: self.tempo_bpm.load(Relaxed),
+            beats_per_bar: self.beats_per_bar.load(Relaxed),
+            beat_quarters: self.beat_quarters.load(Relaxed),
+        }
     }
 
     /// Reader: the output gain (linear), NaN and absurd values made safe.

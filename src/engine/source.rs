@@ -14,4 +14,22 @@ pub trait FrameSource: Send {
     fn reset(&mut self, seed: u64, position: u64);
     /// Append the next block of samples (at least one) to `out`.
     fn render(&mut self, knobs: &KnobSnapshot, out: &mut Vec<f32>) -> Result<(), String>;
+    /// Move the notes starting or ending in the last `render`'s audio into `out`, timed in
+    /// samples from that audio's first sample, in time order (sources that play no notes have
+    /// none).
+    fn take_notes(&mut self, _out: &mut Vec<PlayedNote>) {}
+}
+
+/// A note starting or ending in the audio, as MIDI out sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlayedNote {
+    /// When. From a `FrameSource`: samples at its rate from the start of its last render's
+    /// audio. In the engine's note ring: the stereo frame of the output it belongs to, counted
+    /// as the audio ring counts them (`AudioReader`'s popped frames).
+    pub at: u64,
+    /// MIDI channel, 0-15.
+    pub channel: u8,
+    pub key: u8,
+    /// 1-127 starts the note, 0 ends it.
+    pub velocity: u8,
 }

@@ -16,3 +16,11 @@ pub static PRIOR: Option<&[u8]> = None;
 pub static SCORE: Option<&[u8]> = Some(include_bytes!("../../assets/models/score-q8_0.safetensors"));
 #[cfg(not(cantor_score))]
 pub static SCORE: Option<&[u8]> = None;
+
+/// The performer (the codes prior conditioned on notes), when one has been trained, published
+/// and quantised (`cargo xtask quantize prior --performer`; see build.rs). With the score prior
+/// it makes the hierarchy the plugin plays.
+#[cfg(cantor_performer)]
+pub static PERFORMER: Option<&[u8]> = Some(include_bytes!("../../assets/models/performer-q8_0.safetensors"));
+#[cfg(not(cantor_performer))]
+pub static PERFORMER: Option<&[u8]> = None;

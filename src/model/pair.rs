@@ -1,8 +1,10 @@
 //! A codec and the prior that writes its codes, loaded and checked together: a prior trained on
-//! another codec's codes would play noise, so the pair is refused with a reason instead.
+//! another codec's codes would play noise, so the pair is refused with a reason instead. When
+//! the prior is a performer, the score prior that writes its notes comes with them.
 
 use super::codec::{self, Codec, CodecConfig};
 use super::prior::{self, codec_codes_id, Prior, PriorConfig};
+use super::score::ScorePrior;
 use super::weights::{self, var_tensors, WeightsError};
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device};
@@ -10,7 +12,10 @@ use candle_nn::{VarBuilder, VarMap};
 
 pub struct ModelPair {
     pub codec: Codec,
+    /// The codes prior: a performer (`PriorConfig::notes`) when `score` is there.
     pub prior: Prior,
+    /// The score prior writing the notes the performer plays (`with_score`).
+    pub score: Option<std::sync::Arc<ScorePrior>>,
     /// For the editor: "Cantor prior 4x256 + codec 5.4 kbit/s".
     pub name: String,
     /// Where both run (`model::inference_device`).
@@ -38,14 +43,38 @@ impl ModelPair {
             return Err(format!("The prior was trained on the codes of codec {} but this codec is {id}: they do not belong together.", p.codec_id));
         }
         let name = format!("Cantor prior {}x{} + codec {:.1} kbit/s{}", p.n_layers, p.d_model, c.bitrate() / 1000.0, if device.is_cpu() { "" } else { " (GPU)" });
-        Ok(Self { codec, prior, name, device })
+        Ok(Self { codec, prior, score: None, name, device })
     }
 
-    /// The models built into this binary, if a prior has been trained.
+    /// Add the score prior that writes the notes: the hierarchy. Refused unless the prior is a
+    /// performer (a prior that takes no notes would ignore the tune).
+    pub fn with_score(mut self, score: &[u8]) -> Result<Self, String> {
+        if !self.prior.cfg.notes {
+            return Err("A score prior needs a performer (a prior trained with notes) to play its tunes; this prior takes no notes.".into());
+        }
+        let score = ScorePrior::from_bytes(score, &candle_core::Device::Cpu).map_err(|e| format!("The score prior model file is unusable: {e}"))?;
+        let (p, c) = (&self.prior.cfg, &self.codec.cfg);
+        self.name = format!("Cantor score prior + performer {}x{} + codec {:.1} kbit/s{}", p.n_layers, p.d_model, c.bitrate() / 1000.0, if self.device.is_cpu() { "" } else { " (GPU)" });
+        self.score = Some(std::sync::Arc::new(score));
+        Ok(self)
+    }
+
+    /// The models built into this binary: the score prior and the performer when both ship,
+    /// else the knobs-only prior, if one has been trained.
     #[cfg(any(feature = "cli", feature = "plugin"))]
     pub fn embedded() -> Result<Self, String> {
-        let prior = super::embedded::PRIOR.ok_or_else(|| "No prior is built into this binary (none has been trained yet).".to_string())?;
-        Self::from_bytes(super::embedded::CODEC, prior)
+        use super::embedded::{CODEC, PERFORMER, PRIOR, SCORE};
+        match (SCORE, PERFORMER, PRIOR) {
+            (Some(score), Some(performer), _) => Self::from_bytes(CODEC, performer)?.with_score(score),
+            (_, _, Some(prior)) => Self::from_bytes(CODEC, prior),
+            _ => Err("No prior is built into this binary (none has been trained yet).".to_string()),
+        }
+    }
+
+    /// Whether this binary has models to play (`embedded` would load some).
+    pub fn has_embedded() -> bool {
+        use super::embedded::{PERFORMER, PRIOR, SCORE};
+        PRIOR.is_some() || (SCORE.is_some() && PERFORMER.is_some())
     }
 }
 

@@ -7,11 +7,19 @@ use nice_plug::context::process::SendEventError;
 use nice_plug::prelude::*;
 use std::collections::VecDeque;
 
-/// The host side of one process call: transport and queued note events.
+/// The host side of one process call: transport, queued note events, and the note events the
+/// plugin sends (MIDI out), stamped with the frame since activation they fall on.
 struct HostContext {
     transport: Transport,
     events: VecDeque<PluginNoteEvent<Cantor>>,
+    sent: Vec<(u64, PluginNoteEvent<Cantor>)>,
+    /// Frames processed since activation before this block.
+    block_start: u64,
 }
+
+/// Note events a block may send before the host's queue is full (reserved up front, so sending
+/// never allocates on the audio thread), as a DAW's output event queue is bounded.
+const SENT_CAPACITY: usize = 4096;
 
 impl ProcessContext<Cantor> for HostContext {
     fn plugin_api(&self) -> PluginApi {
@@ -26,8 +34,11 @@ impl ProcessContext<Cantor> for HostContext {
         self.events.pop_front()
     }
     fn try_send_event(&mut self, event: PluginNoteEvent<Cantor>) -> Result<(), (PluginNoteEvent<Cantor>, SendEventError)> {
-        // Cantor sends no events; a host without an output queue would refuse them.
-        Err((event, SendEventError::NoOutputBuffer))
+        if self.sent.len() >= SENT_CAPACITY {
+            return Err((event, SendEventError::HostBufferFull));
+        }
+        self.sent.push((self.block_start + event.timing() as u64, event));
+        Ok(())
     }
     fn set_latency_samples(&self, _: u32) {}
     fn request_restart(&self) {}
@@ -57,7 +68,8 @@ impl DirectHost {
     pub fn new(plugin: Cantor) -> Self {
         // Room for the largest block a host may send before it activates us (a misbehaving host).
         let out = [vec![0.0; 8192], vec![0.0; 8192]];
-        Self { plugin, context: HostContext { transport: Transport::new(48_000.0), events: VecDeque::new() }, out, sample_rate: 48_000.0 }
+        let context = HostContext { transport: Transport::new(48_000.0), events: VecDeque::new(), sent: Vec::with_capacity(SENT_CAPACITY), block_start: 0 };
+        Self { plugin, context, out, sample_rate: 48_000.0 }
     }
 
     /// Activate (or reactivate) at `rate` for blocks of up to `max_block` frames, then reset,
@@ -73,6 +85,8 @@ impl DirectHost {
         self.out = [vec![0.0; max_block], vec![0.0; max_block]];
         self.sample_rate = rate;
         self.context.transport = Transport::new(rate);
+        self.context.block_start = 0;
+        self.context.sent.clear();
         ok
     }
 
@@ -105,6 +119,12 @@ impl DirectHost {
         self.context.events.push_back(event);
     }
 
+    /// Move the note events the plugin has sent (MIDI out) into `out`, each with the frame since
+    /// activation it falls on.
+    pub fn drain_sent_events(&mut self, out: &mut Vec<(u64, PluginNoteEvent<Cantor>)>) {
+        out.extend(self.context.sent.drain(..));
+    }
+
     /// Process one block of `n` frames (at most the activation's block size) and return the
     /// output channels. `around` wraps the plugin's process() call alone (a timer, an allocation
     /// counter); buffer set-up is outside it.
@@ -120,6 +140,7 @@ impl DirectHost {
             plugin.process(&mut buffer, &mut aux, context);
         });
         drop(buffer);
+        self.context.block_start += n as u64;
         // The host's clock moves on while it plays.
         if self.context.transport.playing {
             if let Some(pos) = &mut self.context.transport.pos_samples {

@@ -33,7 +33,9 @@ pub fn neural_factory(model: Arc<ModelPair>) -> SourceFactory {
 /// The shipped generator: the models built into the binary, loaded on the first activation
 /// (never while a host scans plugins) and kept for later ones. `None` if no prior is built in.
 pub fn embedded_factory() -> Option<SourceFactory> {
-    crate::model::embedded::PRIOR?;
+    if !ModelPair::has_embedded() {
+        return None;
+    }
     let model: Arc<OnceLock<Result<Arc<ModelPair>, String>>> = Arc::new(OnceLock::new());
     Some(Arc::new(move || {
         let m = model.get_or_init(|| ModelPair::embedded().map(Arc::new)).clone()?;
@@ -117,6 +119,8 @@ impl Plugin for Cantor {
         ..AudioIOLayout::const_default()
     }];
     const MIDI_INPUT: MidiConfig = MidiConfig::Basic;
+    /// The notes Cantor plays go out as note events (the MIDI out knob).
+    const MIDI_OUTPUT: MidiConfig = MidiConfig::Basic;
     const SAMPLE_ACCURATE_AUTOMATION: bool = false;
     type SysExMessage = ();
     type BackgroundTask = ();
@@ -234,7 +238,7 @@ impl Plugin for Cantor {
             TempoMode::Host => transport.tempo.filter(|t| t.is_finite() && *t > 0.0).map_or(last_tempo, |t| (t / self.meter.beat_quarters) as f32),
             TempoMode::Free => self.params.tempo.value(),
         };
-        self.shared.set_time(tempo, self.meter.beats_per_bar);
+        self.shared.set_time(tempo, self.meter);
         let run_mode = self.params.run_mode.value();
         let gate_open = match run_mode {
             RunMode::Transport => playing,
@@ -258,7 +262,20 @@ impl Plugin for Cantor {
         }
         self.was_playing = playing;
         let timeouts = self.shared.offline_timeouts();
-        engine.reader.process(left, right, self.mode, gate_open);
+        // The notes of the audio this block outputs, sample-aligned with it.
+        let midi_out = self.params.midi_out.value();
+        engine.reader.process_with_notes(left, right, self.mode, gate_open, &mut |timing, note| {
+            if midi_out || note.velocity == 0 {
+                let (voice_id, channel, key) = (nice_plug::midi::VoiceID::Wildcard, nice_plug::midi::Channel::Number(note.channel), nice_plug::midi::Key::Number(note.key));
+                let event = if note.velocity > 0 {
+                    NoteEvent::NoteOn { timing, voice_id, channel, key, velocity: note.velocity as f32 / 127.0 }
+                } else {
+                    NoteEvent::NoteOff { timing, voice_id, channel, key, velocity: 0.0 }
+                };
+                // A full host queue drops the event: the audio thread never waits or logs.
+                let _ = context.try_send_event(event);
+            }
+        });
         if self.mode == EngineMode::Offline && self.shared.offline_timeouts() != timeouts {
             // Offline only: the host waits for us anyway, so logging here is harmless.
             nice_log!(

@@ -3,6 +3,7 @@
 
 use super::{Cantor, DirectHost, SourceFactory};
 use crate::knobs::{self, KnobValues, KNOBS};
+use crate::midi::PlayedEvent;
 use crate::model::vocab::{self, STYLES};
 use nice_plug::prelude::ProcessMode;
 
@@ -72,7 +73,14 @@ impl RenderSettings {
 
 /// Render `settings` with the generator `factory` makes; `progress` is called with the fraction
 /// done after every block. Returns interleaved stereo at `settings.sample_rate`.
-pub fn render(settings: &RenderSettings, factory: SourceFactory, mut progress: impl FnMut(f64)) -> Result<Vec<f32>, String> {
+pub fn render(settings: &RenderSettings, factory: SourceFactory, progress: impl FnMut(f64)) -> Result<Vec<f32>, String> {
+    Ok(render_with_notes(settings, factory, progress)?.0)
+}
+
+/// `render`, and the note events the plugin sent (MIDI out) in order, on the frames of the
+/// audio (0 is its first sample).
+pub fn render_with_notes(settings: &RenderSettings, factory: SourceFactory, mut progress: impl FnMut(f64)) -> Result<(Vec<f32>, Vec<PlayedEvent>), String> {
+    use nice_plug::prelude::NoteEvent;
     settings.validate()?;
     const BLOCK: usize = 1024;
     let rate = settings.sample_rate as f32;
@@ -98,10 +106,21 @@ pub fn render(settings: &RenderSettings, factory: SourceFactory, mut progress: i
     t.pos_samples = Some(0);
     let total = (settings.seconds * settings.sample_rate as f64).round() as usize;
     let mut out = Vec::with_capacity(total * 2);
+    let (mut sent, mut notes) = (Vec::new(), Vec::new());
     while out.len() < total * 2 {
         let n = BLOCK.min(total - out.len() / 2);
         let [l, r] = host.process(n);
         out.extend(l.iter().zip(r).flat_map(|(a, b)| [*a, *b]));
+        host.drain_sent_events(&mut sent);
+        for (frame, event) in sent.drain(..) {
+            match event {
+                NoteEvent::NoteOn { channel, key, velocity, .. } => {
+                    notes.push(PlayedEvent { frame, channel: channel.number().unwrap_or(0), key: key.number_or_middle_c(), velocity: (velocity * 127.0).round().clamp(1.0, 127.0) as u8 })
+                }
+                NoteEvent::NoteOff { channel, key, .. } => notes.push(PlayedEvent { frame, channel: channel.number().unwrap_or(0), key: key.number_or_middle_c(), velocity: 0 }),
+                _ => {}
+            }
+        }
         progress(out.len() as f64 / (2 * total) as f64);
     }
     let shared = host.plugin.shared();
@@ -111,5 +130,5 @@ pub fn render(settings: &RenderSettings, factory: SourceFactory, mut progress: i
     if shared.offline_timeouts() > 0 {
         return Err("the generator fell behind an offline render; the result would have gaps".into());
     }
-    Ok(out)
+    Ok((out, notes))
 }

@@ -20,3 +20,11 @@ pub fn tiny_score_file() -> Vec<u8> {
     ScorePrior::new(&cfg, candle_nn::VarBuilder::from_varmap(&vm, candle_core::DType::F32, &candle_core::Device::Cpu)).unwrap();
     cantor::model::weights::to_bytes(KIND, &cfg, &cantor::model::weights::var_tensors(&vm), candle_core::DType::F16).unwrap()
 }
+
+/// Model files of a tiny codec, a tiny performer (a prior that takes notes) trained on its
+/// codes, and a tiny score prior: the hierarchy the plugin plays.
+#[allow(dead_code)]
+pub fn tiny_hierarchy_files() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let (codec, performer) = random_model_files(&CodecConfig::tiny(), &PriorConfig { notes: true, ..PriorConfig::tiny() }, None, None).unwrap();
+    (codec, performer, tiny_score_file())
+}

@@ -94,10 +94,14 @@ enum EvalCommand {
     /// The prior's generated audio: style, tempo and key adherence, diversity, stability.
     Prior {
         /// Prior and codec files (default: assets/models/prior.safetensors and codec.safetensors).
+        /// A performer as the prior is measured as the plugin plays it: with the score prior
+        /// writing its notes (`--score`, default assets/models/score-q8_0.safetensors).
         #[arg(long)]
         prior: Option<std::path::PathBuf>,
         #[arg(long)]
         codec: Option<std::path::PathBuf>,
+        #[arg(long)]
+        score: Option<std::path::PathBuf>,
         /// Takes per style.
         #[arg(long, default_value_t = 5)]
         seeds: u32,
@@ -172,7 +176,12 @@ enum QuantizeCommand {
         clips: usize,
     },
     /// The prior's transformer and head, as q8_0 (the file the plugin embeds) and q4_0.
-    Prior,
+    Prior {
+        /// The performer instead (`assets/models/performer-q8_0.safetensors`, embedded beside
+        /// the score prior).
+        #[arg(long)]
+        performer: bool,
+    },
     /// The score prior's transformer and head, as q8_0 (the file `cantor compose` embeds).
     Score,
 }
@@ -350,10 +359,15 @@ fn main() -> Result<()> {
         Command::Eval { model: EvalCommand::Estimators { clips, weights } } => {
             eval::estimators::eval_estimators(clips, &weights.unwrap_or_else(train::codec::published_weights))
         }
-        Command::Eval { model: EvalCommand::Prior { prior, codec, seeds, seconds, stability_seconds, guidance_sweep, time_signature, repeat_sweep } } => {
+        Command::Eval { model: EvalCommand::Prior { prior, codec, score, seeds, seconds, stability_seconds, guidance_sweep, time_signature, repeat_sweep } } => {
             let prior = prior.unwrap_or_else(|| train::RunPaths::new("prior", None).published_weights);
             let codec = codec.unwrap_or_else(train::codec::published_weights);
-            let pair = std::sync::Arc::new(cantor::model::pair::ModelPair::from_bytes(&std::fs::read(&codec)?, &std::fs::read(&prior)?).map_err(anyhow::Error::msg)?);
+            let mut pair = cantor::model::pair::ModelPair::from_bytes(&std::fs::read(&codec)?, &std::fs::read(&prior)?).map_err(anyhow::Error::msg)?;
+            if pair.prior.cfg.notes {
+                let score = score.unwrap_or_else(|| train::quantized_path("score", candle_core::quantized::GgmlDType::Q8_0));
+                pair = pair.with_score(&std::fs::read(&score)?).map_err(anyhow::Error::msg)?;
+            }
+            let pair = std::sync::Arc::new(pair);
             if !guidance_sweep.is_empty() {
                 let body = eval::prior::eval_guidance(|| cantor::plugin::neural_factory(pair.clone()), &pair.codec, seeds, seconds, &guidance_sweep, 40, time_signature)?;
                 println!("{body}");
@@ -366,15 +380,25 @@ fn main() -> Result<()> {
                 return eval::write_section(&dataset::repo_root().join("EVAL.md"), "prior-repeat", &body);
             }
             let body = eval::prior::eval_prior(|| cantor::plugin::neural_factory(pair.clone()), &pair.codec, &ablated, seeds, seconds, stability_seconds, 40)?;
+            // The hierarchy keeps its own section beside the knobs-only prior's.
+            let (body, section) = match pair.score {
+                Some(_) => (
+                    body.replacen("## Prior: what it plays", "## The hierarchy (score prior, performer, codec): what the plugin plays", 1)
+                        .replacen("`cargo xtask eval prior", &format!("`cargo xtask eval prior --prior {}", prior.strip_prefix(dataset::repo_root()).unwrap_or(&prior).display()), 1),
+                    "hierarchy",
+                ),
+                None => (body, "prior"),
+            };
             println!("{body}");
-            eval::write_section(&dataset::repo_root().join("EVAL.md"), "prior", &body)
+            eval::write_section(&dataset::repo_root().join("EVAL.md"), section, &body)
         }
         Command::Quantize { model: QuantizeCommand::Score } => train::score::quantize(candle_core::quantized::GgmlDType::Q8_0),
         Command::Quantize { model: QuantizeCommand::Codec { clips } } => {
             eval::codec::quantize(&[candle_core::quantized::GgmlDType::Q8_0, candle_core::quantized::GgmlDType::Q4_0], clips)
         }
-        Command::Quantize { model: QuantizeCommand::Prior } => {
-            train::prior::quantize(&[candle_core::quantized::GgmlDType::Q8_0, candle_core::quantized::GgmlDType::Q4_0])
+        Command::Quantize { model: QuantizeCommand::Prior { performer } } => {
+            use candle_core::quantized::GgmlDType::{Q4_0, Q8_0};
+            train::prior::quantize(if performer { &[Q8_0] } else { &[Q8_0, Q4_0] }, performer)
         }
         Command::Bench { model: BenchCommand::Codec { weights, chunk_frames, seconds, runs } } => {
             eval::codec::bench(&weights, chunk_frames, seconds, runs)

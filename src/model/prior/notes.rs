@@ -32,7 +32,8 @@ pub const PROGRAM_SLOTS: usize = 4;
 
 const PRESENT_AT: usize = 0;
 const SOUNDING_AT: usize = 1;
-const ONSET_AT: usize = SOUNDING_AT + KEYS;
+/// Where the onsets of this frame start in a frame's features (tests look for them).
+pub const ONSET_AT: usize = SOUNDING_AT + KEYS;
 const ONSET_NEXT_AT: usize = ONSET_AT + KEYS;
 const ACCOMPANIMENT_AT: usize = ONSET_NEXT_AT + KEYS;
 const PROGRAM_AT: usize = ACCOMPANIMENT_AT + KEYS;

@@ -11,6 +11,8 @@ use crate::model::prior::sampling::{guide, sample, SampleScratch, Sampling};
 use candle_core::{Device, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::borrow::Cow;
+use std::ops::Deref;
 
 /// Bars in a strain (the unit the Repeat knob repeats).
 pub const STRAIN_BARS: usize = PHRASE_BARS / 2;
@@ -38,9 +40,11 @@ pub struct WrittenBar {
     pub tokens: usize,
 }
 
-/// Writes one endless tune.
-pub struct ScoreWriter<'m> {
-    model: &'m ScorePrior,
+/// Writes one endless tune. `M` holds the model: a borrow for a tune written at once, an `Arc`
+/// for the plugin's generator, which keeps a writer for as long as it plays.
+pub struct ScoreWriter<M: Deref<Target = ScorePrior>> {
+    model: M,
+    /// The key the written notes are in (`set_tonic` moves later bars).
     tonic: u8,
     bar_ticks: u32,
     cond_state: ScoreState,
@@ -53,28 +57,33 @@ pub struct ScoreWriter<'m> {
     played: usize,
     next_start: u32,
     /// The form plans units are drawn from, and the current unit's.
-    forms: &'m FormPlans,
+    forms: Cow<'static, FormPlans>,
     plan: FormPlan,
     /// The tokens (after its `Bar`) of each bar of the current unit's first playing, by slot.
     unit: Vec<Vec<u32>>,
 }
 
-impl<'m> ScoreWriter<'m> {
+impl<M: Deref<Target = ScorePrior>> ScoreWriter<M> {
     /// A writer in key `tonic` (pitch class) with bars of `bar_ticks`, seeded, following the
     /// built-in form plans.
-    pub fn new(model: &'m ScorePrior, tonic: u8, bar_ticks: u32, seed: u64) -> Result<Self> {
-        Self::with_forms(model, FormPlans::builtin(), tonic, bar_ticks, seed)
+    pub fn new(model: M, tonic: u8, bar_ticks: u32, seed: u64) -> Result<Self> {
+        Self::build(model, Cow::Borrowed(FormPlans::builtin()), tonic, bar_ticks, seed)
     }
 
     /// The same with other form plans (an empty set: the model writes every bar).
-    pub fn with_forms(model: &'m ScorePrior, forms: &'m FormPlans, tonic: u8, bar_ticks: u32, seed: u64) -> Result<Self> {
+    pub fn with_forms(model: M, forms: &FormPlans, tonic: u8, bar_ticks: u32, seed: u64) -> Result<Self> {
+        Self::build(model, Cow::Owned(forms.clone()), tonic, bar_ticks, seed)
+    }
+
+    fn build(model: M, forms: Cow<'static, FormPlans>, tonic: u8, bar_ticks: u32, seed: u64) -> Result<Self> {
         let device = Device::Cpu;
+        let (cond_state, uncond_state) = (model.new_state(&device)?, model.new_state(&device)?);
         let mut w = Self {
             model,
             tonic: tonic % 12,
             bar_ticks,
-            cond_state: model.new_state(&device)?,
-            uncond_state: model.new_state(&device)?,
+            cond_state,
+            uncond_state,
             rng: ChaCha8Rng::seed_from_u64(seed),
             scratch: SampleScratch::with_capacity(VOCAB),
             guided: Vec::with_capacity(VOCAB),
@@ -89,6 +98,17 @@ impl<'m> ScoreWriter<'m> {
         w.grammar.push(Token::Bos);
         w.read(BOS, 0, &ScoreCond::unconditional())?;
         Ok(w)
+    }
+
+    /// Write the bars from the next one on in key `tonic` (the notes are key-relative tokens, so
+    /// a key change moves the tune without changing it; a strain's repeat follows too).
+    pub fn set_tonic(&mut self, tonic: u8) {
+        self.tonic = tonic % 12;
+    }
+
+    /// The length of a bar, in ticks (`tokens::TICKS_PER_QUARTER`).
+    pub fn bar_ticks(&self) -> u32 {
+        self.bar_ticks
     }
 
     /// Feed one token to both rows (the conditional one with `cond`, the other without); the

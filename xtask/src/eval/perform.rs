@@ -8,94 +8,84 @@
 //! could reach at best). A last column plays the same clips with the notes withheld (the
 //! performer as a codes prior from the knobs alone): the chance level.
 //!
-//! Then the whole hierarchy offline: the score prior composes tunes in every style at a typical
-//! tempo and metre (`cantor compose`'s code), the performer plays them, and the audio is
-//! transcribed: note F1 against the composed notes, onsets on the beat grid and the key's
-//! profile in the transcribed notes (`music::grid_score`, `music::key_correlation`), beside the
-//! same measures on the real renders above.
+//! Then the whole hierarchy as the plugin plays it: takes in every style at a typical tempo and
+//! metre rendered through the plugin's offline path (the score prior writing, the performer
+//! playing, MIDI out sending the notes), and the audio transcribed: note F1 against the notes its
+//! MIDI out sent, onsets on the beat grid and the key's profile in the transcribed notes
+//! (`music::grid_score`, `music::key_correlation`), beside the same measures on the real renders
+//! above.
 
 use super::notes::{NoteJudge, Pair, Reference};
 use super::write_section;
 use crate::dataset::recipe::{ClipRecipe, DatasetConfig};
 use crate::dataset::tokens::clip_labels;
 use crate::dataset::{render, repo_root, ClipSource, Dataset};
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use candle_core::{Device, Tensor};
 use cantor::audio::Wav;
 use cantor::knobs::KnobValues;
 use cantor::model::codec::Codec;
-use cantor::model::prior::conditioning::{GridPosition, Knobs};
-use cantor::model::prior::notes::{paint, NOTE_DIM};
+use cantor::model::prior::notes::FrameNote;
 use cantor::model::prior::sampling::Sampling;
-use cantor::model::prior::stream::PriorStream;
-use cantor::model::prior::{codec_codes_id, Prior};
+use cantor::model::prior::Prior;
 use cantor::model::vocab::{INSTRUMENT_FAMILIES, STYLES};
 use super::music::{grid_score, key_correlation};
 use super::prior::{STYLE_BPM, STYLE_TIME_SIGNATURE};
-use cantor::compose::{compose, frame_notes, perform as perform_tune, ComposeSettings, PerformSettings};
-use cantor::model::score::ScorePrior;
+use cantor::compose::{check_performer, decode, perform_codes, PerformSettings};
+use cantor::midi::PlayedEvent;
+use cantor::model::pair::ModelPair;
+use cantor::plugin::neural_factory;
+use cantor::plugin::render::{render_with_notes, RenderSettings};
 use cantor::model::vocab::Meter;
 use std::path::Path;
+
+/// Seconds of each generated take (16 bars of a reel at 100 beats a minute are 19 s).
+const TAKE_SECONDS: f64 = 20.0;
 
 /// What each clip is heard as, in the table's column order.
 const COLUMNS: [&str; 4] = ["real render (ceiling)", "codec round trip (ceiling)", "performer", "notes withheld"];
 
-/// Play `notes` (painted features, `frames + 1` rows) or none, with the clip's knobs and grid:
-/// `frames` code frames.
-fn perform(prior: &Prior, clip: &ClipRecipe, notes: Option<&[f32]>, frames: usize, sampling: &Sampling, seed: u64) -> Result<Vec<Vec<u32>>> {
+/// How the performer plays `clip`: its labels as the knobs, its beat grid.
+fn clip_settings(clip: &ClipRecipe, sampling: &Sampling, seed: u64) -> Result<(PerformSettings, f64)> {
     let (style, instrument, key, mode, beats_per_bar, start_beats) = clip_labels(clip)?;
     let mut styles = [0.0; STYLES.len()];
     styles[style as usize] = 1.0;
-    let knobs = Knobs { styles: Some(styles), instrument: Some(instrument), key: Some((key, mode)), bpm: Some(clip.bpm as f32) };
-    let per_frame = clip.bpm / 60.0 / prior.cfg.frame_rate;
-    let mut stream = PriorStream::new(prior, &Device::Cpu, seed)?;
-    let mut out = Vec::with_capacity(frames);
-    let mut step = 0;
-    while out.len() < frames {
-        let grid = GridPosition { beats: start_beats + step as f64 * per_frame, beats_per_bar, phrase: true };
-        let row = notes.map(|n| &n[step * NOTE_DIM..(step + 1) * NOTE_DIM]);
-        out.extend(stream.step_with_notes(prior, &knobs, &grid, row, sampling)?);
-        step += 1;
-    }
-    Ok(out)
+    let meter = Meter { beats_per_bar, beat_quarters: clip.beat_quarters };
+    Ok((PerformSettings { styles, tonic: key as u8, mode: mode as u8, meter, bpm: clip.bpm, instrument: instrument as usize, sampling: *sampling, seed }, start_beats))
 }
 
-/// What each composed take asks: `takes` per style at its typical tempo and metre, the keys,
-/// modes and instrument families rotating with the take.
-fn take_settings(takes: usize, performing: Sampling) -> Vec<(ComposeSettings, PerformSettings)> {
-    let defaults = KnobValues::default();
+/// What each generated take asks: `takes` per style at its typical tempo and metre, the keys,
+/// modes and instrument families rotating with the take, every other knob at its default
+/// (the performer's guidance as given).
+fn take_settings(takes: usize, guidance: f32, seconds: f64) -> Vec<RenderSettings> {
     (0..takes * STYLES.len())
         .map(|t| {
             let style = t % STYLES.len();
-            let mut styles = [0.0; STYLES.len()];
-            styles[style] = 1.0;
-            let (n, d) = STYLE_TIME_SIGNATURE[style];
-            let meter = Meter::of_time_signature(n, d).expect("the styles' metres are metres");
-            let (tonic, mode, instrument) = ((t * 5 % 12) as u8, (t / STYLES.len() % 2) as u8, t % INSTRUMENT_FAMILIES.len());
-            let compose = ComposeSettings {
-                styles,
-                tonic,
-                mode,
-                time_signature: (n, d),
-                bars: 16,
-                seed: 1000 + t as u64,
-                instrument,
-                sampling: Sampling { temperature: defaults.temperature, top_k: 0, top_p: defaults.top_p, guidance: cantor::model::score::DEFAULT_GUIDANCE, repeat: defaults.repeat },
-                accompaniment: true,
-            };
-            let perform = PerformSettings { styles, tonic, mode, meter, bpm: STYLE_BPM[style] as f64, instrument, sampling: performing, seed: 2000 + t as u64 };
-            (compose, perform)
+            let mut knobs = KnobValues::default();
+            knobs.styles = [0.0; STYLES.len()];
+            knobs.styles[style] = 1.0;
+            (knobs.key, knobs.mode, knobs.instrument) = ((t * 5 % 12) as i32, (t / STYLES.len() % 2) as i32, (t % INSTRUMENT_FAMILIES.len()) as i32);
+            (knobs.tempo, knobs.seed, knobs.guidance) = (STYLE_BPM[style], 1000 + t as i32, guidance);
+            RenderSettings { seconds, sample_rate: 48_000, time_signature: STYLE_TIME_SIGNATURE[style], knobs }
         })
         .collect()
 }
 
+/// The notes a render's MIDI out sent, as (onset s, offset s, key), ended at `end_s` if still sounding.
+fn sent_notes(events: &[PlayedEvent], rate: u32, end_s: f64) -> Vec<(f64, f64, u8)> {
+    // Quarter notes at 60 a minute are seconds.
+    let parts = cantor::midi::played_parts(events, rate, 60.0, (end_s * rate as f64) as u64, |_| (String::new(), 0));
+    let mut notes: Vec<(f64, f64, u8)> = parts.iter().flat_map(|(_, p)| p.notes.iter().map(|n| (n.start_q, n.start_q + n.dur_q, n.key))).collect();
+    notes.sort_by(|a, b| a.0.total_cmp(&b.0));
+    notes
+}
+
 /// The evaluation; writes EVAL.md's perform section and returns it.
-pub fn eval_perform(performer: &Path, codec: &Path, score: &Path, clips: usize, takes: usize, guidance: f32) -> Result<String> {
+pub fn eval_perform(performer: &Path, codec_path: &Path, score: &Path, clips: usize, takes: usize, guidance: f32) -> Result<String> {
     let device = Device::Cpu;
-    let codec = Codec::from_bytes(&std::fs::read(codec)?, &device)?;
+    let codec = Codec::from_bytes(&std::fs::read(codec_path)?, &device)?;
     let prior = Prior::from_bytes(&std::fs::read(performer)?, &device)?;
-    ensure!(prior.cfg.notes, "{} is a prior without note conditioning, not a performer", performer.display());
-    ensure!(prior.cfg.codec_id == codec_codes_id(&codec)?, "the performer models codec {}, not this one", prior.cfg.codec_id);
+    check_performer(&prior, &codec).map_err(|e| anyhow::anyhow!("{}: {e}", performer.display()))?;
     let defaults = KnobValues::default();
     let sampling = Sampling { temperature: defaults.temperature, top_k: defaults.top_k.max(0) as usize, top_p: defaults.top_p, guidance, repeat: 0.0 };
     let ds = Dataset::build(&DatasetConfig::default())?;
@@ -115,16 +105,15 @@ pub fn eval_perform(performer: &Path, codec: &Path, score: &Path, clips: usize, 
         let score = source.notes(clip)?;
         let played: Vec<(f64, f64, u8)> =
             render::played_notes(clip, &score, 0.0, clip.seconds).iter().filter(|n| n.on_s < seconds).map(|n| (n.on_s, n.off_s.min(seconds), n.key)).collect();
-        let mut features = vec![0.0; (frames + 1) * NOTE_DIM];
-        paint(&render::frame_notes(clip, &score, 0.0, clip.seconds, codec.cfg.frame_rate()), 0, frames + 1, &mut features);
-        let decode = |codes: &[Vec<u32>]| -> Result<Vec<f32>> {
-            let flat: Vec<u32> = codes.iter().flatten().copied().collect();
-            Ok(codec.decode(&Tensor::from_vec(flat, (1, codes.len(), codec.cfg.n_codebooks), &device)?)?.squeeze(0)?.to_vec1::<f32>()?)
-        };
+        let mut notes = render::frame_notes(clip, &score, 0.0, clip.seconds, codec.cfg.frame_rate());
+        notes.sort_by(|a, b| a.on.total_cmp(&b.on));
         let round_trip = codec.decode(&codec.encode(&Tensor::from_slice(&x, (1, x.len()), &device)?)?)?.squeeze(0)?.to_vec1::<f32>()?;
-        let seed = 0x9E7F ^ i as u64;
-        let performed = decode(&perform(&prior, clip, Some(&features), frames, &sampling, seed)?)?;
-        let withheld = decode(&perform(&prior, clip, None, frames, &sampling, seed)?)?;
+        let (settings, start_beats) = clip_settings(clip, &sampling, 0x9E7F ^ i as u64)?;
+        let play = |notes: Option<&[FrameNote]>| -> Result<Vec<f32>> {
+            let codes = perform_codes(&prior, notes, frames, start_beats, &settings, |_| {}).map_err(anyhow::Error::msg)?;
+            decode(&codec, codes).map_err(anyhow::Error::msg)
+        };
+        let (performed, withheld) = (play(Some(&notes))?, play(None)?);
         for (k, audio) in [&x, &round_trip, &performed, &withheld].into_iter().enumerate() {
             let path = work.join(format!("{i}-{k}.wav"));
             Wav::write_mono(&path, audio, codec.cfg.sample_rate, 1)?;
@@ -133,19 +122,19 @@ pub fn eval_perform(performer: &Path, codec: &Path, score: &Path, clips: usize, 
     }
     pb.finish();
     let real_pairs = pairs.len();
-    let composer = ScorePrior::from_bytes(&std::fs::read(score)?, &device)?;
-    let settings = take_settings(takes, sampling);
-    let pb = crate::dataset::progress(settings.len() as u64, "composing and performing");
-    for (t, (compose_settings, perform_settings)) in settings.iter().enumerate() {
+    // The plugin as a user hears it: the score prior writes, the performer plays, the MIDI out
+    // sends the notes; its audio is judged against what it sent.
+    let pair = ModelPair::from_bytes(&std::fs::read(codec_path)?, &std::fs::read(performer)?).map_err(anyhow::Error::msg)?;
+    let pair = std::sync::Arc::new(pair.with_score(&std::fs::read(score)?).map_err(anyhow::Error::msg)?);
+    let settings = take_settings(takes, guidance, TAKE_SECONDS);
+    let pb = crate::dataset::progress(settings.len() as u64, "generating takes in the plugin");
+    for (t, s) in settings.iter().enumerate() {
         pb.inc(1);
-        let parts = compose(&composer, compose_settings, |_| {}).map_err(anyhow::Error::msg)?;
-        let notes = frame_notes(&parts, perform_settings.meter, perform_settings.bpm, prior.cfg.frame_rate);
-        let audio = perform_tune(&prior, &codec, &notes, perform_settings, |_| {}).map_err(anyhow::Error::msg)?;
+        let (audio, events) = render_with_notes(s, neural_factory(pair.clone()), |_| {}).map_err(anyhow::Error::msg)?;
+        let mono: Vec<f32> = audio.chunks(2).map(|f| 0.5 * (f[0] + f[1])).collect();
         let path = work.join(format!("take-{t}.wav"));
-        Wav::write_mono(&path, &audio, codec.cfg.sample_rate, 1)?;
-        let fr = prior.cfg.frame_rate;
-        let reference = notes.iter().map(|n| (n.on / fr, n.off / fr, n.key)).collect();
-        pairs.push(Pair { id: format!("take{t}"), reference: Reference::Notes(reference), estimate: path });
+        Wav::write_mono(&path, &mono, s.sample_rate, 1)?;
+        pairs.push(Pair { id: format!("take{t}"), reference: Reference::Notes(sent_notes(&events, s.sample_rate, s.seconds)), estimate: path });
     }
     pb.finish();
     println!("transcribing {} recordings with basic-pitch", pairs.len());
@@ -186,12 +175,13 @@ pub fn eval_perform(performer: &Path, codec: &Path, score: &Path, clips: usize, 
         }
     }
     let mut composed = Vec::new();
-    for (t, (c, p)) in settings.iter().enumerate() {
+    for (t, r) in settings.iter().enumerate() {
         let s = &scores[real_pairs + t];
-        let (g, key) = measures(s, 60.0 / (p.bpm * p.meter.beat_quarters), c.tonic, c.mode == 1);
+        let beat_quarters = Meter::of_time_signature(r.time_signature.0, r.time_signature.1).expect("the styles' metres").beat_quarters;
+        let (g, key) = measures(s, 60.0 / (r.knobs.tempo as f64 * beat_quarters), r.knobs.key as u8, r.knobs.mode == 1);
         composed.push((g, key, s.f1));
     }
-    heard.push(("composed by the score prior, played by the performer", composed));
+    heard.push(("generated in the plugin (score prior, performer; F1 against its MIDI out)", composed));
     let mean = |v: Vec<Option<f64>>| {
         let v: Vec<f64> = v.into_iter().flatten().collect();
         if v.is_empty() { "-".to_string() } else { format!("{:.2}", v.iter().sum::<f64>() / v.len() as f64) }
@@ -218,8 +208,8 @@ pub fn eval_perform(performer: &Path, codec: &Path, score: &Path, clips: usize, 
          The music as heard (basic-pitch's transcriptions): note F1 against the notes played; onsets on the grid (fraction within 12% of a \
          period of the best-phase eighth, triplet or sixteenth grid at the tempo asked; random onsets about 0.34; target for generated takes \
          at least 0.60); key correlation (Krumhansl's profile of the key asked against the transcribed notes' duration-weighted pitch classes; \
-         target at least 0.70). The composed takes: {takes} per style at the style's typical tempo and metre (the prior evaluation's), 16 bars, \
-         keys, modes and instrument families rotating, the score prior's default sampling (`cantor compose`), the performer's as above.\n\n\
+         target at least 0.70). The generated takes: {takes} per style, {TAKE_SECONDS} s each through the plugin's offline path (`cantor render --midi-out`'s), \
+         at the style's typical tempo and metre (the prior evaluation's), keys, modes and instrument families rotating, every knob at its default but guidance.\n\n\
          | audio | takes | note F1 | on the grid | key correlation |\n|---|---|---|---|---|\n{heard_table}",
         name(performer),
         COLUMNS.join(" | "),

@@ -434,19 +434,21 @@ fn held_out_nll(prior: &Prior, batches: &[(Tensor, Tensor, Tensor, Tensor)]) -> 
 /// `cargo xtask quantize prior`: write the published prior's transformer and head weights as
 /// GGML blocks (the rest f16), and measure what that changes: held-out NLL of each file on the
 /// trainer's validation batches (EVAL.md).
-pub fn quantize(dtypes: &[GgmlDType]) -> Result<()> {
+pub fn quantize(dtypes: &[GgmlDType], performer: bool) -> Result<()> {
     let device = Device::Cpu;
-    let reference = super::RunPaths::new("prior", None).published_weights;
+    let model = if performer { "performer" } else { "prior" };
+    let reference = super::RunPaths::new(model, None).published_weights;
     let bytes = std::fs::read(&reference).with_context(|| format!("reading {}", reference.display()))?;
     let raw = weights::parse::<PriorConfig>(&bytes, KIND, &device)?;
     let f16_prior = Prior::from_bytes(&bytes, &device)?;
     let valid_set = TokenSet::load(&default_tokens_dir()?, "valid")?;
+    // A performer is scored as it plays: with its notes.
     let batches = held_out_batches(&valid_set, &f16_prior.cfg, true, &device)?;
     let unigram = valid_set.unigram_entropy();
     let reference_nll = held_out_nll(&f16_prior, &batches)?;
     let mut rows = vec![format!("| f16 reference | {:.2} MB | {reference_nll:.4} | - |", bytes.len() as f64 / 1e6)];
     for &dtype in dtypes {
-        let (qbytes, path) = super::write_quantized("prior", KIND, &raw, &Prior::is_quantizable, dtype)?;
+        let (qbytes, path) = super::write_quantized(model, KIND, &raw, &Prior::is_quantizable, dtype)?;
         let q = Prior::from_bytes(&qbytes, &device)?;
         let nll = held_out_nll(&q, &batches)?;
         rows.push(format!(
@@ -457,15 +459,16 @@ pub fn quantize(dtypes: &[GgmlDType]) -> Result<()> {
             nll - reference_nll
         ));
     }
+    let (title, command) = if performer { ("Performer", "prior --performer") } else { ("Prior", "prior") };
     let body = format!(
-        "## Prior quantisation\n\n\
-         Transformer and head linear weights as GGML blocks (the rest f16). Command: `cargo xtask quantize prior`; \
+        "## {title} quantisation\n\n\
+         Transformer and head linear weights as GGML blocks (the rest f16). Command: `cargo xtask quantize {command}`; \
          held-out NLL per code on the trainer's 4 validation batches (unigram baseline {unigram:.3} nats/code).\n\n\
          | weights | file size | held-out NLL (nats/code) | change |\n|---|---|---|---|\n{}\n",
         rows.join("\n")
     );
     println!("{body}");
-    crate::eval::write_section(&crate::dataset::repo_root().join("EVAL.md"), "prior-quantization", &body)
+    crate::eval::write_section(&crate::dataset::repo_root().join("EVAL.md"), &format!("{model}-quantization"), &body)
 }
 
 #[cfg(test)]

@@ -1,0 +1,306 @@
+//! The top of the hierarchy in the generator: the score prior writes the tune bar by bar, a
+//! little ahead of the performer, in beats; each performer step places the notes near it on the
+//! host's grid at the tempo of that moment (so a tempo change moves the notes from the next
+//! frame on, never the ones already played), paints that frame's note state for the performer,
+//! and reports the notes starting and ending in the frame for MIDI out.
+//!
+//! Knobs that act on the music take effect at a bar line: each bar is written with the style,
+//! key, mode and Repeat of the moment it is written, which is at most `WRITE_AHEAD_BEATS` before
+//! it plays. A key change transposes the tune (its tokens are key-relative) from the next bar
+//! written; a new time signature starts a new tune at the next bar line.
+
+use crate::model::prior::notes::{fold_key, paint, played_velocity, FrameNote, Voice};
+use crate::model::prior::sampling::Sampling;
+use crate::model::score::accompaniment::{accompaniment, Role};
+use crate::model::score::tokens::{meter_index, METERS, TICKS_PER_QUARTER};
+use crate::model::score::writer::ScoreWriter;
+use crate::model::score::{ScoreCond, ScorePrior, DEFAULT_GUIDANCE};
+use crate::model::vocab::Meter;
+use std::sync::Arc;
+
+/// How far ahead of the performer the writer keeps the tune written, in beats: more than one
+/// frame's worth (the performer sees onsets a frame early), little enough that a style or key
+/// change waits at most a bar. Writing a bar takes a few milliseconds (`cargo xtask bench score`).
+pub const WRITE_AHEAD_BEATS: f64 = 0.5;
+
+/// MIDI channels (0-based) of what Cantor plays: the tune's parts on 0-3, the chords on 4 and
+/// the bass on 5, so a DAW can split them onto tracks (channel 9, General MIDI drums, is avoided).
+pub const CHORDS_CHANNEL: u8 = 4;
+pub const BASS_CHANNEL: u8 = 5;
+/// The tune's parts past the fourth share its last channel.
+const MAX_TUNE_CHANNEL: u8 = 3;
+
+/// The tune's loudness before the accents, as `cantor compose` writes it.
+const MELODY_VELOCITY: u8 = 84;
+
+/// A note of the written tune, in beats of the host's grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct BeatNote {
+    on: f64,
+    off: f64,
+    /// MIDI key, folded into the performer's range (what it plays is what MIDI out sends).
+    key: u8,
+    velocity: u8,
+    voice: Voice,
+    channel: u8,
+}
+
+/// A note starting or ending within a performer step: where in the step's frame (0..1), and
+/// which note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepNote {
+    /// Position within the step's frame, in frames (0 at the frame's start).
+    pub offset: FrameOffset,
+    pub on: bool,
+    pub channel: u8,
+    pub key: u8,
+    pub velocity: u8,
+}
+
+/// A fraction of a frame in 1/65536ths (an integer so events sort and compare exactly).
+pub type FrameOffset = u16;
+
+/// The writer and the notes it has written that still sound or are still to come.
+pub struct ScoreStage {
+    model: Arc<ScorePrior>,
+    writer: Option<ScoreWriter<Arc<ScorePrior>>>,
+    /// The seed of the current tune; a new tune (a new time signature) derives its own.
+    seed: u64,
+    tunes: u64,
+    /// The meter the writer writes in, and where its next bar starts (a host beat).
+    meter: Meter,
+    written_to: f64,
+    /// Notes with an onset before this beat are not played (a restart mid-bar starts with the
+    /// notes that begin after it, not with half-heard ones).
+    from_beat: f64,
+    /// The written notes not yet over, in onset order.
+    notes: Vec<BeatNote>,
+    /// The melody of the last bar written (its last note may ring into the next bar, whose
+    /// chord then counts it).
+    last_line: Vec<(f64, f64, u8)>,
+    /// The note state painted for one step (reused).
+    frame_notes: Vec<FrameNote>,
+}
+
+impl ScoreStage {
+    pub fn new(model: Arc<ScorePrior>) -> Self {
+        Self { model, writer: None, seed: 0, tunes: 0, meter: Meter::COMMON_TIME, written_to: 0.0, from_beat: 0.0, notes: Vec::new(), last_line: Vec::new(), frame_notes: Vec::new() }
+    }
+
+    /// Start a new tune with `seed` at host beat `beat`: its first bar is the one `beat` falls in.
+    pub fn reset(&mut self, seed: u64, beat: f64) {
+        self.writer = None;
+        self.seed = seed;
+        self.tunes = 0;
+        self.from_beat = beat;
+        self.written_to = f64::NAN;
+        self.notes.clear();
+        self.last_line.clear();
+    }
+
+    /// Write bars until the tune reaches `until` (a host beat), with the music knobs of now.
+    /// `key` is the tonic's pitch class, `mode` 0 major or 1 minor.
+    pub fn write_until(&mut self, until: f64, meter: Meter, styles: Option<[f32; crate::model::vocab::STYLES.len()]>, key: u8, mode: u8, repeat: f32) -> Result<(), String> {
+        let (index, meter) = score_meter(meter);
+        let bar_beats = METERS[index].1 as f64 / TICKS_PER_QUARTER as f64 / meter.beat_quarters;
+        if self.writer.is_some() && meter != self.meter {
+            // A new time signature: a new tune from the next bar line on.
+            self.writer = None;
+        }
+        if self.writer.is_none() {
+            if self.written_to.is_nan() {
+                // The bar the restart falls in, on the host's bar lines (beat 0 is a bar line).
+                self.written_to = (self.from_beat / bar_beats).floor() * bar_beats;
+            }
+            let seed = self.seed ^ self.tunes.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            self.tunes += 1;
+            self.meter = meter;
+            self.last_line.clear();
+            self.writer = Some(ScoreWriter::new(self.model.clone(), key, METERS[index].1, seed).map_err(|e| format!("the score prior failed: {e}"))?);
+        }
+        let (writer, notes, from_beat) = (self.writer.as_mut().expect("made above"), &mut self.notes, self.from_beat);
+        // Notes in onset order; those before the restart are not played, and a key struck twice
+        // at once on one channel sounds once (MIDI cannot tell the two apart), for the longer.
+        let mut push = |n: BeatNote| {
+            if !(n.on >= from_beat && n.off > n.on && n.on.is_finite() && n.off.is_finite()) {
+                return;
+            }
+            let at = notes.partition_point(|m| m.on < n.on);
+            if let Some(same) = notes[at..].iter_mut().take_while(|m| m.on == n.on).find(|m| m.key == n.key && m.channel == n.channel) {
+                same.off = same.off.max(n.off);
+                return;
+            }
+            notes.insert(at, n);
+        };
+        let cond = ScoreCond { styles, mode: Some(mode.min(1)), meter: Some(index) };
+        // The tune's own sampling: the Temperature, Top-p and Guidance knobs act on the sound
+        // (the performer); the tune is written as `cantor compose` writes it by default.
+        let sampling = Sampling { temperature: 1.0, top_k: 0, top_p: 0.95, guidance: DEFAULT_GUIDANCE, repeat: repeat.clamp(0.0, 1.0) };
+        while self.written_to < until {
+            writer.set_tonic(key);
+            let bar = writer.write_bar(&cond, &sampling).map_err(|e| format!("the score prior failed: {e}"))?;
+            let start = self.written_to;
+            let beat_of = |tick: u32| start + (tick as f64 - bar.start as f64) / TICKS_PER_QUARTER as f64 / meter.beat_quarters;
+            let bar_end = beat_of(bar.start + bar.len);
+            let quarters_in_bar = |beat: f64| (beat - start) * meter.beat_quarters;
+            let single_line = bar.notes.iter().all(|n| n.part == 0);
+            let mut line = std::mem::take(&mut self.last_line);
+            line.retain(|&(on, dur, _)| on + dur > start * meter.beat_quarters);
+            for n in &bar.notes {
+                let (on, off) = (beat_of(n.start), beat_of(n.start + n.dur));
+                let velocity = played_velocity(MELODY_VELOCITY, quarters_in_bar(on), meter.beat_quarters, 0.0);
+                push(BeatNote { on, off, key: fold_key(n.key as i32), velocity, voice: Voice::Part { program_slot: 0 }, channel: n.part.min(MAX_TUNE_CHANNEL) });
+                if n.part == 0 {
+                    line.push((on * meter.beat_quarters, (off - on) * meter.beat_quarters, n.key));
+                }
+            }
+            if single_line {
+                // Bass and chords as the corpus renders harmonised single lines (`compose`).
+                let bar_q = (bar_end - start) * meter.beat_quarters;
+                for a in accompaniment(key as i32, mode == 1, bar_q, start * meter.beat_quarters, &line) {
+                    if a.start_q >= bar_end * meter.beat_quarters - 1e-9 {
+                        continue;
+                    }
+                    let (on, off) = (a.start_q / meter.beat_quarters, (a.start_q + a.dur_q) / meter.beat_quarters);
+                    let (voice, channel) = match a.role {
+                        Role::Chord => (Voice::Chords, CHORDS_CHANNEL),
+                        Role::Bass => (Voice::Bass, BASS_CHANNEL),
+                    };
+                    let velocity = played_velocity(a.velocity, quarters_in_bar(on), meter.beat_quarters, 0.0);
+                    push(BeatNote { on, off, key: fold_key(a.key as i32), velocity, voice, channel });
+                }
+            }
+            self.last_line = line;
+            self.written_to = bar_end;
+        }
+        Ok(())
+    }
+
+
+    /// The performer step from host beat `beat` to `next` (one frame): paint its note state into
+    /// `features` (`notes::NOTE_DIM` values) and append the notes starting or ending in it to
+    /// `events` (note-offs before note-ons at the same moment). Notes over before `beat` are
+    /// forgotten.
+    pub fn step(&mut self, beat: f64, next: f64, features: &mut [f32], events: &mut Vec<StepNote>) {
+        let per_frame = next - beat;
+        self.notes.retain(|n| n.off >= beat);
+        if !(per_frame > 0.0) {
+            paint(&[], 0, 1, features);
+            return;
+        }
+        // Frame positions relative to this step (frame 0); the performer sees onsets one
+        // frame early, so notes up to two frames ahead are placed.
+        let frame_of = |b: f64| (b - beat) / per_frame;
+        self.frame_notes.clear();
+        for n in self.notes.iter().take_while(|n| n.on < next + 2.0 * per_frame) {
+            self.frame_notes.push(FrameNote { on: frame_of(n.on), off: frame_of(n.off), key: n.key, velocity: n.velocity, voice: n.voice });
+        }
+        paint(&self.frame_notes, 0, 1, features);
+        let offset = |b: f64| (frame_of(b) * 65536.0).clamp(0.0, 65535.0) as FrameOffset;
+        let first = events.len();
+        for n in self.notes.iter().take_while(|n| n.on < next) {
+            if n.off >= beat && n.off < next {
+                events.push(StepNote { offset: offset(n.off), on: false, channel: n.channel, key: n.key, velocity: 0 });
+            }
+            if n.on >= beat {
+                events.push(StepNote { offset: offset(n.on), on: true, channel: n.channel, key: n.key, velocity: n.velocity.max(1) });
+            }
+        }
+        events[first..].sort_by_key(|e| (e.offset, e.on));
+    }
+}
+
+/// The score prior's meter for the host's: the same when it writes in it, else 4/4 beats
+/// grouped as the host's bar (the plugin plays on, in the nearest time it knows).
+fn score_meter(meter: Meter) -> (usize, Meter) {
+    let known = METERS.iter().position(|((n, d), _)| Meter::of_time_signature(*n, *d) == Some(meter));
+    match known {
+        Some(i) => (i, meter),
+        None => {
+            let i = meter_index(4, 4).expect("4/4 is a score meter");
+            (i, Meter::COMMON_TIME)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::prior::notes::{NOTE_DIM, ONSET_AT};
+    use crate::model::score::ScoreConfig;
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+
+    fn stage() -> ScoreStage {
+        let vm = VarMap::new();
+        ScoreStage::new(Arc::new(ScorePrior::new(&ScoreConfig::tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap()))
+    }
+
+    /// Step through `beats` at `per_frame` beats a frame (changing to `after` at beat 8),
+    /// returning every note event with its absolute frame, and the frames with onsets painted.
+    fn play(s: &mut ScoreStage, start: f64, per_frame: f64, after: f64) -> (Vec<(f64, StepNote)>, Vec<usize>, f64) {
+        let meter = Meter::of_time_signature(6, 8).unwrap();
+        let (mut beat, mut events, mut all, mut onsets) = (start, Vec::new(), Vec::new(), Vec::new());
+        let mut features = vec![0.0; NOTE_DIM];
+        for f in 0..400 {
+            let step = if beat >= 8.0 { after } else { per_frame };
+            s.write_until(beat + WRITE_AHEAD_BEATS, meter, Some([0.0, 0.0, 1.0, 0.0, 0.0, 0.0]), 7, 0, 1.0).unwrap();
+            events.clear();
+            s.step(beat, beat + step, &mut features, &mut events);
+            all.extend(events.iter().map(|e| (beat + e.offset as f64 / 65536.0 * step, *e)));
+            if features[ONSET_AT..ONSET_AT + crate::model::prior::notes::KEYS].iter().any(|&v| v > 0.0) {
+                onsets.push(f);
+            }
+            beat += step;
+        }
+        (all, onsets, beat)
+    }
+
+    /// The tune comes out as balanced note-ons and offs at their beats; restarting at the same
+    /// beat with the same seed plays the same notes; the frames painted with onsets are those
+    /// where note-ons fall; a tempo change keeps later notes on the beat grid (at their beats).
+    #[test]
+    fn notes_are_placed_on_the_grid_at_the_tempo_of_the_moment() {
+        let mut s = stage();
+        s.reset(3, 0.0);
+        let (a, onsets, end) = play(&mut s, 0.0, 0.04, 0.06);
+        let ons: Vec<_> = a.iter().filter(|(_, e)| e.on).collect();
+        assert!(!ons.is_empty());
+        // Every note-off ends a note that started; the notes left sounding are those the stage
+        // still holds (the untrained model writes long notes).
+        let mut sounding: Vec<(u8, u8)> = Vec::new();
+        for (_, e) in &a {
+            if e.on {
+                sounding.push((e.channel, e.key));
+            } else {
+                let i = sounding.iter().position(|&n| n == (e.channel, e.key)).expect("a note-off ends a note that started");
+                sounding.remove(i);
+            }
+        }
+        assert_eq!(sounding.len(), s.notes.iter().filter(|n| n.on < end).count());
+        // Onset frames: the frame each note-on falls in.
+        let mut on_frames: Vec<usize> = Vec::new();
+        let mut beat = 0.0;
+        for f in 0..400 {
+            let step = if beat >= 8.0 { 0.06 } else { 0.04 };
+            if ons.iter().any(|(b, _)| *b >= beat - 1e-9 && *b < beat + step - 1e-9) {
+                on_frames.push(f);
+            }
+            beat += step;
+        }
+        assert_eq!(onsets, on_frames);
+        // The tiny untrained model writes onsets on its tick grid: whole 1/24ths of a quarter,
+        // before and after the tempo change alike.
+        for (b, _) in &ons {
+            let ticks = b * 1.5 * TICKS_PER_QUARTER as f64;
+            assert!((ticks - ticks.round()).abs() < 1e-3, "{b}");
+        }
+        let mut again = ScoreStage::new(s.model.clone());
+        again.reset(3, 0.0);
+        assert_eq!(play(&mut again, 0.0, 0.04, 0.06).0, a);
+        // Restarting mid-bar plays the tune from that bar's notes after the restart.
+        s.reset(3, 1.3);
+        let (late, ..) = play(&mut s, 1.3, 0.04, 0.06);
+        assert!(late.iter().all(|(b, _)| *b >= 1.3 - 1e-9));
+    }
+}
