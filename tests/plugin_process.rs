@@ -1,6 +1,8 @@
 //! The plugin's process() driven directly, as a host would: real-time safety (no allocation on
 //! the audio thread, counted by a global allocator), silence without a model, gating, offline
-//! determinism, and bad host behaviour.
+//! determinism, and bad host behaviour; MIDI out in real time.
+
+mod common;
 
 use cantor::engine::test_sources::CountingSource;
 use cantor::plugin::{Cantor, DirectHost, SourceFactory, NO_MODEL};
@@ -268,4 +270,58 @@ fn capture_writes_a_wav_equal_to_what_was_played() {
     assert!(spectrogram.added > 50, "{} spectrogram columns for 1.2 s", spectrogram.added);
     assert!(spectrogram.columns.back().unwrap().iter().any(|&v| v > 0), "the spectrogram is dark while audio plays");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The hierarchy (tiny models) in real time at 24 kHz (no resampler): sending its notes costs
+/// the audio thread no allocation, and the notes come out on the same frames of the audio as in
+/// an offline bounce of the same seed (the real-time take starts later, after the generator's
+/// first frames: both audio and notes are shifted by that start).
+#[test]
+fn midi_out_in_real_time_allocates_nothing_and_keeps_the_bounce_timing() {
+    use cantor::model::pair::ModelPair;
+    let (codec, performer, score) = common::tiny_hierarchy_files();
+    let factory = || cantor::plugin::neural_factory(Arc::new(ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap()));
+    let take = |mode: ProcessMode| {
+        let mut host = DirectHost::new(Cantor::with_source_factory(Some(factory())));
+        assert!(host.activate(24_000.0, 480, mode));
+        host.set_param("seed", 9.0).unwrap();
+        host.set_param("guidance", 3.0).unwrap();
+        // A second ahead: this machine's other work must not make the take underrun.
+        host.set_param("ahead", 1.0).unwrap();
+        play(&mut host);
+        host.transport_mut().tempo = Some(100.0);
+        let (mut audio, mut sent, mut ons) = (Vec::new(), Vec::new(), Vec::new());
+        let started = std::time::Instant::now();
+        for i in 0..200u32 {
+            if mode == ProcessMode::Realtime {
+                // Paced as a host's audio clock: a 480-frame block every 20 ms.
+                let due = std::time::Duration::from_millis(20) * i;
+                std::thread::sleep(due.saturating_sub(started.elapsed()));
+            }
+            let (allocs, out) = host.process_with(480, |process| {
+                COUNT.with(|c| c.set(0));
+                COUNTING.with(|c| c.set(true));
+                process();
+                COUNTING.with(|c| c.set(false));
+                COUNT.with(|c| c.get())
+            });
+            assert_eq!(allocs, 0, "a block allocated {allocs} times in {mode:?} mode");
+            audio.extend_from_slice(out[0]);
+            host.drain_sent_events(&mut sent);
+            ons.extend(sent.drain(..).filter_map(|(frame, e)| match e {
+                NoteEvent::NoteOn { key, .. } => Some((frame, key.number().unwrap())),
+                _ => None,
+            }));
+        }
+        (audio, ons, host.plugin.shared().underruns())
+    };
+    let (bounce, bounce_ons, _) = take(ProcessMode::Offline);
+    let (live, live_ons, underruns) = take(ProcessMode::Realtime);
+    assert_eq!(underruns, 0, "the tiny generator fell behind real time");
+    assert!(!bounce_ons.is_empty());
+    let start = |a: &[f32]| a.iter().position(|v| *v != 0.0).unwrap() as u64;
+    let shift = start(&live) - start(&bounce);
+    let end = 200 * 480 - shift;
+    let expected: Vec<_> = bounce_ons.iter().filter(|(f, _)| *f < end).map(|&(f, k)| (f + shift, k)).collect();
+    assert_eq!(live_ons, expected);
 }
