@@ -14,9 +14,9 @@ pub trait FrameSource: Send {
     fn reset(&mut self, seed: u64, position: u64);
     /// Append the next block of samples (at least one) to `out`.
     fn render(&mut self, knobs: &KnobSnapshot, out: &mut Vec<f32>) -> Result<(), String>;
-    /// Move the notes starting or ending in the last `render`'s audio into `out`, timed in
-    /// samples from that audio's first sample, in time order (sources that play no notes have
-    /// none).
+    /// Move the notes of the frames the last `render` completed into `out`, timed in samples
+    /// from that render's first sample, in time order (a note may fall just past its audio's
+    /// end, in samples the next render completes; sources that play no notes have none).
     fn take_notes(&mut self, _out: &mut Vec<PlayedNote>) {}
 }
 
