@@ -133,32 +133,10 @@ fn main() {
         println!("per frame, hand-written, 2 frames per call (as the neural source renders): median {:.3} / p99 {:.3} ms", pair_decodes[pair_decodes.len() / 2], p99(&pair_decodes));
     }
 
-    // Compute per render call (3 frames) of the neural source alone.
-    let mut source = NeuralSource::new(model.clone()).unwrap();
-    source.reset(1, 0);
+    // Compute per render call (2 frames) of the neural source alone.
     let knobs = KnobSnapshot { knobs: KnobValues { instrument: 1, temperature: 0.9, guidance: 1.5, repeat: 0.5, ..Default::default() }, tempo_bpm: 110.0, beats_per_bar: 4, beat_quarters: 1.0 };
-    let mut out = Vec::new();
-    let mut per_frame = Vec::new();
-    let calls = 600; // 1800 frames = 24 s, more than four attention windows
-    for _ in 0..calls {
-        out.clear();
-        let t0 = Instant::now();
-        source.render(&knobs, &mut out).unwrap();
-        let frames = out.len() as f64 / 320.0;
-        if frames > 0.0 {
-            per_frame.push(t0.elapsed().as_secs_f64() * 1e3 / frames);
-        }
-    }
-    per_frame.sort_by(f64::total_cmp);
-    let q = |p: f64| per_frame[((per_frame.len() - 1) as f64 * p).round() as usize];
-    let budget = 1e3 / frame_rate;
-    println!(
-        "prior + decoder per frame ({budget:.2} ms of audio): median {:.3} ms, p99 {:.3} ms, max {:.3} ms -> {:.1}x real time at the median",
-        q(0.5),
-        q(0.99),
-        per_frame[per_frame.len() - 1],
-        budget / q(0.5)
-    );
+    let cost = FrameCost::measure(model.clone(), &knobs, frame_rate);
+    println!("prior + decoder per frame ({:.2} ms of audio): {}", 1e3 / frame_rate, cost.line());
 
     // End to end through the plugin's offline path: generator thread, resampling to 48 kHz,
     // stereo widening, the audio-side reader.
@@ -169,13 +147,49 @@ fn main() {
     assert_eq!(audio.len(), 20 * 48_000 * 2);
     println!("end to end (cantor render, 20 s at 48 kHz stereo): {:.2} s -> {:.1}x real time (goal 20x, target 10x)", took, 20.0 / took);
 
-    hierarchy(&knobs, frame_rate);
-    knob_latency(q(0.5) * 1e-3);
+    let model = hierarchy(&knobs, frame_rate);
+    knob_latency(cost.median * 1e-3);
+    note_latency(model);
+}
+
+/// Compute per frame of a neural source's render calls, over 600 calls (1,200 frames = 16 s,
+/// more than three attention windows), and the note events it played meanwhile.
+struct FrameCost {
+    median: f64,
+    p99: f64,
+    max: f64,
+    budget: f64,
+    notes: usize,
+}
+
+impl FrameCost {
+    fn measure(model: Arc<ModelPair>, knobs: &KnobSnapshot, frame_rate: f64) -> Self {
+        let mut source = NeuralSource::new(model).unwrap();
+        source.reset(1, 0);
+        let (mut out, mut per_frame, mut notes) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..600 {
+            out.clear();
+            let t0 = Instant::now();
+            source.render(knobs, &mut out).unwrap();
+            let frames = out.len() as f64 / 320.0;
+            if frames > 0.0 {
+                per_frame.push(t0.elapsed().as_secs_f64() * 1e3 / frames);
+            }
+            source.take_notes(&mut notes);
+        }
+        per_frame.sort_by(f64::total_cmp);
+        let q = |p: f64| per_frame[((per_frame.len() - 1) as f64 * p).round() as usize];
+        Self { median: q(0.5), p99: q(0.99), max: per_frame[per_frame.len() - 1], budget: 1e3 / frame_rate, notes: notes.len() }
+    }
+
+    fn line(&self) -> String {
+        format!("median {:.3} ms, p99 {:.3} ms, max {:.3} ms -> {:.1}x real time at the median", self.median, self.p99, self.max, self.budget / self.median)
+    }
 }
 
 /// The shipped hierarchy's cost: score prior, performer (the prior with the note features) and
 /// decoder per frame in the neural source, then end to end through the plugin's offline path.
-fn hierarchy(knobs: &KnobSnapshot, frame_rate: f64) {
+fn hierarchy(knobs: &KnobSnapshot, frame_rate: f64) -> Arc<ModelPair> {
     use cantor::model::score::{ScoreConfig, ScorePrior};
     let (c, p) = random_model_files(&CodecConfig::default(), &PriorConfig { notes: true, ..PriorConfig::default() }, None, Some(GgmlDType::Q8_0)).unwrap();
     let vm = VarMap::new();
@@ -183,35 +197,71 @@ fn hierarchy(knobs: &KnobSnapshot, frame_rate: f64) {
     ScorePrior::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     let score = weights::to_bytes_quantized(cantor::model::score::KIND, &cfg, &weights::var_tensors(&vm), Some(DType::F16), Some((&ScorePrior::is_quantizable, GgmlDType::Q8_0))).unwrap();
     let model = Arc::new(ModelPair::from_bytes(&c, &p).unwrap().with_score(&score).unwrap());
-    let mut source = NeuralSource::new(model.clone()).unwrap();
-    source.reset(1, 0);
-    let (mut out, mut per_frame, mut notes) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..600 {
-        out.clear();
-        let t0 = Instant::now();
-        source.render(knobs, &mut out).unwrap();
-        let frames = out.len() as f64 / 320.0;
-        if frames > 0.0 {
-            per_frame.push(t0.elapsed().as_secs_f64() * 1e3 / frames);
-        }
-        source.take_notes(&mut notes);
-    }
-    per_frame.sort_by(f64::total_cmp);
-    let q = |p: f64| per_frame[((per_frame.len() - 1) as f64 * p).round() as usize];
-    let budget = 1e3 / frame_rate;
-    println!(
-        "hierarchy: score prior + performer + decoder per frame: median {:.3} ms, p99 {:.3} ms, max {:.3} ms -> {:.1}x real time at the median ({} note events in 24 s)",
-        q(0.5),
-        q(0.99),
-        per_frame[per_frame.len() - 1],
-        budget / q(0.5),
-        notes.len()
-    );
+    let cost = FrameCost::measure(model.clone(), knobs, frame_rate);
+    println!("hierarchy: score prior + performer + decoder per frame: {} ({} note events in 16 s)", cost.line(), cost.notes);
     let settings = RenderSettings { seconds: 20.0, ..Default::default() };
     let t0 = Instant::now();
-    render(&settings, neural_factory(model), |_| {}).unwrap();
+    render(&settings, neural_factory(model.clone()), |_| {}).unwrap();
     let took = t0.elapsed().as_secs_f64();
     println!("hierarchy end to end (cantor render, 20 s at 48 kHz stereo): {:.2} s -> {:.1}x real time (target 20x, goal 40x)", took, 20.0 / took);
+    model
+}
+
+/// Source "play my notes" at the lowest look-ahead, in real time through the plugin (a host
+/// calling `process` every 256 frames at 48 kHz, paced by the clock): a note every 1.5 s, held
+/// 0.2 s; the latency is from the note-on's frame to the first sample of its sound (the output
+/// is silent between notes).
+fn note_latency(model: Arc<ModelPair>) {
+    use cantor::plugin::{Cantor, DirectHost};
+    use nice_plug::midi::{Channel, Key, VoiceID};
+    use nice_plug::prelude::{NoteEvent, ProcessMode};
+    let mut host = DirectHost::new(Cantor::with_source_factory(Some(neural_factory(model))));
+    let (rate, block) = (48_000usize, 256usize);
+    assert!(host.activate(rate as f32, block, ProcessMode::Realtime));
+    let (lowest, _) = KNOBS.ahead.plain_range();
+    for (id, v) in [("ahead", lowest), ("source", 1.0), ("width", 0.0), ("gain", 1.0)] {
+        host.set_param(id, v).unwrap();
+    }
+    let t = host.transport_mut();
+    (t.playing, t.tempo, t.pos_samples) = (true, Some(120.0), Some(0));
+    let event = |on: bool, timing: u32, key: u8| {
+        let (voice_id, channel, key) = (VoiceID::Wildcard, Channel::Number(0), Key::Number(key));
+        if on { NoteEvent::NoteOn { timing, voice_id, channel, key, velocity: 0.8 } } else { NoteEvent::NoteOff { timing, voice_id, channel, key, velocity: 0.0 } }
+    };
+    let start = Instant::now();
+    let (mut pressed, mut latencies, mut key) = (None::<usize>, Vec::new(), 60u8);
+    for i in 0..rate * 20 / block {
+        let due = std::time::Duration::from_secs_f64((i * block) as f64 / rate as f64);
+        while start.elapsed() < due {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        let frame = i * block;
+        let phase = frame % (rate * 3 / 2);
+        if frame >= rate && phase < block {
+            key = 60 + (frame / (rate * 3 / 2) % 12) as u8;
+            host.push_event(event(true, 17, key));
+            pressed = Some(frame + 17);
+        } else if frame >= rate && (rate / 5..rate / 5 + block).contains(&phase) {
+            host.push_event(event(false, 0, key));
+        }
+        let out = host.process(block);
+        if let Some(at) = pressed {
+            if let Some(j) = out[0].iter().position(|v| *v != 0.0) {
+                latencies.push((frame + j).saturating_sub(at) as f64 * 1e3 / rate as f64);
+                pressed = None;
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "note latency (play my notes) at the lowest look-ahead ({:.0} ms), {} notes: median {:.0} ms, max {:.0} ms (reported to the host: {:.0} ms; target 50 ms); underruns {}",
+        lowest * 1e3,
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        host.latency() as f64 * 1e3 / rate as f64,
+        host.plugin.shared().underruns()
+    );
 }
 
 /// Knob latency in real time at the default look-ahead: the host calls `process` every 256

@@ -382,6 +382,17 @@ knob_enum! {
     }
 }
 
+knob_enum! {
+    /// Where the notes Cantor plays come from.
+    Source {
+        /// The score prior writes the tune.
+        Compose = ("compose", "Compose"),
+        /// The notes arriving from the host (a MIDI clip or a keyboard), with their velocity and
+        /// the sustain pedal, played after the latency Cantor reports to the host.
+        PlayMyNotes = ("play", "Play my notes"),
+    }
+}
+
 /// The plain-value type of each kind of knob.
 pub trait KnobKind {
     type Value: KnobValue;
@@ -760,6 +771,9 @@ knob_table! {
     /// When Cantor plays.
     run_mode["run_mode"]: EnumKnob<RunMode> = EnumKnob { id: "run_mode", name: "Run mode", default: RunMode::Transport,
         help: "Play with the host transport (restarting from the seed at the play position), always, or while a MIDI note is held." };
+    /// Where the notes come from: the score prior, or the player's MIDI.
+    source["source"]: EnumKnob<Source> = EnumKnob { id: "source", name: "Source", default: Source::Compose,
+        help: "Compose: Cantor writes the tune. Play my notes: it performs the notes you send it (a MIDI clip or a keyboard) with their velocity and the sustain pedal, silent between them, after the latency it reports to the host." };
     /// Send the notes played as MIDI (a note output port), sample-aligned with the audio.
     midi_out["midi_out"]: BoolKnob = BoolKnob { id: "midi_out", name: "MIDI out", default: true,
         help: "Send the notes Cantor plays as MIDI, in time with its audio, so a DAW can record them (tune on channels 1-4, chords on 5, bass on 6)." };
@@ -783,6 +797,11 @@ pub struct KnobArgs {
 
 #[cfg(feature = "cli")]
 impl KnobArgs {
+    /// Whether the knob with parameter id `id` was given on the command line.
+    pub fn is_given(&self, id: &str) -> bool {
+        self.given.iter().any(|(given, _)| *given == id)
+    }
+
     /// The table's defaults with the given options applied; every problem in plain words.
     pub fn values(&self) -> Result<KnobValues, Vec<String>> {
         let mut values = KnobValues::default();

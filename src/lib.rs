@@ -13,6 +13,7 @@ pub mod midi;
 #[cfg(feature = "plugin")]
 pub mod editor;
 pub mod engine;
+pub mod key_finder;
 pub mod knobs;
 pub mod model;
 #[cfg(feature = "plugin")]

@@ -5,7 +5,7 @@
 //! **Parameter ids never change once released**: hosts store automation and presets by id.
 
 use crate::knobs::{BoolKnob, EnumKnob, FloatKnob, FloatScale, IntKnob, KnobEnum, KnobValue, DEFAULT_STYLES, STYLE_WEIGHT};
-pub use crate::knobs::{CantorParams, RunMode, TempoMode, MAX_SEED};
+pub use crate::knobs::{CantorParams, RunMode, Source, TempoMode, MAX_SEED};
 use crate::model::vocab::STYLES;
 use nice_plug::plugin::ParamValue;
 use nice_plug::prelude::*;
@@ -279,6 +279,7 @@ mod tests {
             "run_mode",
             "ahead",
             "midi_out",
+            "source",
         ] {
             assert!(ids.iter().any(|i| i == id), "parameter id {id:?} disappeared");
         }

@@ -95,13 +95,33 @@ fn compose_writes_a_midi_tune_the_same_for_the_same_seed_and_refuses_bad_argumen
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The note-ons of a MIDI file written by `cantor`: (tick, channel, key, velocity), sorted.
+fn note_ons(path: &std::path::Path) -> Vec<(u64, u8, u8, u8)> {
+    use midly::{MidiMessage, Smf, TrackEventKind};
+    let bytes = std::fs::read(path).unwrap();
+    let smf = Smf::parse(&bytes).unwrap();
+    let mut ons = Vec::new();
+    for track in &smf.tracks {
+        let mut tick = 0u64;
+        for e in track {
+            tick += e.delta.as_int() as u64;
+            if let TrackEventKind::Midi { channel, message: MidiMessage::NoteOn { key, vel } } = e.kind {
+                if vel.as_int() > 0 {
+                    ons.push((tick, channel.as_int(), key.as_int(), vel.as_int()));
+                }
+            }
+        }
+    }
+    ons.sort();
+    ons
+}
+
 /// `cantor render --midi-out` writes the notes the plugin sent in the bounce, on the WAV's clock:
 /// every note-on of the file is a note-on the bounce sent, at the same moment (to the file's
 /// 1/480-quarter tick), channel, key and velocity, and none is missing.
 #[test]
 fn render_midi_out_writes_the_notes_the_bounce_sent() {
     use cantor::plugin::render::{parse_styles, render_with_notes, RenderSettings};
-    use midly::{MidiMessage, Smf, TrackEventKind};
     let dir = std::env::temp_dir().join(format!("cantor-midi-out-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (codec, performer, score) = common::tiny_hierarchy_files();
@@ -115,19 +135,7 @@ fn render_midi_out_writes_the_notes_the_bounce_sent() {
         .status()
         .unwrap();
     assert!(status.success());
-    let bytes = std::fs::read(dir.join("take.mid")).unwrap();
-    let smf = Smf::parse(&bytes).unwrap();
-    let mut from_file = Vec::new();
-    for track in &smf.tracks {
-        let mut tick = 0u64;
-        for e in track {
-            tick += e.delta.as_int() as u64;
-            if let TrackEventKind::Midi { channel, message: MidiMessage::NoteOn { key, vel } } = e.kind {
-                from_file.push((tick, channel.as_int(), key.as_int(), vel.as_int()));
-            }
-        }
-    }
-    from_file.sort();
+    let from_file = note_ons(&dir.join("take.mid"));
     let mut knobs = cantor::knobs::KnobValues::default();
     (knobs.styles, knobs.tempo, knobs.seed, knobs.guidance) = (parse_styles("reel").unwrap(), 100.0, 4, 3.0);
     let settings = RenderSettings { seconds: 3.0, sample_rate: 48_000, time_signature: (4, 4), knobs };
@@ -138,5 +146,51 @@ fn render_midi_out_writes_the_notes_the_bounce_sent() {
     expected.sort();
     assert!(!expected.is_empty());
     assert_eq!(from_file, expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `cantor render --midi-in` performs a MIDI file through the plugin's bounce: the notes it
+/// plays (its MIDI out) are the file's, at the file's tempo and times, a key out of range moved
+/// into it by octaves; the take lasts the file plus 2 s. A file that is not MIDI, or a prior that
+/// takes no notes, is refused in plain words.
+#[test]
+fn render_midi_in_performs_a_midi_file_and_refuses_bad_ones() {
+    use cantor::midi::{MidiNote, MidiPart};
+    let dir = std::env::temp_dir().join(format!("cantor-midi-in-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (codec, performer, _) = common::tiny_hierarchy_files();
+    for (name, bytes) in [("codec", &codec), ("performer", &performer)] {
+        std::fs::write(dir.join(format!("{name}.safetensors")), bytes).unwrap();
+    }
+    let note = |start_q, dur_q, key| MidiNote { start_q, dur_q, key, velocity: 90 };
+    let melody = MidiPart { name: "melody".into(), program: 0, notes: vec![note(0.0, 1.0, 62), note(1.0, 1.0, 66), note(2.0, 2.0, 69), note(2.0, 2.0, 10)] };
+    // 150 quarters a minute in 3/4: the last note ends at 1.6 s.
+    std::fs::write(dir.join("melody.mid"), cantor::midi::to_bytes(&[melody], 150.0, (3, 4)).unwrap()).unwrap();
+    let render = |input: &str, prior: &str| {
+        cantor()
+            .args(["render", "--midi-in", input, "--prior", prior, "--codec", "codec.safetensors", "--out", "take.wav", "--midi-out", "take.mid"])
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = render("melody.mid", "performer.safetensors");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(hound::WavReader::open(dir.join("take.wav")).unwrap().duration(), (3.6 * 48_000.0) as u32);
+    let ons: Vec<_> = note_ons(&dir.join("take.mid")).into_iter().map(|(tick, _, key, _)| (tick, key)).collect();
+    // MIDI out follows the audio, which the resampler to 48 kHz delays by 6.7 ms (8 ticks).
+    let delay = ons[0].0;
+    assert!(delay <= 10, "{ons:?}");
+    let low = cantor::model::prior::notes::fold_key(10);
+    let mut expected = vec![(delay, 62), (480 + delay, 66), (960 + delay, 69), (960 + delay, low)];
+    expected.sort();
+    assert_eq!(ons, expected);
+    std::fs::write(dir.join("noise.mid"), b"MThd\x00\x00\x00\x06 not really").unwrap();
+    let out = render("noise.mid", "performer.safetensors");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a Standard MIDI file"));
+    let (plain_codec, plain) = cantor::model::pair::random_model_files(&cantor::model::codec::CodecConfig::tiny(), &cantor::model::prior::PriorConfig::tiny(), None, None).unwrap();
+    std::fs::write(dir.join("codec.safetensors"), plain_codec).unwrap();
+    std::fs::write(dir.join("plain.safetensors"), plain).unwrap();
+    let out = render("melody.mid", "plain.safetensors");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Only a performer"), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -61,8 +61,13 @@ fn play(host: &mut DirectHost) {
     t.pos_samples = Some(0);
 }
 
-/// Process one block, counting the allocations made inside the plugin's process() alone.
-fn process_counting(host: &mut DirectHost, n: usize) -> u64 {
+/// Held by a test while it plays a take paced at the audio clock: two such takes at once on the
+/// two cores of CI make a generator fall behind (an underrun) that alone it never does.
+static REAL_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Process one block, counting the allocations made inside the plugin's process() alone;
+/// returns the count and the output.
+fn process_counted(host: &mut DirectHost, n: usize) -> (u64, [&[f32]; 2]) {
     host.process_with(n, |process| {
         COUNT.with(|c| c.set(0));
         COUNTING.with(|c| c.set(true));
@@ -70,7 +75,11 @@ fn process_counting(host: &mut DirectHost, n: usize) -> u64 {
         COUNTING.with(|c| c.set(false));
         COUNT.with(|c| c.get())
     })
-    .0
+}
+
+/// Process one block, counting the allocations made inside the plugin's process() alone.
+fn process_counting(host: &mut DirectHost, n: usize) -> u64 {
+    process_counted(host, n).0
 }
 
 #[test]
@@ -298,13 +307,7 @@ fn midi_out_in_real_time_allocates_nothing_and_keeps_the_bounce_timing() {
                 let due = std::time::Duration::from_millis(20) * i;
                 std::thread::sleep(due.saturating_sub(started.elapsed()));
             }
-            let (allocs, out) = host.process_with(480, |process| {
-                COUNT.with(|c| c.set(0));
-                COUNTING.with(|c| c.set(true));
-                process();
-                COUNTING.with(|c| c.set(false));
-                COUNT.with(|c| c.get())
-            });
+            let (allocs, out) = process_counted(&mut host, 480);
             assert_eq!(allocs, 0, "a block allocated {allocs} times in {mode:?} mode");
             audio.extend_from_slice(out[0]);
             host.drain_sent_events(&mut sent);
@@ -316,7 +319,10 @@ fn midi_out_in_real_time_allocates_nothing_and_keeps_the_bounce_timing() {
         (audio, ons, host.plugin.shared().underruns())
     };
     let (bounce, bounce_ons, _) = take(ProcessMode::Offline);
-    let (live, live_ons, underruns) = take(ProcessMode::Realtime);
+    let (live, live_ons, underruns) = {
+        let _alone = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        take(ProcessMode::Realtime)
+    };
     assert_eq!(underruns, 0, "the tiny generator fell behind real time");
     assert!(!bounce_ons.is_empty());
     let start = |a: &[f32]| a.iter().position(|v| *v != 0.0).unwrap() as u64;
@@ -324,4 +330,77 @@ fn midi_out_in_real_time_allocates_nothing_and_keeps_the_bounce_timing() {
     let end = 200 * 480 - shift;
     let expected: Vec<_> = bounce_ons.iter().filter(|(f, _)| *f < end).map(|&(f, k)| (f + shift, k)).collect();
     assert_eq!(live_ons, expected);
+}
+
+/// Source "play my notes": the player's notes reach the generator without an allocation on the
+/// audio thread and are heard the latency the plugin reports after they arrive, the same in
+/// real time as in a bounce (shifted by the real-time take's later start), silent before them
+/// and again after their release; a flood of notes, keys out of range, a wildcard note-off and
+/// all-notes-off neither allocate nor stop it.
+#[test]
+fn the_players_notes_play_at_the_reported_latency_without_allocating() {
+    use cantor::model::pair::ModelPair;
+    let (codec, performer, score) = common::tiny_hierarchy_files();
+    let factory = || cantor::plugin::neural_factory(Arc::new(ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap()));
+    let on = |timing, key: u8| NoteEvent::NoteOn { timing, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(key), velocity: 0.8 };
+    let off = |timing, key: u8| NoteEvent::NoteOff { timing, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(key), velocity: 0.0 };
+    let take = |mode: ProcessMode, flood: bool| {
+        let mut host = DirectHost::new(Cantor::with_source_factory(Some(factory())));
+        assert!(host.activate(24_000.0, 480, mode));
+        host.set_param("seed", 9.0).unwrap();
+        host.set_param("guidance", 3.0).unwrap();
+        host.set_param("ahead", 1.0).unwrap();
+        host.set_param("source", 1.0).unwrap();
+        // Mono: the stereo widener's decorrelation would ring on after the source falls silent.
+        host.set_param("width", 0.0).unwrap();
+        play(&mut host);
+        let mut audio = Vec::new();
+        let started = std::time::Instant::now();
+        for i in 0..240u32 {
+            if mode == ProcessMode::Realtime {
+                let due = std::time::Duration::from_millis(20) * i;
+                std::thread::sleep(due.saturating_sub(started.elapsed()));
+            }
+            match i {
+                10 => host.push_event(on(100, 60)),
+                14 => host.push_event(off(200, 60)),
+                16 if flood => {
+                    for k in 0..3000u32 {
+                        host.push_event(on(k % 480, (k % 128) as u8));
+                        host.push_event(off(k % 480, (k % 128) as u8));
+                    }
+                    host.push_event(NoteEvent::MidiCC { timing: 3, channel: 0, cc: 64, value: 1.0 });
+                    host.push_event(NoteEvent::MidiPitchBend { timing: 4, channel: 0, value: 0.9 });
+                }
+                20 => {
+                    host.push_event(NoteEvent::MidiCC { timing: 0, channel: 0, cc: 123, value: 0.0 });
+                    host.push_event(NoteEvent::NoteOff { timing: 1, voice_id: VoiceID::Wildcard, channel: Channel::Wildcard, key: Key::Wildcard, velocity: 0.0 });
+                }
+                _ => {}
+            }
+            let (allocs, out) = process_counted(&mut host, 480);
+            assert_eq!(allocs, 0, "block {i} allocated {allocs} times in {mode:?} mode");
+            audio.extend_from_slice(out[0]);
+        }
+        (audio, host.latency(), host.plugin.shared().input_latency(), host.plugin.shared().underruns())
+    };
+    let (bounce, reported, latency, _) = take(ProcessMode::Offline, false);
+    assert!(latency > 24_000 && reported == latency, "reported {reported}, generator {latency}");
+    // The note arrives at frame 4,900 and is heard from its frame on (one 320-sample frame of
+    // fade); before it, nothing.
+    let heard = 10 * 480 + 100 + latency as usize;
+    assert!(bounce[..heard - 320].iter().all(|v| *v == 0.0));
+    assert!(bounce[heard - 320..heard + 640].iter().any(|v| *v != 0.0));
+    // Released at frame 6,920, faded out 0.4 s (30 frames) later over one more frame: silent
+    // again from there on.
+    let released = 14 * 480 + 200 + latency as usize + 32 * 320;
+    assert!(released + 480 < bounce.len() && bounce[released..].iter().all(|v| *v == 0.0));
+    let _alone = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (live, _, _, underruns) = take(ProcessMode::Realtime, false);
+    assert_eq!(underruns, 0, "the tiny generator fell behind real time");
+    let start = |a: &[f32]| a.iter().position(|v| *v != 0.0).unwrap();
+    let shift = start(&live) - start(&bounce);
+    assert_eq!(live[shift..], bounce[..bounce.len() - shift]);
+    let (flooded, _, _, _) = take(ProcessMode::Realtime, true);
+    assert!(flooded[flooded.len() - 480..].iter().all(|v| *v == 0.0), "all-notes-off leaves no note sounding");
 }

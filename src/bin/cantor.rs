@@ -35,9 +35,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RenderArgs {
-    /// Length in seconds.
-    #[arg(long, default_value_t = 30.0)]
-    seconds: f64,
+    /// Length in seconds [default: 30, or with --midi-in the file's length plus 2 s].
+    #[arg(long)]
+    seconds: Option<f64>,
     /// Style, or a blend of styles with weights 0-1: "reel" or "reel=1,jig=0.5".
     /// Styles: chorale, air, jig, reel, hornpipe, march/polka.
     #[arg(long, default_value = "reel")]
@@ -69,6 +69,12 @@ struct RenderArgs {
     codec: Option<PathBuf>,
     #[arg(long, requires = "prior")]
     score: Option<PathBuf>,
+    /// Perform this Standard MIDI file instead of composing: the performer plays its notes (every
+    /// channel but the drums, keys outside C1-C8 moved by octaves into it) at the file's own
+    /// timing, tempo and time signature, in the key its notes are in unless --key (and --mode)
+    /// is given. --style still steers the playing.
+    #[arg(long, conflicts_with = "score")]
+    midi_in: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -222,9 +228,27 @@ fn render(args: RenderArgs) -> Result<()> {
         anyhow::bail!(errors.join("\n"));
     };
     knobs.styles = styles;
-    let settings = RenderSettings { seconds: args.seconds, sample_rate: args.sample_rate, time_signature: args.time_signature, knobs };
+    let mut settings = RenderSettings { seconds: args.seconds.unwrap_or(30.0), sample_rate: args.sample_rate, time_signature: args.time_signature, knobs };
+    let performance = match &args.midi_in {
+        Some(path) => Some(performance(path, &args, &mut settings)?),
+        None => None,
+    };
     settings.validate().map_err(anyhow::Error::msg)?;
     let factory = match (&args.prior, &args.codec) {
+        _ if performance.is_some() => {
+            let pair = match (&args.prior, &args.codec) {
+                (Some(p), Some(c)) => {
+                    let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+                    cantor::model::pair::ModelPair::from_bytes(&read(c)?, &read(p)?).map_err(anyhow::Error::msg)?
+                }
+                _ => cantor::model::pair::ModelPair::embedded().map_err(anyhow::Error::msg)?,
+            };
+            let (pair, notes) = (std::sync::Arc::new(pair), std::sync::Arc::new(performance.expect("matched")));
+            // Checked once here, so a prior that takes no notes is refused before rendering.
+            cantor::engine::neural_source::NeuralSource::playing(pair.clone(), &notes).map_err(anyhow::Error::msg)?;
+            std::sync::Arc::new(move || Ok(Box::new(cantor::engine::neural_source::NeuralSource::playing(pair.clone(), &notes)?) as Box<dyn cantor::engine::FrameSource>))
+                as cantor::plugin::SourceFactory
+        }
         (Some(p), Some(c)) => {
             let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
             let mut pair = cantor::model::pair::ModelPair::from_bytes(&read(c)?, &read(p)?).map_err(anyhow::Error::msg)?;
@@ -249,7 +273,7 @@ fn render(args: RenderArgs) -> Result<()> {
     bar.finish_and_clear();
     cantor::audio::write_stereo_f32(&args.out, &audio, settings.sample_rate)?;
     if let Some(path) = &args.midi_out {
-        let bytes = played_midi(&notes, &settings, (audio.len() / 2) as u64)?;
+        let bytes = played_midi(&notes, &settings, (audio.len() / 2) as u64, args.midi_in.is_some())?;
         std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("{} note events -> {}", notes.len(), path.display());
     }
@@ -259,8 +283,9 @@ fn render(args: RenderArgs) -> Result<()> {
 }
 
 /// The notes a render played as a MIDI file at its tempo and time signature, one track per
-/// channel: the tune's parts on the instrument's program, chords too, the bass on acoustic bass.
-fn played_midi(notes: &[cantor::midi::PlayedEvent], settings: &cantor::plugin::render::RenderSettings, frames: u64) -> Result<Vec<u8>> {
+/// channel: the tune's parts on the instrument's program, chords too, the bass on acoustic bass
+/// (a performed file's channels are its parts, all on the instrument's program).
+fn played_midi(notes: &[cantor::midi::PlayedEvent], settings: &cantor::plugin::render::RenderSettings, frames: u64, performed: bool) -> Result<Vec<u8>> {
     use cantor::engine::score_stage::{BASS_CHANNEL, CHORDS_CHANNEL};
     let (n, d) = settings.time_signature;
     let meter = cantor::model::vocab::Meter::of_time_signature(n, d).context("validated time signature")?;
@@ -268,12 +293,59 @@ fn played_midi(notes: &[cantor::midi::PlayedEvent], settings: &cantor::plugin::r
     let family = cantor::model::vocab::INSTRUMENT_FAMILIES.get(settings.knobs.instrument.max(0) as usize);
     let program = family.and_then(|f| f.1.first().copied()).unwrap_or(0);
     let parts = cantor::midi::played_parts(notes, settings.sample_rate, qpm, frames, |c| match c {
+        c if performed => (format!("part {}", c + 1), program),
         CHORDS_CHANNEL => ("chords".into(), program),
         BASS_CHANNEL => ("bass".into(), cantor::compose::BASS_PROGRAM),
         c => (format!("tune {}", c + 1), program),
     });
     let (channels, parts): (Vec<u8>, Vec<_>) = parts.into_iter().unzip();
     cantor::midi::to_bytes_on(&channels, &parts, qpm, settings.time_signature)
+}
+
+/// The notes of the MIDI file `path` as the performer plays them, in beats of the render, whose
+/// time signature, tempo, key (unless given), and length (unless given) become the file's.
+fn performance(path: &PathBuf, args: &RenderArgs, settings: &mut cantor::plugin::render::RenderSettings) -> Result<Vec<cantor::engine::score_stage::GivenNote>> {
+    use cantor::knobs::{KnobInfo, KNOBS};
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file = cantor::midi::read_performance(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(!file.notes.is_empty(), "{} has no notes to play (drum notes, on channel 10, are left out: {})", path.display(), file.drum_notes);
+    let (n, d) = file.time_signature;
+    settings.time_signature = if cantor::model::vocab::Meter::of_time_signature(n, d).is_some() { (n, d) } else { (4, 4) };
+    let meter = cantor::model::vocab::Meter::of_time_signature(settings.time_signature.0, settings.time_signature.1).context("a known time signature")?;
+    // The file's tempo in beats of its signature, within the Tempo knob's range; the notes keep
+    // the file's timing in seconds whatever tempo the performer is told.
+    let (lo, hi) = KNOBS.tempo.plain_range();
+    settings.knobs.tempo = ((file.quarters_per_minute / meter.beat_quarters) as f32).clamp(lo, hi);
+    let beats_per_second = settings.knobs.tempo as f64 / 60.0;
+    if !args.knobs.is_given(KNOBS.key.id()) {
+        let (tonic, mode) = cantor::key_finder::key_of_notes(file.notes.iter().map(|n| (n.key, n.off_s - n.on_s)));
+        settings.knobs.key = tonic as i32;
+        if !args.knobs.is_given(KNOBS.mode.id()) {
+            settings.knobs.mode = mode as i32;
+        }
+    }
+    let end = file.notes.iter().map(|n| n.off_s).fold(0.0, f64::max);
+    if args.seconds.is_none() {
+        settings.seconds = end + 2.0;
+    }
+    let (lowest, highest) = (cantor::model::prior::notes::LOWEST_KEY, cantor::model::prior::notes::HIGHEST_KEY);
+    let moved = file.notes.iter().filter(|n| !(lowest..=highest).contains(&n.key)).count();
+    eprintln!(
+        "{}: {} notes in {:.1} s at {:.1} quarters a minute in {n}/{d}, played in {} {}{}{}",
+        path.display(),
+        file.notes.len(),
+        end,
+        file.quarters_per_minute,
+        KNOBS.key.format(settings.knobs.key),
+        KNOBS.mode.format(settings.knobs.mode),
+        if file.drum_notes > 0 { format!("; {} drum notes left out", file.drum_notes) } else { String::new() },
+        if moved > 0 { format!("; {moved} notes moved by octaves into C1-C8") } else { String::new() },
+    );
+    Ok(file
+        .notes
+        .iter()
+        .map(|n| cantor::engine::score_stage::GivenNote { on: n.on_s * beats_per_second, off: n.off_s * beats_per_second, key: n.key, velocity: n.velocity, channel: n.channel })
+        .collect())
 }
 
 #[derive(Subcommand)]

@@ -40,6 +40,7 @@ pub fn show(ui: &mut egui::Ui, p: &CantorParams, setter: &ParamSetter) {
         row(ui, &p.seed, setter, KNOBS.seed.help);
         ui.add_space(6.0);
         ui.strong("Playback");
+        row(ui, &p.source, setter, KNOBS.source.help);
         row(ui, &p.run_mode, setter, KNOBS.run_mode.help);
         row(ui, &p.ahead, setter, KNOBS.ahead.help);
         row(ui, &p.midi_out, setter, KNOBS.midi_out.help);

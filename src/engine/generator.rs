@@ -1,12 +1,12 @@
 //! The generator thread: owns the frame source (the model), resamples to the host rate,
 //! and keeps the ring buffer filled `ahead_s` seconds ahead of the audio thread.
 
-use super::source::PlayedNote;
+use super::source::{InputNote, PlayedNote};
 use super::stereo::StereoWidener;
 use super::{EngineShared, FrameSource, ProcessMode, RingNote};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use ringbuf::traits::{Observer, Producer};
-use ringbuf::HeapProd;
+use ringbuf::traits::{Consumer, Observer, Producer};
+use ringbuf::{HeapCons, HeapProd};
 use rubato::{FftFixedIn, Resampler};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -43,6 +43,7 @@ impl Generator {
         source: Box<dyn FrameSource>,
         producer: HeapProd<f32>,
         notes: HeapProd<RingNote>,
+        input: HeapCons<InputNote>,
         rx: Receiver<Command>,
         tx: Sender<Command>,
         shared: Arc<EngineShared>,
@@ -50,7 +51,7 @@ impl Generator {
     ) -> std::io::Result<Self> {
         let handle = std::thread::Builder::new()
             .name("cantor-generator".into())
-            .spawn(move || Worker::new(source, producer, notes, rx, shared, config).run())?;
+            .spawn(move || Worker::new(source, producer, notes, input, rx, shared, config).run())?;
         Ok(Self { handle: Some(handle), commands: tx })
     }
 
@@ -137,6 +138,16 @@ struct Worker {
     /// Note events made but not yet in their ring (it was full).
     pending_notes: std::collections::VecDeque<RingNote>,
     source_notes: Vec<PlayedNote>,
+    /// The player's note events from the audio thread (ring frames), and the same handed to the
+    /// source (its samples since the reset).
+    input: HeapCons<InputNote>,
+    source_input: Vec<InputNote>,
+    /// Events of a reset the generator has not received yet (the command follows the ring).
+    early_input: std::collections::VecDeque<InputNote>,
+    /// Host frames between a player's event arriving and its sound: the look-ahead plus how far
+    /// ahead of its audio the source reads the notes, plus the resampler's delay. Fixed at each
+    /// reset from the Look-ahead knob, so a bounce and real-time playback place notes alike.
+    input_latency: u64,
     /// The current reset epoch, the ring frame where its audio starts, and the source samples
     /// rendered since: what places a source's note events on the ring's frames.
     epoch: u64,
@@ -161,6 +172,7 @@ impl Worker {
         source: Box<dyn FrameSource>,
         producer: HeapProd<f32>,
         notes: HeapProd<RingNote>,
+        input: HeapCons<InputNote>,
         rx: Receiver<Command>,
         shared: Arc<EngineShared>,
         config: GeneratorConfig,
@@ -178,6 +190,10 @@ impl Worker {
             notes,
             pending_notes: std::collections::VecDeque::new(),
             source_notes: Vec::new(),
+            input,
+            source_input: Vec::new(),
+            early_input: std::collections::VecDeque::new(),
+            input_latency: 0,
             epoch: 0,
             epoch_start: 0,
             epoch_source_samples: 0,
@@ -238,17 +254,57 @@ impl Worker {
         self.widener.reset(self.shared.width());
         let src_pos = (position as f64 * self.source.sample_rate() as f64 / self.config.host_rate as f64).round() as u64;
         self.source.reset(seed, src_pos);
+        let ratio = self.config.host_rate as f64 / self.source.sample_rate() as f64;
+        let ahead = (self.shared.look_ahead_s(self.config.max_ahead_s as f32) as f64 * self.config.host_rate as f64).ceil();
+        self.input_latency = ahead as u64 + (self.source.input_lead() as f64 * ratio).ceil() as u64 + self.resampler.delay() as u64;
+        self.shared.set_input_latency(self.input_latency.min(u32::MAX as u64) as u32);
         self.shared.publish_epoch(epoch, self.pushed_frames);
     }
 
+    /// A host frame of this epoch as the source's samples since its reset: where a player's
+    /// event arriving at host frame `frame` is played, `input_latency` later.
+    fn input_position(&self, frame: u64) -> u64 {
+        let ratio = self.config.host_rate as f64 / self.source.sample_rate() as f64;
+        ((frame + self.input_latency).saturating_sub(self.resampler.delay() as u64) as f64 / ratio) as u64
+    }
+
+    /// Whether the player's events are known as far as the next render reads them (always,
+    /// when the source is not playing them).
+    fn input_ready(&self) -> bool {
+        let knobs = self.shared.knobs();
+        !self.source.plays_input(&knobs) || self.shared.input_horizon(self.epoch).is_some_and(|h| self.input_position(h) >= self.source.input_needed())
+    }
+
+    /// Hand the player's events of this epoch that have arrived to the source; those of earlier
+    /// epochs are dropped, and so are all when it is not playing them (a note played while
+    /// composing is not saved for later).
+    fn hand_over_input(&mut self, playing: bool) {
+        self.source_input.clear();
+        while let Some(e) = self.input.try_pop() {
+            self.early_input.push_back(e);
+        }
+        while let Some(&e) = self.early_input.front().filter(|e| e.epoch <= self.epoch) {
+            self.early_input.pop_front();
+            if playing && e.epoch == self.epoch {
+                let at = self.input_position(e.at);
+                self.source_input.push(InputNote { at, ..e });
+            }
+        }
+        if !self.source_input.is_empty() {
+            self.source.play_input(&self.source_input);
+        }
+    }
+
     fn needs_audio(&self) -> bool {
-        if self.config.mode == ProcessMode::Offline {
+        let wanted = if self.config.mode == ProcessMode::Offline {
             // Acquire: the knobs the reader stored before raising the demand are visible.
             let queued = self.pushed_frames + (self.pending.len() / 2) as u64;
-            return queued < self.shared.demanded_frames();
-        }
-        let ahead = (self.shared.look_ahead_s(self.config.max_ahead_s as f32) as f64 * self.config.host_rate as f64) as usize;
-        (self.producer.occupied_len() + self.pending.len()) / 2 < ahead
+            queued < self.shared.demanded_frames()
+        } else {
+            let ahead = (self.shared.look_ahead_s(self.config.max_ahead_s as f32) as f64 * self.config.host_rate as f64) as usize;
+            (self.producer.occupied_len() + self.pending.len()) / 2 < ahead
+        };
+        wanted && self.input_ready()
     }
 
     fn push_pending(&mut self) {
@@ -271,6 +327,7 @@ impl Worker {
 
     fn generate(&mut self) {
         let knobs = self.shared.knobs();
+        self.hand_over_input(self.source.plays_input(&knobs));
         self.mono.clear();
         let started = Instant::now();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.source.render(&knobs, &mut self.mono)));

@@ -10,7 +10,9 @@
 //!  pre-allocated, host rate)
 //!        │
 //!  EngineShared atomics (knobs in, buffer fill / underruns / epochs out) shared by all three
-//!  a second SPSC ring carries the note events of the audio (MIDI out), timed in ring frames
+//!  a second SPSC ring carries the note events of the audio (MIDI out), timed in ring frames;
+//!  a third the player's note events (Source: play my notes) the other way, with the input
+//!  horizon (how far the audio thread has read the host's events) in `EngineShared`
 //! ```
 //!
 //! The audio side never allocates, locks or waits in real-time mode: it reads atomics, pops
@@ -33,7 +35,7 @@ pub mod stereo;
 pub use generator::{Command, Generator, GeneratorConfig};
 pub use reader::{AudioReader, ProcessMode};
 pub use shared::{EngineShared, KnobSnapshot};
-pub use source::{FrameSource, PlayedNote};
+pub use source::{FrameSource, InputNote, PlayedNote};
 
 /// A note event on its way to the audio thread: the reset epoch whose audio it belongs to (the
 /// reader drops those of an epoch it has left), and the note timed in ring frames.
@@ -46,6 +48,10 @@ pub struct RingNote {
 /// Note events the ring holds: far more than a ring of audio can carry (a dense 16th-note
 /// texture in four voices with chords is about 40 events a second).
 const NOTE_RING: usize = 8192;
+
+/// The player's note events the input ring holds between two generator steps: a flood far
+/// beyond any keyboard or clip (events past it are dropped and counted, never waited for).
+const INPUT_RING: usize = 4096;
 
 use ringbuf::traits::Split;
 use ringbuf::HeapRb;
@@ -74,9 +80,10 @@ impl Engine {
         let capacity = (config.host_rate as f64 * config.max_ahead_s).ceil() as usize * 2;
         let (producer, consumer) = HeapRb::<f32>::new(capacity.max(1024)).split();
         let (note_producer, note_consumer) = HeapRb::<RingNote>::new(NOTE_RING).split();
+        let (input_producer, input_consumer) = HeapRb::<InputNote>::new(INPUT_RING).split();
         let (tx, rx) = crossbeam_channel::bounded(64);
-        let reader = AudioReader::new(consumer, note_consumer, tx.clone(), shared.clone(), config.host_rate);
-        let generator = Generator::spawn(source, producer, note_producer, rx, tx, shared.clone(), config)?;
+        let reader = AudioReader::new(consumer, note_consumer, input_producer, tx.clone(), shared.clone(), config.host_rate);
+        let generator = Generator::spawn(source, producer, note_producer, input_consumer, rx, tx, shared.clone(), config)?;
         let (capture_tap, capture) = capture::Capture::start(shared.capture().clone(), config.host_rate)?;
         Ok(Self { generator, reader, shared, capture_tap, capture })
     }

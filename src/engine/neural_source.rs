@@ -5,9 +5,10 @@
 //! come out with the audio they belong to. Without one, a knobs-only prior writes the codes.
 //! Runs on the generator thread only (it allocates, and takes a few milliseconds per call).
 
-use super::score_stage::{ScoreStage, StepNote, WRITE_AHEAD_BEATS};
+use super::score_stage::{GivenNote, ScoreStage, StepNote, WRITE_AHEAD_BEATS};
+use crate::knobs::Source;
 use super::silence_watch::SilenceWatch;
-use super::source::PlayedNote;
+use super::source::{InputNote, PlayedNote};
 use super::{FrameSource, KnobSnapshot};
 use crate::model::codec::cpu_decoder::CpuDecoderState;
 use crate::model::codec::DecoderState;
@@ -25,6 +26,11 @@ use std::sync::Arc;
 /// knob change reaches the audio quickly (see the Look-ahead knob in `knobs.rs`). The hand-written
 /// decoder takes a call's frames side by side, reading its weights once for both.
 pub const FRAMES_PER_RENDER: usize = 2;
+
+/// Playing the player's notes, the audio fades out this many frames (0.4 s) after the last note
+/// ends, and back in with the next: silent between phrases, as an instrument is, while the
+/// performer's texture without notes would play on.
+const RELEASE_FRAMES: u64 = 30;
 
 pub struct NeuralSource {
     model: Arc<ModelPair>,
@@ -64,6 +70,14 @@ pub struct NeuralSource {
     waiting: VecDeque<(u64, StepNote)>,
     /// Note events of the last render's audio, for `take_notes`.
     played: Vec<PlayedNote>,
+    /// The player's notes (Source: play my notes), timed in steps; the last step in which one
+    /// sounded; whether each step not yet decoded is to be heard (from `heard_from` on); the
+    /// level of that fade at the last sample output.
+    live: ScoreStage,
+    last_sounding: Option<u64>,
+    heard: VecDeque<bool>,
+    heard_from: u64,
+    level: f32,
 }
 
 impl NeuralSource {
@@ -74,6 +88,18 @@ impl NeuralSource {
             (None, true) => return Err("The performer plays notes, and no score prior was loaded to write them.".into()),
             (Some(_), false) => return Err("A score prior was loaded with a prior that takes no notes: it needs a performer.".into()),
         };
+        Self::with_stage(model, score)
+    }
+
+    /// A performer playing `notes` (a MIDI file, in host beats) instead of the score prior's tunes.
+    pub fn playing(model: Arc<ModelPair>, notes: &[GivenNote]) -> Result<Self, String> {
+        if !model.prior.cfg.notes {
+            return Err("Only a performer (a prior trained with notes) can play given notes; this prior takes none.".into());
+        }
+        Self::with_stage(model, Some(ScoreStage::playing(notes)))
+    }
+
+    fn with_stage(model: Arc<ModelPair>, score: Option<ScoreStage>) -> Result<Self, String> {
         let stream = PriorStream::new(&model.prior, &model.device, 0).map_err(|e| e.to_string())?;
         let decoder = DecoderState::new(&model.codec.decoder);
         let cpu_decoder = model.codec.cpu_decoder.as_ref().map(|f| f.new_state());
@@ -98,7 +124,18 @@ impl NeuralSource {
             samples_out: 0,
             waiting: VecDeque::new(),
             played: Vec::new(),
+            live: ScoreStage::live(),
+            last_sounding: None,
+            heard: VecDeque::new(),
+            heard_from: 0,
+            level: 0.0,
         })
+    }
+
+    /// The largest delay of the performer's delay pattern, in steps: how many steps the first
+    /// frame of a reset takes beyond the frames it renders.
+    fn max_delay(&self) -> u64 {
+        self.model.prior.cfg.delays.iter().copied().max().unwrap_or(0) as u64
     }
 
 
@@ -145,6 +182,34 @@ impl FrameSource for NeuralSource {
         self.samples_out = 0;
         self.waiting.clear();
         self.played.clear();
+        self.live.reset(0, 0.0);
+        self.last_sounding = None;
+        self.heard.clear();
+        self.heard_from = 0;
+        // Every piece fades in over its first frame (the reader's reset fade covers the seam too).
+        self.level = 0.0;
+    }
+
+    fn plays_input(&self, knobs: &KnobSnapshot) -> bool {
+        knobs.knobs.source == Source::PlayMyNotes && self.model.prior.cfg.notes
+    }
+
+    fn input_needed(&self) -> u64 {
+        // Steps the next render takes (its first after a reset fills the delay pattern too),
+        // and the two frames beyond its last step whose onsets the performer sees.
+        let steps = FRAMES_PER_RENDER as u64 + if self.frames_out == 0 { self.max_delay() } else { 0 };
+        (self.steps + steps + 2) * self.model.codec.cfg.hop() as u64
+    }
+
+    fn input_lead(&self) -> u64 {
+        (FRAMES_PER_RENDER as u64 + self.max_delay() + 2) * self.model.codec.cfg.hop() as u64
+    }
+
+    fn play_input(&mut self, events: &[InputNote]) {
+        let hop = self.model.codec.cfg.hop() as f64;
+        for e in events {
+            self.live.play(e.at as f64 / hop, e.event, self.steps as f64);
+        }
     }
 
     fn take_notes(&mut self, out: &mut Vec<PlayedNote>) {
@@ -171,7 +236,18 @@ impl FrameSource for NeuralSource {
         while frames < FRAMES_PER_RENDER && steps < FRAMES_PER_RENDER + 8 {
             let grid = GridPosition { beats: self.beats, beats_per_bar: k.beats_per_bar, phrase: self.phrase };
             let next = self.beats + bpm / 60.0 / frame_rate;
-            let notes = match &mut self.score {
+            let live = self.plays_input(k);
+            let notes = if live {
+                // The player's notes, in steps; their events are the player's own, not sent.
+                let at = self.steps as f64;
+                self.step_notes.clear();
+                self.live.step(at, at + 1.0, &mut self.features, &mut self.step_notes);
+                if self.live.sounding(at, at + 1.0) {
+                    self.last_sounding = Some(self.steps);
+                }
+                Some(&self.features[..])
+            } else {
+                match &mut self.score {
                 Some(score) => {
                     let key = (k.knobs.key.clamp(0, 11) as u8, k.knobs.mode.clamp(0, 1) as u8);
                     score.write_until(self.beats + WRITE_AHEAD_BEATS, meter, knobs.styles, key.0, key.1, k.knobs.repeat)?;
@@ -181,7 +257,9 @@ impl FrameSource for NeuralSource {
                     Some(&self.features[..])
                 }
                 None => None,
+                }
             };
+            self.heard.push_back(!live || self.last_sounding.is_some_and(|s| self.steps <= s + RELEASE_FRAMES));
             let frame = self.stream.step_with_notes(&self.model.prior, &knobs, &grid, notes, &sampling).map_err(|e| format!("the prior failed: {e}"))?;
             self.beats = next;
             self.steps += 1;
@@ -207,9 +285,24 @@ impl FrameSource for NeuralSource {
         for v in &mut out[start..] {
             *v = if v.is_finite() { v.clamp(-4.0, 4.0) } else { 0.0 };
         }
+        // Playing the player's notes: silent where none has sounded for RELEASE_FRAMES, with a
+        // fade of one frame either way (decoded frame j is step j's audio).
+        let hop = self.model.codec.cfg.hop() as u64;
+        for (i, v) in out[start..].iter_mut().enumerate() {
+            let frame = (self.samples_out + i as u64) / hop;
+            while self.heard_from < frame && self.heard.len() > 1 {
+                self.heard.pop_front();
+                self.heard_from += 1;
+            }
+            let target = if self.heard.front().copied().unwrap_or(true) { 1.0 } else { 0.0 };
+            if self.level != target {
+                self.level = if target > self.level { (self.level + 1.0 / hop as f32).min(1.0) } else { (self.level - 1.0 / hop as f32).max(0.0) };
+            }
+            *v *= self.level;
+        }
         // The notes of the frames just decoded go out with them, timed from this call's first
         // sample (a note may fall a little past its end, in audio the next call completes).
-        let (before, hop) = (self.samples_out, self.model.codec.cfg.hop() as u64);
+        let before = self.samples_out;
         self.frames_out += frames as u64;
         self.samples_out += (out.len() - start) as u64;
         while let Some(&(frame, e)) = self.waiting.front().filter(|(f, _)| *f < self.frames_out) {

@@ -4,10 +4,11 @@
 //! notes it started when their audio is cut off. Nothing here allocates, locks, or (in
 //! real-time mode) waits.
 
-use super::{Command, EngineShared, PlayedNote, RingNote};
+use super::score_stage::LiveEvent;
+use super::{Command, EngineShared, InputNote, PlayedNote, RingNote};
 use crossbeam_channel::Sender;
-use ringbuf::traits::{Consumer, Observer};
-use ringbuf::HeapCons;
+use ringbuf::traits::{Consumer, Observer, Producer};
+use ringbuf::{HeapCons, HeapProd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,8 @@ pub struct AudioReader {
     consumer: HeapCons<f32>,
     /// The note events of the audio, timed in the frames `popped` counts.
     notes: HeapCons<RingNote>,
+    /// The player's note events, on their way to the generator (Source: play my notes).
+    input: HeapProd<InputNote>,
     /// Notes handed out and not yet ended, a bit per key and channel: ended at once when their
     /// audio is cut (a reset, the gate closing), so no note hangs in a DAW.
     sounding: [u128; 16],
@@ -62,6 +65,8 @@ pub struct AudioReader {
     unsent_reset: Option<(u64, u64)>,
     /// Stereo frames popped since start (matches the generator's pushed count).
     popped: u64,
+    /// Host frames processed since the last reset was asked for: the clock of the player's events.
+    input_frames: u64,
     /// Offline: the last demand published to the generator (see `EngineShared::demand_frames`).
     demanded: u64,
     level: f32,
@@ -75,12 +80,15 @@ pub struct AudioReader {
 }
 
 impl AudioReader {
-    pub(super) fn new(consumer: HeapCons<f32>, notes: HeapCons<RingNote>, commands: Sender<Command>, shared: Arc<EngineShared>, host_rate: u32) -> Self {
+    pub(super) fn new(consumer: HeapCons<f32>, notes: HeapCons<RingNote>, input: HeapProd<InputNote>, commands: Sender<Command>, shared: Arc<EngineShared>, host_rate: u32) -> Self {
         let fade_len = (FADE_SECONDS * host_rate as f32).max(1.0);
         let capacity = consumer.capacity().get() / 2;
+        // A new engine's ring starts at frame 0: no player's event is known yet.
+        shared.set_input_horizon(0, 0);
         Self {
             consumer,
             notes,
+            input,
             sounding: [0; 16],
             end_sounding: false,
             commands,
@@ -90,6 +98,7 @@ impl AudioReader {
             epoch: 0,
             unsent_reset: None,
             popped: 0,
+            input_frames: 0,
             demanded: 0,
             level: 0.0,
             fade_step: 1.0 / fade_len,
@@ -107,6 +116,7 @@ impl AudioReader {
     /// the generator's new audio and fades it in. Safe on the audio thread (try_send only).
     pub fn request_reset(&mut self, seed: u64, position: u64) {
         self.epoch += 1;
+        self.input_frames = 0;
         self.end_sounding = true;
         self.unsent_reset = Some((seed, position));
         self.send_reset();
@@ -138,6 +148,10 @@ impl AudioReader {
     /// sample offset in it (`PlayedNote::at` is then the ring frame), in time order.
     pub fn process_with_notes(&mut self, left: &mut [f32], right: &mut [f32], mode: ProcessMode, gate_open: bool, emit: &mut dyn FnMut(u32, PlayedNote)) {
         let n = left.len().min(right.len());
+        // Every host event of this block has been pushed (`push_input`): the generator may play
+        // up to its end.
+        self.input_frames += n as u64;
+        self.shared.set_input_horizon(self.epoch, self.input_frames);
         let (left, right) = (&mut left[..n], &mut right[..n]);
         if self.end_sounding {
             self.end_sounding = false;
@@ -161,6 +175,15 @@ impl AudioReader {
         }
         let peak = left.iter().chain(right.iter()).fold(0.0f32, |m, v| m.max(v.abs()));
         self.shared.set_output_peak(peak);
+    }
+
+    /// The player's note event `timing` frames into the block about to be processed: on its
+    /// way to the generator, timed in host frames since the last reset. A full ring drops it
+    /// (and counts it): the audio thread never waits.
+    pub fn push_input(&mut self, timing: u32, event: LiveEvent) {
+        if self.input.try_push(InputNote { epoch: self.epoch, at: self.input_frames + timing as u64, event }).is_err() {
+            self.shared.count_input_dropped();
+        }
     }
 
     /// Pop the block from the ring with gain and the reset/underrun fades.

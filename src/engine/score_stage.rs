@@ -60,9 +60,49 @@ pub struct StepNote {
 /// A fraction of a frame in 1/65536ths (an integer so events sort and compare exactly).
 pub type FrameOffset = u16;
 
+/// A note given to play (`ScoreStage::playing`: a MIDI file), in beats of the host's grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GivenNote {
+    pub on: f64,
+    pub off: f64,
+    pub key: u8,
+    pub velocity: u8,
+    /// MIDI channel, kept for MIDI out.
+    pub channel: u8,
+}
+
+/// Where the notes come from: the score prior writing, notes given up front, or the player's
+/// notes as they arrive (`ScoreStage::live`, timed in performer frames rather than beats).
+enum Tune {
+    Written(Arc<ScorePrior>),
+    Given(Arc<[BeatNote]>),
+    Live(LiveState),
+}
+
+/// The player's sustain pedal, and the keys released under it (folded keys).
+#[derive(Default)]
+struct LiveState {
+    pedal: bool,
+    held: u128,
+}
+
+/// The end of a note whose key is still down.
+const OPEN_END: f64 = f64::MAX;
+
+/// A note event of the player's, at a position in the performer's steps (fractional frames).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LiveEvent {
+    On { key: u8, velocity: u8 },
+    Off { key: u8 },
+    /// The sustain pedal (CC 64) down or up.
+    Pedal(bool),
+    /// Every note ends (all-notes-off, or a wildcard note-off).
+    AllOff,
+}
+
 /// The writer and the notes it has written that still sound or are still to come.
 pub struct ScoreStage {
-    model: Arc<ScorePrior>,
+    tune: Tune,
     writer: Option<ScoreWriter<Arc<ScorePrior>>>,
     /// The seed of the current tune; a new tune (a new time signature) derives its own.
     seed: u64,
@@ -84,7 +124,79 @@ pub struct ScoreStage {
 
 impl ScoreStage {
     pub fn new(model: Arc<ScorePrior>) -> Self {
-        Self { model, writer: None, seed: 0, tunes: 0, meter: Meter::COMMON_TIME, written_to: 0.0, from_beat: 0.0, notes: Vec::new(), last_line: Vec::new(), frame_notes: Vec::new() }
+        Self::with_tune(Tune::Written(model))
+    }
+
+    /// A stage that plays `notes` instead of writing a tune: every key folded into the
+    /// performer's range (an octave at a time), each played as a part of the tune.
+    pub fn playing(notes: &[GivenNote]) -> Self {
+        let mut beat_notes = Vec::with_capacity(notes.len());
+        for n in notes {
+            let note = BeatNote { on: n.on, off: n.off, key: fold_key(n.key as i32), velocity: n.velocity.clamp(1, 127), voice: Voice::Part { program_slot: 0 }, channel: n.channel & 15 };
+            insert_note(&mut beat_notes, f64::NEG_INFINITY, note);
+        }
+        Self::with_tune(Tune::Given(beat_notes.into()))
+    }
+
+    /// A stage that plays the player's notes as `play` hands them over, in frames (its `step`
+    /// takes frame numbers, not beats).
+    pub fn live() -> Self {
+        Self::with_tune(Tune::Live(LiveState::default()))
+    }
+
+    /// The player's event `event` at frame `at` (a note-on before the step being played starts
+    /// at that step, so no onset is lost). Keys fold into the performer's range; a key struck
+    /// again while it sounds ends its last note first; with the pedal down a released key sounds
+    /// on until the pedal lifts.
+    pub fn play(&mut self, at: f64, event: LiveEvent, now: f64) {
+        let Tune::Live(live) = &mut self.tune else { return };
+        let at = if at.is_finite() { at.max(now) } else { now };
+        let end = |notes: &mut Vec<BeatNote>, key: Option<u8>| {
+            for n in notes.iter_mut().filter(|n| n.off == OPEN_END && key.is_none_or(|k| n.key == k)) {
+                n.off = at.max(n.on + 1e-6);
+            }
+        };
+        match event {
+            LiveEvent::On { key, velocity } => {
+                let key = fold_key(key as i32);
+                end(&mut self.notes, Some(key));
+                live.held &= !(1u128 << key);
+                let note = BeatNote { on: at, off: OPEN_END, key, velocity: velocity.clamp(1, 127), voice: Voice::Part { program_slot: 0 }, channel: 0 };
+                insert_note(&mut self.notes, f64::NEG_INFINITY, note);
+            }
+            LiveEvent::Off { key } => {
+                let key = fold_key(key as i32);
+                if live.pedal {
+                    live.held |= 1u128 << key;
+                } else {
+                    end(&mut self.notes, Some(key));
+                }
+            }
+            LiveEvent::Pedal(down) => {
+                live.pedal = down;
+                if !down {
+                    for key in 0..128u8 {
+                        if live.held & (1u128 << key) != 0 {
+                            end(&mut self.notes, Some(key));
+                        }
+                    }
+                    live.held = 0;
+                }
+            }
+            LiveEvent::AllOff => {
+                end(&mut self.notes, None);
+                (live.pedal, live.held) = (false, 0);
+            }
+        }
+    }
+
+    /// Whether a note sounds at any point of the step from `at` to `next`.
+    pub fn sounding(&self, at: f64, next: f64) -> bool {
+        self.notes.iter().take_while(|n| n.on < next).any(|n| n.off > at)
+    }
+
+    fn with_tune(tune: Tune) -> Self {
+        Self { tune, writer: None, seed: 0, tunes: 0, meter: Meter::COMMON_TIME, written_to: 0.0, from_beat: 0.0, notes: Vec::new(), last_line: Vec::new(), frame_notes: Vec::new() }
     }
 
     /// Start a new tune with `seed` at host beat `beat`: its first bar is the one `beat` falls in.
@@ -96,11 +208,20 @@ impl ScoreStage {
         self.written_to = f64::NAN;
         self.notes.clear();
         self.last_line.clear();
+        match &mut self.tune {
+            Tune::Given(notes) => self.notes.extend(notes.iter().filter(|n| n.on >= beat)),
+            Tune::Live(live) => *live = LiveState::default(),
+            Tune::Written(_) => {}
+        }
     }
 
     /// Write bars until the tune reaches `until` (a host beat), with the music knobs of now.
     /// `key` is the tonic's pitch class, `mode` 0 major or 1 minor.
+    /// A stage playing given notes writes nothing.
     pub fn write_until(&mut self, until: f64, meter: Meter, styles: Option<[f32; crate::model::vocab::STYLES.len()]>, key: u8, mode: u8, repeat: f32) -> Result<(), String> {
+        let Tune::Written(model) = &self.tune else {
+            return Ok(());
+        };
         let (index, meter) = score_meter(meter);
         let bar_beats = METERS[index].1 as f64 / TICKS_PER_QUARTER as f64 / meter.beat_quarters;
         if self.writer.is_some() && meter != self.meter {
@@ -116,22 +237,10 @@ impl ScoreStage {
             self.tunes += 1;
             self.meter = meter;
             self.last_line.clear();
-            self.writer = Some(ScoreWriter::new(self.model.clone(), key, METERS[index].1, seed).map_err(|e| format!("the score prior failed: {e}"))?);
+            self.writer = Some(ScoreWriter::new(model.clone(), key, METERS[index].1, seed).map_err(|e| format!("the score prior failed: {e}"))?);
         }
         let (writer, notes, from_beat) = (self.writer.as_mut().expect("made above"), &mut self.notes, self.from_beat);
-        // Notes in onset order; those before the restart are not played, and a key struck twice
-        // at once on one channel sounds once (MIDI cannot tell the two apart), for the longer.
-        let mut push = |n: BeatNote| {
-            if !(n.on >= from_beat && n.off > n.on && n.on.is_finite() && n.off.is_finite()) {
-                return;
-            }
-            let at = notes.partition_point(|m| m.on < n.on);
-            if let Some(same) = notes[at..].iter_mut().take_while(|m| m.on == n.on).find(|m| m.key == n.key && m.channel == n.channel) {
-                same.off = same.off.max(n.off);
-                return;
-            }
-            notes.insert(at, n);
-        };
+        let mut push = |n: BeatNote| insert_note(notes, from_beat, n);
         let cond = ScoreCond { styles, mode: Some(mode.min(1)), meter: Some(index) };
         // The tune's own sampling: the Temperature, Top-p and Guidance knobs act on the sound
         // (the performer); the tune is written as `cantor compose` writes it by default.
@@ -208,6 +317,22 @@ impl ScoreStage {
         }
         events[first..].sort_by_key(|e| (e.offset, e.on));
     }
+}
+
+/// Add `n` to `notes`, kept in onset order: notes before `from_beat` (a restart) are not
+/// played, and a key struck twice at once on one channel sounds once (MIDI cannot tell the two
+/// apart), for the longer.
+fn insert_note(notes: &mut Vec<BeatNote>, from_beat: f64, n: BeatNote) {
+    if !(n.on >= from_beat && n.off > n.on && n.on.is_finite() && n.off.is_finite()) {
+        return;
+    }
+    let at = notes.partition_point(|m| m.on <= n.on);
+    let first = notes[..at].partition_point(|m| m.on < n.on);
+    if let Some(same) = notes[first..at].iter_mut().find(|m| m.key == n.key && m.channel == n.channel) {
+        same.off = same.off.max(n.off);
+        return;
+    }
+    notes.insert(first, n);
 }
 
 /// The score prior's meter for the host's: the same when it writes in it, else 4/4 beats
@@ -296,12 +421,67 @@ mod tests {
             let ticks = b * 1.5 * TICKS_PER_QUARTER as f64;
             assert!((ticks - ticks.round()).abs() < 1e-3, "{b}");
         }
-        let mut again = ScoreStage::new(s.model.clone());
+        let Tune::Written(model) = &s.tune else { unreachable!() };
+        let mut again = ScoreStage::new(model.clone());
         again.reset(3, 0.0);
         assert_eq!(play(&mut again, 0.0, 0.04, 0.06).0, a);
         // Restarting mid-bar plays the tune from that bar's notes after the restart.
         s.reset(3, 1.3);
         let (late, ..) = play(&mut s, 1.3, 0.04, 0.06);
         assert!(late.iter().all(|(b, _)| *b >= 1.3 - 1e-9));
+    }
+
+    /// Given notes (a MIDI file) play as they are: folded into range, on their channels, from
+    /// the restart on, with nothing written.
+    #[test]
+    fn a_stage_playing_given_notes_sends_them_and_writes_nothing() {
+        let given = [
+            GivenNote { on: 0.5, off: 1.0, key: 62, velocity: 90, channel: 0 },
+            GivenNote { on: 1.0, off: 3.0, key: 120, velocity: 70, channel: 2 },
+            GivenNote { on: 2.0, off: 2.0, key: 64, velocity: 70, channel: 0 },
+        ];
+        let mut s = ScoreStage::playing(&given);
+        s.reset(1, 0.0);
+        let (events, onsets, _) = play(&mut s, 0.0, 0.04, 0.04);
+        let ons: Vec<_> = events.iter().filter(|(_, e)| e.on).map(|(b, e)| ((b * 100.0).round() / 100.0, e.key, e.channel)).collect();
+        assert_eq!(ons, vec![(0.5, 62, 0), (1.0, fold_key(120), 2)]);
+        assert_eq!(events.iter().filter(|(_, e)| !e.on).count(), 2);
+        assert_eq!(onsets.len(), 2);
+        s.reset(1, 0.75);
+        let (late, ..) = play(&mut s, 0.75, 0.04, 0.04);
+        assert_eq!(late.iter().filter(|(_, e)| e.on).count(), 1);
+    }
+
+    /// The player's notes sound from the frame they arrive at to their release, the pedal holding
+    /// released keys; a late event starts at the step being played; all-notes-off ends them all.
+    #[test]
+    fn the_players_notes_sound_from_their_frame_with_the_pedal() {
+        let mut s = ScoreStage::live();
+        s.reset(0, 0.0);
+        s.play(2.5, LiveEvent::On { key: 60, velocity: 100 }, 0.0);
+        s.play(4.2, LiveEvent::Pedal(true), 0.0);
+        s.play(5.0, LiveEvent::Off { key: 60 }, 0.0);
+        s.play(6.0, LiveEvent::On { key: 127, velocity: 50 }, 0.0);
+        s.play(8.0, LiveEvent::Pedal(false), 0.0);
+        let mut features = vec![0.0; NOTE_DIM];
+        let (mut events, mut all, mut sounding) = (Vec::new(), Vec::new(), Vec::new());
+        for f in 0..12 {
+            events.clear();
+            s.step(f as f64, f as f64 + 1.0, &mut features, &mut events);
+            all.extend(events.iter().map(|e| (f, e.on, e.key)));
+            sounding.push(s.sounding(f as f64, f as f64 + 1.0));
+        }
+        let high = fold_key(127);
+        assert_eq!(all, vec![(2, true, 60), (6, true, high), (8, false, 60)]);
+        assert_eq!(sounding, [false, false, true, true, true, true, true, true, true, true, true, true]);
+        s.play(3.0, LiveEvent::On { key: 64, velocity: 80 }, 12.0);
+        s.play(13.5, LiveEvent::AllOff, 12.0);
+        events.clear();
+        s.step(12.0, 13.0, &mut features, &mut events);
+        assert_eq!(events.iter().map(|e| (e.on, e.key)).collect::<Vec<_>>(), vec![(true, 64)]);
+        events.clear();
+        s.step(13.0, 14.0, &mut features, &mut events);
+        assert_eq!(events.iter().filter(|e| !e.on).count(), 2);
+        assert!(!s.sounding(14.0, 15.0));
     }
 }

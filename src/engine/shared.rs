@@ -55,6 +55,14 @@ pub struct EngineShared {
     /// for). The generator renders on this demand alone, with the knobs of the block that asked,
     /// so a bounce with automation comes out the same every time.
     demand_frames: AtomicU64,
+    /// The player's notes (Source: play my notes): the host frame of the current reset epoch up
+    /// to which the reader has passed on every host event (the generator renders nothing that
+    /// later events could still change), and the latency the generator plays them with, in host
+    /// frames.
+    input_horizon: AtomicU64,
+    input_latency: AtomicU32,
+    /// Player's events the input ring was too full to take.
+    input_dropped: AtomicU64,
     /// Generator status, read by the editor: frames made, compute time per second of audio in
     /// per mille (real-time factor = 1000 / this), whether its thread runs.
     generated_frames: AtomicU64,
@@ -84,6 +92,9 @@ impl Default for EngineShared {
             produced_epoch: AtomicU64::new(0),
             epoch_start_frame: AtomicU64::new(0),
             demand_frames: AtomicU64::new(0),
+            input_horizon: AtomicU64::new(0),
+            input_latency: AtomicU32::new(0),
+            input_dropped: AtomicU64::new(0),
             generated_frames: AtomicU64::new(0),
             load_permille: AtomicU32::new(0),
             running: AtomicBool::new(false),
@@ -205,6 +216,33 @@ impl EngineShared {
     /// Generator (offline): the ring position to render up to.
     pub fn demanded_frames(&self) -> u64 {
         self.demand_frames.load(Acquire)
+    }
+
+    /// Reader: every host event of reset epoch `epoch` before host frame `frame` of it is in the
+    /// input ring. One atomic (the epoch's low 16 bits above 48 bits of frames, 186 years at
+    /// 48 kHz), so the two are never read torn; Release: the events pushed before are visible to
+    /// the generator that reads this.
+    pub fn set_input_horizon(&self, epoch: u64, frame: u64) {
+        self.input_horizon.store((epoch & 0xFFFF) << 48 | frame.min((1 << 48) - 1), Release);
+    }
+    /// Generator: how far the player's events of `epoch` are known (none, for another epoch).
+    pub fn input_horizon(&self, epoch: u64) -> Option<u64> {
+        let h = self.input_horizon.load(Acquire);
+        (h >> 48 == epoch & 0xFFFF).then_some(h & ((1 << 48) - 1))
+    }
+    /// Generator: the latency of playing the player's notes, host frames (reported to the host).
+    pub fn set_input_latency(&self, frames: u32) {
+        self.input_latency.store(frames, Relaxed);
+    }
+    pub fn input_latency(&self) -> u32 {
+        self.input_latency.load(Relaxed)
+    }
+    /// Reader: a player's event was dropped (the input ring was full).
+    pub fn count_input_dropped(&self) {
+        self.input_dropped.fetch_add(1, Relaxed);
+    }
+    pub fn input_dropped(&self) -> u64 {
+        self.input_dropped.load(Relaxed)
     }
 
     // Generator status.

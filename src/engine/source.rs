@@ -1,5 +1,6 @@
 //! The seam where a model plugs into the engine.
 
+use super::score_stage::LiveEvent;
 use super::KnobSnapshot;
 
 /// Something that produces mono audio on request, deterministically from (seed, position).
@@ -18,6 +19,34 @@ pub trait FrameSource: Send {
     /// from that render's first sample, in time order (a note may fall just past its audio's
     /// end, in samples the next render completes; sources that play no notes have none).
     fn take_notes(&mut self, _out: &mut Vec<PlayedNote>) {}
+    /// Whether the next render plays the player's notes (the Source knob in `knobs`): the
+    /// generator then hands them over with `play_input` and renders only what they are known for.
+    fn plays_input(&self, _knobs: &KnobSnapshot) -> bool {
+        false
+    }
+    /// How far the player's notes must be known before the next render, in samples at the
+    /// source's rate since the last reset.
+    fn input_needed(&self) -> u64 {
+        0
+    }
+    /// How far ahead of its audio output the source reads the player's notes, in its samples:
+    /// with the look-ahead, the latency of playing them.
+    fn input_lead(&self) -> u64 {
+        0
+    }
+    /// The player's note events, each at a sample position since the last reset, in time order.
+    fn play_input(&mut self, _events: &[InputNote]) {}
+}
+
+/// A note event of the player's, as the engine carries it: when, and what. From the audio
+/// thread: `at` counts host frames since the reset `epoch` was asked for (so a bounce and
+/// real-time playback, which starts its audio a little later, place it alike); handed to a
+/// `FrameSource`: its samples since its last reset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InputNote {
+    pub epoch: u64,
+    pub at: u64,
+    pub event: LiveEvent,
 }
 
 /// A note starting or ending in the audio, as MIDI out sends it.

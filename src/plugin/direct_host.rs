@@ -15,6 +15,8 @@ struct HostContext {
     sent: Vec<(u64, PluginNoteEvent<Cantor>)>,
     /// Frames processed since activation before this block.
     block_start: u64,
+    /// The latency the plugin last reported, in samples.
+    latency: std::cell::Cell<u32>,
 }
 
 /// Note events a block may send before the host's queue is full (reserved up front, so sending
@@ -40,7 +42,9 @@ impl ProcessContext<Cantor> for HostContext {
         self.sent.push((self.block_start + event.timing() as u64, event));
         Ok(())
     }
-    fn set_latency_samples(&self, _: u32) {}
+    fn set_latency_samples(&self, samples: u32) {
+        self.latency.set(samples);
+    }
     fn request_restart(&self) {}
     fn set_current_voice_capacity(&self, _: u32) {}
 }
@@ -68,7 +72,7 @@ impl DirectHost {
     pub fn new(plugin: Cantor) -> Self {
         // Room for the largest block a host may send before it activates us (a misbehaving host).
         let out = [vec![0.0; 8192], vec![0.0; 8192]];
-        let context = HostContext { transport: Transport::new(48_000.0), events: VecDeque::new(), sent: Vec::with_capacity(SENT_CAPACITY), block_start: 0 };
+        let context = HostContext { transport: Transport::new(48_000.0), events: VecDeque::new(), sent: Vec::with_capacity(SENT_CAPACITY), block_start: 0, latency: Default::default() };
         Self { plugin, context, out, sample_rate: 48_000.0 }
     }
 
@@ -117,6 +121,11 @@ impl DirectHost {
     /// Queue a note event for the next block.
     pub fn push_event(&mut self, event: PluginNoteEvent<Cantor>) {
         self.context.events.push_back(event);
+    }
+
+    /// The latency the plugin last reported to the host, in samples.
+    pub fn latency(&self) -> u32 {
+        self.context.latency.get()
     }
 
     /// Move the note events the plugin has sent (MIDI out) into `out`, each with the frame since

@@ -12,7 +12,8 @@ use crate::engine::{Engine, EngineShared, FrameSource, GeneratorConfig, ProcessM
 use crate::model::pair::ModelPair;
 use crate::model::vocab::Meter;
 use crate::knobs::MAX_AHEAD_S;
-use crate::params::{CantorParams, EditorSize, RunMode, TempoMode};
+use crate::engine::score_stage::LiveEvent;
+use crate::params::{CantorParams, EditorSize, RunMode, Source, TempoMode};
 use nice_plug::editor::dpi::LogicalSize;
 use nice_plug::prelude::*;
 use nice_plug_egui::{create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings, RepaintNotifier};
@@ -57,6 +58,9 @@ pub struct Cantor {
     meter: Meter,
     /// Pitch class of the last MIDI note played while "Key follows MIDI" was on.
     midi_key: Option<i32>,
+    /// The latency last reported to the host, in samples (playing the player's notes: the
+    /// generator's input latency; composing: none).
+    reported_latency: u32,
     repaint: RepaintNotifier,
 }
 
@@ -84,6 +88,7 @@ impl Cantor {
             notes_held: 0,
             meter: Meter::COMMON_TIME,
             midi_key: None,
+            reported_latency: 0,
             repaint: RepaintNotifier::new(),
         }
     }
@@ -118,7 +123,8 @@ impl Plugin for Cantor {
         main_output_channels: NonZeroU32::new(2),
         ..AudioIOLayout::const_default()
     }];
-    const MIDI_INPUT: MidiConfig = MidiConfig::Basic;
+    /// Notes, and the controllers the player's notes need (the sustain pedal, all-notes-off).
+    const MIDI_INPUT: MidiConfig = MidiConfig::MidiCCs;
     /// The notes Cantor plays go out as note events (the MIDI out knob).
     const MIDI_OUTPUT: MidiConfig = MidiConfig::Basic;
     const SAMPLE_ACCURATE_AUTOMATION: bool = false;
@@ -209,18 +215,42 @@ impl Plugin for Cantor {
         if n == 0 || out.len() < 2 {
             return ProcessStatus::KeepAlive;
         }
-        // MIDI: held-note count for the gate, last note for the key.
+        // MIDI: held-note count for the gate, last note for the key, and with Source on "play
+        // my notes" the notes themselves, on their way to the generator.
+        let play = self.params.source.value() == Source::PlayMyNotes;
         while let Some(event) = context.next_event() {
-            match event {
-                NoteEvent::NoteOn { key, .. } => {
+            let timing = event.timing().min(n as u32 - 1);
+            let live = match event {
+                NoteEvent::NoteOn { key, velocity, .. } => {
                     self.notes_held += 1;
                     if self.params.key_follows_midi.value() {
                         self.midi_key = Some((key.number_or_middle_c() % 12) as i32);
                     }
+                    let velocity = if velocity.is_finite() { (velocity * 127.0).round().clamp(1.0, 127.0) as u8 } else { 64 };
+                    Some(match key.number() {
+                        Some(key) => LiveEvent::On { key: key.min(127), velocity },
+                        None => LiveEvent::AllOff,
+                    })
                 }
-                NoteEvent::NoteOff { .. } => self.notes_held = self.notes_held.saturating_sub(1),
-                _ => {}
+                NoteEvent::NoteOff { key, .. } => {
+                    self.notes_held = self.notes_held.saturating_sub(1);
+                    Some(key.number().map_or(LiveEvent::AllOff, |key| LiveEvent::Off { key: key.min(127) }))
+                }
+                NoteEvent::MidiCC { cc: 64, value, .. } => Some(LiveEvent::Pedal(value >= 0.5)),
+                // All sound off, reset all controllers, all notes off (and the mode messages that imply it).
+                NoteEvent::MidiCC { cc: 120..=127, .. } => Some(LiveEvent::AllOff),
+                _ => None,
+            };
+            if let (true, Some(live), Some(engine)) = (play, live, &mut self.engine) {
+                engine.reader.push_input(timing, live);
             }
+        }
+        // Playing the player's notes, the host is told their latency, so a clip lines up with
+        // the other tracks after its delay compensation.
+        let latency = if play { self.shared.input_latency() } else { 0 };
+        if latency != self.reported_latency {
+            self.reported_latency = latency;
+            context.set_latency_samples(latency);
         }
         self.publish_knobs();
         let transport = context.transport();

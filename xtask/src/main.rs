@@ -309,6 +309,11 @@ enum TrainCommand {
     ScoreForms,
 }
 
+/// `path` as the repository names it (the commands EVAL.md quotes).
+fn relative(path: &std::path::Path) -> &std::path::Path {
+    path.strip_prefix(dataset::repo_root()).unwrap_or(path)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Bundling is nice-plug-xtask's job.
@@ -384,7 +389,7 @@ fn main() -> Result<()> {
             let (body, section) = match pair.score {
                 Some(_) => (
                     body.replacen("## Prior: what it plays", "## The hierarchy (score prior, performer, codec): what the plugin plays", 1)
-                        .replacen("`cargo xtask eval prior", &format!("`cargo xtask eval prior --prior {}", prior.strip_prefix(dataset::repo_root()).unwrap_or(&prior).display()), 1),
+                        .replacen("`cargo xtask eval prior", &format!("`cargo xtask eval prior --prior {} --codec {}", relative(&prior).display(), relative(&codec).display()), 1),
                     "hierarchy",
                 ),
                 None => (body, "prior"),

@@ -5,6 +5,7 @@
 //! trusted. Functions of the audio alone: nothing here reads the corpus or a model, so every
 //! evaluation can use them and they use none.
 
+use cantor::key_finder::correlation;
 use realfft::RealFftPlanner;
 
 /// Magnitude spectrogram: frames of `n_fft` with a Hann window, every `hop` samples.
@@ -75,16 +76,6 @@ pub fn estimate_tempo(x: &[f32], sr: u32, lo: f64, hi: f64) -> Option<f64> {
     best.map(|(b, _)| b)
 }
 
-/// Temperley's (Kostka-Payne) major and minor key profiles (C major / C minor): how often each
-/// scale degree sounds in pieces of that key.
-///
-/// Why not Krumhansl-Kessler's: on 400 train and 200 test clips of the corpus, Krumhansl's
-/// profiles found tonic and mode for 56% / 60% of them, Temperley's for 72% / 72% (both over the
-/// compressed chroma of `estimate_key`). Temperley's give the leading tone and the minor third
-/// less weight next to the tonic triad, which suits these diatonic folk tunes.
-const MAJOR: [f64; 12] = [0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400];
-const MINOR: [f64; 12] = [0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330];
-
 /// MIDI notes the chroma covers: C2 to C7 (65 Hz to 2.1 kHz), where the tunes' fundamentals are.
 const CHROMA_NOTES: std::ops::RangeInclusive<i64> = 36..=96;
 
@@ -126,17 +117,6 @@ pub fn chroma(x: &[f32], sr: u32) -> [f64; 12] {
     pitch_classes(note_power(x, sr))
 }
 
-fn correlation(a: &[f64; 12], b: &[f64]) -> f64 {
-    let ma = a.iter().sum::<f64>() / 12.0;
-    let mb = b.iter().sum::<f64>() / 12.0;
-    let (mut num, mut da, mut db) = (0.0, 0.0, 0.0);
-    for i in 0..12 {
-        num += (a[i] - ma) * (b[i] - mb);
-        da += (a[i] - ma).powi(2);
-        db += (b[i] - mb).powi(2);
-    }
-    num / (da * db).sqrt().max(1e-12)
-}
 
 /// Key as (tonic pitch class, mode 0 major / 1 minor): the best-correlated rotated profile.
 /// Each note's energy is square-rooted before it joins its pitch class, so a few loud low notes
@@ -146,21 +126,9 @@ pub fn estimate_key(x: &[f32], sr: u32) -> (u32, u32) {
     key_of_pitch_classes(&pitch_classes(note_power(x, sr).into_iter().map(f64::sqrt)))
 }
 
-/// Key of a pitch-class weight profile (C = 0), by the same rotated profiles: also the score
-/// evaluation's key finder, over notes' durations.
-pub fn key_of_pitch_classes(c: &[f64; 12]) -> (u32, u32) {
-    let mut best = (0u32, 0u32, f64::NEG_INFINITY);
-    for tonic in 0..12 {
-        for (mode, profile) in [MAJOR, MINOR].iter().enumerate() {
-            let rotated: Vec<f64> = (0..12).map(|pc| profile[(pc + 12 - tonic) % 12]).collect();
-            let r = correlation(c, &rotated);
-            if r > best.2 {
-                best = (tonic as u32, mode as u32, r);
-            }
-        }
-    }
-    (best.0, best.1)
-}
+/// Key of a pitch-class weight profile (C = 0), by the same rotated profiles (Temperley's,
+/// `cantor::key_finder`): also the score evaluation's key finder, over notes' durations.
+pub use cantor::key_finder::key_of_pitch_classes;
 
 /// Whether an estimated tempo is within `tolerance` (relative) of the requested one.
 pub fn tempo_matches(estimated: f64, requested: f64, tolerance: f64) -> bool {
@@ -253,21 +221,8 @@ pub const KRUMHANSL_MINOR: [f64; 12] = [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54
 
 /// Pearson correlation of a pitch-class histogram (C first) with a key profile rotated to `tonic`.
 pub fn profile_correlation(hist: &[f64; 12], profile: &[f64; 12], tonic: usize) -> f64 {
-    let mp = profile.iter().sum::<f64>() / 12.0;
-    let mh = hist.iter().sum::<f64>() / 12.0;
-    let (mut num, mut a, mut b) = (0.0, 0.0, 0.0);
-    for i in 0..12 {
-        let p = profile[(i + 12 - tonic % 12) % 12] - mp;
-        let h = hist[i] - mh;
-        num += p * h;
-        a += p * p;
-        b += h * h;
-    }
-    if a * b > 0.0 {
-        num / (a * b).sqrt()
-    } else {
-        0.0
-    }
+    let rotated: Vec<f64> = (0..12).map(|i| profile[(i + 12 - tonic % 12) % 12]).collect();
+    correlation(hist, &rotated)
 }
 
 /// How well transcribed notes keep a key: the correlation of their duration-weighted
