@@ -74,6 +74,8 @@ pub struct NeuralSource {
     /// sounded; whether each step not yet decoded is to be heard (from `heard_from` on); the
     /// level of that fade at the last sample output.
     live: ScoreStage,
+    /// Whether the last step played the player's notes (a switch back to composing restarts the tune).
+    was_live: bool,
     last_sounding: Option<u64>,
     heard: VecDeque<bool>,
     heard_from: u64,
@@ -125,6 +127,7 @@ impl NeuralSource {
             waiting: VecDeque::new(),
             played: Vec::new(),
             live: ScoreStage::live(),
+            was_live: false,
             last_sounding: None,
             heard: VecDeque::new(),
             heard_from: 0,
@@ -183,6 +186,7 @@ impl FrameSource for NeuralSource {
         self.waiting.clear();
         self.played.clear();
         self.live.reset(0, 0.0);
+        self.was_live = false;
         self.last_sounding = None;
         self.heard.clear();
         self.heard_from = 0;
@@ -237,6 +241,22 @@ impl FrameSource for NeuralSource {
             let grid = GridPosition { beats: self.beats, beats_per_bar: k.beats_per_bar, phrase: self.phrase };
             let next = self.beats + bpm / 60.0 / frame_rate;
             let live = self.plays_input(k);
+            if self.was_live && !live {
+                // Back to composing: a new tune from here, rather than every bar missed meanwhile
+                // written at once.
+                if let Some(score) = &mut self.score {
+                    score.reset(self.piece_seed ^ 0x5C0E ^ self.steps, self.beats);
+                }
+            }
+            if live && !self.was_live {
+                // The composed notes sounding end here (MIDI out must not leave them hanging).
+                if let Some(score) = &mut self.score {
+                    self.step_notes.clear();
+                    score.cut(self.beats, &mut self.step_notes);
+                    self.waiting.extend(self.step_notes.iter().map(|e| (self.steps, *e)));
+                }
+            }
+            self.was_live = live;
             let notes = if live {
                 // The player's notes, in steps; their events are the player's own, not sent.
                 let at = self.steps as f64;

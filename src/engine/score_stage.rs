@@ -190,6 +190,15 @@ impl ScoreStage {
         }
     }
 
+    /// Stop the tune at `beat`: the notes sounding end at the step's start (`events`), the rest
+    /// are dropped (the Source knob turned to the player's notes; a later `reset` starts anew).
+    pub fn cut(&mut self, beat: f64, events: &mut Vec<StepNote>) {
+        for n in self.notes.iter().filter(|n| n.on < beat && n.off >= beat) {
+            events.push(StepNote { offset: 0, on: false, channel: n.channel, key: n.key, velocity: 0 });
+        }
+        self.notes.clear();
+    }
+
     /// Whether a note sounds at any point of the step from `at` to `next`.
     pub fn sounding(&self, at: f64, next: f64) -> bool {
         self.notes.iter().take_while(|n| n.on < next).any(|n| n.off > at)
@@ -450,6 +459,16 @@ mod tests {
         s.reset(1, 0.75);
         let (late, ..) = play(&mut s, 0.75, 0.04, 0.04);
         assert_eq!(late.iter().filter(|(_, e)| e.on).count(), 1);
+        // Cut while the first note sounds: it ends there, and nothing else is left to play.
+        s.reset(1, 0.0);
+        let (mut features, mut events) = (vec![0.0; NOTE_DIM], Vec::new());
+        s.step(0.5, 0.54, &mut features, &mut events);
+        events.clear();
+        s.cut(0.6, &mut events);
+        assert_eq!(events.iter().map(|e| (e.on, e.key)).collect::<Vec<_>>(), vec![(false, 62)]);
+        events.clear();
+        s.step(0.6, 2.0, &mut features, &mut events);
+        assert!(events.is_empty());
     }
 
     /// The player's notes sound from the frame they arrive at to their release, the pedal holding
