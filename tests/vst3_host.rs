@@ -1,6 +1,7 @@
 //! Host-level test: loads the real `.vst3` bundle in Spotify's `pedalboard` (a JUCE-based host
-//! from PyPI, installed by this test into `cache/venv-pedalboard`), sets parameters, renders MIDI
-//! and round-trips the plugin state. The script is tests/hosts/pedalboard_vst3.py.
+//! from PyPI, installed by this test into `cache/venv-pedalboard`), sets parameters, renders MIDI,
+//! checks that with Source on "play my notes" a note is heard after the latency and nothing
+//! around it, and round-trips the plugin state. The script is tests/hosts/pedalboard_vst3.py.
 
 mod bundled;
 
@@ -40,6 +41,7 @@ fn pedalboard_loads_the_vst3_sets_parameters_renders_and_restores_state() {
     let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("a JSON report line");
     println!("pedalboard saw: {report}");
     assert_eq!(report["samples"], 3 * 48_000);
+    assert_eq!(report["played_tenths"].as_array().map(Vec::len), Some(40), "{report}");
     assert!(report["parameters"].as_u64().unwrap() >= 15);
     // The preset file set what it says (FACTORY[0]: organ (family 2), 66 BPM free tempo, and
     // its guidance, which is the default: the instrument and tempo are what show it applied).

@@ -1,5 +1,6 @@
 """Loads Cantor.vst3 with Spotify's pedalboard (a JUCE host), as a DAW would: checks it is an
-instrument, lists and sets parameters, renders MIDI to audio, and round-trips its state.
+instrument, lists and sets parameters, renders MIDI to audio, performs a note with Source on
+"play my notes" (heard after the latency, silent around it), and round-trips its state.
 Run by tests/vst3_host.rs; prints one JSON line with what it saw; exits non-zero on failure."""
 
 import json
@@ -30,6 +31,18 @@ audio = plugin(notes, duration=3.0, sample_rate=sample_rate, num_channels=2, buf
 assert audio.shape == (2, 3 * sample_rate), audio.shape
 assert np.isfinite(audio).all(), "non-finite samples"
 
+# Source "play my notes": a note from 1.0 to 1.5 s is heard after the plugin's latency (the
+# look-ahead plus about 73 ms) until 0.4 s after its release, and nothing before or after it.
+plugin.source = "Play my notes"
+plugin.stereo_width = 0.0
+played = plugin([(bytes([0x90, 62, 100]), 1.0), (bytes([0x80, 62, 0]), 1.5)], duration=4.0, sample_rate=sample_rate, num_channels=2, buffer_size=256)
+tenths = np.abs(played[0]).reshape(-1, sample_rate // 10).max(axis=1)
+assert tenths[:10].max() == 0.0, f"sound before the note: {tenths}"
+assert tenths[12:15].min() > 0.0, f"the note is not heard: {tenths}"
+assert tenths[23:].max() == 0.0, f"sound long after the note's release: {tenths}"
+plugin.source = "Compose"
+plugin.stereo_width = 150.0
+
 state = plugin.raw_state
 plugin.temperature = 0.3
 assert abs(plugin.temperature - 0.3) < 0.02
@@ -51,5 +64,6 @@ print(json.dumps({
     "parameters": len(names),
     "samples": int(audio.shape[1]),
     "peak": float(np.abs(audio).max()),
+    "played_tenths": [round(float(v), 4) for v in tenths],
     "state_bytes": len(state),
 }))
