@@ -1,6 +1,8 @@
 //! Host-level test: loads the real `.clap` bundle with the `clack-host` crate, checks its
 //! descriptor and ports, enumerates and automates parameters, sends notes, processes 10 s at
-//! 48 kHz in 64-frame blocks on an audio thread, and saves, restores and rejects states.
+//! 48 kHz in 64-frame blocks on an audio thread, saves, restores and rejects states, then plays a
+//! note with Source on "play my notes" at the pace of the audio clock and checks that it is heard
+//! after the plugin's latency and nothing around it.
 //! The bundle is built first with `assert_process_allocs`, so any allocation inside the real
 //! wrapper's process() aborts this test.
 //!
@@ -281,6 +283,49 @@ fn render(
     })
 }
 
+/// The audio thread, paced at the audio clock as a DAW's is: `seconds` of 64-frame blocks with the
+/// transport playing from 0, a note on and off at the times given (seconds); the left channel.
+fn render_paced(
+    stopped: StoppedPluginAudioProcessor<CantorTestHost>,
+    seconds: usize,
+    (on_s, off_s): (f64, f64),
+) -> Result<(StoppedPluginAudioProcessor<CantorTestHost>, Vec<f32>), PluginInstanceError> {
+    let mut processor = stopped.start_processing()?;
+    let mut out_channels = vec![vec![0.0f32; BLOCK]; 2];
+    let mut output_ports = AudioPorts::with_capacity(2, 1);
+    let input_audio = InputAudioBuffers::empty();
+    let mut in_events = EventBuffer::with_capacity(4);
+    let mut out_events = EventBuffer::with_capacity(256);
+    let note = Pckn::new(0u16, 0u16, 62u16, 2u32);
+    let blocks = SAMPLE_RATE as usize * seconds / BLOCK;
+    let mut left = Vec::with_capacity(blocks * BLOCK);
+    let started = std::time::Instant::now();
+    for block in 0..blocks {
+        let start = (block * BLOCK) as u64;
+        let due = Duration::from_secs_f64(start as f64 / SAMPLE_RATE);
+        while started.elapsed() < due {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        in_events.clear();
+        let at = |s: f64| (s * SAMPLE_RATE) as u64;
+        if (start..start + BLOCK as u64).contains(&at(on_s)) {
+            in_events.push(&NoteOnEvent::new((at(on_s) - start) as u32, note, 0.8));
+        }
+        if (start..start + BLOCK as u64).contains(&at(off_s)) {
+            in_events.push(&NoteOffEvent::new((at(off_s) - start) as u32, note, 0.0));
+        }
+        out_events.clear();
+        let transport = transport_at(start);
+        let mut output_audio = output_ports.with_output_buffers([AudioPortBuffer {
+            latency: 0,
+            channels: AudioPortBufferType::f32_output_only(out_channels.iter_mut().map(|ch| ch.as_mut_slice())),
+        }]);
+        processor.process(&input_audio, &mut output_audio, &in_events.as_input(), &mut out_events.as_output(), Some(start), Some(&transport))?;
+        left.extend_from_slice(&out_channels[0]);
+    }
+    Ok((processor.stop_processing(), left))
+}
+
 // ---------------------------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------------------------
@@ -490,7 +535,36 @@ fn clack_host_loads_the_clap_activates_and_plays_10_s() -> Result<(), Box<dyn Er
         assert!((v - process_value).abs() < 1e-4);
     }
 
-    // 6. Tear down --------------------------------------------------------------------------------
+    // 6. Source "play my notes", paced at the audio clock: a note from 1.0 to 1.5 s is heard after
+    //    the plugin's latency (look-ahead plus about 73 ms) until 0.4 s after its release, and
+    //    nothing before or after it. --------------------------------------------------------------
+    {
+        let id = |name: &str| all_params.iter().find(|p| p.name == name).map(|p| p.id).ok_or(format!("no parameter {name:?}"));
+        let mut in_ev = EventBuffer::new();
+        // Stepped parameters take their step index: "play my notes" is the Source's second.
+        in_ev.push(&ParamValueEvent::new(0, id("Source")?, Pckn::match_all(), 1.0));
+        in_ev.push(&ParamValueEvent::new(0, id("Stereo width")?, Pckn::match_all(), 0.0));
+        let mut out_ev = EventBuffer::new();
+        params.flush_active(&mut stopped.plugin_handle(), &in_ev.as_input(), &mut out_ev.as_output());
+    }
+    let played = std::thread::scope(|s| -> Result<(StoppedPluginAudioProcessor<CantorTestHost>, Vec<f32>), Box<dyn Error>> {
+        let audio = s.spawn(move || render_paced(stopped, 4, (1.0, 1.5)));
+        while !audio.is_finished() {
+            if callback_requested.swap(false, Ordering::SeqCst) {
+                instance.call_on_main_thread_callback();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(audio.join().map_err(|_| "audio thread panicked")??)
+    })?;
+    let (stopped, played) = played;
+    let tenths: Vec<f32> = played.chunks(SAMPLE_RATE as usize / 10).map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs()))).collect();
+    println!("play my notes, peak per 0.1 s: {tenths:?}");
+    assert!(tenths[..10].iter().all(|v| *v == 0.0), "sound before the note: {tenths:?}");
+    assert!(tenths[12..15].iter().all(|v| *v > 0.0), "the note is not heard: {tenths:?}");
+    assert!(tenths[23..].iter().all(|v| *v == 0.0), "sound long after the note's release: {tenths:?}");
+
+    // 7. Tear down --------------------------------------------------------------------------------
     if callback_requested.swap(false, Ordering::SeqCst) {
         instance.call_on_main_thread_callback();
     }
