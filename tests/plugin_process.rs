@@ -65,6 +65,21 @@ fn play(host: &mut DirectHost) {
 /// two cores of CI make a generator fall behind (an underrun) that alone it never does.
 static REAL_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A real-time take (returning its underrun count last), alone and played again, up to three
+/// times, while another process on this shared machine makes it underrun: an underrun fades the
+/// audio, so a take with one cannot be compared with a bounce, and says nothing about the code.
+fn real_time_take<T>(mut take: impl FnMut() -> (T, u64)) -> (T, u64) {
+    let _alone = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut result = take();
+    for _ in 1..3 {
+        if result.1 == 0 {
+            break;
+        }
+        result = take();
+    }
+    result
+}
+
 /// Process one block, counting the allocations made inside the plugin's process() alone;
 /// returns the count and the output.
 fn process_counted(host: &mut DirectHost, n: usize) -> (u64, [&[f32]; 2]) {
@@ -319,10 +334,10 @@ fn midi_out_in_real_time_allocates_nothing_and_keeps_the_bounce_timing() {
         (audio, ons, host.plugin.shared().underruns())
     };
     let (bounce, bounce_ons, _) = take(ProcessMode::Offline);
-    let (live, live_ons, underruns) = {
-        let _alone = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        take(ProcessMode::Realtime)
-    };
+    let ((live, live_ons), underruns) = real_time_take(|| {
+        let (audio, ons, underruns) = take(ProcessMode::Realtime);
+        ((audio, ons), underruns)
+    });
     assert_eq!(underruns, 0, "the tiny generator fell behind real time");
     assert!(!bounce_ons.is_empty());
     let start = |a: &[f32]| a.iter().position(|v| *v != 0.0).unwrap() as u64;
@@ -395,12 +410,17 @@ fn the_players_notes_play_at_the_reported_latency_without_allocating() {
     // again from there on.
     let released = 14 * 480 + 200 + latency as usize + 32 * 320;
     assert!(released + 480 < bounce.len() && bounce[released..].iter().all(|v| *v == 0.0));
-    let _alone = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (live, _, _, underruns) = take(ProcessMode::Realtime, false);
+    let (live, underruns) = real_time_take(|| {
+        let (audio, _, _, underruns) = take(ProcessMode::Realtime, false);
+        (audio, underruns)
+    });
     assert_eq!(underruns, 0, "the tiny generator fell behind real time");
     let start = |a: &[f32]| a.iter().position(|v| *v != 0.0).unwrap();
     let shift = start(&live) - start(&bounce);
     assert_eq!(live[shift..], bounce[..bounce.len() - shift]);
-    let (flooded, _, _, _) = take(ProcessMode::Realtime, true);
+    let (flooded, _) = real_time_take(|| {
+        let (audio, _, _, underruns) = take(ProcessMode::Realtime, true);
+        (audio, underruns)
+    });
     assert!(flooded[flooded.len() - 480..].iter().all(|v| *v == 0.0), "all-notes-off leaves no note sounding");
 }
