@@ -206,14 +206,15 @@ struct Rendered {
     output_events: usize,
 }
 
-/// The audio thread: start processing, render n_blocks x 64 frames (0 inputs, 1 stereo f32 output),
-/// stop processing, and hand the stopped processor back for deactivation on the main thread.
+/// The audio thread: start processing, render n_blocks x 64 frames (0 inputs, 1 stereo f32 output)
+/// with the transport playing from 0, `events` adding each block's input events, stop processing,
+/// and hand the stopped processor back for deactivation on the main thread. `paced`: each block
+/// waits for its time on the audio clock, as a DAW's audio thread does; otherwise as fast as it goes.
 fn render(
     stopped: StoppedPluginAudioProcessor<CantorTestHost>,
-    param_id: ClapId,
-    param_value: f64,
     n_blocks: usize,
-    note_off_block: usize,
+    paced: bool,
+    mut events: impl FnMut(usize, &mut EventBuffer),
 ) -> Result<Rendered, PluginInstanceError> {
     // ProcessingStartError<H> -> PluginInstanceError via From, so `?` works.
     let mut processor = stopped.start_processing()?;
@@ -227,23 +228,20 @@ fn render(
     let mut left = Vec::with_capacity(n_blocks * BLOCK);
     let mut right = Vec::with_capacity(n_blocks * BLOCK);
     let mut output_events = 0usize;
-
-    // Pckn = (port, channel, key, note_id). Literals need suffixes (u16 / u32): untyped ints are ambiguous.
-    let note = Pckn::new(0u16, 0u16, 60u16, 1u32);
+    let started = std::time::Instant::now();
 
     for block in 0..n_blocks {
         let start = (block * BLOCK) as u64;
+        if paced {
+            let due = Duration::from_secs_f64(start as f64 / SAMPLE_RATE);
+            while started.elapsed() < due {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
 
         // Input events must be sorted by time (EventBuffer::sort() exists if needed).
         in_events.clear();
-        if block == 0 {
-            // Global param change: Pckn::match_all() = all -1 (any port/channel/key/note id).
-            in_events.push(&ParamValueEvent::new(0, param_id, Pckn::match_all(), param_value));
-            in_events.push(&NoteOnEvent::new(0, note, 0.8));
-        }
-        if block == note_off_block {
-            in_events.push(&NoteOffEvent::new(32, note, 0.0));
-        }
+        events(block, &mut in_events);
         out_events.clear();
 
         for ch in out_channels.iter_mut() {
@@ -283,47 +281,26 @@ fn render(
     })
 }
 
-/// The audio thread, paced at the audio clock as a DAW's is: `seconds` of 64-frame blocks with the
-/// transport playing from 0, a note on and off at the times given (seconds); the left channel.
-fn render_paced(
+/// Run `render` on an audio thread while this (main) thread services the plugin's
+/// request_callback(), and hand back what it rendered.
+fn render_on_audio_thread(
+    instance: &mut PluginInstance<CantorTestHost>,
+    callback_requested: &AtomicBool,
     stopped: StoppedPluginAudioProcessor<CantorTestHost>,
-    seconds: usize,
-    (on_s, off_s): (f64, f64),
-) -> Result<(StoppedPluginAudioProcessor<CantorTestHost>, Vec<f32>), PluginInstanceError> {
-    let mut processor = stopped.start_processing()?;
-    let mut out_channels = vec![vec![0.0f32; BLOCK]; 2];
-    let mut output_ports = AudioPorts::with_capacity(2, 1);
-    let input_audio = InputAudioBuffers::empty();
-    let mut in_events = EventBuffer::with_capacity(4);
-    let mut out_events = EventBuffer::with_capacity(256);
-    let note = Pckn::new(0u16, 0u16, 62u16, 2u32);
-    let blocks = SAMPLE_RATE as usize * seconds / BLOCK;
-    let mut left = Vec::with_capacity(blocks * BLOCK);
-    let started = std::time::Instant::now();
-    for block in 0..blocks {
-        let start = (block * BLOCK) as u64;
-        let due = Duration::from_secs_f64(start as f64 / SAMPLE_RATE);
-        while started.elapsed() < due {
-            std::thread::sleep(Duration::from_micros(200));
+    n_blocks: usize,
+    paced: bool,
+    events: impl FnMut(usize, &mut EventBuffer) + Send,
+) -> Result<Rendered, Box<dyn Error>> {
+    std::thread::scope(|s| -> Result<Rendered, Box<dyn Error>> {
+        let audio = s.spawn(move || render(stopped, n_blocks, paced, events));
+        while !audio.is_finished() {
+            if callback_requested.swap(false, Ordering::SeqCst) {
+                instance.call_on_main_thread_callback();
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        in_events.clear();
-        let at = |s: f64| (s * SAMPLE_RATE) as u64;
-        if (start..start + BLOCK as u64).contains(&at(on_s)) {
-            in_events.push(&NoteOnEvent::new((at(on_s) - start) as u32, note, 0.8));
-        }
-        if (start..start + BLOCK as u64).contains(&at(off_s)) {
-            in_events.push(&NoteOffEvent::new((at(off_s) - start) as u32, note, 0.0));
-        }
-        out_events.clear();
-        let transport = transport_at(start);
-        let mut output_audio = output_ports.with_output_buffers([AudioPortBuffer {
-            latency: 0,
-            channels: AudioPortBufferType::f32_output_only(out_channels.iter_mut().map(|ch| ch.as_mut_slice())),
-        }]);
-        processor.process(&input_audio, &mut output_audio, &in_events.as_input(), &mut out_events.as_output(), Some(start), Some(&transport))?;
-        left.extend_from_slice(&out_channels[0]);
-    }
-    Ok((processor.stop_processing(), left))
+        Ok(audio.join().map_err(|_| "audio thread panicked")??)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -471,16 +448,17 @@ fn clack_host_loads_the_clap_activates_and_plays_10_s() -> Result<(), Box<dyn Er
     let stopped = instance.activate(|_shared, _main_thread| (), config)?;
 
     let n_blocks = SAMPLE_RATE as usize * SECONDS / BLOCK; // 7500
-    let rendered = std::thread::scope(|s| -> Result<Rendered, Box<dyn Error>> {
-        let audio = s.spawn(move || render(stopped, target_id, process_value, n_blocks, n_blocks / 2));
-        // Main thread: service the plugin's request_callback() while the audio thread runs.
-        while !audio.is_finished() {
-            if callback_requested.swap(false, Ordering::SeqCst) {
-                instance.call_on_main_thread_callback();
-            }
-            std::thread::sleep(Duration::from_millis(1));
+    // Pckn = (port, channel, key, note_id). Literals need suffixes (u16 / u32): untyped ints are ambiguous.
+    let note = Pckn::new(0u16, 0u16, 60u16, 1u32);
+    let rendered = render_on_audio_thread(&mut instance, &callback_requested, stopped, n_blocks, false, |block, in_events| {
+        if block == 0 {
+            // Global param change: Pckn::match_all() = all -1 (any port/channel/key/note id).
+            in_events.push(&ParamValueEvent::new(0, target_id, Pckn::match_all(), process_value));
+            in_events.push(&NoteOnEvent::new(0, note, 0.8));
         }
-        Ok(audio.join().map_err(|_| "audio thread panicked")??)
+        if block == n_blocks / 2 {
+            in_events.push(&NoteOffEvent::new(32, note, 0.0));
+        }
     })?;
     let Rendered {
         processor: mut stopped,
@@ -547,17 +525,18 @@ fn clack_host_loads_the_clap_activates_and_plays_10_s() -> Result<(), Box<dyn Er
         let mut out_ev = EventBuffer::new();
         params.flush_active(&mut stopped.plugin_handle(), &in_ev.as_input(), &mut out_ev.as_output());
     }
-    let played = std::thread::scope(|s| -> Result<(StoppedPluginAudioProcessor<CantorTestHost>, Vec<f32>), Box<dyn Error>> {
-        let audio = s.spawn(move || render_paced(stopped, 4, (1.0, 1.5)));
-        while !audio.is_finished() {
-            if callback_requested.swap(false, Ordering::SeqCst) {
-                instance.call_on_main_thread_callback();
+    let note = Pckn::new(0u16, 0u16, 62u16, 2u32);
+    let frame = |seconds: f64| (seconds * SAMPLE_RATE) as usize;
+    let Rendered { processor: stopped, left: played, .. } =
+        render_on_audio_thread(&mut instance, &callback_requested, stopped, frame(4.0) / BLOCK, true, |block, in_events| {
+            let blocks = block * BLOCK..(block + 1) * BLOCK;
+            if blocks.contains(&frame(1.0)) {
+                in_events.push(&NoteOnEvent::new((frame(1.0) - blocks.start) as u32, note, 0.8));
             }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(audio.join().map_err(|_| "audio thread panicked")??)
-    })?;
-    let (stopped, played) = played;
+            if blocks.contains(&frame(1.5)) {
+                in_events.push(&NoteOffEvent::new((frame(1.5) - blocks.start) as u32, note, 0.0));
+            }
+        })?;
     let tenths: Vec<f32> = played.chunks(SAMPLE_RATE as usize / 10).map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs()))).collect();
     println!("play my notes, peak per 0.1 s: {tenths:?}");
     assert!(tenths[..10].iter().all(|v| *v == 0.0), "sound before the note: {tenths:?}");

@@ -234,24 +234,22 @@ fn render(args: RenderArgs) -> Result<()> {
         None => None,
     };
     settings.validate().map_err(anyhow::Error::msg)?;
-    let factory = match (&args.prior, &args.codec) {
-        _ if performance.is_some() => {
-            let pair = match (&args.prior, &args.codec) {
-                (Some(p), Some(c)) => {
-                    let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
-                    cantor::model::pair::ModelPair::from_bytes(&read(c)?, &read(p)?).map_err(anyhow::Error::msg)?
-                }
-                _ => cantor::model::pair::ModelPair::embedded().map_err(anyhow::Error::msg)?,
-            };
-            let (pair, notes) = (std::sync::Arc::new(pair), std::sync::Arc::new(performance.expect("matched")));
-            // Checked once here, so a prior that takes no notes is refused before rendering.
-            cantor::engine::neural_source::NeuralSource::playing(pair.clone(), &notes).map_err(anyhow::Error::msg)?;
+    let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let files = match (&args.prior, &args.codec) {
+        (Some(p), Some(c)) => Some(cantor::model::pair::ModelPair::from_bytes(&read(c)?, &read(p)?).map_err(anyhow::Error::msg)?),
+        _ => None,
+    };
+    let factory = match (performance, files) {
+        // A prior that takes no notes is refused when the plugin activates, with the reason.
+        (Some(notes), files) => {
+            let pair = std::sync::Arc::new(match files {
+                Some(pair) => pair,
+                None => cantor::model::pair::ModelPair::embedded().map_err(anyhow::Error::msg)?,
+            });
             std::sync::Arc::new(move || Ok(Box::new(cantor::engine::neural_source::NeuralSource::playing(pair.clone(), &notes)?) as Box<dyn cantor::engine::FrameSource>))
                 as cantor::plugin::SourceFactory
         }
-        (Some(p), Some(c)) => {
-            let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
-            let mut pair = cantor::model::pair::ModelPair::from_bytes(&read(c)?, &read(p)?).map_err(anyhow::Error::msg)?;
+        (None, Some(mut pair)) => {
             if pair.prior.cfg.notes {
                 let score = match &args.score {
                     Some(path) => read(path)?,
@@ -263,7 +261,7 @@ fn render(args: RenderArgs) -> Result<()> {
             }
             cantor::plugin::neural_factory(std::sync::Arc::new(pair))
         }
-        _ => cantor::plugin::embedded_factory()
+        (None, None) => cantor::plugin::embedded_factory()
             .context("this build has no trained prior built in: pass --prior and --codec model files, or train one (cargo xtask train prior)")?,
     };
     let bar = indicatif::ProgressBar::new(1000);

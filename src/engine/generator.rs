@@ -254,18 +254,26 @@ impl Worker {
         self.widener.reset(self.shared.width());
         let src_pos = (position as f64 * self.source.sample_rate() as f64 / self.config.host_rate as f64).round() as u64;
         self.source.reset(seed, src_pos);
-        let ratio = self.config.host_rate as f64 / self.source.sample_rate() as f64;
-        let ahead = (self.shared.look_ahead_s(self.config.max_ahead_s as f32) as f64 * self.config.host_rate as f64).ceil();
-        self.input_latency = ahead as u64 + (self.source.input_lead() as f64 * ratio).ceil() as u64 + self.resampler.delay() as u64;
+        let lead = (self.source.input_lead() as f64 * self.host_per_source()).ceil() as u64;
+        self.input_latency = self.ahead_frames().ceil() as u64 + lead + self.resampler.delay() as u64;
         self.shared.set_input_latency(self.input_latency.min(u32::MAX as u64) as u32);
         self.shared.publish_epoch(epoch, self.pushed_frames);
+    }
+
+    /// Host frames per source sample.
+    fn host_per_source(&self) -> f64 {
+        self.config.host_rate as f64 / self.source.sample_rate() as f64
+    }
+
+    /// The Look-ahead knob in host frames: what real time keeps buffered.
+    fn ahead_frames(&self) -> f64 {
+        self.shared.look_ahead_s(self.config.max_ahead_s as f32) as f64 * self.config.host_rate as f64
     }
 
     /// A host frame of this epoch as the source's samples since its reset: where a player's
     /// event arriving at host frame `frame` is played, `input_latency` later.
     fn input_position(&self, frame: u64) -> u64 {
-        let ratio = self.config.host_rate as f64 / self.source.sample_rate() as f64;
-        ((frame + self.input_latency).saturating_sub(self.resampler.delay() as u64) as f64 / ratio) as u64
+        ((frame + self.input_latency).saturating_sub(self.resampler.delay() as u64) as f64 / self.host_per_source()) as u64
     }
 
     /// Whether the player's events are known as far as the next render reads them (always,
@@ -301,8 +309,7 @@ impl Worker {
             let queued = self.pushed_frames + (self.pending.len() / 2) as u64;
             queued < self.shared.demanded_frames()
         } else {
-            let ahead = (self.shared.look_ahead_s(self.config.max_ahead_s as f32) as f64 * self.config.host_rate as f64) as usize;
-            (self.producer.occupied_len() + self.pending.len()) / 2 < ahead
+            (self.producer.occupied_len() + self.pending.len()) / 2 < self.ahead_frames() as usize
         };
         wanted && self.input_ready()
     }
@@ -360,7 +367,7 @@ impl Worker {
     fn place_notes(&mut self) {
         self.source_notes.clear();
         self.source.take_notes(&mut self.source_notes);
-        let ratio = self.config.host_rate as f64 / self.source.sample_rate() as f64;
+        let ratio = self.host_per_source();
         let delay = self.resampler.delay() as u64;
         for n in &self.source_notes {
             let at = self.epoch_start + ((self.epoch_source_samples + n.at) as f64 * ratio).round() as u64 + delay;

@@ -5,7 +5,7 @@
 //! come out with the audio they belong to. Without one, a knobs-only prior writes the codes.
 //! Runs on the generator thread only (it allocates, and takes a few milliseconds per call).
 
-use super::score_stage::{GivenNote, ScoreStage, StepNote, WRITE_AHEAD_BEATS};
+use super::score_stage::{GivenNote, ScoreStage, StepNote, PLACED_AHEAD_FRAMES, WRITE_AHEAD_BEATS};
 use crate::knobs::Source;
 use super::silence_watch::SilenceWatch;
 use super::source::{InputNote, PlayedNote};
@@ -200,13 +200,13 @@ impl FrameSource for NeuralSource {
 
     fn input_needed(&self) -> u64 {
         // Steps the next render takes (its first after a reset fills the delay pattern too),
-        // and the two frames beyond its last step whose onsets the performer sees.
+        // and the frames beyond its last step whose notes the stage places.
         let steps = FRAMES_PER_RENDER as u64 + if self.frames_out == 0 { self.max_delay() } else { 0 };
-        (self.steps + steps + 2) * self.model.codec.cfg.hop() as u64
+        (self.steps + steps + PLACED_AHEAD_FRAMES) * self.model.codec.cfg.hop() as u64
     }
 
     fn input_lead(&self) -> u64 {
-        (FRAMES_PER_RENDER as u64 + self.max_delay() + 2) * self.model.codec.cfg.hop() as u64
+        (FRAMES_PER_RENDER as u64 + self.max_delay() + PLACED_AHEAD_FRAMES) * self.model.codec.cfg.hop() as u64
     }
 
     fn play_input(&mut self, events: &[InputNote]) {

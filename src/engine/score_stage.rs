@@ -23,6 +23,11 @@ use std::sync::Arc;
 /// change waits at most a bar. Writing a bar takes a few milliseconds (`cargo xtask bench score`).
 pub const WRITE_AHEAD_BEATS: f64 = 0.5;
 
+/// Frames past a step whose notes `ScoreStage::step` places: the performer sees onsets a frame
+/// early, and one more covers an onset on that frame's edge. A stage's notes must be known this
+/// far ahead of the step being played.
+pub const PLACED_AHEAD_FRAMES: u64 = 2;
+
 /// MIDI channels (0-based) of what Cantor plays: the tune's parts on 0-3, the chords on 4 and
 /// the bass on 5, so a DAW can split them onto tracks (channel 9, General MIDI drums, is avoided).
 pub const CHORDS_CHANNEL: u8 = 4;
@@ -151,15 +156,16 @@ impl ScoreStage {
     pub fn play(&mut self, at: f64, event: LiveEvent, now: f64) {
         let Tune::Live(live) = &mut self.tune else { return };
         let at = if at.is_finite() { at.max(now) } else { now };
-        let end = |notes: &mut Vec<BeatNote>, key: Option<u8>| {
-            for n in notes.iter_mut().filter(|n| n.off == OPEN_END && key.is_none_or(|k| n.key == k)) {
+        // End the open notes whose keys `keys` holds (a bit per key).
+        let end = |notes: &mut Vec<BeatNote>, keys: u128| {
+            for n in notes.iter_mut().filter(|n| n.off == OPEN_END && keys & (1u128 << n.key) != 0) {
                 n.off = at.max(n.on + 1e-6);
             }
         };
         match event {
             LiveEvent::On { key, velocity } => {
                 let key = fold_key(key as i32);
-                end(&mut self.notes, Some(key));
+                end(&mut self.notes, 1u128 << key);
                 live.held &= !(1u128 << key);
                 let note = BeatNote { on: at, off: OPEN_END, key, velocity: velocity.clamp(1, 127), voice: Voice::Part { program_slot: 0 }, channel: 0 };
                 insert_note(&mut self.notes, f64::NEG_INFINITY, note);
@@ -169,22 +175,18 @@ impl ScoreStage {
                 if live.pedal {
                     live.held |= 1u128 << key;
                 } else {
-                    end(&mut self.notes, Some(key));
+                    end(&mut self.notes, 1u128 << key);
                 }
             }
             LiveEvent::Pedal(down) => {
                 live.pedal = down;
                 if !down {
-                    for key in 0..128u8 {
-                        if live.held & (1u128 << key) != 0 {
-                            end(&mut self.notes, Some(key));
-                        }
-                    }
+                    end(&mut self.notes, live.held);
                     live.held = 0;
                 }
             }
             LiveEvent::AllOff => {
-                end(&mut self.notes, None);
+                end(&mut self.notes, u128::MAX);
                 (live.pedal, live.held) = (false, 0);
             }
         }
@@ -306,11 +308,11 @@ impl ScoreStage {
             paint(&[], 0, 1, features);
             return;
         }
-        // Frame positions relative to this step (frame 0); the performer sees onsets one
-        // frame early, so notes up to two frames ahead are placed.
+        // Frame positions relative to this step (frame 0); notes up to PLACED_AHEAD_FRAMES
+        // ahead are placed.
         let frame_of = |b: f64| (b - beat) / per_frame;
         self.frame_notes.clear();
-        for n in self.notes.iter().take_while(|n| n.on < next + 2.0 * per_frame) {
+        for n in self.notes.iter().take_while(|n| n.on < next + PLACED_AHEAD_FRAMES as f64 * per_frame) {
             self.frame_notes.push(FrameNote { on: frame_of(n.on), off: frame_of(n.off), key: n.key, velocity: n.velocity, voice: n.voice });
         }
         paint(&self.frame_notes, 0, 1, features);
