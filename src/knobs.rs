@@ -390,6 +390,10 @@ knob_enum! {
         /// The notes arriving from the host (a MIDI clip or a keyboard), with their velocity and
         /// the sustain pedal, played after the latency Cantor reports to the host.
         PlayMyNotes = ("play", "Play my notes"),
+        /// The player's notes, as with `PlayMyNotes`; when the player rests a beat before a bar
+        /// line, the score prior continues their last bars from that bar line on, in their key,
+        /// until they play again (call and response).
+        Continue = ("continue", "Continue my phrase"),
     }
 }
 
@@ -771,9 +775,9 @@ knob_table! {
     /// When Cantor plays.
     run_mode["run_mode"]: EnumKnob<RunMode> = EnumKnob { id: "run_mode", name: "Run mode", default: RunMode::Transport,
         help: "Play with the host transport (restarting from the seed at the play position), always, or while a MIDI note is held." };
-    /// Where the notes come from: the score prior, or the player's MIDI.
+    /// Where the notes come from: the score prior, the player's MIDI, or both in turn.
     source["source"]: EnumKnob<Source> = EnumKnob { id: "source", name: "Source", default: Source::Compose,
-        help: "Compose: Cantor writes the tune. Play my notes: it performs the notes you send it (a MIDI clip or a keyboard) with their velocity and the sustain pedal, silent between them, after the latency it reports to the host." };
+        help: "Compose: Cantor writes the tune. Play my notes: it performs the notes you send it (a MIDI clip or a keyboard) with their velocity and the sustain pedal, silent between them, after the latency it reports to the host. Continue my phrase: it performs your notes, and when you rest for a beat before a bar line it carries on from your last bars (up to 8) in their key and the chosen style, until you play again." };
     /// Send the notes played as MIDI (a note output port), sample-aligned with the audio.
     midi_out["midi_out"]: BoolKnob = BoolKnob { id: "midi_out", name: "MIDI out", default: true,
         help: "Send the notes Cantor plays as MIDI, in time with its audio, so a DAW can record them (tune on channels 1-4, chords on 5, bass on 6)." };

@@ -424,3 +424,82 @@ fn the_players_notes_play_at_the_reported_latency_without_allocating() {
     });
     assert!(flooded[flooded.len() - 480..].iter().all(|v| *v == 0.0), "all-notes-off leaves no note sounding");
 }
+
+/// Source "continue": the player's phrase is performed; a beat's rest before a bar line hands
+/// Cantor the lead from that bar line (its notes come out as MIDI, none before it); a note the
+/// player strikes takes the lead back (Cantor's notes end as it is heard, and it stays silent
+/// until the player rests again); the bounce is repeatable, without an allocation.
+#[test]
+fn continue_answers_the_players_phrase_at_the_next_bar_line_and_yields_to_them() {
+    use cantor::model::pair::ModelPair;
+    let (codec, performer, score) = common::tiny_hierarchy_files();
+    let factory = || cantor::plugin::neural_factory(Arc::new(ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap()));
+    let on = |timing, key: u8| NoteEvent::NoteOn { timing, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(key), velocity: 0.8 };
+    let off = |timing, key: u8| NoteEvent::NoteOff { timing, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(key), velocity: 0.0 };
+    let take = || {
+        let mut host = DirectHost::new(Cantor::with_source_factory(Some(factory())));
+        assert!(host.activate(24_000.0, 480, ProcessMode::Offline));
+        host.set_param("seed", 5.0).unwrap();
+        host.set_param("ahead", 0.1).unwrap();
+        host.set_param("source", 2.0).unwrap();
+        play(&mut host);
+        let (mut audio, mut sent) = (Vec::new(), Vec::new());
+        // 120 BPM in 4/4: a beat is 25 blocks of 20 ms, a bar 100. The phrase: D E F# A from
+        // beat 0.4, each a fifth of a beat long, the last ending at beat 2.4; later a note at beat 8.
+        let phrase = [(10u32, 62u8), (20, 64), (30, 66), (40, 69), (50, 74)];
+        for i in 0..400u32 {
+            if let Some(&(_, key)) = phrase.iter().find(|(b, _)| *b == i) {
+                host.push_event(on(0, key));
+            }
+            if let Some(&(_, key)) = phrase.iter().find(|(b, _)| b + 10 == i) {
+                host.push_event(off(0, key));
+            }
+            match i {
+                200 => host.push_event(on(0, 67)),
+                210 => host.push_event(off(0, 67)),
+                _ => {}
+            }
+            let (allocs, out) = process_counted(&mut host, 480);
+            assert_eq!(allocs, 0, "block {i} allocated {allocs} times");
+            audio.extend_from_slice(out[0]);
+            host.drain_sent_events(&mut sent);
+        }
+        let notes: Vec<(u64, bool, u8)> = sent
+            .iter()
+            .filter_map(|(frame, e)| match e {
+                NoteEvent::NoteOn { key, .. } => Some((*frame, true, key.number().unwrap())),
+                NoteEvent::NoteOff { key, .. } => Some((*frame, false, key.number().unwrap())),
+                _ => None,
+            })
+            .collect();
+        (audio, notes, host.latency() as u64)
+    };
+    let (audio, notes, latency) = take();
+    assert!(latency > 0 && latency < 12_000, "latency {latency}");
+    // The phrase ends at beat 2.4 (block 60): Cantor answers from bar line 4 (2 s), heard at
+    // 48,000 + latency, and none of its notes sound before.
+    let answer = 48_000 + latency;
+    let back = 200 * 480 + latency;
+    let again = 144_000 + latency;
+    assert!(notes.iter().all(|&(f, _, _)| f + 1 >= answer), "Cantor played before its cue: {notes:?}");
+    assert!(notes.iter().any(|&(f, on, _)| on && f < back), "Cantor did not answer: {notes:?}");
+    // The player's note at block 200 takes the lead back: every note of Cantor's has ended when
+    // it is heard, and Cantor strikes none until its next cue (bar line 12, 6 s: the note ends at
+    // beat 8.4).
+    let mut sounding = std::collections::BTreeSet::new();
+    for &(f, on, key) in notes.iter().filter(|(f, _, _)| *f <= back + 320) {
+        assert!(f <= back + 320);
+        if on {
+            sounding.insert(key);
+        } else {
+            sounding.remove(&key);
+        }
+    }
+    assert!(sounding.is_empty(), "Cantor's notes {sounding:?} still sound over the player's");
+    assert!(notes.iter().all(|&(f, on, _)| !on || f < back || f + 1 >= again), "Cantor struck a note over the player: {notes:?}");
+    assert!(notes.iter().any(|&(f, on, _)| on && f >= again), "Cantor did not answer the second phrase");
+    // The player's own notes are heard too: sound from the first note on.
+    assert!(audio[10 * 480 + latency as usize..][..4800].iter().any(|v| *v != 0.0));
+    let (again_audio, again_notes, _) = take();
+    assert!(again_audio == audio && again_notes == notes, "a bounce of the same notes differs");
+}

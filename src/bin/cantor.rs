@@ -35,7 +35,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RenderArgs {
-    /// Length in seconds [default: 30, or with --midi-in the file's length plus 2 s].
+    /// Length in seconds [default: 30; with --midi-in the file's length plus 2 s; with
+    /// --continue the file, the rest before Cantor's first bar, --bars bars and 1.5 s].
     #[arg(long)]
     seconds: Option<f64>,
     /// Style, or a blend of styles with weights 0-1: "reel" or "reel=1,jig=0.5".
@@ -75,6 +76,14 @@ struct RenderArgs {
     /// is given. --style still steers the playing.
     #[arg(long, conflicts_with = "score")]
     midi_in: Option<PathBuf>,
+    /// Continue this Standard MIDI file: the performer plays it (as --midi-in does), and from
+    /// the first bar line a beat or more after its last note the score prior carries on from
+    /// its last bars (up to 8), in their key, for --bars bars. The MIDI out holds Cantor's notes.
+    #[arg(long = "continue", conflicts_with_all = ["score", "midi_in"])]
+    continue_from: Option<PathBuf>,
+    /// Bars Cantor plays after the phrase it continues.
+    #[arg(long, default_value_t = 16, requires = "continue_from")]
+    bars: usize,
 }
 
 #[derive(clap::Args)]
@@ -229,10 +238,21 @@ fn render(args: RenderArgs) -> Result<()> {
     };
     knobs.styles = styles;
     let mut settings = RenderSettings { seconds: args.seconds.unwrap_or(30.0), sample_rate: args.sample_rate, time_signature: args.time_signature, knobs };
-    let performance = match &args.midi_in {
+    let performance = match args.midi_in.as_ref().or(args.continue_from.as_ref()) {
         Some(path) => Some(performance(path, &args, &mut settings)?),
         None => None,
     };
+    if let (Some(notes), None) = (&performance, args.seconds) {
+        if args.continue_from.is_some() {
+            // The phrase, the rest before the bar line Cantor answers from, its bars, a release.
+            let (n, d) = settings.time_signature;
+            let meter = cantor::model::vocab::Meter::of_time_signature(n, d).context("a known time signature")?;
+            let last_off = notes.iter().map(|n| n.off).fold(0.0, f64::max);
+            let from = cantor::engine::score_stage::answer_bar_line(last_off, 0.0, meter);
+            let bar_beats = cantor::engine::score_stage::score_bar_beats(meter);
+            settings.seconds = (from + args.bars as f64 * bar_beats) * 60.0 / settings.knobs.tempo as f64 + 1.5;
+        }
+    }
     settings.validate().map_err(anyhow::Error::msg)?;
     let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     let files = match (&args.prior, &args.codec) {
@@ -242,12 +262,24 @@ fn render(args: RenderArgs) -> Result<()> {
     let factory = match (performance, files) {
         // A prior that takes no notes is refused when the plugin activates, with the reason.
         (Some(notes), files) => {
-            let pair = std::sync::Arc::new(match files {
+            let pair = match files {
+                Some(pair) if args.continue_from.is_some() && pair.prior.cfg.notes => {
+                    // Continuing needs the score prior too: the built-in one.
+                    let score = cantor::model::embedded::SCORE.context("this build has no score prior built in to continue with")?;
+                    pair.with_score(score).map_err(anyhow::Error::msg)?
+                }
                 Some(pair) => pair,
                 None => cantor::model::pair::ModelPair::embedded().map_err(anyhow::Error::msg)?,
-            });
-            std::sync::Arc::new(move || Ok(Box::new(cantor::engine::neural_source::NeuralSource::playing(pair.clone(), &notes)?) as Box<dyn cantor::engine::FrameSource>))
-                as cantor::plugin::SourceFactory
+            };
+            let pair = std::sync::Arc::new(pair);
+            let continuing = args.continue_from.is_some();
+            std::sync::Arc::new(move || {
+                let source = match continuing {
+                    true => cantor::engine::neural_source::NeuralSource::continuing(pair.clone(), &notes)?,
+                    false => cantor::engine::neural_source::NeuralSource::playing(pair.clone(), &notes)?,
+                };
+                Ok(Box::new(source) as Box<dyn cantor::engine::FrameSource>)
+            }) as cantor::plugin::SourceFactory
         }
         (None, Some(mut pair)) => {
             if pair.prior.cfg.notes {

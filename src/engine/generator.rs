@@ -257,6 +257,8 @@ impl Worker {
         let lead = (self.source.input_lead() as f64 * self.host_per_source()).ceil() as u64;
         self.input_latency = self.ahead_frames().ceil() as u64 + lead + self.resampler.delay() as u64;
         self.shared.set_input_latency(self.input_latency.min(u32::MAX as u64) as u32);
+        let delay = (self.input_latency - self.resampler.delay() as u64) as f64 / self.host_per_source();
+        self.source.set_input_delay(delay.round() as u64);
         self.shared.publish_epoch(epoch, self.pushed_frames);
     }
 

@@ -5,7 +5,7 @@
 //! come out with the audio they belong to. Without one, a knobs-only prior writes the codes.
 //! Runs on the generator thread only (it allocates, and takes a few milliseconds per call).
 
-use super::score_stage::{GivenNote, ScoreStage, StepNote, PLACED_AHEAD_FRAMES, WRITE_AHEAD_BEATS};
+use super::score_stage::{answer_bar_line, GivenNote, ScoreStage, StepNote, PLACED_AHEAD_FRAMES, WRITE_AHEAD_BEATS};
 use crate::knobs::Source;
 use super::silence_watch::SilenceWatch;
 use super::source::{InputNote, PlayedNote};
@@ -74,8 +74,19 @@ pub struct NeuralSource {
     /// sounded; whether each step not yet decoded is to be heard (from `heard_from` on); the
     /// level of that fade at the last sample output.
     live: ScoreStage,
-    /// Whether the last step played the player's notes (a switch back to composing restarts the tune).
+    /// Whether the last step took the player's notes (a switch back to composing restarts the tune).
     was_live: bool,
+    /// A prompt given up front (`continuing`): the Source is "continue", the player's notes are
+    /// those in `live`, timed in beats, and nothing comes from the host.
+    given_prompt: bool,
+    /// How much later than the host's grid the audio is heard while the player's notes play
+    /// (`FrameSource::set_input_delay`), in samples: Cantor's answers and the performer's beat
+    /// grid are placed this much later, so both land on the grid after delay compensation.
+    input_delay: u64,
+    /// Source "continue": the player's notes since Cantor last answered, in beats (an open
+    /// note's end is infinite), and the key Cantor answers in while it does.
+    player_phrase: Vec<GivenNote>,
+    answering: Option<(u8, u8)>,
     last_sounding: Option<u64>,
     heard: VecDeque<bool>,
     heard_from: u64,
@@ -99,6 +110,18 @@ impl NeuralSource {
             return Err("Only a performer (a prior trained with notes) can play given notes; this prior takes none.".into());
         }
         Self::with_stage(model, Some(ScoreStage::playing(notes)))
+    }
+
+    /// A performer playing `prompt` (a MIDI file, in host beats) as the player's notes, and the
+    /// score prior continuing it from the first bar line after it ends (Source: continue).
+    pub fn continuing(model: Arc<ModelPair>, prompt: &[GivenNote]) -> Result<Self, String> {
+        let mut source = Self::new(model)?;
+        if source.score.is_none() {
+            return Err("Continuing a phrase needs a performer and a score prior; this prior takes no notes.".into());
+        }
+        source.live = ScoreStage::playing(prompt);
+        source.given_prompt = true;
+        Ok(source)
     }
 
     fn with_stage(model: Arc<ModelPair>, score: Option<ScoreStage>) -> Result<Self, String> {
@@ -128,6 +151,10 @@ impl NeuralSource {
             played: Vec::new(),
             live: ScoreStage::live(),
             was_live: false,
+            given_prompt: false,
+            input_delay: 0,
+            player_phrase: Vec::new(),
+            answering: None,
             last_sounding: None,
             heard: VecDeque::new(),
             heard_from: 0,
@@ -154,6 +181,56 @@ impl NeuralSource {
         let knobs = Knobs { styles, instrument: Some(instrument), key: Some((key, mode)), bpm: Some(snapshot.tempo_bpm) };
         let sampling = Sampling { temperature: k.temperature, top_k: k.top_k.max(0) as usize, top_p: k.top_p, guidance: k.guidance, repeat: k.repeat };
         (knobs, sampling)
+    }
+}
+
+impl NeuralSource {
+    /// Source "continue", after the player's stage painted this step (its events in
+    /// `step_notes`): note the player's notes in beats; a note struck while Cantor answers takes
+    /// the lead back (Cantor's notes end); when the player has rested `ANSWER_REST_BEATS` before
+    /// the next bar line, Cantor answers from it, in the key of the phrase; while it answers,
+    /// this step's notes are its own (painted over the player's, sent as MIDI).
+    /// `step` is the step's start and end on the host's grid, in beats.
+    fn answer(&mut self, k: &KnobSnapshot, knobs: &Knobs, meter: Meter, step: (f64, f64), player_sounding: bool) -> Result<(), String> {
+        let Some(score) = &mut self.score else { return Ok(()) };
+        let (beat, next) = step;
+        let per_frame = next - beat;
+        let mut struck = false;
+        for e in &self.step_notes {
+            let at = beat + e.offset as f64 / 65536.0 * per_frame;
+            if e.on {
+                struck = true;
+                self.player_phrase.push(GivenNote { on: at, off: f64::INFINITY, key: e.key, velocity: e.velocity, channel: 0 });
+            } else if let Some(n) = self.player_phrase.iter_mut().rev().find(|n| n.key == e.key && n.off == f64::INFINITY) {
+                n.off = at;
+            }
+        }
+        if struck && self.answering.take().is_some() {
+            self.step_notes.clear();
+            score.cut(&mut self.step_notes);
+            self.waiting.extend(self.step_notes.iter().map(|e| (self.steps, *e)));
+        }
+        let last_off = self.player_phrase.iter().map(|n| n.off).fold(f64::NEG_INFINITY, f64::max);
+        if self.answering.is_none() && !player_sounding && !self.player_phrase.is_empty() && last_off.is_finite() {
+            let from = answer_bar_line(last_off, beat, meter);
+            if beat + WRITE_AHEAD_BEATS >= from {
+                let (tonic, mode) = crate::key_finder::key_of_notes(self.player_phrase.iter().map(|n| (n.key, n.off - n.on)));
+                let key = (tonic as u8, mode as u8);
+                score.answer(&self.player_phrase, from, meter, knobs.styles, key.0, key.1, k.knobs.repeat)?;
+                self.player_phrase.clear();
+                self.answering = Some(key);
+            }
+        }
+        if let Some((tonic, mode)) = self.answering {
+            score.write_until(beat + WRITE_AHEAD_BEATS, meter, knobs.styles, tonic, mode, k.knobs.repeat)?;
+            self.step_notes.clear();
+            score.step(beat, next, &mut self.features, &mut self.step_notes);
+            if score.sounding(beat, next) {
+                self.last_sounding = Some(self.steps);
+            }
+            self.waiting.extend(self.step_notes.iter().map(|e| (self.steps, *e)));
+        }
+        Ok(())
     }
 }
 
@@ -187,6 +264,8 @@ impl FrameSource for NeuralSource {
         self.played.clear();
         self.live.reset(0, 0.0);
         self.was_live = false;
+        self.player_phrase.clear();
+        self.answering = None;
         self.last_sounding = None;
         self.heard.clear();
         self.heard_from = 0;
@@ -195,7 +274,7 @@ impl FrameSource for NeuralSource {
     }
 
     fn plays_input(&self, knobs: &KnobSnapshot) -> bool {
-        knobs.knobs.source == Source::PlayMyNotes && self.model.prior.cfg.notes
+        knobs.knobs.source != Source::Compose && self.model.prior.cfg.notes && !self.given_prompt
     }
 
     fn input_needed(&self) -> u64 {
@@ -203,6 +282,10 @@ impl FrameSource for NeuralSource {
         // and the frames beyond its last step whose notes the stage places.
         let steps = FRAMES_PER_RENDER as u64 + if self.frames_out == 0 { self.max_delay() } else { 0 };
         (self.steps + steps + PLACED_AHEAD_FRAMES) * self.model.codec.cfg.hop() as u64
+    }
+
+    fn set_input_delay(&mut self, samples: u64) {
+        self.input_delay = samples;
     }
 
     fn input_lead(&self) -> u64 {
@@ -238,9 +321,18 @@ impl FrameSource for NeuralSource {
         let mut steps = 0;
         // Steps until FRAMES_PER_RENDER frames are out (the delay pattern's first steps give none).
         while frames < FRAMES_PER_RENDER && steps < FRAMES_PER_RENDER + 8 {
-            let grid = GridPosition { beats: self.beats, beats_per_bar: k.beats_per_bar, phrase: self.phrase };
             let next = self.beats + bpm / 60.0 / frame_rate;
-            let live = self.plays_input(k);
+            let source = if self.given_prompt { Source::Continue } else if self.plays_input(k) { k.knobs.source } else { Source::Compose };
+            let live = source != Source::Compose;
+            if (live && !self.was_live) || (source != Source::Continue && self.answering.is_some()) || (self.was_live && !live) {
+                // The composed notes sounding end here (MIDI out must not leave them hanging).
+                self.answering = None;
+                if let Some(score) = &mut self.score {
+                    self.step_notes.clear();
+                    score.cut(&mut self.step_notes);
+                    self.waiting.extend(self.step_notes.iter().map(|e| (self.steps, *e)));
+                }
+            }
             if self.was_live && !live {
                 // Back to composing: a new tune from here, rather than every bar missed meanwhile
                 // written at once.
@@ -248,22 +340,22 @@ impl FrameSource for NeuralSource {
                     score.reset(self.piece_seed ^ 0x5C0E ^ self.steps, self.beats);
                 }
             }
-            if live && !self.was_live {
-                // The composed notes sounding end here (MIDI out must not leave them hanging).
-                if let Some(score) = &mut self.score {
-                    self.step_notes.clear();
-                    score.cut(self.beats, &mut self.step_notes);
-                    self.waiting.extend(self.step_notes.iter().map(|e| (self.steps, *e)));
-                }
-            }
             self.was_live = live;
+            // Where this step is on the host's grid: playing the player's notes, its audio is
+            // heard `input_delay` late, and the host moves it back by as much.
+            let delay = if live && !self.given_prompt { self.input_delay as f64 / self.sample_rate() as f64 * bpm / 60.0 } else { 0.0 };
+            let grid = GridPosition { beats: self.beats - delay, beats_per_bar: k.beats_per_bar, phrase: self.phrase };
             let notes = if live {
-                // The player's notes, in steps; their events are the player's own, not sent.
-                let at = self.steps as f64;
+                // The player's notes, in steps (or beats, given up front); their events are the
+                // player's own, not sent.
+                let (at, to) = if self.given_prompt { (self.beats, next) } else { (self.steps as f64, self.steps as f64 + 1.0) };
                 self.step_notes.clear();
-                self.live.step(at, at + 1.0, &mut self.features, &mut self.step_notes);
-                if self.live.sounding(at, at + 1.0) {
+                self.live.step(at, to, &mut self.features, &mut self.step_notes);
+                if self.live.sounding(at, to) {
                     self.last_sounding = Some(self.steps);
+                }
+                if source == Source::Continue {
+                    self.answer(k, &knobs, meter, (self.beats - delay, next - delay), self.live.sounding(at, to))?;
                 }
                 Some(&self.features[..])
             } else {

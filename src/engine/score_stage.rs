@@ -12,7 +12,7 @@
 use crate::model::prior::notes::{fold_key, paint, played_velocity, FrameNote, Voice};
 use crate::model::prior::sampling::Sampling;
 use crate::model::score::accompaniment::{accompaniment, Role};
-use crate::model::score::tokens::{meter_index, METERS, TICKS_PER_QUARTER};
+use crate::model::score::tokens::{meter_index, ScoreNote, METERS, TICKS_PER_QUARTER};
 use crate::model::score::writer::ScoreWriter;
 use crate::model::score::{ScoreCond, ScorePrior, DEFAULT_GUIDANCE};
 use crate::model::vocab::Meter;
@@ -34,6 +34,18 @@ pub const CHORDS_CHANNEL: u8 = 4;
 pub const BASS_CHANNEL: u8 = 5;
 /// The tune's parts past the fourth share its last channel.
 const MAX_TUNE_CHANNEL: u8 = 3;
+
+/// Bars of the player's phrase the score prior reads before it answers (Source: continue): its
+/// 256-token window holds about 8 bars of a reel, so the phrase it answers stays in view.
+pub const PROMPT_BARS: usize = 8;
+/// Beats of rest before a bar line that hand Cantor the lead: a phrase is over when every key
+/// is up a beat before the next bar line (a rest inside a phrase is rarely a whole beat just
+/// before a bar line; a longer wait would sound like a missed cue).
+pub const ANSWER_REST_BEATS: f64 = 1.0;
+/// The grid the player's notes are read on before the score prior sees them, in ticks: a
+/// sixteenth (players are never on the 1/24-quarter grid, and the corpus is mostly sixteenths
+/// and coarser).
+const PROMPT_GRID_TICKS: u32 = TICKS_PER_QUARTER / 4;
 
 /// The tune's loudness before the accents, as `cantor compose` writes it.
 const MELODY_VELOCITY: u8 = 84;
@@ -125,6 +137,8 @@ pub struct ScoreStage {
     last_line: Vec<(f64, f64, u8)>,
     /// The note state painted for one step (reused).
     frame_notes: Vec<FrameNote>,
+    /// Where the last step ended: the notes starting before it have been sent.
+    stepped_to: f64,
 }
 
 impl ScoreStage {
@@ -192,9 +206,11 @@ impl ScoreStage {
         }
     }
 
-    /// Stop the tune at `beat`: the notes sounding end at the step's start (`events`), the rest
-    /// are dropped (the Source knob turned to the player's notes; a later `reset` starts anew).
-    pub fn cut(&mut self, beat: f64, events: &mut Vec<StepNote>) {
+    /// Stop the tune after the last step played: the notes sounding end at the next step's
+    /// start (`events`), the rest are dropped (the Source knob turned to the player's notes, or
+    /// the player took the lead back; a later `reset` or `answer` starts anew).
+    pub fn cut(&mut self, events: &mut Vec<StepNote>) {
+        let beat = self.stepped_to;
         for n in self.notes.iter().filter(|n| n.on < beat && n.off >= beat) {
             events.push(StepNote { offset: 0, on: false, channel: n.channel, key: n.key, velocity: 0 });
         }
@@ -207,7 +223,7 @@ impl ScoreStage {
     }
 
     fn with_tune(tune: Tune) -> Self {
-        Self { tune, writer: None, seed: 0, tunes: 0, meter: Meter::COMMON_TIME, written_to: 0.0, from_beat: 0.0, notes: Vec::new(), last_line: Vec::new(), frame_notes: Vec::new() }
+        Self { tune, writer: None, seed: 0, tunes: 0, meter: Meter::COMMON_TIME, written_to: 0.0, from_beat: 0.0, notes: Vec::new(), last_line: Vec::new(), frame_notes: Vec::new(), stepped_to: f64::NEG_INFINITY }
     }
 
     /// Start a new tune with `seed` at host beat `beat`: its first bar is the one `beat` falls in.
@@ -217,6 +233,7 @@ impl ScoreStage {
         self.tunes = 0;
         self.from_beat = beat;
         self.written_to = f64::NAN;
+        self.stepped_to = f64::NEG_INFINITY;
         self.notes.clear();
         self.last_line.clear();
         match &mut self.tune {
@@ -224,6 +241,58 @@ impl ScoreStage {
             Tune::Live(live) => *live = LiveState::default(),
             Tune::Written(_) => {}
         }
+    }
+
+    /// Answer the player (Source: continue): a new tune from host bar line `from` on that the
+    /// score prior writes after reading `phrase` (the player's notes in host beats, those of
+    /// the last `PROMPT_BARS` bars before `from` read on a sixteenth grid) as its opening bars,
+    /// in key `tonic` (pitch class) and `mode`; later bars come from `write_until`, in that key.
+    /// A stage that does not write (given notes, the player's) does nothing.
+    pub fn answer(&mut self, phrase: &[GivenNote], from: f64, meter: Meter, styles: Option<[f32; crate::model::vocab::STYLES.len()]>, tonic: u8, mode: u8, repeat: f32) -> Result<(), String> {
+        let Tune::Written(model) = &self.tune else {
+            return Ok(());
+        };
+        let model = model.clone();
+        let (index, meter) = score_meter(meter);
+        let bar_ticks = METERS[index].1;
+        let bar_beats = bar_beats(index, meter);
+        let first_note = phrase.iter().map(|n| n.on).fold(f64::INFINITY, f64::min);
+        let to_bar = (from / bar_beats).round();
+        let from_bar = (first_note / bar_beats).floor().max(to_bar - PROMPT_BARS as f64).min(to_bar);
+        let bars = (to_bar - from_bar).max(0.0) as usize;
+        let mut played = vec![Vec::new(); bars];
+        let ticks_per_beat = TICKS_PER_QUARTER as f64 * meter.beat_quarters;
+        let grid = |beats: f64| ((beats * ticks_per_beat / PROMPT_GRID_TICKS as f64).round().max(0.0) as u32) * PROMPT_GRID_TICKS;
+        for n in phrase {
+            let at = grid(n.on - from_bar * bar_beats);
+            let bar = (at / bar_ticks) as usize;
+            if n.on < from_bar * bar_beats - 1e-9 || bar >= bars {
+                continue;
+            }
+            let dur = grid(n.off.min(from) - n.on).max(PROMPT_GRID_TICKS);
+            played[bar].push(ScoreNote { start: at % bar_ticks, part: 0, key: n.key, dur });
+        }
+        let seed = next_seed(self.seed, &mut self.tunes);
+        let mut writer = ScoreWriter::new(model, tonic, bar_ticks, seed).map_err(|e| format!("the score prior failed: {e}"))?;
+        let cond = ScoreCond { styles, mode: Some(mode.min(1)), meter: Some(index) };
+        let sampling = Self::sampling(repeat);
+        for notes in &played {
+            writer.play_bar(notes, &cond, &sampling).map_err(|e| format!("the score prior failed: {e}"))?;
+        }
+        self.writer = Some(writer);
+        self.meter = meter;
+        self.written_to = from;
+        self.from_beat = from;
+        self.notes.clear();
+        // The phrase's melody ringing into the answer's first bar counts in its chord.
+        self.last_line = phrase.iter().filter(|n| n.off > from).map(|n| (n.on * meter.beat_quarters, (n.off - n.on) * meter.beat_quarters, n.key)).collect();
+        Ok(())
+    }
+
+    /// The tune's own sampling: the Temperature, Top-p and Guidance knobs act on the sound (the
+    /// performer); the tune is written as `cantor compose` writes it by default.
+    fn sampling(repeat: f32) -> Sampling {
+        Sampling { temperature: 1.0, top_k: 0, top_p: 0.95, guidance: DEFAULT_GUIDANCE, repeat: repeat.clamp(0.0, 1.0) }
     }
 
     /// Write bars until the tune reaches `until` (a host beat), with the music knobs of now.
@@ -234,7 +303,7 @@ impl ScoreStage {
             return Ok(());
         };
         let (index, meter) = score_meter(meter);
-        let bar_beats = METERS[index].1 as f64 / TICKS_PER_QUARTER as f64 / meter.beat_quarters;
+        let bar_beats = bar_beats(index, meter);
         if self.writer.is_some() && meter != self.meter {
             // A new time signature: a new tune from the next bar line on.
             self.writer = None;
@@ -244,8 +313,7 @@ impl ScoreStage {
                 // The bar the restart falls in, on the host's bar lines (beat 0 is a bar line).
                 self.written_to = (self.from_beat / bar_beats).floor() * bar_beats;
             }
-            let seed = self.seed ^ self.tunes.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            self.tunes += 1;
+            let seed = next_seed(self.seed, &mut self.tunes);
             self.meter = meter;
             self.last_line.clear();
             self.writer = Some(ScoreWriter::new(model.clone(), key, METERS[index].1, seed).map_err(|e| format!("the score prior failed: {e}"))?);
@@ -253,9 +321,7 @@ impl ScoreStage {
         let (writer, notes, from_beat) = (self.writer.as_mut().expect("made above"), &mut self.notes, self.from_beat);
         let mut push = |n: BeatNote| insert_note(notes, from_beat, n);
         let cond = ScoreCond { styles, mode: Some(mode.min(1)), meter: Some(index) };
-        // The tune's own sampling: the Temperature, Top-p and Guidance knobs act on the sound
-        // (the performer); the tune is written as `cantor compose` writes it by default.
-        let sampling = Sampling { temperature: 1.0, top_k: 0, top_p: 0.95, guidance: DEFAULT_GUIDANCE, repeat: repeat.clamp(0.0, 1.0) };
+        let sampling = Self::sampling(repeat);
         while self.written_to < until {
             writer.set_tonic(key);
             let bar = writer.write_bar(&cond, &sampling).map_err(|e| format!("the score prior failed: {e}"))?;
@@ -303,6 +369,7 @@ impl ScoreStage {
     /// forgotten.
     pub fn step(&mut self, beat: f64, next: f64, features: &mut [f32], events: &mut Vec<StepNote>) {
         let per_frame = next - beat;
+        self.stepped_to = next;
         self.notes.retain(|n| n.off >= beat);
         if !(per_frame > 0.0) {
             paint(&[], 0, 1, features);
@@ -344,6 +411,31 @@ fn insert_note(notes: &mut Vec<BeatNote>, from_beat: f64, n: BeatNote) {
         return;
     }
     notes.insert(first, n);
+}
+
+/// The host bar line from which Cantor answers a phrase whose last note ended at beat
+/// `last_off`, at beat `now` or later: the first with `ANSWER_REST_BEATS` of rest before it
+/// (bar lines of the meter the score prior writes in, from beat 0).
+pub fn answer_bar_line(last_off: f64, now: f64, meter: Meter) -> f64 {
+    let bar_beats = score_bar_beats(meter);
+    ((last_off + ANSWER_REST_BEATS).max(now) / bar_beats - 1e-9).ceil() * bar_beats
+}
+
+/// The seed of the next tune a stage with `seed` starts after `tunes` tunes.
+fn next_seed(seed: u64, tunes: &mut u64) -> u64 {
+    *tunes += 1;
+    seed ^ (*tunes - 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The length in host beats of the bars the score prior writes when the host plays in `meter`.
+pub fn score_bar_beats(meter: Meter) -> f64 {
+    let (index, meter) = score_meter(meter);
+    bar_beats(index, meter)
+}
+
+/// The length in host beats of a bar of score meter `index` played in `meter`.
+fn bar_beats(index: usize, meter: Meter) -> f64 {
+    METERS[index].1 as f64 / TICKS_PER_QUARTER as f64 / meter.beat_quarters
 }
 
 /// The score prior's meter for the host's: the same when it writes in it, else 4/4 beats
@@ -464,13 +556,54 @@ mod tests {
         // Cut while the first note sounds: it ends there, and nothing else is left to play.
         s.reset(1, 0.0);
         let (mut features, mut events) = (vec![0.0; NOTE_DIM], Vec::new());
-        s.step(0.5, 0.54, &mut features, &mut events);
+        s.step(0.5, 0.6, &mut features, &mut events);
         events.clear();
-        s.cut(0.6, &mut events);
+        s.cut(&mut events);
         assert_eq!(events.iter().map(|e| (e.on, e.key)).collect::<Vec<_>>(), vec![(false, 62)]);
         events.clear();
         s.step(0.6, 2.0, &mut features, &mut events);
         assert!(events.is_empty());
+    }
+
+    /// An answer starts on its bar line, after a beat's rest, with nothing before it; the same
+    /// phrase and seed answer alike, and another phrase otherwise (the prompt is read).
+    #[test]
+    fn an_answer_starts_at_its_bar_line_and_follows_the_phrase() {
+        let common = Meter::COMMON_TIME;
+        let jig = Meter::of_time_signature(6, 8).unwrap();
+        assert_eq!(answer_bar_line(2.4, 0.0, common), 4.0);
+        assert_eq!(answer_bar_line(3.0, 0.0, common), 4.0);
+        assert_eq!(answer_bar_line(3.2, 0.0, common), 8.0);
+        assert_eq!(answer_bar_line(2.4, 9.0, common), 12.0);
+        // 6/8: bars of two dotted-quarter beats.
+        assert_eq!(answer_bar_line(0.5, 0.0, jig), 2.0);
+        let model = stage();
+        let Tune::Written(model) = &model.tune else { unreachable!() };
+        let answer = |keys: &[u8]| {
+            let mut s = ScoreStage::new(model.clone());
+            s.reset(4, 0.0);
+            let phrase: Vec<GivenNote> = keys.iter().enumerate().map(|(i, &key)| GivenNote { on: 0.5 * i as f64, off: 0.5 * i as f64 + 0.4, key, velocity: 90, channel: 0 }).collect();
+            s.answer(&phrase, 8.0, common, Some([0.0, 0.0, 0.0, 1.0, 0.0, 0.0]), 2, 0, 0.0).unwrap();
+            let mut features = vec![0.0; NOTE_DIM];
+            let (mut events, mut all) = (Vec::new(), Vec::new());
+            let mut beat = 7.0;
+            while beat < 24.0 {
+                s.write_until(beat + WRITE_AHEAD_BEATS, common, Some([0.0, 0.0, 0.0, 1.0, 0.0, 0.0]), 2, 0, 0.0).unwrap();
+                events.clear();
+                s.step(beat, beat + 0.05, &mut features, &mut events);
+                all.extend(events.iter().filter(|e| e.on).map(|e| ((beat * 100.0).round() as i64, e.key)));
+                beat += 0.05;
+            }
+            all
+        };
+        let a = answer(&[62, 64, 66, 67, 69, 71, 73, 74, 76, 78]);
+        assert!(!a.is_empty() && a.iter().all(|(b, _)| *b >= 800), "{a:?}");
+        // The phrase's two bars are not echoed: the answer's first bar's melody (above the chords
+        // and bass) is not the phrase's first bar.
+        let bar = |from: i64| a.iter().filter(|(b, k)| (from..from + 400).contains(b) && *k >= 60).map(|&(b, k)| (b - from, k)).collect::<Vec<_>>();
+        assert_ne!(bar(800), vec![(0, 62), (45, 64), (95, 66), (145, 67), (195, 69), (245, 71), (295, 73), (345, 74)]);
+        assert_eq!(a, answer(&[62, 64, 66, 67, 69, 71, 73, 74, 76, 78]));
+        assert_ne!(a, answer(&[50, 52, 53, 55, 57, 58, 60, 62, 64, 65]));
     }
 
     /// The player's notes sound from the frame they arrive at to their release, the pedal holding

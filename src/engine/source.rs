@@ -36,6 +36,11 @@ pub trait FrameSource: Send {
     }
     /// The player's note events, each at a sample position since the last reset, in time order.
     fn play_input(&mut self, _events: &[InputNote]) {}
+    /// How much later than the host's grid the source's audio is heard while it plays the
+    /// player's notes, in its samples (the latency the host compensates, less the resampler's
+    /// delay): notes it writes itself then fall this much later, to land on the grid once the
+    /// host has moved the track earlier. Told after each reset.
+    fn set_input_delay(&mut self, _samples: u64) {}
 }
 
 /// A note event of the player's, as the engine carries it: when, and what. From the audio

@@ -216,8 +216,8 @@ impl Plugin for Cantor {
             return ProcessStatus::KeepAlive;
         }
         // MIDI: held-note count for the gate, last note for the key, and with Source on "play
-        // my notes" the notes themselves, on their way to the generator.
-        let play = self.params.source.value() == Source::PlayMyNotes;
+        // my notes" or "continue" the notes themselves, on their way to the generator.
+        let play = self.params.source.value() != Source::Compose;
         while let Some(event) = context.next_event() {
             let timing = event.timing().min(n as u32 - 1);
             let live = match event {

@@ -54,6 +54,22 @@ enum Command {
 
 #[derive(Subcommand)]
 enum EvalCommand {
+    /// How the score prior continues a phrase (the first bars of held-out tunes): key kept,
+    /// style recognised, against tunes composed from nothing.
+    Continue {
+        /// Score prior file (default: assets/models/score-q8_0.safetensors, what ships).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        /// Phrases (held-out tunes) per style.
+        #[arg(long, default_value_t = 20)]
+        phrases: usize,
+        /// Bars of each phrase.
+        #[arg(long, default_value_t = 8)]
+        prompt_bars: usize,
+        /// Bars written after it.
+        #[arg(long, default_value_t = 16)]
+        bars: usize,
+    },
     /// The score prior's tunes against held-out real tunes: key, rhythm, melody, form, novelty.
     Score {
         /// Score prior file (default: assets/models/score-q8_0.safetensors, what ships).
@@ -343,6 +359,14 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::Score(args) } => train::score::train(&args),
         Command::Train { model: TrainCommand::ScoreForms } => train::score_forms::forms(),
         Command::Eval { model: EvalCommand::Codec { weights, candidate, latents, magnitudes, clips, keep_audio } } => eval::codec::eval(&weights, &candidate, latents, magnitudes, clips, keep_audio.as_deref()),
+        Command::Eval { model: EvalCommand::Continue { model, phrases, prompt_bars, bars } } => {
+            let path = model.unwrap_or_else(|| train::quantized_path("score", candle_core::quantized::GgmlDType::Q8_0));
+            let prior = cantor::model::score::ScorePrior::from_bytes(&std::fs::read(&path)?, &candle_core::Device::Cpu)?;
+            let name = path.strip_prefix(dataset::repo_root()).unwrap_or(&path).display().to_string();
+            let body = eval::score::eval_continuation(&prior, &name, phrases, prompt_bars, bars)?;
+            println!("{body}");
+            eval::write_section(&dataset::repo_root().join("EVAL.md"), "continue", &body)
+        }
         Command::Eval { model: EvalCommand::Score { model, seeds, bars, guidance } } => {
             let path = model.unwrap_or_else(|| train::quantized_path("score", candle_core::quantized::GgmlDType::Q8_0));
             let prior = cantor::model::score::ScorePrior::from_bytes(&std::fs::read(&path)?, &candle_core::Device::Cpu)?;

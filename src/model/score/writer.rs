@@ -5,7 +5,7 @@
 //! playing following the first as closely as the Repeat knob asks.
 
 use super::form::{FormPlan, FormPlans};
-use super::tokens::{Grammar, ScoreNote, Token, BAR, BOS, VOCAB};
+use super::tokens::{Grammar, Score, ScoreNote, Token, BAR, BOS, MAX_DUR_TICKS, MAX_PARTS, VOCAB};
 use super::{phrase_slot, ScoreCond, ScorePrior, ScoreState, COND_DIM, PHRASE_BARS};
 use crate::model::prior::sampling::{guide, sample, SampleScratch, Sampling};
 use candle_core::{Device, Result};
@@ -61,6 +61,10 @@ pub struct ScoreWriter<M: Deref<Target = ScorePrior>> {
     plan: FormPlan,
     /// The tokens (after its `Bar`) of each bar of the current unit's first playing, by slot.
     unit: Vec<Vec<u32>>,
+    /// The slots of the current unit someone else played (`play_bar`), a bit each: the form
+    /// plan does not restate them (an answer that opened by echoing the phrase it answers would
+    /// sound like a looper); the strain's repeat does, as the Repeat knob asks.
+    played_slots: u32,
 }
 
 impl<M: Deref<Target = ScorePrior>> ScoreWriter<M> {
@@ -93,6 +97,7 @@ impl<M: Deref<Target = ScorePrior>> ScoreWriter<M> {
             forms,
             plan: [None; PHRASE_BARS],
             unit: Vec::new(),
+            played_slots: 0,
         };
         w.grammar.nominal = Some(bar_ticks);
         w.grammar.push(Token::Bos);
@@ -134,17 +139,42 @@ impl<M: Deref<Target = ScorePrior>> ScoreWriter<M> {
 
     /// Write the next bar. `cond` and `sampling` may change from bar to bar (automation).
     pub fn write_bar(&mut self, cond: &ScoreCond, sampling: &Sampling) -> Result<WrittenBar> {
+        self.bar(cond, sampling, None)
+    }
+
+    /// Read the next bar as played by someone else (a prompt the writer then continues): its
+    /// notes, onsets in ticks from the bar's start (inside the bar), keys as MIDI keys, parts as
+    /// given. It takes its place in the form as a written bar would: a later bar the form
+    /// restates, or the strain's repeat, plays it again. Notes below the tonic's lowest octave,
+    /// of a length off the grid's range or past the bar are left out (the grid cannot hold them).
+    pub fn play_bar(&mut self, notes: &[ScoreNote], cond: &ScoreCond, sampling: &Sampling) -> Result<WrittenBar> {
+        let mut kept: Vec<ScoreNote> = notes
+            .iter()
+            .filter(|n| n.start < self.bar_ticks && n.key >= self.tonic && (n.part as usize) < MAX_PARTS)
+            .map(|n| ScoreNote { dur: n.dur.clamp(1, MAX_DUR_TICKS), ..*n })
+            .collect();
+        kept.sort();
+        kept.dedup_by_key(|n| (n.start, n.part, n.key));
+        let score = Score { tonic: self.tonic, bar_ticks: self.bar_ticks, bars: vec![0], notes: kept };
+        let (tokens, _) = score.encode().map_err(|e| candle_core::Error::msg(format!("a played bar: {e}")))?;
+        // BOS, Bar, the notes, EOS: the writer reads its own Bar.
+        self.bar(cond, sampling, Some(&tokens[2..tokens.len() - 1]))
+    }
+
+    fn bar(&mut self, cond: &ScoreCond, sampling: &Sampling, played: Option<&[u32]>) -> Result<WrittenBar> {
         let index = self.played;
         let (slot, second_playing) = Self::form(index, sampling.repeat);
         if !second_playing && slot == 0 {
             // A unit's first playing begins: its plan, from the style asked for now.
             self.unit.clear();
+            self.played_slots = 0;
             self.plan = self.forms.sample(cond.styles.as_ref(), sampling.repeat > 0.0, &mut self.rng);
         }
         let repeat_draw = self.rng.random::<f32>();
         let source = match second_playing {
+            _ if played.is_some() => None,
             true => Some(slot).filter(|&s| s < self.unit.len() && repeat_draw < sampling.repeat),
-            false => self.plan[slot].map(usize::from).filter(|&r| r < self.unit.len()),
+            false => self.plan[slot].map(usize::from).filter(|&r| r < self.unit.len() && self.played_slots & (1 << r) == 0),
         };
         let copy = source.is_some();
         // Open the bar.
@@ -152,9 +182,13 @@ impl<M: Deref<Target = ScorePrior>> ScoreWriter<M> {
         self.read(BAR, slot, cond)?;
         let mut bar = WrittenBar { index, slot, start: self.next_start, len: self.bar_ticks, notes: Vec::new(), copied: copy, tokens: 1 };
         let mut bar_tokens = Vec::new();
-        if let Some(source) = source {
-            bar_tokens = self.unit[source].clone();
+        if let Some(given) = played.or(source.map(|s| &self.unit[s][..])) {
+            bar_tokens = given.to_vec();
             for &t in &bar_tokens {
+                let allowed = Token::from_id(t).is_some_and(|t| self.grammar.allows(t));
+                if !allowed {
+                    return Err(candle_core::Error::msg(format!("token {t} cannot stand there in a bar")));
+                }
                 self.take(t, cond, &mut bar)?;
             }
         } else {
@@ -169,6 +203,9 @@ impl<M: Deref<Target = ScorePrior>> ScoreWriter<M> {
         }
         if !second_playing && self.unit.len() == slot {
             self.unit.push(bar_tokens);
+            if played.is_some() {
+                self.played_slots |= 1 << slot;
+            }
         }
         bar.notes.sort();
         self.played += 1;
@@ -278,6 +315,33 @@ mod tests {
         assert!(!bars[16].copied);
         // With no plans every first playing is written.
         assert!(write_with(&model, &FormPlans::default(), 5, 0.0).iter().all(|b| !b.copied));
+    }
+
+    /// Played bars are read as the tune's own: their notes come back as given (those the grid
+    /// cannot hold left out), the writer carries on after them, and the strain's repeat plays
+    /// them again.
+    #[test]
+    fn played_bars_open_the_tune_and_the_repeat_restates_them() {
+        let model = tiny();
+        let mut w = ScoreWriter::with_forms(&model, &FormPlans::default(), 2, 2 * TICKS_PER_QUARTER, 4).unwrap();
+        let cond = ScoreCond { styles: Some([0.0, 0.0, 0.0, 1.0, 0.0, 0.0]), mode: Some(0), meter: Some(0) };
+        let s = Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, guidance: 2.0, repeat: 1.0 };
+        let n = |start, key, dur| ScoreNote { start, part: 0, key, dur };
+        let q = TICKS_PER_QUARTER;
+        let first = [n(0, 62, q), n(q, 66, q / 2), n(q, 69, q / 2), n(3 * q / 2, 1, q / 2), n(2 * q, 64, q), n(q / 2, 64, 10_000)];
+        let a = w.play_bar(&first, &cond, &s).unwrap();
+        // Key 1 is below D's lowest octave, the onset at 2q past a 2/4 bar; the long note is held
+        // as long as the grid allows.
+        assert_eq!(shape(&a), vec![(0, 62, q, 0), (q / 2, 64, MAX_DUR_TICKS, 0), (q, 66, q / 2, 0), (q, 69, q / 2, 0)]);
+        assert!(!a.copied);
+        let b = w.play_bar(&[], &cond, &s).unwrap();
+        assert_eq!((b.start, b.index, b.notes.len()), (2 * q, 1, 0));
+        let rest: Vec<_> = (2..STRAIN_BARS + 2).map(|_| w.write_bar(&cond, &s).unwrap()).collect();
+        assert!(rest[..STRAIN_BARS - 2].iter().all(|b| !b.copied));
+        // Bar 8 repeats bar 0: the played bar.
+        assert_eq!(rest[STRAIN_BARS - 2].index, STRAIN_BARS);
+        assert!(rest[STRAIN_BARS - 2].copied);
+        assert_eq!(shape(&rest[STRAIN_BARS - 2]), shape(&a));
     }
 
     #[test]

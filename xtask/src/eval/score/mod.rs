@@ -16,7 +16,9 @@ use std::hash::{Hash, Hasher};
 
 mod bench;
 mod classify;
+mod continuation;
 pub use bench::bench;
+pub use continuation::eval as eval_continuation;
 
 /// Bar-to-bar distances of the form profile.
 const DISTANCES: [usize; 3] = [1, 4, 8];
