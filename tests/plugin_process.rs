@@ -347,6 +347,56 @@ fn midi_out_in_real_time_allocates_nothing_and_keeps_the_bounce_timing() {
     assert_eq!(live_ons, expected);
 }
 
+/// The editor's piano roll is told, without an allocation on the audio thread: Cantor's notes
+/// at the frames MIDI out sends them, the player's at their arrival (whatever the Source knob),
+/// and the take's bar lines a bar apart at the tempo, from the bar the play position falls in.
+#[test]
+fn the_piano_roll_is_told_the_notes_and_bar_lines_heard() {
+    use cantor::engine::{Shown, ShownEvent};
+    use cantor::model::pair::ModelPair;
+    let (codec, performer, score) = common::tiny_hierarchy_files();
+    let factory = cantor::plugin::neural_factory(Arc::new(ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap()));
+    let mut host = DirectHost::new(Cantor::with_source_factory(Some(factory)));
+    assert!(host.activate(24_000.0, 480, ProcessMode::Offline));
+    host.set_param("seed", 9.0).unwrap();
+    host.set_param("guidance", 3.0).unwrap();
+    play(&mut host);
+    // 100 bpm in 4/4 at 24 kHz: a bar is 57,600 samples. Playing from 30,000 starts mid-bar.
+    host.transport_mut().tempo = Some(100.0);
+    host.transport_mut().pos_samples = Some(30_000);
+    let (mut sent, mut shown) = (Vec::new(), Vec::new());
+    for i in 0..200u64 {
+        if i == 10 {
+            host.push_event(NoteEvent::NoteOn { timing: 100, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(67), velocity: 0.5 });
+        }
+        if i == 20 {
+            host.push_event(NoteEvent::NoteOff { timing: 0, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(67), velocity: 0.0 });
+        }
+        let (allocs, _) = process_counted(&mut host, 480);
+        assert_eq!(allocs, 0, "block {i} allocated");
+        host.drain_sent_events(&mut sent);
+        host.plugin.shared().drain_shown(&mut shown).unwrap();
+    }
+    let ev = |at: u64, what: Shown| ShownEvent { at, what };
+    let player: Vec<_> = shown.iter().copied().filter(|e| matches!(e.what, Shown::Note { player: true, .. })).collect();
+    assert_eq!(player, [ev(4900, Shown::Note { key: 67, velocity: 64, channel: 0, player: true }), ev(9600, Shown::Note { key: 67, velocity: 0, channel: 0, player: true })]);
+    let bars: Vec<_> = shown.iter().copied().filter(|e| matches!(e.what, Shown::Bar { .. })).collect();
+    assert_eq!(bars, [ev(0, Shown::Bar { index: 0, line: false }), ev(27_600, Shown::Bar { index: 1, line: true }), ev(85_200, Shown::Bar { index: 2, line: true })]);
+    let cantor: Vec<_> = shown.iter().filter_map(|e| match e.what {
+        Shown::Note { key, velocity, channel, player: false } => Some((e.at, channel, key, velocity > 0)),
+        _ => None,
+    })
+    .collect();
+    let midi_out: Vec<_> = sent.iter().filter_map(|(at, e)| match e {
+        NoteEvent::NoteOn { channel, key, .. } => Some((*at, channel.number().unwrap(), key.number().unwrap(), true)),
+        NoteEvent::NoteOff { channel, key, .. } => Some((*at, channel.number().unwrap(), key.number().unwrap(), false)),
+        _ => None,
+    })
+    .collect();
+    assert!(cantor.iter().any(|n| n.3), "the bounce played no note");
+    assert_eq!(cantor, midi_out);
+}
+
 /// Source "play my notes": the player's notes reach the generator without an allocation on the
 /// audio thread and are heard the latency the plugin reports after they arrive, the same in
 /// real time as in a bounce (shifted by the real-time take's later start), silent before them

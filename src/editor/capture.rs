@@ -7,7 +7,8 @@ use crate::engine::EngineShared;
 const CAPTURE_SECONDS: f64 = 30.0;
 
 pub fn show(ui: &mut egui::Ui, shared: &EngineShared) {
-    ui.horizontal(|ui| {
+    // Wrapped: beside the style pad the two buttons and the result take two lines.
+    ui.horizontal_wrapped(|ui| {
         let button = ui
             .button(format!("Save the last {CAPTURE_SECONDS:.0} s as WAV"))
             .on_hover_text(format!("Writes what Cantor played (up to {MAX_SECONDS:.0} s back) to {}; drag the file onto a track.", default_dir().display()));

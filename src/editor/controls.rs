@@ -8,9 +8,15 @@ use nice_plug_egui::widgets::ParamSlider;
 
 /// One labelled slider with its tooltip.
 fn row<P: Param>(ui: &mut egui::Ui, param: &P, setter: &ParamSetter, tip: &str) {
+    sized_row(ui, param, setter, tip, 110.0, 150.0);
+}
+
+/// `row` with the label and slider widths given (narrower beside the style pad, where the
+/// value's box, up to "Continue my phrase", must fit in the pad's width too).
+pub(super) fn sized_row<P: Param>(ui: &mut egui::Ui, param: &P, setter: &ParamSetter, tip: &str, label: f32, slider: f32) {
     ui.horizontal(|ui| {
-        ui.add_sized([110.0, 18.0], egui::Label::new(param.name())).on_hover_text(tip);
-        ui.add(ParamSlider::for_param(param, setter).with_width(150.0)).on_hover_text(tip);
+        ui.add_sized([label, 18.0], egui::Label::new(param.name())).on_hover_text(tip);
+        ui.add(ParamSlider::for_param(param, setter).with_width(slider)).on_hover_text(tip);
     });
 }
 
@@ -39,11 +45,10 @@ pub fn show(ui: &mut egui::Ui, p: &CantorParams, setter: &ParamSetter) {
         row(ui, &p.repeat, setter, KNOBS.repeat.help);
         row(ui, &p.seed, setter, KNOBS.seed.help);
         ui.add_space(6.0);
+        // Source and MIDI out sit beside the style pad (`super::CantorEditor::ui`).
         ui.strong("Playback");
-        row(ui, &p.source, setter, KNOBS.source.help);
         row(ui, &p.run_mode, setter, KNOBS.run_mode.help);
         row(ui, &p.ahead, setter, KNOBS.ahead.help);
-        row(ui, &p.midi_out, setter, KNOBS.midi_out.help);
         ui.add_space(6.0);
         ui.strong("Output");
         row(ui, &p.gain, setter, KNOBS.gain.help);

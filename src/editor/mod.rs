@@ -3,13 +3,15 @@
 
 mod capture;
 mod controls;
+mod piano_roll;
 mod presets;
 mod spectrogram;
 mod status;
 mod style_pad;
 
 use crate::engine::EngineShared;
-use crate::params::CantorParams;
+use crate::knobs::KNOBS;
+use crate::params::{CantorParams, Source};
 use nice_plug::context::gui::GuiContext;
 use nice_plug_egui::NiceEguiApp;
 use std::sync::Arc;
@@ -21,11 +23,13 @@ pub struct CantorEditor {
     gui: Option<GuiContext>,
     /// The spectrogram's texture, reused between frames.
     spectrogram: spectrogram::SpectrogramView,
+    /// The notes of the last seconds, kept between frames.
+    piano_roll: piano_roll::PianoRollView,
 }
 
 impl CantorEditor {
     pub fn new(params: Arc<CantorParams>, shared: Arc<EngineShared>) -> Self {
-        Self { params, shared, gui: None, spectrogram: Default::default() }
+        Self { params, shared, gui: None, spectrogram: Default::default(), piano_roll: Default::default() }
     }
 }
 
@@ -51,8 +55,10 @@ impl NiceEguiApp for CantorEditor {
         let Some(gui) = self.gui.as_ref() else { return };
         let setter = gui.param_setter();
         egui::Frame::new().inner_margin(10.0).show(ui, |ui| {
-            // What it is doing on the left, the style pad beside it: at the default size every
-            // control below fits without scrolling.
+            // What it is doing on the left (status, what it sounds like, the notes sounding);
+            // the style pad beside it, with where the notes come from and where they go, a
+            // preset and the capture buttons below it: the two columns about as tall, so the
+            // controls below keep most of the window at the default size.
             ui.horizontal_top(|ui| {
                 let left = (ui.available_width() - style_pad::SIZE.x - 12.0).max(200.0);
                 ui.vertical(|ui| {
@@ -60,10 +66,21 @@ impl NiceEguiApp for CantorEditor {
                     ui.heading("Cantor");
                     status::show(ui, &self.shared);
                     self.spectrogram.show(ui, &self.shared);
-                    capture::show(ui, &self.shared);
-                    presets::show(ui, &self.params, gui);
+                    // Strains are the score prior's form: labelled only while Cantor composes.
+                    // Playing your notes, it reports a latency (the plugin's `process`).
+                    let composing = self.params.source.value() == Source::Compose;
+                    let strain = composing.then(|| self.params.repeat.value() > 0.0);
+                    let delay = if composing { 0 } else { self.shared.input_latency() as u64 };
+                    self.piano_roll.show(ui, &self.shared, strain, delay);
                 });
-                style_pad::show(ui, &self.params, &setter);
+                ui.vertical(|ui| {
+                    ui.set_width(style_pad::SIZE.x);
+                    style_pad::show(ui, &self.params, &setter);
+                    controls::sized_row(ui, &self.params.source, &setter, KNOBS.source.help, 60.0, 100.0);
+                    controls::sized_row(ui, &self.params.midi_out, &setter, KNOBS.midi_out.help, 60.0, 100.0);
+                    presets::show(ui, &self.params, gui);
+                    capture::show(ui, &self.shared);
+                });
             });
             ui.separator();
             egui::ScrollArea::vertical().show(ui, |ui| {

@@ -4,8 +4,8 @@
 use crate::engine::spectrogram::{BANDS, COLUMNS, COLUMN_S};
 use crate::engine::EngineShared;
 
-/// Height of the view in points.
-const HEIGHT: f32 = 110.0;
+/// Height of the view in points (the piano roll below it shares the column).
+const HEIGHT: f32 = 80.0;
 
 /// The texture, kept between frames and refreshed only when new columns arrived.
 #[derive(Default)]

@@ -12,7 +12,8 @@
 //!  EngineShared atomics (knobs in, buffer fill / underruns / epochs out) shared by all three
 //!  a second SPSC ring carries the note events of the audio (MIDI out), timed in ring frames;
 //!  a third the player's note events (Source: play my notes) the other way, with the input
-//!  horizon (how far the audio thread has read the host's events) in `EngineShared`
+//!  horizon (how far the audio thread has read the host's events) in `EngineShared`;
+//!  a fourth what is heard (notes, the player's notes, bar lines) to the editor's piano roll
 //! ```
 //!
 //! The audio side never allocates, locks or waits in real-time mode: it reads atomics, pops
@@ -25,6 +26,7 @@ pub mod neural_source;
 pub mod reader;
 pub mod score_stage;
 pub mod shared;
+pub mod shown;
 pub mod silence_watch;
 pub mod source;
 #[cfg(any(test, feature = "test-support"))]
@@ -34,7 +36,8 @@ pub mod stereo;
 
 pub use generator::{Command, Generator, GeneratorConfig};
 pub use reader::{AudioReader, ProcessMode};
-pub use shared::{EngineShared, KnobSnapshot};
+pub use shared::{EngineShared, KnobSnapshot, ShownSource};
+pub use shown::{Shown, ShownEvent};
 pub use source::{FrameSource, InputNote, PlayedNote};
 
 /// A note event on its way to the audio thread: the reset epoch whose audio it belongs to (the
@@ -81,8 +84,10 @@ impl Engine {
         let (producer, consumer) = HeapRb::<f32>::new(capacity.max(1024)).split();
         let (note_producer, note_consumer) = HeapRb::<RingNote>::new(NOTE_RING).split();
         let (input_producer, input_consumer) = HeapRb::<InputNote>::new(INPUT_RING).split();
+        let (shown_producer, shown_consumer) = HeapRb::<ShownEvent>::new(shown::SHOWN_RING).split();
+        shared.set_shown_feed(shown_consumer, config.host_rate);
         let (tx, rx) = crossbeam_channel::bounded(64);
-        let reader = AudioReader::new(consumer, note_consumer, input_producer, tx.clone(), shared.clone(), config.host_rate);
+        let reader = AudioReader::new(consumer, note_consumer, input_producer, shown_producer, tx.clone(), shared.clone(), config.host_rate);
         let generator = Generator::spawn(source, producer, note_producer, input_consumer, rx, tx, shared.clone(), config)?;
         let (capture_tap, capture) = capture::Capture::start(shared.capture().clone(), config.host_rate)?;
         Ok(Self { generator, reader, shared, capture_tap, capture })

@@ -1,10 +1,11 @@
 //! The audio-thread side: pop frames, apply smoothed gain and every fade (reset, underrun,
 //! recovery, and the gate that opens and closes with the transport or held notes), count
 //! underruns, and hand out the note events of the frames it outputs (MIDI out), ending the
-//! notes it started when their audio is cut off. Nothing here allocates, locks, or (in
-//! real-time mode) waits.
+//! notes it started when their audio is cut off; tell the editor's piano roll what is heard
+//! (`shown`). Nothing here allocates, locks, or (in real-time mode) waits.
 
 use super::score_stage::LiveEvent;
+use super::shown::{Shown, ShownEvent, ShownTap};
 use super::{Command, EngineShared, InputNote, PlayedNote, RingNote};
 use crossbeam_channel::Sender;
 use ringbuf::traits::{Consumer, Observer, Producer};
@@ -56,6 +57,8 @@ pub struct AudioReader {
     sounding: [u128; 16],
     /// A reset cut the audio: end every sounding note at the next block's start.
     end_sounding: bool,
+    /// The piano roll's feed: the notes heard, the player's, the bar lines of the take.
+    shown: ShownTap,
     commands: Sender<Command>,
     shared: Arc<EngineShared>,
     phase: Phase,
@@ -80,7 +83,15 @@ pub struct AudioReader {
 }
 
 impl AudioReader {
-    pub(super) fn new(consumer: HeapCons<f32>, notes: HeapCons<RingNote>, input: HeapProd<InputNote>, commands: Sender<Command>, shared: Arc<EngineShared>, host_rate: u32) -> Self {
+    pub(super) fn new(
+        consumer: HeapCons<f32>,
+        notes: HeapCons<RingNote>,
+        input: HeapProd<InputNote>,
+        shown: HeapProd<ShownEvent>,
+        commands: Sender<Command>,
+        shared: Arc<EngineShared>,
+        host_rate: u32,
+    ) -> Self {
         let fade_len = (FADE_SECONDS * host_rate as f32).max(1.0);
         let capacity = consumer.capacity().get() / 2;
         // A new engine's ring starts at frame 0: no player's event is known yet.
@@ -91,6 +102,7 @@ impl AudioReader {
             input,
             sounding: [0; 16],
             end_sounding: false,
+            shown: ShownTap::new(shown, host_rate, shared.time()),
             commands,
             gain: shared.output_gain(),
             shared,
@@ -118,6 +130,7 @@ impl AudioReader {
         self.epoch += 1;
         self.input_frames = 0;
         self.end_sounding = true;
+        self.shown.take_at(position, self.shared.time().0);
         self.unsent_reset = Some((seed, position));
         self.send_reset();
         self.phase = if self.level > 0.0 { Phase::ResetFadeOut } else { Phase::WaitEpoch };
@@ -148,6 +161,10 @@ impl AudioReader {
     /// sample offset in it (`PlayedNote::at` is then the ring frame), in time order.
     pub fn process_with_notes(&mut self, left: &mut [f32], right: &mut [f32], mode: ProcessMode, gate_open: bool, emit: &mut dyn FnMut(u32, PlayedNote)) {
         let n = left.len().min(right.len());
+        // The generator renders the tempo and meter set for this block from the end of what is
+        // buffered on.
+        self.shown.begin_block(n, self.popped + (self.consumer.occupied_len() / 2) as u64, self.shared.time());
+        self.shared.set_shown_clock(self.shown.clock());
         // Every host event of this block has been pushed (`push_input`): the generator may play
         // up to its end.
         self.input_frames += n as u64;
@@ -186,6 +203,18 @@ impl AudioReader {
         }
     }
 
+    /// The player's note event `timing` frames into the block about to be processed, for the
+    /// piano roll (whatever the Source knob: the roll shows what you play either way).
+    pub fn show_input(&mut self, timing: u32, event: LiveEvent) {
+        let what = match event {
+            LiveEvent::On { key, velocity } => Shown::Note { key: key & 127, velocity: velocity.max(1), channel: 0, player: true },
+            LiveEvent::Off { key } => Shown::Note { key: key & 127, velocity: 0, channel: 0, player: true },
+            LiveEvent::Pedal(down) => Shown::Pedal { down },
+            LiveEvent::AllOff => Shown::PlayerAllOff,
+        };
+        self.shown.player(timing, what);
+    }
+
     /// Pop the block from the ring with gain and the reset/underrun fades.
     fn play(&mut self, left: &mut [f32], right: &mut [f32], mode: ProcessMode, emit: &mut dyn FnMut(u32, PlayedNote)) {
         let n = left.len();
@@ -208,6 +237,7 @@ impl AudioReader {
                         if self.popped >= start {
                             self.phase = Phase::Playing;
                             self.level = 0.0;
+                            self.shown.take_begins(self.popped, i);
                             continue;
                         }
                     }
@@ -257,6 +287,7 @@ impl AudioReader {
                     };
                     let got = self.consumer.pop_slice(&mut buf[..2 * k]) / 2;
                     self.hand_out_notes(self.popped + got as u64, i, emit);
+                    self.shown.heard(self.popped, got, i);
                     self.popped += got as u64;
                     for j in 0..got {
                         self.gain += (target_gain - self.gain) * self.gain_coef;
@@ -295,7 +326,9 @@ impl AudioReader {
             } else {
                 self.sounding[channel] &= !bit;
             }
-            emit((offset as u64 + note.at.saturating_sub(self.popped)) as u32, PlayedNote { channel: channel as u8, key, ..note });
+            let at = offset as u64 + note.at.saturating_sub(self.popped);
+            self.shown.note(at, key, note.velocity, channel as u8);
+            emit(at as u32, PlayedNote { channel: channel as u8, key, ..note });
         }
     }
 
@@ -305,6 +338,7 @@ impl AudioReader {
             while self.sounding[channel] != 0 {
                 let key = self.sounding[channel].trailing_zeros() as u8;
                 self.sounding[channel] &= !(1u128 << key);
+                self.shown.note(0, key, 0, channel as u8);
                 emit(0, PlayedNote { at: self.popped, channel: channel as u8, key, velocity: 0 });
             }
         }

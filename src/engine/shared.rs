@@ -3,9 +3,12 @@
 //! memory orderings and locking are decided here, once, and each atomic has one writer (named
 //! on the method that writes it).
 
+use super::shown::ShownEvent;
 use crate::knobs::{KnobAtomics, KnobValues};
 use crate::model::vocab::Meter;
 use atomic_float::AtomicF32;
+use ringbuf::traits::Consumer;
+use ringbuf::HeapCons;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
@@ -75,6 +78,28 @@ pub struct EngineShared {
     /// Capture requests and results (editor and capture thread; the audio thread only pushes
     /// into the capture ring, see `capture`).
     capture: Arc<super::capture::CaptureShared>,
+    /// The piano roll: output samples the reader has played up to the end of its last block
+    /// (the roll's "now"; the events' `at` count the same samples), and the running engine's
+    /// event ring. Only the editor drains the ring and only the main thread replaces it (a new
+    /// engine); the audio thread holds the other end and never locks.
+    shown_clock: AtomicU64,
+    shown_feed: Mutex<ShownFeed>,
+}
+
+/// The running engine's piano-roll events, the host rate that times them, and which engine it
+/// is (counted from 1; the editor starts its roll afresh when it changes).
+#[derive(Default)]
+struct ShownFeed {
+    events: Option<HeapCons<ShownEvent>>,
+    rate: u32,
+    engine: u64,
+}
+
+/// Which engine's events the editor drained, and the rate of their samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShownSource {
+    pub engine: u64,
+    pub rate: u32,
 }
 
 impl Default for EngineShared {
@@ -101,6 +126,8 @@ impl Default for EngineShared {
             error: Mutex::new(None),
             model_name: Mutex::new(None),
             capture: Default::default(),
+            shown_clock: AtomicU64::new(0),
+            shown_feed: Mutex::new(ShownFeed::default()),
         }
     }
 }
@@ -292,5 +319,33 @@ impl EngineShared {
     /// Capture requests and results.
     pub fn capture(&self) -> &Arc<super::capture::CaptureShared> {
         &self.capture
+    }
+
+    // The piano roll.
+
+    /// Main thread (a new engine, before its reader runs): the roll's events from now on, timed
+    /// in samples at `rate` from 0.
+    pub(super) fn set_shown_feed(&self, events: HeapCons<ShownEvent>, rate: u32) {
+        if let Ok(mut feed) = self.shown_feed.lock() {
+            self.shown_clock.store(0, Relaxed);
+            feed.events = Some(events);
+            feed.rate = rate;
+            feed.engine += 1;
+        }
+    }
+    /// Reader: the output samples played by the end of this block (an atomic store).
+    pub fn set_shown_clock(&self, samples: u64) {
+        self.shown_clock.store(samples, Relaxed);
+    }
+    /// Editor: the roll's "now", in the drained events' samples (read after draining).
+    pub fn shown_clock(&self) -> u64 {
+        self.shown_clock.load(Relaxed)
+    }
+    /// Editor: move the events waiting into `out`; `None` while no engine has run.
+    pub fn drain_shown(&self, out: &mut Vec<ShownEvent>) -> Option<ShownSource> {
+        let mut feed = self.shown_feed.lock().ok()?;
+        let (engine, rate) = (feed.engine, feed.rate);
+        out.extend(feed.events.as_mut()?.pop_iter());
+        Some(ShownSource { engine, rate })
     }
 }

@@ -215,8 +215,9 @@ impl Plugin for Cantor {
         if n == 0 || out.len() < 2 {
             return ProcessStatus::KeepAlive;
         }
-        // MIDI: held-note count for the gate, last note for the key, and with Source on "play
-        // my notes" or "continue" the notes themselves, on their way to the generator.
+        // MIDI: held-note count for the gate, last note for the key, the notes for the piano
+        // roll, and with Source on "play my notes" or "continue" the notes themselves, on their
+        // way to the generator.
         let play = self.params.source.value() != Source::Compose;
         while let Some(event) = context.next_event() {
             let timing = event.timing().min(n as u32 - 1);
@@ -241,8 +242,12 @@ impl Plugin for Cantor {
                 NoteEvent::MidiCC { cc: 120..=127, .. } => Some(LiveEvent::AllOff),
                 _ => None,
             };
-            if let (true, Some(live), Some(engine)) = (play, live, &mut self.engine) {
-                engine.reader.push_input(timing, live);
+            if let (Some(live), Some(engine)) = (live, &mut self.engine) {
+                // The piano roll shows what you play whatever the Source knob.
+                engine.reader.show_input(timing, live);
+                if play {
+                    engine.reader.push_input(timing, live);
+                }
             }
         }
         // Playing the player's notes, the host is told their latency, so a clip lines up with

@@ -20,6 +20,19 @@ pub const STRAIN_BARS: usize = PHRASE_BARS / 2;
 /// Past it the bar ends (an untrained or derailed model could otherwise fill one bar forever).
 pub const MAX_BAR_TOKENS: usize = 256;
 
+/// Where bar `index` of a tune stands in the form: its phrase slot (0-7 strain A, 8-15 strain
+/// B), and whether it is the second playing of its strain (which answers the first playing's
+/// bar of the same slot). With `repeat` 0 there are no repeats: A B; above 0, A A B B.
+pub fn form_position(index: usize, repeat: f32) -> (usize, bool) {
+    if repeat <= 0.0 {
+        return (phrase_slot(index, 0), false);
+    }
+    let q = index % (2 * PHRASE_BARS);
+    let strain = q / PHRASE_BARS;
+    let in_strain = q % PHRASE_BARS;
+    (strain * STRAIN_BARS + in_strain % STRAIN_BARS, in_strain >= STRAIN_BARS)
+}
+
 /// One bar as written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WrittenBar {
@@ -124,19 +137,6 @@ impl<M: Deref<Target = ScorePrior>> ScoreWriter<M> {
         self.model.step_pair(&mut self.cond_state, &mut self.uncond_state, token, [&c, &u])
     }
 
-    /// Where bar `index` stands in the form: its phrase slot, and whether it is the second
-    /// playing of its strain (which answers the first playing's bar of the same slot). With
-    /// `repeat` 0 there are no repeats.
-    fn form(index: usize, repeat: f32) -> (usize, bool) {
-        if repeat <= 0.0 {
-            return (phrase_slot(index, 0), false);
-        }
-        let q = index % (2 * PHRASE_BARS);
-        let strain = q / PHRASE_BARS;
-        let in_strain = q % PHRASE_BARS;
-        (strain * STRAIN_BARS + in_strain % STRAIN_BARS, in_strain >= STRAIN_BARS)
-    }
-
     /// Write the next bar. `cond` and `sampling` may change from bar to bar (automation).
     pub fn write_bar(&mut self, cond: &ScoreCond, sampling: &Sampling) -> Result<WrittenBar> {
         self.bar(cond, sampling, None)
@@ -163,7 +163,7 @@ impl<M: Deref<Target = ScorePrior>> ScoreWriter<M> {
 
     fn bar(&mut self, cond: &ScoreCond, sampling: &Sampling, played: Option<&[u32]>) -> Result<WrittenBar> {
         let index = self.played;
-        let (slot, second_playing) = Self::form(index, sampling.repeat);
+        let (slot, second_playing) = form_position(index, sampling.repeat);
         if !second_playing && slot == 0 {
             // A unit's first playing begins: its plan, from the style asked for now.
             self.unit.clear();
