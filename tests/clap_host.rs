@@ -48,6 +48,7 @@ use std::time::Duration;
 use clack_host::events::event_types::{
     NoteOffEvent, NoteOnEvent, ParamValueEvent, TransportEvent, TransportFlags,
 };
+use clack_host::events::spaces::CoreEventSpace;
 use clack_host::events::EventFlags;
 use clack_host::prelude::*; // PluginEntry, PluginInstance, HostHandlers, EventBuffer, Pckn, ClapId, AudioPorts, ...
 use clack_host::utils::{BeatTime, SecondsTime};
@@ -55,6 +56,7 @@ use clack_host::utils::{BeatTime, SecondsTime};
 use clack_extensions::audio_ports::{AudioPortInfoBuffer, PluginAudioPorts};
 use clack_extensions::log::{HostLog, HostLogImpl, LogSeverity};
 use clack_extensions::note_ports::{NotePortInfoBuffer, PluginNotePorts};
+use clack_extensions::render::{PluginRender, RenderMode};
 use clack_extensions::params::{
     HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamInfoBuffer,
     ParamInfoFlags, ParamRescanFlags, PluginParams,
@@ -204,6 +206,8 @@ struct Rendered {
     left: Vec<f32>,
     right: Vec<f32>,
     output_events: usize,
+    /// The frame of each note-on the plugin sent (MIDI out).
+    note_ons: Vec<u64>,
 }
 
 /// The audio thread: start processing, render n_blocks x 64 frames (0 inputs, 1 stereo f32 output)
@@ -228,6 +232,7 @@ fn render(
     let mut left = Vec::with_capacity(n_blocks * BLOCK);
     let mut right = Vec::with_capacity(n_blocks * BLOCK);
     let mut output_events = 0usize;
+    let mut note_ons = Vec::new();
     let started = std::time::Instant::now();
 
     for block in 0..n_blocks {
@@ -268,6 +273,11 @@ fn render(
         )?;
 
         output_events += out_events.len() as usize;
+        for e in out_events.iter() {
+            if let Some(CoreEventSpace::NoteOn(_)) = e.as_core_event() {
+                note_ons.push(start + e.header().time() as u64);
+            }
+        }
         left.extend_from_slice(&out_channels[0]);
         right.extend_from_slice(&out_channels[1]);
     }
@@ -278,6 +288,7 @@ fn render(
         left,
         right,
         output_events,
+        note_ons,
     })
 }
 
@@ -465,6 +476,7 @@ fn clack_host_loads_the_clap_activates_and_plays_10_s() -> Result<(), Box<dyn Er
         left,
         right,
         output_events,
+        ..
     } = rendered;
 
     assert_eq!(left.len(), n_blocks * BLOCK);
@@ -527,23 +539,69 @@ fn clack_host_loads_the_clap_activates_and_plays_10_s() -> Result<(), Box<dyn Er
     }
     let note = Pckn::new(0u16, 0u16, 62u16, 2u32);
     let frame = |seconds: f64| (seconds * SAMPLE_RATE) as usize;
-    let Rendered { processor: stopped, left: played, .. } =
-        render_on_audio_thread(&mut instance, &callback_requested, stopped, frame(4.0) / BLOCK, true, |block, in_events| {
+    // A note from 1.0 to 1.5 s; the peak of each 0.1 s of what the plugin played.
+    let one_note = |block: usize, in_events: &mut EventBuffer| {
+        let blocks = block * BLOCK..(block + 1) * BLOCK;
+        if blocks.contains(&frame(1.0)) {
+            in_events.push(&NoteOnEvent::new((frame(1.0) - blocks.start) as u32, note, 0.8));
+        }
+        if blocks.contains(&frame(1.5)) {
+            in_events.push(&NoteOffEvent::new((frame(1.5) - blocks.start) as u32, note, 0.0));
+        }
+    };
+    let tenths = |played: &[f32]| -> Vec<f32> { played.chunks(SAMPLE_RATE as usize / 10).map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs()))).collect() };
+    let follows_the_note = |tenths: &[f32], mode: &str| {
+        println!("play my notes ({mode}), peak per 0.1 s: {tenths:?}");
+        assert!(tenths[..10].iter().all(|v| *v == 0.0), "{mode}: sound before the note: {tenths:?}");
+        assert!(tenths[12..15].iter().all(|v| *v > 0.0), "{mode}: the note is not heard: {tenths:?}");
+        assert!(tenths[23..].iter().all(|v| *v == 0.0), "{mode}: sound long after the note's release: {tenths:?}");
+    };
+    let Rendered { processor: stopped, left: played, .. } = render_on_audio_thread(&mut instance, &callback_requested, stopped, frame(4.0) / BLOCK, true, one_note)?;
+    follows_the_note(&tenths(&played), "real time");
+
+    // 7. Offline, as a host's export sets it (the render extension takes effect at the next
+    //    activation): the note is heard alike, two renders are the same bit for bit, and with
+    //    Source on "continue" a phrase and a rest bring Cantor's answer (as MIDI out and sound)
+    //    from the next bar line on, not before. -------------------------------------------------
+    instance.deactivate(stopped);
+    let render_ext: PluginRender = instance.plugin_shared_handle().get_extension().ok_or("no render extension")?;
+    render_ext.set(&mut instance.plugin_handle(), RenderMode::Offline).map_err(|e| format!("render set: {e}"))?;
+    let stopped = instance.activate(|_shared, _main_thread| (), config)?;
+    let Rendered { processor: stopped, left: offline, .. } = render_on_audio_thread(&mut instance, &callback_requested, stopped, frame(4.0) / BLOCK, false, one_note)?;
+    follows_the_note(&tenths(&offline), "offline");
+    let Rendered { processor: mut stopped, left: again, .. } = render_on_audio_thread(&mut instance, &callback_requested, stopped, frame(4.0) / BLOCK, false, one_note)?;
+    assert!(again == offline, "two offline renders of the same note differ");
+    {
+        let id = |name: &str| all_params.iter().find(|p| p.name == name).map(|p| p.id).ok_or(format!("no parameter {name:?}"));
+        let mut in_ev = EventBuffer::new();
+        // "continue" is the Source's third step.
+        in_ev.push(&ParamValueEvent::new(0, id("Source")?, Pckn::match_all(), 2.0));
+        let mut out_ev = EventBuffer::new();
+        params.flush_active(&mut stopped.plugin_handle(), &in_ev.as_input(), &mut out_ev.as_output());
+    }
+    // 120 BPM in 4/4: four notes a beat apart from beat 1, the last released at beat 4.5; a
+    // beat's rest before bar line 8 (4 s): Cantor answers from there.
+    let phrase = [(0.5, 62u16), (1.0, 66), (1.5, 69), (2.0, 74)];
+    let Rendered { processor: stopped, left: answered, note_ons, .. } =
+        render_on_audio_thread(&mut instance, &callback_requested, stopped, frame(7.0) / BLOCK, false, |block, in_events| {
             let blocks = block * BLOCK..(block + 1) * BLOCK;
-            if blocks.contains(&frame(1.0)) {
-                in_events.push(&NoteOnEvent::new((frame(1.0) - blocks.start) as u32, note, 0.8));
-            }
-            if blocks.contains(&frame(1.5)) {
-                in_events.push(&NoteOffEvent::new((frame(1.5) - blocks.start) as u32, note, 0.0));
+            for (i, &(at, key)) in phrase.iter().enumerate() {
+                let note = Pckn::new(0u16, 0u16, key, 10 + i as u32);
+                if blocks.contains(&frame(at)) {
+                    in_events.push(&NoteOnEvent::new((frame(at) - blocks.start) as u32, note, 0.8));
+                }
+                if blocks.contains(&frame(at + 0.25)) {
+                    in_events.push(&NoteOffEvent::new((frame(at + 0.25) - blocks.start) as u32, note, 0.0));
+                }
             }
         })?;
-    let tenths: Vec<f32> = played.chunks(SAMPLE_RATE as usize / 10).map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs()))).collect();
-    println!("play my notes, peak per 0.1 s: {tenths:?}");
-    assert!(tenths[..10].iter().all(|v| *v == 0.0), "sound before the note: {tenths:?}");
-    assert!(tenths[12..15].iter().all(|v| *v > 0.0), "the note is not heard: {tenths:?}");
-    assert!(tenths[23..].iter().all(|v| *v == 0.0), "sound long after the note's release: {tenths:?}");
+    let heard = tenths(&answered);
+    println!("continue (offline), peak per 0.1 s: {heard:?}; Cantor's note-ons at {note_ons:?}");
+    assert!(!note_ons.is_empty(), "Cantor did not answer the phrase");
+    assert!(note_ons.iter().all(|&f| f >= frame(4.0) as u64), "Cantor played before its cue: {note_ons:?}");
+    assert!(heard[5..25].iter().any(|v| *v > 0.0), "the phrase is not heard: {heard:?}");
 
-    // 7. Tear down --------------------------------------------------------------------------------
+    // 8. Tear down --------------------------------------------------------------------------------
     if callback_requested.swap(false, Ordering::SeqCst) {
         instance.call_on_main_thread_callback();
     }
