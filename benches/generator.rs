@@ -135,6 +135,10 @@ fn main() {
 
     // Compute per render call (2 frames) of the neural source alone.
     let knobs = KnobSnapshot { knobs: KnobValues { instrument: 1, temperature: 0.9, guidance: 1.5, repeat: 0.5, ..Default::default() }, tempo_bpm: 110.0, beats_per_bar: 4, beat_quarters: 1.0 };
+    if std::env::args().any(|a| a == "notes") {
+        // `cargo bench --bench generator -- notes`: the hierarchy's cost and the note latency only.
+        return note_latency(hierarchy(&knobs, frame_rate));
+    }
     let cost = FrameCost::measure(model.clone(), &knobs, frame_rate);
     println!("prior + decoder per frame ({:.2} ms of audio): {}", 1e3 / frame_rate, cost.line());
 

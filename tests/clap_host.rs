@@ -526,7 +526,7 @@ fn clack_host_loads_the_clap_activates_and_plays_10_s() -> Result<(), Box<dyn Er
     }
 
     // 6. Source "play my notes", paced at the audio clock: a note from 1.0 to 1.5 s is heard after
-    //    the plugin's latency (look-ahead plus about 73 ms) until 0.4 s after its release, and
+    //    the plugin's latency (look-ahead plus about 47 ms) until 0.4 s after its release, and
     //    nothing before or after it. --------------------------------------------------------------
     {
         let id = |name: &str| all_params.iter().find(|p| p.name == name).map(|p| p.id).ok_or(format!("no parameter {name:?}"));

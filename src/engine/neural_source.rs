@@ -5,7 +5,8 @@
 //! come out with the audio they belong to. Without one, a knobs-only prior writes the codes.
 //! Runs on the generator thread only (it allocates, and takes a few milliseconds per call).
 
-use super::score_stage::{answer_bar_line, GivenNote, ScoreStage, StepNote, PLACED_AHEAD_FRAMES, WRITE_AHEAD_BEATS};
+use super::score_stage::{answer_bar_line, GivenNote, ScoreStage, StepNote, WRITE_AHEAD_BEATS};
+use crate::model::prior::notes::ONSETS_AHEAD_FRAMES;
 use crate::knobs::Source;
 use super::silence_watch::SilenceWatch;
 use super::source::{InputNote, PlayedNote};
@@ -26,6 +27,11 @@ use std::sync::Arc;
 /// knob change reaches the audio quickly (see the Look-ahead knob in `knobs.rs`). The hand-written
 /// decoder takes a call's frames side by side, reading its weights once for both.
 pub const FRAMES_PER_RENDER: usize = 2;
+/// Code frames per `render` while the player's notes play: one, so the generator reads their
+/// notes one 13.3 ms frame ahead of its audio instead of two (the latency of a played note
+/// is the look-ahead plus the frames read ahead); the decoder then reads its weights once per
+/// frame, a little slower.
+pub const INPUT_FRAMES_PER_RENDER: usize = 1;
 
 /// Playing the player's notes, the audio fades out this many frames (0.4 s) after the last note
 /// ends, and back in with the next: silent between phrases, as an instrument is, while the
@@ -278,10 +284,11 @@ impl FrameSource for NeuralSource {
     }
 
     fn input_needed(&self) -> u64 {
-        // Steps the next render takes (its first after a reset fills the delay pattern too),
-        // and the frames beyond its last step whose notes the stage places.
-        let steps = FRAMES_PER_RENDER as u64 + if self.frames_out == 0 { self.max_delay() } else { 0 };
-        (self.steps + steps + PLACED_AHEAD_FRAMES) * self.model.codec.cfg.hop() as u64
+        // Asked only while the player's notes play: the steps the next render takes (one
+        // frame; its first after a reset fills the delay pattern too), and the frames beyond
+        // its last step whose onsets the performer sees.
+        let steps = INPUT_FRAMES_PER_RENDER as u64 + if self.frames_out == 0 { self.max_delay() } else { 0 };
+        (self.steps + steps + ONSETS_AHEAD_FRAMES) * self.model.codec.cfg.hop() as u64
     }
 
     fn set_input_delay(&mut self, samples: u64) {
@@ -289,7 +296,7 @@ impl FrameSource for NeuralSource {
     }
 
     fn input_lead(&self) -> u64 {
-        (FRAMES_PER_RENDER as u64 + self.max_delay() + PLACED_AHEAD_FRAMES) * self.model.codec.cfg.hop() as u64
+        (INPUT_FRAMES_PER_RENDER as u64 + self.max_delay() + ONSETS_AHEAD_FRAMES) * self.model.codec.cfg.hop() as u64
     }
 
     fn play_input(&mut self, events: &[InputNote]) {
@@ -319,8 +326,9 @@ impl FrameSource for NeuralSource {
         self.codes.clear();
         let mut frames = 0;
         let mut steps = 0;
-        // Steps until FRAMES_PER_RENDER frames are out (the delay pattern's first steps give none).
-        while frames < FRAMES_PER_RENDER && steps < FRAMES_PER_RENDER + 8 {
+        // Steps until a render's frames are out (the delay pattern's first steps give none).
+        let per_render = if self.plays_input(k) { INPUT_FRAMES_PER_RENDER } else { FRAMES_PER_RENDER };
+        while frames < per_render && steps < per_render + 8 {
             let next = self.beats + bpm / 60.0 / frame_rate;
             let source = if self.given_prompt { Source::Continue } else if self.plays_input(k) { k.knobs.source } else { Source::Compose };
             let live = source != Source::Compose;

@@ -24,9 +24,10 @@ use std::sync::Arc;
 pub const WRITE_AHEAD_BEATS: f64 = 0.5;
 
 /// Frames past a step whose notes `ScoreStage::step` places: the performer sees onsets a frame
-/// early, and one more covers an onset on that frame's edge. A stage's notes must be known this
-/// far ahead of the step being played.
-pub const PLACED_AHEAD_FRAMES: u64 = 2;
+/// early (`ONSETS_AHEAD_FRAMES`), and one more covers an onset on that frame's edge (a note's
+/// beat turned into frames may round either way). The player's notes, timed in frames, need
+/// only `ONSETS_AHEAD_FRAMES`: painting skips the later ones.
+pub const PLACED_AHEAD_FRAMES: u64 = crate::model::prior::notes::ONSETS_AHEAD_FRAMES + 1;
 
 /// MIDI channels (0-based) of what Cantor plays: the tune's parts on 0-3, the chords on 4 and
 /// the bass on 5, so a DAW can split them onto tracks (channel 9, General MIDI drums, is avoided).

@@ -32,7 +32,7 @@ assert audio.shape == (2, 3 * sample_rate), audio.shape
 assert np.isfinite(audio).all(), "non-finite samples"
 
 # Source "play my notes": a note from 1.0 to 1.5 s is heard after the plugin's latency (the
-# look-ahead plus about 73 ms) until 0.4 s after its release, and nothing before or after it.
+# look-ahead plus about 47 ms) until 0.4 s after its release, and nothing before or after it.
 plugin.source = "Play my notes"
 plugin.stereo_width = 0.0
 played = plugin([(bytes([0x90, 62, 100]), 1.0), (bytes([0x80, 62, 0]), 1.5)], duration=4.0, sample_rate=sample_rate, num_channels=2, buffer_size=256)

@@ -39,6 +39,9 @@ const ACCOMPANIMENT_AT: usize = ONSET_NEXT_AT + KEYS;
 const PROGRAM_AT: usize = ACCOMPANIMENT_AT + KEYS;
 /// Width of one frame's note features.
 pub const NOTE_DIM: usize = PROGRAM_AT + PROGRAM_SLOTS;
+/// Frames past a frame whose notes its features show: the onsets of the next frame. Painting a
+/// frame needs the notes starting before the end of the frame after it, and no later ones.
+pub const ONSETS_AHEAD_FRAMES: u64 = 1;
 
 /// Which voice of the rendering a note belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
