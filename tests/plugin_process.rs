@@ -553,3 +553,52 @@ fn continue_answers_the_players_phrase_at_the_next_bar_line_and_yields_to_them()
     let (again_audio, again_notes, _) = take();
     assert!(again_audio == audio && again_notes == notes, "a bounce of the same notes differs");
 }
+
+/// What a player can do wrong, on both Sources that take their notes: a stuck note (never
+/// released), keys out of range, pitch bend, then the host stops and plays again elsewhere, and
+/// later jumps while playing (a loop). Nothing allocates on the audio thread, every sample is
+/// finite, the plugin plays on, and playing again ends the stuck note (a new take starts from
+/// the new position): silent after it, the keys never released notwithstanding.
+#[test]
+fn stuck_notes_and_transport_jumps_neither_allocate_nor_stop_it() {
+    use cantor::model::pair::ModelPair;
+    let (codec, performer, score) = common::tiny_hierarchy_files();
+    let factory = || cantor::plugin::neural_factory(Arc::new(ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap()));
+    for source in [1.0, 2.0] {
+        let mut host = DirectHost::new(Cantor::with_source_factory(Some(factory())));
+        assert!(host.activate(24_000.0, 480, ProcessMode::Offline));
+        host.set_param("ahead", 0.1).unwrap();
+        host.set_param("source", source).unwrap();
+        host.set_param("width", 0.0).unwrap();
+        play(&mut host);
+        let mut audio = Vec::new();
+        for i in 0..300u32 {
+            match i {
+                10 => {
+                    host.push_event(NoteEvent::NoteOn { timing: 5, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(64), velocity: 0.9 });
+                    host.push_event(NoteEvent::NoteOn { timing: 6, voice_id: VoiceID::Wildcard, channel: Channel::Number(3), key: Key::Number(127), velocity: 1.0 });
+                    host.push_event(NoteEvent::NoteOn { timing: 7, voice_id: VoiceID::Wildcard, channel: Channel::Number(3), key: Key::Number(0), velocity: 0.01 });
+                    host.push_event(NoteEvent::MidiPitchBend { timing: 8, channel: 0, value: 0.0 });
+                }
+                // The host stops with the keys still down, and plays again from 10 s.
+                100 => host.transport_mut().playing = false,
+                105 => {
+                    host.transport_mut().playing = true;
+                    host.transport_mut().pos_samples = Some(240_000);
+                }
+                // A jump while playing (a loop's end).
+                200 => host.transport_mut().pos_samples = Some(0),
+                _ => {}
+            }
+            let (allocs, out) = process_counted(&mut host, 480);
+            assert_eq!(allocs, 0, "source {source}: block {i} allocated {allocs} times");
+            audio.extend_from_slice(out[0]);
+        }
+        assert!(audio.iter().all(|v| v.is_finite()));
+        let peak = |from: usize, to: usize| audio[from * 480..to * 480].iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(peak(20, 100) > 0.0, "source {source}: the stuck note is not heard");
+        // Played again elsewhere: the notes held over the stop are gone (the take restarts
+        // there), silent from the new take on, through the loop's jump too.
+        assert_eq!(peak(110, 300), 0.0, "source {source}: a note held over a restart sounds on");
+    }
+}

@@ -1,7 +1,8 @@
 //! Host-level test: loads the real `.vst3` bundle in Spotify's `pedalboard` (a JUCE-based host
 //! from PyPI, installed by this test into `cache/venv-pedalboard`), sets parameters, renders MIDI,
 //! checks that with Source on "play my notes" a note is heard after the latency and nothing
-//! around it, and round-trips the plugin state. The script is tests/hosts/pedalboard_vst3.py.
+//! around it and that on "continue my phrase" Cantor answers a phrase after a rest, and
+//! round-trips the plugin state (pedalboard renders in the VST3 offline mode). The script is tests/hosts/pedalboard_vst3.py.
 
 mod bundled;
 
@@ -42,6 +43,7 @@ fn pedalboard_loads_the_vst3_sets_parameters_renders_and_restores_state() {
     println!("pedalboard saw: {report}");
     assert_eq!(report["samples"], 3 * 48_000);
     assert_eq!(report["played_tenths"].as_array().map(Vec::len), Some(40), "{report}");
+    assert_eq!(report["answer_tenths"].as_array().map(Vec::len), Some(70), "{report}");
     assert!(report["parameters"].as_u64().unwrap() >= 15);
     // The preset file set what it says (FACTORY[0]: organ (family 2), 66 BPM free tempo, and
     // its guidance, which is the default: the instrument and tempo are what show it applied).

@@ -1,6 +1,8 @@
 """Loads Cantor.vst3 with Spotify's pedalboard (a JUCE host), as a DAW would: checks it is an
 instrument, lists and sets parameters, renders MIDI to audio, performs a note with Source on
-"play my notes" (heard after the latency, silent around it), and round-trips its state.
+"play my notes" (heard after the latency, silent around it) and a phrase with Source on
+"continue my phrase" (Cantor answers after a rest, from the next bar line), and round-trips its
+state. pedalboard prepares plugins non-realtime (JUCE then asks for the VST3 offline mode).
 Run by tests/vst3_host.rs; prints one JSON line with what it saw; exits non-zero on failure."""
 
 import json
@@ -40,6 +42,19 @@ tenths = np.abs(played[0]).reshape(-1, sample_rate // 10).max(axis=1)
 assert tenths[:10].max() == 0.0, f"sound before the note: {tenths}"
 assert tenths[12:15].min() > 0.0, f"the note is not heard: {tenths}"
 assert tenths[23:].max() == 0.0, f"sound long after the note's release: {tenths}"
+
+# Source "continue my phrase" (pedalboard prepares plugins non-realtime: the VST3 offline mode):
+# four notes a beat apart at 120 BPM from 0.5 s, the last released at 2.25 s (beat 4.5); after a
+# beat's rest Cantor answers from bar line 8 (4 s, heard the latency later), silent before it.
+plugin.source = "Continue my phrase"
+phrase = []
+for i, key in enumerate([62, 66, 69, 74]):
+    phrase += [(bytes([0x90, key, 100]), 0.5 + 0.5 * i), (bytes([0x80, key, 0]), 0.75 + 0.5 * i)]
+answered = plugin(phrase, duration=7.0, sample_rate=sample_rate, num_channels=2, buffer_size=256)
+answer_tenths = np.abs(answered[0]).reshape(-1, sample_rate // 10).max(axis=1)
+assert answer_tenths[6:20].min() > 0.0, f"the phrase is not heard: {answer_tenths}"
+assert answer_tenths[32:40].max() == 0.0, f"sound in the rest before Cantor's cue: {answer_tenths}"
+assert answer_tenths[41:].max() > 0.0, f"Cantor did not answer: {answer_tenths}"
 plugin.source = "Compose"
 plugin.stereo_width = 150.0
 
@@ -65,5 +80,6 @@ print(json.dumps({
     "samples": int(audio.shape[1]),
     "peak": float(np.abs(audio).max()),
     "played_tenths": [round(float(v), 4) for v in tenths],
+    "answer_tenths": [round(float(v), 4) for v in answer_tenths],
     "state_bytes": len(state),
 }))
