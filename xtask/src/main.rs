@@ -325,6 +325,14 @@ enum TrainCommand {
     ScoreForms,
 }
 
+/// The score prior in `path` (default: the shipped q8_0 file) and its name as EVAL.md quotes it.
+fn score_prior(path: Option<std::path::PathBuf>) -> anyhow::Result<(cantor::model::score::ScorePrior, String)> {
+    let path = path.unwrap_or_else(|| train::quantized_path("score", candle_core::quantized::GgmlDType::Q8_0));
+    let prior = cantor::model::score::ScorePrior::from_bytes(&std::fs::read(&path)?, &candle_core::Device::Cpu)?;
+    let name = path.strip_prefix(dataset::repo_root()).unwrap_or(&path).display().to_string();
+    Ok((prior, name))
+}
+
 /// `path` as the repository names it (the commands EVAL.md quotes).
 fn relative(path: &std::path::Path) -> &std::path::Path {
     path.strip_prefix(dataset::repo_root()).unwrap_or(path)
@@ -360,17 +368,13 @@ fn main() -> Result<()> {
         Command::Train { model: TrainCommand::ScoreForms } => train::score_forms::forms(),
         Command::Eval { model: EvalCommand::Codec { weights, candidate, latents, magnitudes, clips, keep_audio } } => eval::codec::eval(&weights, &candidate, latents, magnitudes, clips, keep_audio.as_deref()),
         Command::Eval { model: EvalCommand::Continue { model, phrases, prompt_bars, bars } } => {
-            let path = model.unwrap_or_else(|| train::quantized_path("score", candle_core::quantized::GgmlDType::Q8_0));
-            let prior = cantor::model::score::ScorePrior::from_bytes(&std::fs::read(&path)?, &candle_core::Device::Cpu)?;
-            let name = path.strip_prefix(dataset::repo_root()).unwrap_or(&path).display().to_string();
+            let (prior, name) = score_prior(model)?;
             let body = eval::score::eval_continuation(&prior, &name, phrases, prompt_bars, bars)?;
             println!("{body}");
             eval::write_section(&dataset::repo_root().join("EVAL.md"), "continue", &body)
         }
         Command::Eval { model: EvalCommand::Score { model, seeds, bars, guidance } } => {
-            let path = model.unwrap_or_else(|| train::quantized_path("score", candle_core::quantized::GgmlDType::Q8_0));
-            let prior = cantor::model::score::ScorePrior::from_bytes(&std::fs::read(&path)?, &candle_core::Device::Cpu)?;
-            let name = path.strip_prefix(dataset::repo_root()).unwrap_or(&path).display().to_string();
+            let (prior, name) = score_prior(model)?;
             let body = eval::score::eval(&prior, &name, seeds, bars, guidance)?;
             println!("{body}");
             eval::write_section(&dataset::repo_root().join("EVAL.md"), "score", &body)
