@@ -478,7 +478,8 @@ fn the_players_notes_play_at_the_reported_latency_without_allocating() {
 /// Source "continue": the player's phrase is performed; a beat's rest before a bar line hands
 /// Cantor the lead from that bar line (its notes come out as MIDI, none before it); a note the
 /// player strikes takes the lead back (Cantor's notes end as it is heard, and it stays silent
-/// until the player rests again); the bounce is repeatable, without an allocation.
+/// until the player rests again); the bounce is repeatable, and real time answers alike, without
+/// an allocation.
 #[test]
 fn continue_answers_the_players_phrase_at_the_next_bar_line_and_yields_to_them() {
     use cantor::model::pair::ModelPair;
@@ -486,18 +487,25 @@ fn continue_answers_the_players_phrase_at_the_next_bar_line_and_yields_to_them()
     let factory = || cantor::plugin::neural_factory(Arc::new(ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap()));
     let on = |timing, key: u8| NoteEvent::NoteOn { timing, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(key), velocity: 0.8 };
     let off = |timing, key: u8| NoteEvent::NoteOff { timing, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(key), velocity: 0.0 };
-    let take = || {
+    let take = |mode: ProcessMode| {
         let mut host = DirectHost::new(Cantor::with_source_factory(Some(factory())));
-        assert!(host.activate(24_000.0, 480, ProcessMode::Offline));
+        assert!(host.activate(24_000.0, 480, mode));
         host.set_param("seed", 5.0).unwrap();
-        host.set_param("ahead", 0.1).unwrap();
+        // Offline the smallest look-ahead; in real time a second (this machine's other work
+        // must not make the take underrun).
+        host.set_param("ahead", if mode == ProcessMode::Offline { 0.1 } else { 1.0 }).unwrap();
         host.set_param("source", 2.0).unwrap();
         play(&mut host);
         let (mut audio, mut sent) = (Vec::new(), Vec::new());
         // 120 BPM in 4/4: a beat is 25 blocks of 20 ms, a bar 100. The phrase: D E F# A from
         // beat 0.4, each a fifth of a beat long, the last ending at beat 2.4; later a note at beat 8.
         let phrase = [(10u32, 62u8), (20, 64), (30, 66), (40, 69), (50, 74)];
+        let started = std::time::Instant::now();
         for i in 0..400u32 {
+            if mode == ProcessMode::Realtime {
+                let due = std::time::Duration::from_millis(20) * i;
+                std::thread::sleep(due.saturating_sub(started.elapsed()));
+            }
             if let Some(&(_, key)) = phrase.iter().find(|(b, _)| *b == i) {
                 host.push_event(on(0, key));
             }
@@ -522,9 +530,9 @@ fn continue_answers_the_players_phrase_at_the_next_bar_line_and_yields_to_them()
                 _ => None,
             })
             .collect();
-        (audio, notes, host.latency() as u64)
+        (audio, notes, host.latency() as u64, host.plugin.shared().underruns())
     };
-    let (audio, notes, latency) = take();
+    let (audio, notes, latency, _) = take(ProcessMode::Offline);
     assert!(latency > 0 && latency < 12_000, "latency {latency}");
     // The phrase ends at beat 2.4 (block 60): Cantor answers from bar line 4 (2 s), heard at
     // 48,000 + latency, and none of its notes sound before.
@@ -550,8 +558,19 @@ fn continue_answers_the_players_phrase_at_the_next_bar_line_and_yields_to_them()
     assert!(notes.iter().any(|&(f, on, _)| on && f >= again), "Cantor did not answer the second phrase");
     // The player's own notes are heard too: sound from the first note on.
     assert!(audio[10 * 480 + latency as usize..][..4800].iter().any(|v| *v != 0.0));
-    let (again_audio, again_notes, _) = take();
+    let (again_audio, again_notes, ..) = take(ProcessMode::Offline);
     assert!(again_audio == audio && again_notes == notes, "a bounce of the same notes differs");
+    // In real time (paced at the audio clock, the score prior writing on the generator thread):
+    // no allocation (checked in the take), no underrun, and the answer comes as in the bounce,
+    // from its bar line on (the real-time take's audio starts a little later, never earlier).
+    let ((live_notes, live_latency), underruns) = real_time_take(|| {
+        let (_, notes, latency, underruns) = take(ProcessMode::Realtime);
+        ((notes, latency), underruns)
+    });
+    assert_eq!(underruns, 0, "the tiny generator fell behind real time");
+    let live_answer = 48_000 + live_latency;
+    assert!(live_notes.iter().any(|&(f, on, _)| on && f >= live_answer), "no answer in real time: {live_notes:?}");
+    assert!(live_notes.iter().all(|&(f, _, _)| f + 1 >= live_answer), "Cantor played before its cue in real time: {live_notes:?}");
 }
 
 /// What a player can do wrong, on both Sources that take their notes: a stuck note (never
