@@ -65,16 +65,23 @@ fn play(host: &mut DirectHost) {
 /// two cores of CI make a generator fall behind (an underrun) that alone it never does.
 static REAL_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Held while a test's offline work runs the tiny hierarchy flat out, so that it never shares
+/// the two cores with a paced take (which then underruns: seen in CI, three takes in a row).
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    REAL_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A real-time take (returning its underrun count last), alone and played again, up to three
 /// times, while another process on this shared machine makes it underrun: an underrun fades the
 /// audio, so a take with one cannot be compared with a bounce, and says nothing about the code.
 fn real_time_take<T>(mut take: impl FnMut() -> (T, u64)) -> (T, u64) {
-    let _alone = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = alone();
     let mut result = take();
     for _ in 1..3 {
         if result.1 == 0 {
             break;
         }
+        println!("a real-time take underran {} times; playing it again", result.1);
         result = take();
     }
     result
@@ -333,7 +340,10 @@ fn midi_out_in_real_time_allocates_nothing_and_keeps_the_bounce_timing() {
         }
         (audio, ons, host.plugin.shared().underruns())
     };
-    let (bounce, bounce_ons, _) = take(ProcessMode::Offline);
+    let (bounce, bounce_ons, _) = {
+        let _alone = alone();
+        take(ProcessMode::Offline)
+    };
     let ((live, live_ons), underruns) = real_time_take(|| {
         let (audio, ons, underruns) = take(ProcessMode::Realtime);
         ((audio, ons), underruns)
@@ -352,6 +362,7 @@ fn midi_out_in_real_time_allocates_nothing_and_keeps_the_bounce_timing() {
 /// and the take's bar lines a bar apart at the tempo, from the bar the play position falls in.
 #[test]
 fn the_piano_roll_is_told_the_notes_and_bar_lines_heard() {
+    let _alone = alone();
     use cantor::engine::{Shown, ShownEvent};
     use cantor::model::pair::ModelPair;
     let (codec, performer, score) = common::tiny_hierarchy_files();
@@ -449,7 +460,10 @@ fn the_players_notes_play_at_the_reported_latency_without_allocating() {
         }
         (audio, host.latency(), host.plugin.shared().input_latency(), host.plugin.shared().underruns())
     };
-    let (bounce, reported, latency, _) = take(ProcessMode::Offline, false);
+    let (bounce, reported, latency, _) = {
+        let _alone = alone();
+        take(ProcessMode::Offline, false)
+    };
     assert!(latency > 24_000 && reported == latency, "reported {reported}, generator {latency}");
     // The note arrives at frame 4,900 and is heard from its frame on (one 320-sample frame of
     // fade); before it, nothing.
@@ -532,7 +546,10 @@ fn continue_answers_the_players_phrase_at_the_next_bar_line_and_yields_to_them()
             .collect();
         (audio, notes, host.latency() as u64, host.plugin.shared().underruns())
     };
-    let (audio, notes, latency, _) = take(ProcessMode::Offline);
+    let (audio, notes, latency, _) = {
+        let _alone = alone();
+        take(ProcessMode::Offline)
+    };
     assert!(latency > 0 && latency < 12_000, "latency {latency}");
     // The phrase ends at beat 2.4 (block 60): Cantor answers from bar line 4 (2 s), heard at
     // 48,000 + latency, and none of its notes sound before.
@@ -558,7 +575,10 @@ fn continue_answers_the_players_phrase_at_the_next_bar_line_and_yields_to_them()
     assert!(notes.iter().any(|&(f, on, _)| on && f >= again), "Cantor did not answer the second phrase");
     // The player's own notes are heard too: sound from the first note on.
     assert!(audio[10 * 480 + latency as usize..][..4800].iter().any(|v| *v != 0.0));
-    let (again_audio, again_notes, ..) = take(ProcessMode::Offline);
+    let (again_audio, again_notes, ..) = {
+        let _alone = alone();
+        take(ProcessMode::Offline)
+    };
     assert!(again_audio == audio && again_notes == notes, "a bounce of the same notes differs");
     // In real time (paced at the audio clock, the score prior writing on the generator thread):
     // no allocation (checked in the take), no underrun, and the answer comes as in the bounce,
@@ -580,6 +600,7 @@ fn continue_answers_the_players_phrase_at_the_next_bar_line_and_yields_to_them()
 /// the new position): silent after it, the keys never released notwithstanding.
 #[test]
 fn stuck_notes_and_transport_jumps_neither_allocate_nor_stop_it() {
+    let _alone = alone();
     use cantor::model::pair::ModelPair;
     let (codec, performer, score) = common::tiny_hierarchy_files();
     let factory = || cantor::plugin::neural_factory(Arc::new(ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap()));

@@ -234,7 +234,9 @@ impl AudioReader {
                             self.popped += self.consumer.pop_slice(&mut buf[..2 * stale]) as u64 / 2;
                             continue;
                         }
-                        if self.popped >= start {
+                        // The take starts with its first audio: waiting for it is not an
+                        // underrun (a cold generator's first render can take longer than a block).
+                        if self.popped >= start && avail > 0 {
                             self.phase = Phase::Playing;
                             self.level = 0.0;
                             self.shown.take_begins(self.popped, i);
