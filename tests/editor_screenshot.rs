@@ -103,6 +103,7 @@ fn the_standalone_editor_draws_under_xvfb() {
     // Wait for a drawn editor: a window-sized area with many colours (text, sliders, pad).
     let t0 = Instant::now();
     let mut last = String::new();
+    let mut played = false;
     loop {
         std::thread::sleep(Duration::from_millis(1500));
         let out = Command::new("xwd").args(["-root", "-silent", "-display", &display]).output().unwrap();
@@ -116,6 +117,13 @@ fn the_standalone_editor_draws_under_xvfb() {
                 let background = crop.iter().filter(|p| **p == crop[crop.len() / 2]).count() as f64 / crop.len() as f64;
                 last = format!("drawn area {}x{} at ({x0},{y0}), {} colours", x1 - x0, y1 - y0, colours.len());
                 if x1 - x0 >= 400 && y1 - y0 >= 300 && colours.len() >= 32 && background < 0.98 {
+                    if !played {
+                        // Drawn: let it play a few seconds, so the picture shows the spectrogram
+                        // and the piano roll filled with what it played.
+                        played = true;
+                        std::thread::sleep(Duration::from_secs(6));
+                        continue;
+                    }
                     let rgb: Vec<u8> = crop.iter().flatten().copied().collect();
                     std::fs::create_dir_all(root.join("docs")).unwrap();
                     write_png(&root.join("docs/editor.png"), x1 - x0, y1 - y0, &rgb);
