@@ -194,3 +194,38 @@ fn render_midi_in_performs_a_midi_file_and_refuses_bad_ones() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Only a performer"), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `cantor render --continue` plays the file and then continues it: Cantor's notes (its MIDI
+/// out) start on the first bar line a beat or more after the file's last note, none before; the
+/// take lasts that bar line, --bars bars and 1.5 s; the same seed writes the same continuation.
+#[test]
+fn render_continue_answers_a_midi_file_from_the_next_bar_line() {
+    use cantor::midi::{MidiNote, MidiPart};
+    let dir = std::env::temp_dir().join(format!("cantor-continue-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (codec, performer, score) = common::tiny_hierarchy_files();
+    for (name, bytes) in [("codec", &codec), ("performer", &performer), ("score", &score)] {
+        std::fs::write(dir.join(format!("{name}.safetensors")), bytes).unwrap();
+    }
+    let note = |start_q, dur_q, key| MidiNote { start_q, dur_q, key, velocity: 90 };
+    // 120 quarters a minute in 4/4: the phrase ends at beat 3.5, so the answer starts at beat 8
+    // (4 s) and 2 bars last 4 s more.
+    let phrase = MidiPart { name: "phrase".into(), program: 0, notes: vec![note(0.0, 1.0, 67), note(1.0, 1.0, 71), note(2.0, 1.5, 74)] };
+    std::fs::write(dir.join("phrase.mid"), cantor::midi::to_bytes(&[phrase], 120.0, (4, 4)).unwrap()).unwrap();
+    let render = |out: &str| {
+        let o = cantor()
+            .args(["render", "--continue", "phrase.mid", "--bars", "2", "--prior", "performer.safetensors", "--codec", "codec.safetensors", "--score", "score.safetensors"])
+            .args(["--out", &format!("{out}.wav"), "--midi-out", &format!("{out}.mid")])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        note_ons(&dir.join(format!("{out}.mid")))
+    };
+    let ons = render("a");
+    assert_eq!(hound::WavReader::open(dir.join("a.wav")).unwrap().duration(), (9.5 * 48_000.0) as u32);
+    // Beat 8 is tick 3,840; MIDI out follows the audio, a few ticks later at 48 kHz.
+    assert!(!ons.is_empty() && ons.iter().all(|&(tick, ..)| tick >= 3_840), "{ons:?}");
+    assert_eq!(ons, render("b"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

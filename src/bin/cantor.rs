@@ -79,7 +79,7 @@ struct RenderArgs {
     /// Continue this Standard MIDI file: the performer plays it (as --midi-in does), and from
     /// the first bar line a beat or more after its last note the score prior carries on from
     /// its last bars (up to 8), in their key, for --bars bars. The MIDI out holds Cantor's notes.
-    #[arg(long = "continue", conflicts_with_all = ["score", "midi_in"])]
+    #[arg(long = "continue", conflicts_with = "midi_in")]
     continue_from: Option<PathBuf>,
     /// Bars Cantor plays after the phrase it continues.
     #[arg(long, default_value_t = 16, requires = "continue_from")]
@@ -263,11 +263,8 @@ fn render(args: RenderArgs) -> Result<()> {
         // A prior that takes no notes is refused when the plugin activates, with the reason.
         (Some(notes), files) => {
             let pair = match files {
-                Some(pair) if args.continue_from.is_some() && pair.prior.cfg.notes => {
-                    // Continuing needs the score prior too: the built-in one.
-                    let score = cantor::model::embedded::SCORE.context("this build has no score prior built in to continue with")?;
-                    pair.with_score(score).map_err(anyhow::Error::msg)?
-                }
+                // Continuing needs the score prior too.
+                Some(pair) if args.continue_from.is_some() && pair.prior.cfg.notes => with_score(pair, &args.score)?,
                 Some(pair) => pair,
                 None => cantor::model::pair::ModelPair::embedded().map_err(anyhow::Error::msg)?,
             };
@@ -283,11 +280,7 @@ fn render(args: RenderArgs) -> Result<()> {
         }
         (None, Some(mut pair)) => {
             if pair.prior.cfg.notes {
-                let score = match &args.score {
-                    Some(path) => read(path)?,
-                    None => cantor::model::embedded::SCORE.context("this build has no score prior built in: pass --score")?.to_vec(),
-                };
-                pair = pair.with_score(&score).map_err(anyhow::Error::msg)?;
+                pair = with_score(pair, &args.score)?;
             } else {
                 anyhow::ensure!(args.score.is_none(), "--score needs a performer as --prior (a prior trained with notes)");
             }
@@ -310,6 +303,15 @@ fn render(args: RenderArgs) -> Result<()> {
     let took = started.elapsed().as_secs_f64();
     eprintln!("{} s -> {} in {took:.1} s ({:.1}x real time)", settings.seconds, args.out.display(), settings.seconds / took);
     Ok(())
+}
+
+/// `pair` (a performer) with the score prior in `path`, or the one built in.
+fn with_score(pair: cantor::model::pair::ModelPair, path: &Option<PathBuf>) -> Result<cantor::model::pair::ModelPair> {
+    let score = match path {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        None => cantor::model::embedded::SCORE.context("this build has no score prior built in: pass --score")?.to_vec(),
+    };
+    pair.with_score(&score).map_err(anyhow::Error::msg)
 }
 
 /// The notes a render played as a MIDI file at its tempo and time signature, one track per

@@ -188,9 +188,18 @@ impl NeuralSource {
         let sampling = Sampling { temperature: k.temperature, top_k: k.top_k.max(0) as usize, top_p: k.top_p, guidance: k.guidance, repeat: k.repeat };
         (knobs, sampling)
     }
-}
 
-impl NeuralSource {
+    /// The composed notes sounding end at this step (MIDI out must not leave them hanging), and
+    /// Cantor stops answering.
+    fn end_composed(&mut self) {
+        self.answering = None;
+        if let Some(score) = &mut self.score {
+            self.step_notes.clear();
+            score.cut(&mut self.step_notes);
+            self.waiting.extend(self.step_notes.iter().map(|e| (self.steps, *e)));
+        }
+    }
+
     /// Source "continue", after the player's stage painted this step (its events in
     /// `step_notes`): note the player's notes in beats; a note struck while Cantor answers takes
     /// the lead back (Cantor's notes end); when the player has rested `ANSWER_REST_BEATS` before
@@ -198,7 +207,6 @@ impl NeuralSource {
     /// this step's notes are its own (painted over the player's, sent as MIDI).
     /// `step` is the step's start and end on the host's grid, in beats.
     fn answer(&mut self, k: &KnobSnapshot, knobs: &Knobs, meter: Meter, step: (f64, f64), player_sounding: bool) -> Result<(), String> {
-        let Some(score) = &mut self.score else { return Ok(()) };
         let (beat, next) = step;
         let per_frame = next - beat;
         let mut struck = false;
@@ -211,11 +219,10 @@ impl NeuralSource {
                 n.off = at;
             }
         }
-        if struck && self.answering.take().is_some() {
-            self.step_notes.clear();
-            score.cut(&mut self.step_notes);
-            self.waiting.extend(self.step_notes.iter().map(|e| (self.steps, *e)));
+        if struck && self.answering.is_some() {
+            self.end_composed();
         }
+        let Some(score) = &mut self.score else { return Ok(()) };
         let last_off = self.player_phrase.iter().map(|n| n.off).fold(f64::NEG_INFINITY, f64::max);
         if self.answering.is_none() && !player_sounding && !self.player_phrase.is_empty() && last_off.is_finite() {
             let from = answer_bar_line(last_off, beat, meter);
@@ -332,14 +339,8 @@ impl FrameSource for NeuralSource {
             let next = self.beats + bpm / 60.0 / frame_rate;
             let source = if self.given_prompt { Source::Continue } else if self.plays_input(k) { k.knobs.source } else { Source::Compose };
             let live = source != Source::Compose;
-            if (live && !self.was_live) || (source != Source::Continue && self.answering.is_some()) || (self.was_live && !live) {
-                // The composed notes sounding end here (MIDI out must not leave them hanging).
-                self.answering = None;
-                if let Some(score) = &mut self.score {
-                    self.step_notes.clear();
-                    score.cut(&mut self.step_notes);
-                    self.waiting.extend(self.step_notes.iter().map(|e| (self.steps, *e)));
-                }
+            if live != self.was_live || (source != Source::Continue && self.answering.is_some()) {
+                self.end_composed();
             }
             if self.was_live && !live {
                 // Back to composing: a new tune from here, rather than every bar missed meanwhile
@@ -359,11 +360,12 @@ impl FrameSource for NeuralSource {
                 let (at, to) = if self.given_prompt { (self.beats, next) } else { (self.steps as f64, self.steps as f64 + 1.0) };
                 self.step_notes.clear();
                 self.live.step(at, to, &mut self.features, &mut self.step_notes);
-                if self.live.sounding(at, to) {
+                let player_sounding = self.live.sounding(at, to);
+                if player_sounding {
                     self.last_sounding = Some(self.steps);
                 }
                 if source == Source::Continue {
-                    self.answer(k, &knobs, meter, (self.beats - delay, next - delay), self.live.sounding(at, to))?;
+                    self.answer(k, &knobs, meter, (self.beats - delay, next - delay), player_sounding)?;
                 }
                 Some(&self.features[..])
             } else {
