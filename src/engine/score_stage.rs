@@ -256,23 +256,7 @@ impl ScoreStage {
         let model = model.clone();
         let (index, meter) = score_meter(meter);
         let bar_ticks = METERS[index].1;
-        let bar_beats = bar_beats(index, meter);
-        let first_note = phrase.iter().map(|n| n.on).fold(f64::INFINITY, f64::min);
-        let to_bar = (from / bar_beats).round();
-        let from_bar = (first_note / bar_beats).floor().max(to_bar - PROMPT_BARS as f64).min(to_bar);
-        let bars = (to_bar - from_bar).max(0.0) as usize;
-        let mut played = vec![Vec::new(); bars];
-        let ticks_per_beat = TICKS_PER_QUARTER as f64 * meter.beat_quarters;
-        let grid = |beats: f64| ((beats * ticks_per_beat / PROMPT_GRID_TICKS as f64).round().max(0.0) as u32) * PROMPT_GRID_TICKS;
-        for n in phrase {
-            let at = grid(n.on - from_bar * bar_beats);
-            let bar = (at / bar_ticks) as usize;
-            if n.on < from_bar * bar_beats - 1e-9 || bar >= bars {
-                continue;
-            }
-            let dur = grid(n.off.min(from) - n.on).max(PROMPT_GRID_TICKS);
-            played[bar].push(ScoreNote { start: at % bar_ticks, part: 0, key: n.key, dur });
-        }
+        let played = prompt_bars(phrase, from, meter);
         let seed = next_seed(self.seed, &mut self.tunes);
         let mut writer = ScoreWriter::new(model, tonic, bar_ticks, seed).map_err(|e| format!("the score prior failed: {e}"))?;
         let cond = ScoreCond { styles, mode: Some(mode.min(1)), meter: Some(index) };
@@ -412,6 +396,33 @@ fn insert_note(notes: &mut Vec<BeatNote>, from_beat: f64, n: BeatNote) {
         return;
     }
     notes.insert(first, n);
+}
+
+/// How the score prior reads a player's `phrase` (notes in host beats) that Cantor answers from
+/// host bar line `from`: the bars of the meter it writes in from the one the phrase starts in
+/// (at most `PROMPT_BARS` before `from`) to `from`, each bar's notes with onsets in ticks from
+/// its start, onsets and lengths on a sixteenth grid, one part.
+pub fn prompt_bars(phrase: &[GivenNote], from: f64, meter: Meter) -> Vec<Vec<ScoreNote>> {
+    let (index, meter) = score_meter(meter);
+    let bar_ticks = METERS[index].1;
+    let bar_beats = bar_beats(index, meter);
+    let first_note = phrase.iter().map(|n| n.on).fold(f64::INFINITY, f64::min);
+    let to_bar = (from / bar_beats).round();
+    let from_bar = (first_note / bar_beats).floor().max(to_bar - PROMPT_BARS as f64).min(to_bar);
+    let bars = (to_bar - from_bar).max(0.0) as usize;
+    let mut played = vec![Vec::new(); bars];
+    let ticks_per_beat = TICKS_PER_QUARTER as f64 * meter.beat_quarters;
+    let grid = |beats: f64| ((beats * ticks_per_beat / PROMPT_GRID_TICKS as f64).round().max(0.0) as u32) * PROMPT_GRID_TICKS;
+    for n in phrase {
+        let at = grid(n.on - from_bar * bar_beats);
+        let bar = (at / bar_ticks) as usize;
+        if n.on < from_bar * bar_beats - 1e-9 || bar >= bars {
+            continue;
+        }
+        let dur = grid(n.off.min(from) - n.on).max(PROMPT_GRID_TICKS);
+        played[bar].push(ScoreNote { start: at % bar_ticks, part: 0, key: n.key, dur });
+    }
+    played
 }
 
 /// The host bar line from which Cantor answers a phrase whose last note ended at beat

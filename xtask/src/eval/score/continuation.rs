@@ -10,34 +10,35 @@ use crate::dataset::scores::{self, ScorePiece};
 use anyhow::Result;
 use cantor::key_finder::key_of_notes;
 use cantor::model::prior::sampling::Sampling;
+use cantor::engine::score_stage::{prompt_bars, GivenNote};
 use cantor::model::score::tokens::{Score, ScoreNote, METERS, TICKS_PER_QUARTER};
+use cantor::model::vocab::Meter;
 use cantor::model::score::writer::ScoreWriter;
 use cantor::model::score::{ScoreCond, ScorePrior, DEFAULT_GUIDANCE};
 use cantor::model::vocab::STYLES;
 
-/// The plugin's grid for a player's notes (`score_stage`'s prompt grid): a sixteenth.
-const GRID: u32 = TICKS_PER_QUARTER / 4;
-
-/// The phrase: bars `first..first + bars` of `piece` (its first full bars), on a sixteenth
-/// grid, every note in one part, each bar's onsets from its start; `None` when the tune is
-/// shorter.
+/// The phrase: the first `bars` full bars of `piece`, played as a player would (in host beats
+/// of its time signature) and read as the plugin reads a player's notes
+/// (`score_stage::prompt_bars`: a sixteenth grid, one part, each bar's onsets from its start);
+/// `None` when the tune is shorter.
 fn phrase(piece: &ScorePiece, bars: usize) -> Option<Vec<Vec<ScoreNote>>> {
     let s = &piece.score;
     let first = piece.first_full;
     if s.bars.len() < first + bars + 1 {
         return None;
     }
+    let ((n, d), _) = METERS[piece.meter];
+    let meter = Meter::of_time_signature(n, d)?;
     let start = s.bars[first];
-    let mut out = vec![Vec::new(); bars];
-    for n in s.notes.iter().filter(|n| n.start >= start) {
-        let at = (n.start - start + GRID / 2) / GRID * GRID;
-        let bar = (at / s.bar_ticks) as usize;
-        if bar < bars {
-            out[bar].push(ScoreNote { start: at % s.bar_ticks, part: 0, key: n.key, dur: ((n.dur + GRID / 2) / GRID * GRID).max(GRID) });
-        }
-    }
-    Some(out)
+    let ticks_per_beat = TICKS_PER_QUARTER as f64 * meter.beat_quarters;
+    let beat = |tick: u32| (tick - start) as f64 / ticks_per_beat;
+    let played: Vec<GivenNote> = s.notes.iter().filter(|n| n.start >= start).map(|n| GivenNote { on: beat(n.start), off: beat(n.start + n.dur), key: n.key, velocity: 90, channel: 0 }).collect();
+    let from = bars as f64 * s.bar_ticks as f64 / ticks_per_beat;
+    Some(prompt_bars(&played, from, meter))
 }
+
+/// A sixteenth in ticks: the onset profile's bins.
+const SIXTEENTH: u32 = TICKS_PER_QUARTER / 4;
 
 /// Bars as one score (bar `i` starting at `i` bars).
 fn as_score(bars: &[Vec<ScoreNote>], tonic: u8, bar_ticks: u32) -> Score {
@@ -49,11 +50,11 @@ fn as_score(bars: &[Vec<ScoreNote>], tonic: u8, bar_ticks: u32) -> Score {
 /// Pitch-class weights (by length) and onsets per sixteenth of the bar.
 fn profiles(s: &Score) -> ([f64; 12], Vec<f64>) {
     let mut pcs = [0.0; 12];
-    let mut onsets = vec![0.0; (s.bar_ticks / GRID).max(1) as usize];
+    let mut onsets = vec![0.0; (s.bar_ticks / SIXTEENTH).max(1) as usize];
     for n in &s.notes {
         pcs[n.key as usize % 12] += n.dur as f64;
         let pos = n.start - s.bars[s.bars.partition_point(|&b| b <= n.start) - 1];
-        if let Some(o) = onsets.get_mut((pos / GRID) as usize) {
+        if let Some(o) = onsets.get_mut((pos / SIXTEENTH) as usize) {
             *o += 1.0;
         }
     }
