@@ -382,7 +382,13 @@ impl FrameSource for NeuralSource {
                 }
             };
             self.heard.push_back(!live || self.last_sounding.is_some_and(|s| self.steps <= s + RELEASE_FRAMES));
-            let frame = self.stream.step_with_notes(&self.model.prior, &knobs, &grid, notes, &sampling).map_err(|e| format!("the prior failed: {e}"))?;
+            // Answering, the performer plays in the key of the answer (the phrase's), whatever
+            // the Key knob says.
+            let step_knobs = match self.answering {
+                Some((tonic, mode)) => Knobs { key: Some((tonic as u32, mode as u32)), ..knobs },
+                None => knobs,
+            };
+            let frame = self.stream.step_with_notes(&self.model.prior, &step_knobs, &grid, notes, &sampling).map_err(|e| format!("the prior failed: {e}"))?;
             self.beats = next;
             self.steps += 1;
             steps += 1;
