@@ -65,6 +65,23 @@ fn play(host: &mut DirectHost) {
 /// two cores of CI make a generator fall behind (an underrun) that alone it never does.
 static REAL_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A factory of the tiny hierarchy (score prior, performer, codec), one for each take.
+fn tiny_hierarchy() -> impl Fn() -> SourceFactory {
+    use cantor::model::pair::ModelPair;
+    let (codec, performer, score) = common::tiny_hierarchy_files();
+    move || cantor::plugin::neural_factory(Arc::new(ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap()))
+}
+
+/// The player's key `key` struck (velocity 0.8) or released on MIDI channel 1, `timing` frames
+/// into the block.
+fn note_on(timing: u32, key: u8) -> PluginNoteEvent<Cantor> {
+    NoteEvent::NoteOn { timing, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(key), velocity: 0.8 }
+}
+
+fn note_off(timing: u32, key: u8) -> PluginNoteEvent<Cantor> {
+    NoteEvent::NoteOff { timing, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(key), velocity: 0.0 }
+}
+
 /// Held while a test's offline work runs the tiny hierarchy flat out, so that it never shares
 /// the two cores with a paced take (which then underruns: seen in CI, three takes in a row).
 fn alone() -> std::sync::MutexGuard<'static, ()> {
@@ -309,9 +326,7 @@ fn capture_writes_a_wav_equal_to_what_was_played() {
 /// first frames: both audio and notes are shifted by that start).
 #[test]
 fn midi_out_in_real_time_allocates_nothing_and_keeps_the_bounce_timing() {
-    use cantor::model::pair::ModelPair;
-    let (codec, performer, score) = common::tiny_hierarchy_files();
-    let factory = || cantor::plugin::neural_factory(Arc::new(ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap()));
+    let factory = tiny_hierarchy();
     let take = |mode: ProcessMode| {
         let mut host = DirectHost::new(Cantor::with_source_factory(Some(factory())));
         assert!(host.activate(24_000.0, 480, mode));
@@ -364,9 +379,7 @@ fn midi_out_in_real_time_allocates_nothing_and_keeps_the_bounce_timing() {
 fn the_piano_roll_is_told_the_notes_and_bar_lines_heard() {
     let _alone = alone();
     use cantor::engine::{Shown, ShownEvent};
-    use cantor::model::pair::ModelPair;
-    let (codec, performer, score) = common::tiny_hierarchy_files();
-    let factory = cantor::plugin::neural_factory(Arc::new(ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap()));
+    let factory = tiny_hierarchy()();
     let mut host = DirectHost::new(Cantor::with_source_factory(Some(factory)));
     assert!(host.activate(24_000.0, 480, ProcessMode::Offline));
     host.set_param("seed", 9.0).unwrap();
@@ -415,11 +428,7 @@ fn the_piano_roll_is_told_the_notes_and_bar_lines_heard() {
 /// all-notes-off neither allocate nor stop it.
 #[test]
 fn the_players_notes_play_at_the_reported_latency_without_allocating() {
-    use cantor::model::pair::ModelPair;
-    let (codec, performer, score) = common::tiny_hierarchy_files();
-    let factory = || cantor::plugin::neural_factory(Arc::new(ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap()));
-    let on = |timing, key: u8| NoteEvent::NoteOn { timing, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(key), velocity: 0.8 };
-    let off = |timing, key: u8| NoteEvent::NoteOff { timing, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(key), velocity: 0.0 };
+    let factory = tiny_hierarchy();
     let take = |mode: ProcessMode, flood: bool| {
         let mut host = DirectHost::new(Cantor::with_source_factory(Some(factory())));
         assert!(host.activate(24_000.0, 480, mode));
@@ -438,12 +447,12 @@ fn the_players_notes_play_at_the_reported_latency_without_allocating() {
                 std::thread::sleep(due.saturating_sub(started.elapsed()));
             }
             match i {
-                10 => host.push_event(on(100, 60)),
-                14 => host.push_event(off(200, 60)),
+                10 => host.push_event(note_on(100, 60)),
+                14 => host.push_event(note_off(200, 60)),
                 16 if flood => {
                     for k in 0..3000u32 {
-                        host.push_event(on(k % 480, (k % 128) as u8));
-                        host.push_event(off(k % 480, (k % 128) as u8));
+                        host.push_event(note_on(k % 480, (k % 128) as u8));
+                        host.push_event(note_off(k % 480, (k % 128) as u8));
                     }
                     host.push_event(NoteEvent::MidiCC { timing: 3, channel: 0, cc: 64, value: 1.0 });
                     host.push_event(NoteEvent::MidiPitchBend { timing: 4, channel: 0, value: 0.9 });
@@ -496,11 +505,7 @@ fn the_players_notes_play_at_the_reported_latency_without_allocating() {
 /// an allocation.
 #[test]
 fn continue_answers_the_players_phrase_at_the_next_bar_line_and_yields_to_them() {
-    use cantor::model::pair::ModelPair;
-    let (codec, performer, score) = common::tiny_hierarchy_files();
-    let factory = || cantor::plugin::neural_factory(Arc::new(ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap()));
-    let on = |timing, key: u8| NoteEvent::NoteOn { timing, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(key), velocity: 0.8 };
-    let off = |timing, key: u8| NoteEvent::NoteOff { timing, voice_id: VoiceID::Wildcard, channel: Channel::Number(0), key: Key::Number(key), velocity: 0.0 };
+    let factory = tiny_hierarchy();
     let take = |mode: ProcessMode| {
         let mut host = DirectHost::new(Cantor::with_source_factory(Some(factory())));
         assert!(host.activate(24_000.0, 480, mode));
@@ -521,14 +526,14 @@ fn continue_answers_the_players_phrase_at_the_next_bar_line_and_yields_to_them()
                 std::thread::sleep(due.saturating_sub(started.elapsed()));
             }
             if let Some(&(_, key)) = phrase.iter().find(|(b, _)| *b == i) {
-                host.push_event(on(0, key));
+                host.push_event(note_on(0, key));
             }
             if let Some(&(_, key)) = phrase.iter().find(|(b, _)| b + 10 == i) {
-                host.push_event(off(0, key));
+                host.push_event(note_off(0, key));
             }
             match i {
-                200 => host.push_event(on(0, 67)),
-                210 => host.push_event(off(0, 67)),
+                200 => host.push_event(note_on(0, 67)),
+                210 => host.push_event(note_off(0, 67)),
                 _ => {}
             }
             let (allocs, out) = process_counted(&mut host, 480);
@@ -601,9 +606,7 @@ fn continue_answers_the_players_phrase_at_the_next_bar_line_and_yields_to_them()
 #[test]
 fn stuck_notes_and_transport_jumps_neither_allocate_nor_stop_it() {
     let _alone = alone();
-    use cantor::model::pair::ModelPair;
-    let (codec, performer, score) = common::tiny_hierarchy_files();
-    let factory = || cantor::plugin::neural_factory(Arc::new(ModelPair::from_bytes(&codec, &performer).unwrap().with_score(&score).unwrap()));
+    let factory = tiny_hierarchy();
     for source in [1.0, 2.0] {
         let mut host = DirectHost::new(Cantor::with_source_factory(Some(factory())));
         assert!(host.activate(24_000.0, 480, ProcessMode::Offline));
