@@ -319,7 +319,7 @@ impl FrameSource for NeuralSource {
 
     fn render(&mut self, k: &KnobSnapshot, out: &mut Vec<f32>) -> Result<(), String> {
         let (knobs, sampling) = Self::knobs(k);
-        let bpm = if k.tempo_bpm.is_finite() { k.tempo_bpm.clamp(20.0, 400.0) as f64 } else { 120.0 };
+        let bpm = super::shared::played_bpm(k.tempo_bpm);
         let frame_rate = self.model.prior.cfg.frame_rate;
         if let Some(pos) = self.reset_position.take() {
             self.beats = pos as f64 / self.sample_rate() as f64 * bpm / 60.0;

@@ -36,6 +36,12 @@ impl Default for KnobSnapshot {
     }
 }
 
+/// The tempo the generator plays a tempo setting at, in beats a minute: within 20-400, 120 when
+/// it is not a number. The editor's bar lines count beats at the same tempo.
+pub fn played_bpm(bpm: f32) -> f64 {
+    if bpm.is_finite() { bpm.clamp(20.0, 400.0) as f64 } else { 120.0 }
+}
+
 /// Atomics shared by one engine's sides.
 pub struct EngineShared {
     /// Knobs: written by the plugin (`publish_knobs`), read by the generator and the reader.

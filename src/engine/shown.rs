@@ -84,13 +84,9 @@ struct Take {
     bar_beats: u32,
 }
 
-/// Tempo as the generator clamps it.
+/// Beats a second at tempo setting `bpm`, as the generator plays it.
 fn beats_per_second(bpm: f32) -> f64 {
-    if bpm.is_finite() {
-        bpm.clamp(20.0, 400.0) as f64 / 60.0
-    } else {
-        2.0
-    }
+    super::shared::played_bpm(bpm) / 60.0
 }
 
 impl ShownTap {
